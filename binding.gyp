@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "p2pdma",
+      "sources": [
+        "native/addon.cc",
+        "native/errors.cc",
+        "native/handle.cc",
+        "native/ioctl.cc",
+        "native/mmap.cc",
+        "native/memfd.cc",
+        "native/capabilities.cc"
+      ],
+      "dependencies": [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "_GNU_SOURCE"
+      ],
+      "cflags_cc": [ "-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter" ],
+      "libraries": [ "-ldl" ]
+    }
+  ]
+}

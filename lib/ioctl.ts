@@ -1,0 +1,245 @@
+/**
+ * ioctl(2): the generic entry point, `ioc` request encoders matching the
+ * kernel's `_IO/_IOR/_IOW/_IOWR` macros, and the table of request names used
+ * in error messages.
+ */
+import { invalidArgType, outOfRange, sysError, wrap } from './errors';
+import { Fd, type FdLike, hold, toFd } from './handle';
+import { native } from './native';
+
+/**
+ * An ioctl argument:
+ * - a Buffer, TypedArray or DataView: a pointer to its bytes (at its
+ *   byteOffset) is passed; the kernel reads and writes them in place;
+ * - a number (safe integer) or bigint (-2^63 .. 2^64-1): passed by value as
+ *   an unsigned long (negative values as two's complement);
+ * - undefined: 0 is passed.
+ */
+export type IoctlArg = ArrayBufferView | number | bigint | undefined;
+
+// ---------------------------------------------------------------------------
+// Request encoding
+
+interface IocLayout {
+  none: number;
+  write: number;
+  read: number;
+  sizeBits: number;
+  dirBits: number;
+}
+
+// include/uapi/asm-generic/ioctl.h, overridden by powerpc, mips and sparc.
+const GENERIC: IocLayout = { none: 0, write: 1, read: 2, sizeBits: 14, dirBits: 2 };
+const OLD_STYLE: IocLayout = { none: 1, write: 4, read: 2, sizeBits: 13, dirBits: 3 };
+const LAYOUT: IocLayout = ['ppc', 'ppc64', 'mips', 'mipsel', 'mips64el'].includes(process.arch) ? OLD_STYLE : GENERIC;
+const NR_SHIFT = 0;
+const TYPE_SHIFT = 8;
+const SIZE_SHIFT = 16;
+const DIR_SHIFT = SIZE_SHIFT + LAYOUT.sizeBits;
+
+function field(name: string, v: unknown, max: number): number {
+  let n: number;
+  if (typeof v === 'number') n = v;
+  else if (typeof v === 'bigint') n = v >= 0n && v <= BigInt(max) ? Number(v) : -1;
+  else if (typeof v === 'string' && name === 'type' && v.length === 1) n = v.charCodeAt(0);
+  else {
+    const expected = name === 'type' ? 'of type number, bigint or a one-character string' : 'of type number or bigint';
+    throw invalidArgType(name, expected, v, field);
+  }
+  if (!Number.isInteger(n) || n < 0 || n > max) throw outOfRange(name, `an integer >= 0 && <= ${max}`, v, field);
+  return n;
+}
+
+/** Request encoders and decoders, as the kernel's `<asm/ioctl.h>` macros. */
+export const ioc = {
+  /** Direction bits of this architecture. */
+  NONE: LAYOUT.none,
+  WRITE: LAYOUT.write,
+  READ: LAYOUT.read,
+  /** Largest argument size a request can encode. */
+  SIZE_MAX: 2 ** LAYOUT.sizeBits - 1,
+
+  /** `_IOC(dir, type, nr, size)`: always a non-negative u32 number. */
+  ioc(dir: number | bigint, type: number | bigint | string, nr: number | bigint, size: number | bigint): number {
+    const d = field('dir', dir, 2 ** LAYOUT.dirBits - 1);
+    const t = field('type', type, 0xff);
+    const n = field('nr', nr, 0xff);
+    const s = field('size', size, 2 ** LAYOUT.sizeBits - 1);
+    return d * 2 ** DIR_SHIFT + s * 2 ** SIZE_SHIFT + t * 2 ** TYPE_SHIFT + n * 2 ** NR_SHIFT;
+  },
+  /** `_IO(type, nr)` */
+  io(type: number | bigint | string, nr: number | bigint): number {
+    return ioc.ioc(LAYOUT.none, type, nr, 0);
+  },
+  /** `_IOR(type, nr, size)`: the kernel writes `size` bytes to the argument. */
+  ior(type: number | bigint | string, nr: number | bigint, size: number | bigint): number {
+    return ioc.ioc(LAYOUT.read, type, nr, size);
+  },
+  /** `_IOW(type, nr, size)`: the kernel reads `size` bytes from the argument. */
+  iow(type: number | bigint | string, nr: number | bigint, size: number | bigint): number {
+    return ioc.ioc(LAYOUT.write, type, nr, size);
+  },
+  /** `_IOWR(type, nr, size)` */
+  iowr(type: number | bigint | string, nr: number | bigint, size: number | bigint): number {
+    return ioc.ioc(LAYOUT.read | LAYOUT.write, type, nr, size);
+  },
+  /** `_IOC_DIR(request)` */
+  dir(request: number): number {
+    return Math.floor(request / 2 ** DIR_SHIFT) & (2 ** LAYOUT.dirBits - 1);
+  },
+  /** `_IOC_TYPE(request)` */
+  type(request: number): number {
+    return (request >>> TYPE_SHIFT) & 0xff;
+  },
+  /** `_IOC_NR(request)` */
+  nr(request: number): number {
+    return request & 0xff;
+  },
+  /** `_IOC_SIZE(request)` */
+  size(request: number): number {
+    return (request >>> SIZE_SHIFT) & (2 ** LAYOUT.sizeBits - 1);
+  },
+} as const;
+
+// ---------------------------------------------------------------------------
+// Known requests
+
+const POINTER_SIZE = ['arm64', 'x64', 'ppc64', 'riscv64', 's390x', 'loong64', 'mips64el'].includes(process.arch) ? 8 : 4;
+
+/** FIONREAD (`<asm/ioctls.h>`): bytes readable on a pipe, socket or tty. */
+function fionread(): number {
+  if (process.arch === 'ppc' || process.arch === 'ppc64') return ioc.ior('f', 127, 4);
+  if (process.arch.startsWith('mips')) return 0x467f;
+  return 0x541b;
+}
+
+/**
+ * Request numbers of the ioctls this package uses (uapi `linux/dma-buf.h`,
+ * `linux/dma-heap.h`, `linux/udmabuf.h`, `asm/ioctls.h`).
+ */
+export const requests = Object.freeze({
+  /** `struct dma_buf_sync { __u64 flags; }` */
+  DMA_BUF_IOCTL_SYNC: ioc.iow('b', 0, 8),
+  /** argument: pointer to a NUL-terminated name (<= 32 bytes) */
+  DMA_BUF_SET_NAME: ioc.iow('b', 1, POINTER_SIZE),
+  /** `struct dma_buf_export_sync_file { __u32 flags; __s32 fd; }` */
+  DMA_BUF_IOCTL_EXPORT_SYNC_FILE: ioc.iowr('b', 2, 8),
+  /** `struct dma_buf_import_sync_file { __u32 flags; __s32 fd; }` */
+  DMA_BUF_IOCTL_IMPORT_SYNC_FILE: ioc.iow('b', 3, 8),
+  /** `struct dma_heap_allocation_data { __u64 len; __u32 fd; __u32 fd_flags; __u64 heap_flags; }` */
+  DMA_HEAP_IOCTL_ALLOC: ioc.iowr('H', 0, 24),
+  /** `struct udmabuf_create { __u32 memfd; __u32 flags; __u64 offset; __u64 size; }` */
+  UDMABUF_CREATE: ioc.iow('u', 0x42, 24),
+  /** `struct udmabuf_create_list { __u32 flags; __u32 count; struct udmabuf_create_item list[]; }` */
+  UDMABUF_CREATE_LIST: ioc.iow('u', 0x43, 8),
+  /** `int *` */
+  FIONREAD: fionread(),
+});
+
+const NAMES = new Map<number, string>();
+
+/**
+ * Adds request names used in error messages (`request: 'DRM_IOCTL_VERSION'`).
+ * Modules with their own ioctls register them at load time.
+ */
+export function registerRequests(table: Readonly<Record<string, number>>): void {
+  for (const [name, value] of Object.entries(table)) {
+    if (!NAMES.has(value)) NAMES.set(value, name);
+  }
+}
+registerRequests(requests);
+
+/** The request's name if registered, else its hex value (`'0xc0184800'`). */
+export function requestName(request: number): string {
+  return NAMES.get(request) ?? `0x${request.toString(16).padStart(8, '0')}`;
+}
+
+// ---------------------------------------------------------------------------
+// ioctl
+
+const U32_MAX = 0xffffffff;
+const I64_MIN = -(2n ** 63n);
+const U64_MAX = 2n ** 64n - 1n;
+
+function toRequest(request: unknown, caller: Function): number {
+  if (typeof request === 'number') {
+    if (Number.isInteger(request) && request >= 0 && request <= U32_MAX) return request;
+    throw outOfRange('request', `an integer >= 0 && <= ${U32_MAX}`, request, caller);
+  }
+  if (typeof request === 'bigint') {
+    if (request >= 0n && request <= BigInt(U32_MAX)) return Number(request);
+    throw outOfRange('request', `>= 0n && <= ${U32_MAX}n`, request, caller);
+  }
+  throw invalidArgType('request', 'of type number or bigint', request, caller);
+}
+
+function checkNumberArg(arg: number, caller: Function): void {
+  if (!Number.isSafeInteger(arg)) {
+    throw outOfRange('arg', `a safe integer (pass larger values as bigint)`, arg, caller);
+  }
+}
+
+function toBigIntArg(arg: bigint, caller: Function): bigint {
+  if (arg < I64_MIN || arg > U64_MAX) throw outOfRange('arg', `>= ${I64_MIN}n && <= ${U64_MAX}n`, arg, caller);
+  return BigInt.asUintN(64, arg);
+}
+
+function badArg(arg: unknown, caller: Function): TypeError {
+  return invalidArgType('arg', 'of type number, bigint, undefined or an instance of Buffer, TypedArray or DataView', arg, caller);
+}
+
+/**
+ * ioctl(fd, request, arg): returns the ioctl's (non-negative) result, or
+ * throws a SystemError (`syscall: 'ioctl'`, `request: <name>`). Arguments are
+ * checked before the syscall: TypeError ERR_INVALID_ARG_TYPE / RangeError
+ * ERR_OUT_OF_RANGE.
+ */
+export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg): number {
+  // Fast path first: plain numbers need no allocation and no dispatch.
+  const n = typeof fd === 'number' && (fd | 0) === fd && fd >= 0 ? fd : toFd(fd, ioctl);
+  const req = typeof request === 'number' && request >>> 0 === request ? request : toRequest(request, ioctl);
+  let r: number;
+  if (typeof arg === 'object' && ArrayBuffer.isView(arg)) {
+    r = native.ioctlView(n, req, arg);
+  } else if (arg === undefined) {
+    r = native.ioctl(n, req);
+  } else if (typeof arg === 'number') {
+    checkNumberArg(arg, ioctl);
+    r = native.ioctl(n, req, arg);
+  } else if (typeof arg === 'bigint') {
+    r = native.ioctlBigInt(n, req, toBigIntArg(arg, ioctl));
+  } else {
+    throw badArg(arg, ioctl);
+  }
+  // Kernel convention: -4095..-1 is -errno; nothing else is an error.
+  if (r < 0 && r > -4096) throw sysError(-r, 'ioctl', { fd: n, request: requestName(req) }, ioctl);
+  return r;
+}
+
+/**
+ * ioctl on the libuv thread pool, for requests that block or take long
+ * (allocations, pinning, waits). The handle and the argument buffer stay
+ * referenced until the promise settles, and closing the handle meanwhile
+ * defers the close(2) until then. Rejects with the same SystemError as ioctl().
+ */
+export function ioctlAsync(fd: FdLike, request: number | bigint, arg?: IoctlArg): Promise<number> {
+  let n: number;
+  let req: number;
+  let a: IoctlArg;
+  try {
+    n = toFd(fd, ioctlAsync);
+    req = toRequest(request, ioctlAsync);
+    if (arg === undefined || (typeof arg === 'object' && ArrayBuffer.isView(arg))) a = arg;
+    else if (typeof arg === 'number') {
+      checkNumberArg(arg, ioctlAsync);
+      a = arg;
+    } else if (typeof arg === 'bigint') a = toBigIntArg(arg, ioctlAsync);
+    else throw badArg(arg, ioctlAsync);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  const handle = fd instanceof Fd ? fd : undefined;
+  const release = handle !== undefined ? hold(handle) : undefined;
+  const p = wrap(native.ioctlAsync(n, req, a, handle), { request: requestName(req) });
+  return release === undefined ? p : p.finally(release);
+}

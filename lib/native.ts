@@ -1,0 +1,73 @@
+/**
+ * Loads the native addon with node-gyp-build: `prebuilds/<platform>-<arch>/`
+ * (made by `prebuildify --napi --strip`) first, then `build/Release/`. When
+ * neither loads, throws one error that says what to run.
+ *
+ * This file also declares the addon's exports. They are internal: the
+ * public API wraps them (validation, errors, handles) in the other modules.
+ */
+import * as path from 'node:path';
+
+/** A native Mapping (native/mmap.cc). */
+export interface NativeMapping {
+  buffer(): ArrayBuffer;
+  address(): bigint;
+  /** true if this call unmapped, false if it was already unmapped. */
+  unmap(): boolean;
+  msync(flags: number): void;
+  msyncAsync(flags: number): Promise<void>;
+}
+
+export interface Binding {
+  /** close(fd) -> 0 or -errno. */
+  close(fd: number): number;
+  /** ioctl with the argument passed by value -> result or -errno. */
+  ioctl(fd: number, request: number, arg?: number): number;
+  ioctlBigInt(fd: number, request: number, arg: bigint): number;
+  /** ioctl with a pointer to the view's bytes -> result or -errno. */
+  ioctlView(fd: number, request: number, arg: ArrayBufferView): number;
+  /** Rejects with a native SysError; keeps `arg` and `keepAlive` referenced until settled. */
+  ioctlAsync(fd: number, request: number, arg: number | bigint | ArrayBufferView | undefined, keepAlive?: object): Promise<number>;
+  Mapping: new (fd: number, length: number, prot: number, flags: number, offset: number | bigint) => NativeMapping;
+  pageSize(): number;
+  /** Successful mmap/munmap calls made by the addon in this process. */
+  counters(): { mmap: number; munmap: number };
+  mmapConstants: Record<
+    | 'PROT_NONE' | 'PROT_READ' | 'PROT_WRITE' | 'PROT_EXEC'
+    | 'MAP_SHARED' | 'MAP_PRIVATE' | 'MAP_SHARED_VALIDATE' | 'MAP_ANONYMOUS' | 'MAP_FIXED'
+    | 'MAP_FIXED_NOREPLACE' | 'MAP_POPULATE' | 'MAP_LOCKED' | 'MAP_NORESERVE' | 'MAP_SYNC'
+    | 'MS_ASYNC' | 'MS_SYNC' | 'MS_INVALIDATE',
+    number
+  >;
+  /** memfd_create(name, flags) -> fd or -errno. */
+  memfdCreate(name: string, flags: number): number;
+  memfdConstants: Record<'MFD_CLOEXEC' | 'MFD_ALLOW_SEALING', number>;
+  /** dlopen(soname, RTLD_LAZY) then dlclose. */
+  dlprobe(soname: string): { ok: true; path?: string } | { ok: false; error: string };
+}
+
+/** The package root: lib/ and dist/ both sit one level below it. */
+export const packageRoot = path.resolve(__dirname, '..');
+
+function load(): Binding {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    return nodeGypBuild(packageRoot) as Binding;
+  } catch (cause) {
+    const err = new Error(
+      `p2pdma: could not load the native addon from ${packageRoot}.\n` +
+        `Neither prebuilds/${process.platform}-${process.arch}/ nor build/Release/ has a loadable p2pdma.node ` +
+        `for Node ${process.version} (${process.platform}-${process.arch}).\n` +
+        `To compile it, run in ${packageRoot}: npm run build  (needs python3, make and a C++ compiler)\n` +
+        `or, if install scripts were skipped: npm rebuild p2pdma\n` +
+        `Cause: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
+    (err as Error & { code: string }).code = 'ERR_P2PDMA_ADDON_LOAD';
+    throw err;
+  }
+}
+
+/** The addon, loaded once on first import. */
+export const native: Binding = load();

@@ -1,0 +1,19 @@
+// Module init: every native module adds its functions to `exports`.
+#include <napi.h>
+
+#include "modules.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  p2pdma::InitHandle(env, exports);
+  p2pdma::InitIoctl(env, exports);
+  p2pdma::InitMmap(env, exports);
+  p2pdma::InitMemfd(env, exports);
+  p2pdma::InitCapabilities(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(p2pdma, Init)

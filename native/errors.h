@@ -1,0 +1,29 @@
+// Errno helpers shared by every native module.
+//
+// Native code never formats error messages: it reports what failed (the
+// positive errno, the syscall and the fd) and the TypeScript layer
+// (lib/errors.ts) turns that into a Node-style Error with code, negative
+// errno, syscall, fd and request name.
+#pragma once
+
+#include <napi.h>
+
+namespace p2pdma {
+
+// A tiny error object: Error('errno <n>') with own properties
+// `sysErrno` (positive), `syscall` and, when fd >= 0, `fd`.
+// lib/errors.ts recognises it by the `sysErrno` property.
+Napi::Error SysError(Napi::Env env, int err, const char* syscall, int fd = -1);
+
+// Throws SysError as a C++ exception (NAPI_CPP_EXCEPTIONS is on).
+[[noreturn]] void ThrowSys(Napi::Env env, int err, const char* syscall, int fd = -1);
+
+// Argument guards for the few checks native code repeats after the TS layer
+// has already validated: they only stop a crash, the messages are terse.
+[[noreturn]] void ThrowType(Napi::Env env, const char* what);
+int32_t FdArg(const Napi::CallbackInfo& info, size_t i);
+uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i);
+// Accepts a non-negative safe-integer number or a bigint (u64).
+uint64_t U64Arg(const Napi::CallbackInfo& info, size_t i);
+
+}  // namespace p2pdma

@@ -1,0 +1,31 @@
+// memfd_create(2) behind lib/memfd.ts.
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "errors.h"
+#include "modules.h"
+
+namespace p2pdma {
+namespace {
+
+// memfdCreate(name, flags) -> fd or -errno.
+Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowType(env, "name");
+  std::string name = info[0].As<Napi::String>();
+  unsigned flags = U32Arg(info, 1);
+  int fd = ::memfd_create(name.c_str(), flags);
+  return Napi::Number::New(env, fd == -1 ? -errno : fd);
+}
+
+}  // namespace
+
+void InitMemfd(Napi::Env env, Napi::Object exports) {
+  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("MFD_CLOEXEC", Napi::Number::New(env, MFD_CLOEXEC));
+  c.Set("MFD_ALLOW_SEALING", Napi::Number::New(env, MFD_ALLOW_SEALING));
+  exports.Set("memfdConstants", c);
+}
+
+}  // namespace p2pdma

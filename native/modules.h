@@ -1,0 +1,14 @@
+// One Init per native module; native/addon.cc calls them all.
+#pragma once
+
+#include <napi.h>
+
+namespace p2pdma {
+
+void InitHandle(Napi::Env env, Napi::Object exports);
+void InitIoctl(Napi::Env env, Napi::Object exports);
+void InitMmap(Napi::Env env, Napi::Object exports);
+void InitMemfd(Napi::Env env, Napi::Object exports);
+void InitCapabilities(Napi::Env env, Napi::Object exports);
+
+}  // namespace p2pdma
