@@ -1,0 +1,46 @@
+# p2pdma: build the addon, the guest kernels and run the suites.
+# `make demo` is the flagship P2P flow in the guest; `make test` is what CI runs.
+
+CLI       := node dist/cli.js
+KERNEL    ?= baseline
+TOPOLOGY  ?= switch
+VMFLAGS   ?=
+
+.PHONY: all setup build kernel kernels vm-test vm-shell test host-test guest-test demo bench clean
+
+all: build
+
+setup:
+	scripts/setup.sh
+
+build: setup
+	npm run build --silent
+	npm run prebuild --silent
+
+# Both guest kernels: baseline (pristine 6.12) and patched with the DEBUG options.
+kernel kernels: setup
+	scripts/kernel/build.sh baseline
+	scripts/kernel/build.sh --debug patched
+
+host-test: build
+	npm test
+
+# The guest suite on one kernel/topology: make vm-test KERNEL=patched VMFLAGS=--debug
+vm-test: build
+	$(CLI) vm run --kernel $(KERNEL) --topology $(TOPOLOGY) $(VMFLAGS) -- scripts/guest-suite.sh
+
+vm-shell: build
+	$(CLI) vm shell --kernel $(KERNEL) --topology $(TOPOLOGY) $(VMFLAGS)
+
+# Everything, ending in one "N passed, N failed" line.
+test:
+	scripts/test-all.sh
+
+demo: build
+	$(CLI) vm run --kernel $(KERNEL) --topology $(TOPOLOGY) $(VMFLAGS) -- node scripts/demo.js
+
+bench: build
+	npm run bench --silent
+
+clean:
+	rm -rf build dist prebuilds .tap

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+/**
+ * p2pdma command line.
+ *
+ *   p2pdma vm run [options] -- <command...>   run a command in the test guest
+ *   p2pdma vm shell [options]                 interactive shell in the test guest
+ *   p2pdma kernel build [--debug] baseline|patched
+ */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { TOPOLOGIES, Topology } from './vm/qemu-args';
+import { PROJECT_DIR, runVm } from './vm/run';
+
+const USAGE = `usage:
+  p2pdma vm run [options] -- <command...>
+  p2pdma vm shell [options]
+  p2pdma kernel build [--debug] baseline|patched
+
+vm options:
+  --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached)
+  --debug                          the KASAN + lockdep + kmemleak build of a named kernel
+  --topology switch|host-bridge|none
+                                   where the two NVMe controllers sit (default: switch)
+  --accel auto|tcg|kvm             (default: auto = KVM only where a probe boot works)
+  --timeout SECONDS                kill the guest after this long (default: 900)
+  --memory MIB  --cpus N  --cmb MIB  --hugepages N
+  --env NAME=VALUE                 set in the guest (repeatable)
+  --rwdir DIR                      share a host directory read-write at the same path (repeatable)
+  --keep                           keep the results directory (console log, dmesg)
+`;
+
+function fail(message: string, status = 2): never {
+  process.stderr.write(`p2pdma: ${message}\n`);
+  process.exit(status);
+}
+
+function int(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) fail(`--${name} wants a positive integer, got '${value}'`);
+  return n;
+}
+
+async function vm(sub: string, argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      kernel: { type: 'string', default: 'baseline' },
+      debug: { type: 'boolean', default: false },
+      topology: { type: 'string', default: 'switch' },
+      accel: { type: 'string', default: 'auto' },
+      timeout: { type: 'string' },
+      memory: { type: 'string' },
+      cpus: { type: 'string' },
+      cmb: { type: 'string' },
+      hugepages: { type: 'string' },
+      env: { type: 'string', multiple: true, default: [] },
+      rwdir: { type: 'string', multiple: true, default: [] },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  const topology = values.topology as Topology;
+  if (!TOPOLOGIES.includes(topology)) fail(`--topology must be one of ${TOPOLOGIES.join(', ')}`);
+  if (!['auto', 'tcg', 'kvm'].includes(values.accel!)) fail('--accel must be auto, tcg or kvm');
+  const env: Record<string, string> = {};
+  for (const pair of values.env!) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) fail(`--env wants NAME=VALUE, got '${pair}'`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  const shell = sub === 'shell';
+  if (!shell && positionals.length === 0) fail(`vm run needs a command after --\n${USAGE}`);
+  const result = await runVm({
+    kernel: values.kernel!,
+    debug: values.debug,
+    topology,
+    accel: values.accel as 'auto' | 'tcg' | 'kvm',
+    command: positionals,
+    shell,
+    timeoutSec: int('timeout', values.timeout),
+    memoryMiB: int('memory', values.memory),
+    cpus: int('cpus', values.cpus),
+    cmbMiB: int('cmb', values.cmb),
+    hugepages: int('hugepages', values.hugepages),
+    env,
+    rwDirs: values.rwdir,
+    keep: values.keep,
+  });
+  if (result.ok) return 0;
+  return result.exitCode && result.exitCode > 0 ? result.exitCode : 1;
+}
+
+function kernel(argv: string[]): number {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { debug: { type: 'boolean', default: false } },
+  });
+  if (positionals[0] !== 'build' || !['baseline', 'patched'].includes(positionals[1])) fail(USAGE);
+  const script = path.join(PROJECT_DIR, 'scripts', 'kernel', 'build.sh');
+  const r = spawnSync(script, [...(values.debug ? ['--debug'] : []), positionals[1]], { stdio: 'inherit' });
+  return r.status ?? 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [group, sub, ...rest] = argv;
+  if (group === 'vm' && (sub === 'run' || sub === 'shell')) return vm(sub, rest);
+  if (group === 'kernel') return kernel([sub, ...rest].filter((a) => a !== undefined));
+  if (group === '--help' || group === '-h' || group === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  return fail(USAGE);
+}
+
+main(process.argv.slice(2)).then(
+  (status) => process.exit(status),
+  (err: Error) => fail(err.message, 1),
+);

@@ -1,0 +1,117 @@
+/**
+ * The QEMU command line of the test guest, as a pure function so the host
+ * suite can check it without booting anything.
+ */
+
+/**
+ * Where the two NVMe controllers sit, which decides the P2P map type the
+ * guest's p2pdma code computes between them:
+ * - `switch`: behind one PCIe switch -> BUS_ADDR
+ * - `host-bridge`: on the root complex, AMD family 23 CPU -> THRU_HOST_BRIDGE
+ * - `none`: on the root complex, default CPU -> NOT_SUPPORTED
+ */
+export type Topology = 'switch' | 'host-bridge' | 'none';
+export const TOPOLOGIES: readonly Topology[] = ['switch', 'host-bridge', 'none'];
+
+/** The map type each topology should produce (names as in the kernel's enum). */
+export const EXPECTED_MAP_TYPE: Record<Topology, string> = {
+  switch: 'BUS_ADDR',
+  'host-bridge': 'THRU_HOST_BRIDGE',
+  none: 'NOT_SUPPORTED',
+};
+
+export interface QemuArgsOptions {
+  kernel: string;
+  /** Absolute path of scripts/vm/init inside the shared root. */
+  init: string;
+  /** Host directory shared read-write as the guest's results channel. */
+  resultsDir: string;
+  /** Host directory of the project, shared read-only. */
+  projectDir: string;
+  /** Raw NVMe namespace images, one per controller. */
+  nvmeImages: [string, string];
+  topology: Topology;
+  accel: 'tcg' | 'kvm';
+  memoryMiB: number;
+  cpus: number;
+  /** CMB size per NVMe controller; QEMU wants a power of two, Linux >= 2. */
+  cmbMiB: number;
+  /** 2 MiB huge pages reserved at boot (udmabuf on hugetlb memfds). */
+  hugepages: number;
+  /** Host directories shared read-write, mounted at the same path in the guest. */
+  rwDirs?: string[];
+  /** Extra kernel command line words. */
+  append?: string[];
+  /** Extra QEMU arguments, appended last. */
+  extra?: string[];
+}
+
+export function qemuArgs(o: QemuArgsOptions): string[] {
+  if (!(o.cmbMiB >= 2 && (o.cmbMiB & (o.cmbMiB - 1)) === 0)) {
+    throw new RangeError(`cmbMiB must be a power of two >= 2, got ${o.cmbMiB}`);
+  }
+  const cmdline = [
+    'console=ttyS0',
+    'root=hostroot',
+    'rootfstype=9p',
+    'rootflags=trans=virtio,version=9p2000.L,msize=512000',
+    'ro',
+    `init=${o.init}`,
+    'panic=-1',
+    // Keep the whole CMB as p2pmem instead of I/O submission queues.
+    'nvme.use_cmb_sqes=0',
+    `hugepages=${o.hugepages}`,
+    ...(o.append ?? []),
+  ];
+  const args = [
+    '-M', 'q35',
+    '-accel', o.accel,
+    '-cpu', o.topology === 'host-bridge' ? 'qemu64,family=23' : 'qemu64',
+    '-m', `${o.memoryMiB}M`,
+    '-smp', String(o.cpus),
+    '-nodefaults', '-no-user-config', '-no-reboot',
+    '-display', 'none',
+    '-kernel', o.kernel,
+    '-append', cmdline.join(' '),
+    // Kernel console to a file; the host scans it for splats.
+    '-serial', `file:${o.resultsDir}/console.log`,
+    // The job's own output, streamed live on QEMU's stdout.
+    '-chardev', 'stdio,id=job,signal=off',
+    '-device', 'virtio-serial-pci',
+    '-device', 'virtconsole,chardev=job',
+    ...share('hostroot', '/', true),
+    ...share('project', o.projectDir, true),
+    ...share('results', o.resultsDir, false),
+    ...(o.rwDirs ?? []).flatMap((dir, i) => share(`rw${i}`, dir, false)),
+    // restrict=on: the guest NIC exists for rxe and reaches nothing outside.
+    '-netdev', 'user,id=n0,restrict=on',
+    '-device', 'virtio-net-pci,netdev=n0',
+    // A RAM-backed BAR without struct pages, for the BAR exporter.
+    '-object', 'memory-backend-ram,id=ivshmem,size=16M',
+    '-device', 'ivshmem-plain,memdev=ivshmem',
+  ];
+  if (o.topology === 'switch') {
+    args.push(
+      '-device', 'pcie-root-port,id=rp0,chassis=1,slot=1',
+      '-device', 'x3130-upstream,id=up0,bus=rp0',
+      '-device', 'xio3130-downstream,id=dn0,bus=up0,chassis=2,slot=0',
+      '-device', 'xio3130-downstream,id=dn1,bus=up0,chassis=3,slot=1',
+    );
+  }
+  o.nvmeImages.forEach((image, i) => {
+    const bus = o.topology === 'switch' ? `,bus=dn${i}` : '';
+    args.push(
+      '-drive', `file=${image},if=none,id=nvm${i},format=raw`,
+      '-device', `nvme,serial=p2pdma${i},drive=nvm${i},cmb_size_mb=${o.cmbMiB}${bus}`,
+    );
+  });
+  return [...args, ...(o.extra ?? [])];
+}
+
+function share(tag: string, dir: string, readonly: boolean): string[] {
+  const ro = readonly ? ',readonly=on' : '';
+  return [
+    '-fsdev', `local,id=fs_${tag},path=${dir},security_model=none,multidevs=remap${ro}`,
+    '-device', `virtio-9p-pci,fsdev=fs_${tag},mount_tag=${tag}`,
+  ];
+}

@@ -1,0 +1,193 @@
+/**
+ * Run one command (or an interactive shell) in the p2pdma test guest: the
+ * host's root shared read-only, two NVMe controllers with CMBs in a chosen
+ * topology, soft-RoCE, vgem, udmabuf and dma-heaps. The guest command's exit
+ * status becomes ours; a timeout, a panic or any kernel splat is a failure.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { chooseAccel, Accel } from './accel';
+import { qemuArgs, Topology } from './qemu-args';
+import { findSplats, Splat } from './splats';
+
+export const PROJECT_DIR = path.resolve(__dirname, '..', '..');
+export const CACHE_DIR = process.env.P2PDMA_CACHE ?? path.join(os.homedir(), '.cache', 'p2pdma');
+
+export type KernelName = 'baseline' | 'patched';
+
+export interface VmOptions {
+  /** 'baseline', 'patched' (built and cached on demand) or a bzImage path. */
+  kernel: KernelName | string;
+  /** Build and boot the KASAN + lockdep + kmemleak variant of a named kernel. */
+  debug?: boolean;
+  topology?: Topology;
+  /** 'auto' boots with KVM only where a probe proved it works. */
+  accel?: Accel | 'auto';
+  /** Command and arguments to run in the guest; ignored by a shell. */
+  command?: string[];
+  shell?: boolean;
+  /** Guest working directory; defaults to the current one. */
+  cwd?: string;
+  timeoutSec?: number;
+  memoryMiB?: number;
+  cpus?: number;
+  cmbMiB?: number;
+  hugepages?: number;
+  /** Host directories the guest may write, at the same paths (results, reports). */
+  rwDirs?: string[];
+  /** Environment variables to set in the guest. */
+  env?: Record<string, string>;
+  /** Keep the results directory even when the run passed. */
+  keep?: boolean;
+  /** Where the guest's output goes (default: this process's stdout). */
+  output?: NodeJS.WritableStream;
+  /** Progress lines of the harness itself (default: stderr). */
+  log?: (line: string) => void;
+}
+
+export interface VmResult {
+  ok: boolean;
+  /** The guest command's exit status, or null when the guest never reported one. */
+  exitCode: number | null;
+  /** Why the run failed, when it did. */
+  reason?: string;
+  splats: Splat[];
+  timedOut: boolean;
+  kernel: string;
+  accel: Accel;
+  seconds: number;
+  /** Console log, dmesg, kmemleak report and QEMU's stderr (removed on success unless keep). */
+  resultsDir: string;
+}
+
+/** Resolve a kernel name to a bzImage, building it (or hitting the cache) first. */
+export function resolveKernel(kernel: string, debug: boolean, log: (l: string) => void): string {
+  if (kernel !== 'baseline' && kernel !== 'patched') {
+    if (!fs.existsSync(kernel)) throw new Error(`kernel image not found: ${kernel}`);
+    return path.resolve(kernel);
+  }
+  const script = path.join(PROJECT_DIR, 'scripts', 'kernel', 'build.sh');
+  const args = [...(debug ? ['--debug'] : []), '--print-path', kernel];
+  log(`kernel: ${kernel}${debug ? ' (debug)' : ''}`);
+  const r = spawnSync(script, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`building the ${kernel} kernel failed (${script} ${args.join(' ')})`);
+  return path.join(r.stdout.trim(), 'bzImage');
+}
+
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+export async function runVm(o: VmOptions): Promise<VmResult> {
+  const log = o.log ?? ((l: string) => process.stderr.write(`[vm] ${l}\n`));
+  const started = Date.now();
+  const kernel = resolveKernel(o.kernel, o.debug ?? false, log);
+  const topology = o.topology ?? 'switch';
+  const accelChoice = o.accel && o.accel !== 'auto'
+    ? { accel: o.accel, reason: 'requested' }
+    : chooseAccel(kernel, CACHE_DIR);
+  const cwd = path.resolve(o.cwd ?? process.cwd());
+  if (!o.shell && !o.command?.length) throw new TypeError('a command to run in the guest is required');
+
+  const resultsDir = fs.mkdtempSync(path.join(process.env.P2PDMA_VM_TMP ?? os.tmpdir(), 'p2pdma-vm-'));
+  const nvmeImages: [string, string] = [0, 1].map((i) => {
+    const image = path.join(resultsDir, `nvme${i}.img`);
+    fs.closeSync(fs.openSync(image, 'w'));
+    fs.truncateSync(image, 256 << 20);
+    return image;
+  }) as [string, string];
+
+  const rwDirs = (o.rwDirs ?? []).map((d) => path.resolve(d));
+  for (const d of rwDirs) {
+    if (!fs.statSync(d, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--rwdir ${d} is not a directory`);
+  }
+  const env: Record<string, string> = {
+    P2PDMA_RWDIRS: rwDirs.join('\n'),
+    P2PDMA_REPO: PROJECT_DIR,
+    P2PDMA_CWD: cwd,
+    P2PDMA_MODE: o.shell ? 'shell' : 'run',
+    P2PDMA_TOPOLOGY: topology,
+    P2PDMA_KERNEL: o.kernel === 'baseline' || o.kernel === 'patched' ? o.kernel : 'custom',
+    P2PDMA_DEBUG_KERNEL: o.debug ? '1' : '0',
+    P2PDMA_TERM: process.env.TERM ?? 'dumb',
+    ...o.env,
+  };
+  fs.writeFileSync(
+    path.join(resultsDir, 'job.env'),
+    Object.entries(env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join(''),
+  );
+  fs.writeFileSync(path.join(resultsDir, 'job.sh'), `${(o.command ?? []).map(shellQuote).join(' ')}\n`);
+
+  const args = qemuArgs({
+    kernel,
+    init: path.join(PROJECT_DIR, 'scripts', 'vm', 'init'),
+    resultsDir,
+    projectDir: PROJECT_DIR,
+    nvmeImages,
+    topology,
+    accel: accelChoice.accel,
+    memoryMiB: o.memoryMiB ?? 2048,
+    cpus: o.cpus ?? 2,
+    cmbMiB: o.cmbMiB ?? 64,
+    hugepages: o.hugepages ?? 16,
+    rwDirs,
+  });
+  log(`booting ${path.basename(path.dirname(kernel))} on ${accelChoice.accel} (${accelChoice.reason}), topology ${topology}`);
+
+  const timeoutSec = o.timeoutSec ?? 900;
+  const qemuStderr = fs.openSync(path.join(resultsDir, 'qemu.stderr'), 'w');
+  const child = spawn('qemu-system-x86_64', args, {
+    stdio: [o.shell ? 'inherit' : 'ignore', o.shell ? 'inherit' : 'pipe', qemuStderr],
+  });
+  if (!o.shell) child.stdout!.pipe(o.output ?? process.stdout, { end: false });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutSec * 1000);
+  const qemuStatus = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code));
+  }).finally(() => {
+    clearTimeout(timer);
+    fs.closeSync(qemuStderr);
+  });
+
+  const read = (name: string) => {
+    try {
+      return fs.readFileSync(path.join(resultsDir, name), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const rcText = read('rc').trim();
+  const exitCode = rcText === '' ? null : Number(rcText);
+  const consoleLog = read('console.log');
+  const splats = [...findSplats(consoleLog), ...findSplats(read('kmemleak'))];
+
+  let reason: string | undefined;
+  if (timedOut) reason = `the guest did not finish within ${timeoutSec} s`;
+  else if (exitCode === null) {
+    const panic = /Kernel panic - .*/.exec(consoleLog);
+    reason = panic
+      ? `the guest kernel panicked: ${panic[0]}`
+      : `the guest reported no exit status (QEMU exited with ${qemuStatus}: ${read('qemu.stderr').trim() || 'no message'})`;
+  } else if (exitCode !== 0) reason = `the guest command exited with status ${exitCode}`;
+  else if (splats.length) reason = `the guest kernel reported ${splats.length} problem(s): ${splats[0].text}`;
+
+  const ok = reason === undefined;
+  const seconds = (Date.now() - started) / 1000;
+  if (!ok) {
+    log(`FAILED: ${reason}`);
+    const tail = consoleLog.trimEnd().split('\n').slice(-40).join('\n');
+    if (splats.length || exitCode === null) log(`kernel console (last lines):\n${tail}`);
+    log(`kept ${resultsDir} (console.log, dmesg, kmemleak, qemu.stderr)`);
+  } else {
+    log(`guest command passed in ${seconds.toFixed(1)} s`);
+  }
+  for (const image of nvmeImages) fs.rmSync(image, { force: true });
+  if (ok && !o.keep) fs.rmSync(resultsDir, { recursive: true, force: true });
+  return { ok, exitCode, reason, splats, timedOut, kernel, accel: accelChoice.accel, seconds, resultsDir };
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Build a guest kernel from Debian's linux-source-6.12, cached outside the clone.
+#
+#   scripts/kernel/build.sh [--debug] [--print-path] baseline|patched
+#
+# baseline: pristine source; patched: kernel-patches/series applied.
+# The result lands in $P2PDMA_CACHE/kernel/<variant>-<key>/ where key hashes the
+# source version, the patches, the config fragments and this script, so a
+# second run is a cache hit. Only progress lines go to stdout; the full make
+# output is kept in build.log beside the image.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${P2PDMA_CACHE:-$HOME/.cache/p2pdma}
+tarball=/usr/src/linux-source-6.12.tar.xz
+jobs=${P2PDMA_JOBS:-$(($(nproc) + 1))}
+# Bump when a change here changes what gets built (part of the cache key).
+recipe=1
+
+debug=0 print_path=0 variant=
+for arg in "$@"; do
+	case $arg in
+	--debug) debug=1 ;;
+	--print-path) print_path=1 ;;
+	baseline|patched) variant=$arg ;;
+	*) echo "usage: $0 [--debug] [--print-path] baseline|patched" >&2; exit 2 ;;
+	esac
+done
+[ -n "$variant" ] || { echo "usage: $0 [--debug] [--print-path] baseline|patched" >&2; exit 2; }
+name=$variant
+[ $debug = 1 ] && name=$variant-debug
+
+start=$SECONDS
+say() { printf '[kernel %s %3ds] %s\n' "$name" $((SECONDS - start)) "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+[ -r "$tarball" ] || die "$tarball missing: run 'make setup' (apt-get install linux-source-6.12)"
+src_version=$(dpkg-query -W -f='${Version}' linux-source-6.12)
+
+patches=()
+if [ "$variant" = patched ]; then
+	while read -r line; do
+		line=${line%%#*}
+		line=${line//[[:space:]]/}
+		[ -n "$line" ] && patches+=("$repo/kernel-patches/$line")
+	done < "$repo/kernel-patches/series"
+fi
+fragments=("$here/p2pdma.config")
+[ $debug = 1 ] && fragments+=("$here/debug.config")
+
+key=$( {
+	echo "recipe $recipe, $src_version"
+	for f in "${fragments[@]}"; do echo "== $f"; cat "$f"; done
+	for p in ${patches[@]+"${patches[@]}"}; do echo "== $p"; cat "$p"; done
+} | sha256sum | cut -c1-16)
+out=$cache/kernel/$name-$key
+
+if [ -f "$out/bzImage" ]; then
+	[ $print_path = 1 ] && echo "$out"
+	say "cached: $out"
+	exit 0
+fi
+
+# One git repo of the pristine tarball; one worktree and one object dir per
+# variant, so switching patches only rebuilds what the patches touch.
+gitsrc=$cache/src/linux
+if ! git -C "$gitsrc" rev-parse -q --verify pristine >/dev/null 2>&1; then
+	say "unpacking $tarball ($src_version)"
+	rm -rf "$cache/src"
+	mkdir -p "$cache/src"
+	tar -C "$cache/src" -xf "$tarball"
+	mv "$cache/src/linux-source-6.12" "$gitsrc"
+	say "recording pristine source in git"
+	g() { git -C "$gitsrc" -c user.name=p2pdma -c user.email=p2pdma@localhost "$@"; }
+	g init -q
+	g add -f -A .
+	g commit -qm "linux-source-6.12 $src_version (Debian tarball)"
+	# Debian's .gitignore ignores every top-level path; new files must show.
+	head -n -6 "$gitsrc/.gitignore" > "$gitsrc/.gitignore.new"
+	mv "$gitsrc/.gitignore.new" "$gitsrc/.gitignore"
+	g commit -qam "gitignore: drop Debian's top-level ignore-all"
+	g tag pristine
+fi
+
+tree=$cache/tree/$name
+obj=$cache/obj/$name
+if [ ! -d "$tree" ]; then
+	git -C "$gitsrc" worktree prune
+	git -C "$gitsrc" worktree add -q --detach "$tree" pristine
+fi
+say "source: pristine + ${#patches[@]} patches"
+git -C "$tree" checkout -q -f --detach pristine
+git -C "$tree" clean -q -fdx
+for p in ${patches[@]+"${patches[@]}"}; do
+	git -C "$tree" apply --index "$p" 2>&1 >&2 ||
+		die "patch does not apply: ${p#$repo/}"
+done
+
+mkdir -p "$obj" "$out.tmp"
+log=$out.tmp/build.log
+: > "$log"
+say "config: x86_64_defconfig + kvm_guest.config + ${fragments[*]##*/}"
+{
+	make -C "$tree" O="$obj" x86_64_defconfig kvm_guest.config
+	"$tree/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${fragments[@]}"
+	make -C "$tree" O="$obj" olddefconfig
+} >> "$log" 2>&1 || die "configuration failed, see $log"
+
+# merge_config only warns when Kconfig drops a symbol; make that an error.
+missing=0
+for f in "${fragments[@]}"; do
+	while IFS= read -r line; do
+		case $line in
+		CONFIG_*=n) sym=${line%%=*}
+			grep -qx "$sym=[ym].*" "$obj/.config" && { say "config: $sym is set, wanted off"; missing=1; } ;;
+		CONFIG_*=*) grep -qxF "$line" "$obj/.config" || { say "config: $line did not stick"; missing=1; } ;;
+		esac
+	done < "$f"
+done
+[ $missing = 0 ] || die "config fragment not honoured (dependencies?), see $obj/.config"
+
+say "building bzImage with -j$jobs (log: $log)"
+make -C "$tree" O="$obj" -j"$jobs" bzImage >> "$log" 2>&1 &
+pid=$!
+while kill -0 $pid 2>/dev/null; do
+	sleep 30
+	kill -0 $pid 2>/dev/null || break
+	say "compiling: $(grep -c '^  CC ' "$log" || true) objects so far"
+done
+wait $pid || { tail -n 30 "$log" >&2; die "build failed, see $log"; }
+
+say "installing uapi headers"
+make -C "$tree" O="$obj" headers_install INSTALL_HDR_PATH="$out.tmp/headers" >> "$log" 2>&1 ||
+	die "headers_install failed, see $log"
+cp "$obj/arch/x86/boot/bzImage" "$obj/.config" "$out.tmp/"
+cp "$obj/System.map" "$out.tmp/"
+{
+	echo "variant=$name"
+	echo "source=linux-source-6.12 $src_version"
+	echo "patches=${#patches[@]}"
+	echo "key=$key"
+	echo "built=$(date -u +%FT%TZ)"
+	echo "seconds=$((SECONDS - start))"
+} > "$out.tmp/build-info"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+ln -sfn "$(basename "$out")" "$cache/kernel/$name"
+say "done: $out/bzImage"
+[ $print_path = 1 ] && echo "$out"
+exit 0
