@@ -1,0 +1,130 @@
+// The harness's pure parts: the QEMU command line per topology, kernel splat
+// detection, and the TAP counting behind the CI summary line.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { qemuArgs, QemuArgsOptions, EXPECTED_MAP_TYPE, TOPOLOGIES } from '../lib/vm/qemu-args';
+import { findSplats } from '../lib/vm/splats';
+
+const base: QemuArgsOptions = {
+  kernel: '/k/bzImage',
+  init: '/repo/scripts/vm/init',
+  resultsDir: '/r',
+  projectDir: '/repo',
+  nvmeImages: ['/r/nvme0.img', '/r/nvme1.img'],
+  topology: 'switch',
+  accel: 'tcg',
+  memoryMiB: 2048,
+  cpus: 2,
+  cmbMiB: 64,
+  hugepages: 16,
+};
+
+function valueOf(args: string[], flag: string): string[] {
+  return args.flatMap((a, i) => (args[i - 1] === flag ? [a] : []));
+}
+
+t.test('switch topology puts both NVMe controllers behind one PCIe switch', async (t) => {
+  const args = qemuArgs(base);
+  const devices = valueOf(args, '-device');
+  t.ok(devices.includes('x3130-upstream,id=up0,bus=rp0'));
+  t.equal(devices.filter((d) => d.startsWith('xio3130-downstream')).length, 2);
+  t.ok(devices.includes('nvme,serial=p2pdma0,drive=nvm0,cmb_size_mb=64,bus=dn0'));
+  t.ok(devices.includes('nvme,serial=p2pdma1,drive=nvm1,cmb_size_mb=64,bus=dn1'));
+  t.same(valueOf(args, '-cpu'), ['qemu64']);
+});
+
+t.test('host-bridge topology uses an AMD family 23 CPU and the root complex', async (t) => {
+  const args = qemuArgs({ ...base, topology: 'host-bridge' });
+  t.same(valueOf(args, '-cpu'), ['qemu64,family=23']);
+  t.notOk(args.some((a) => a.includes('x3130')), 'no switch');
+  t.ok(valueOf(args, '-device').includes('nvme,serial=p2pdma0,drive=nvm0,cmb_size_mb=64'));
+});
+
+t.test('none topology uses the default CPU on the root complex', async (t) => {
+  const args = qemuArgs({ ...base, topology: 'none' });
+  t.same(valueOf(args, '-cpu'), ['qemu64']);
+  t.notOk(args.some((a) => a.includes('x3130')));
+});
+
+t.test('every topology names its expected map type', async (t) => {
+  t.same(TOPOLOGIES.map((x) => EXPECTED_MAP_TYPE[x]), ['BUS_ADDR', 'THRU_HOST_BRIDGE', 'NOT_SUPPORTED']);
+});
+
+t.test('kernel command line keeps the CMB for p2pmem and boots our init over 9p', async (t) => {
+  const [append] = valueOf(qemuArgs(base), '-append');
+  for (const word of ['nvme.use_cmb_sqes=0', 'root=hostroot', 'rootfstype=9p', 'init=/repo/scripts/vm/init', 'hugepages=16', 'panic=-1']) {
+    t.ok(append.split(' ').includes(word), word);
+  }
+});
+
+t.test('shares: host root and project read-only, results and rwdirs writable', async (t) => {
+  const fsdevs = valueOf(qemuArgs({ ...base, rwDirs: ['/out'] }), '-fsdev');
+  t.match(fsdevs[0], /path=\/,.*readonly=on/);
+  t.match(fsdevs[1], /path=\/repo,.*readonly=on/);
+  t.notMatch(fsdevs[2], /readonly/);
+  t.match(fsdevs[3], /id=fs_rw0,path=\/out,/);
+  t.notMatch(fsdevs[3], /readonly/);
+});
+
+t.test('guest NIC is restricted and ivshmem has a 16 MiB RAM BAR', async (t) => {
+  const args = qemuArgs(base);
+  t.ok(valueOf(args, '-netdev').includes('user,id=n0,restrict=on'));
+  t.ok(valueOf(args, '-object').includes('memory-backend-ram,id=ivshmem,size=16M'));
+  t.ok(valueOf(args, '-device').includes('ivshmem-plain,memdev=ivshmem'));
+});
+
+t.test('CMB size must be a power of two of at least 2 MiB', async (t) => {
+  t.throws(() => qemuArgs({ ...base, cmbMiB: 3 }), RangeError);
+  t.throws(() => qemuArgs({ ...base, cmbMiB: 1 }), RangeError);
+  t.doesNotThrow(() => qemuArgs({ ...base, cmbMiB: 2 }));
+});
+
+t.test('splats: KASAN, lockdep, WARN, BUG, panic and kmemleak are found', async (t) => {
+  const log = [
+    '[    1.0] nvme nvme0: pci function 0000:02:00.0',
+    '[    2.0] BUG: KASAN: slab-use-after-free in vma_p2p_release+0x1/0x2',
+    '[    3.0] WARNING: possible circular locking dependency detected',
+    '[    4.0] WARNING: CPU: 0 PID: 1 at mm/vma_p2p.c:10 foo+0x1/0x2',
+    '[    5.0] kernel BUG at mm/gup.c:100!',
+    '[    6.0] Kernel panic - not syncing: Attempted to kill init!',
+    'unreferenced object 0xffff888000000000 (size 64):',
+  ].join('\n');
+  t.same(findSplats(log).map((s) => s.line), [2, 3, 4, 5, 6, 7]);
+});
+
+t.test('splats: a clean boot log has none', async (t) => {
+  const log = '[0.0] Linux version 6.12.117\n[1.0] rxe0: added eth0\n[2.0] Run /init as init process';
+  t.same(findSplats(log), []);
+});
+
+t.test('tap summary counts tests per file and a crashed file as a failure', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'p2pdma-summary-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const good = path.join(dir, 'good.tap');
+  fs.writeFileSync(good, [
+    'TAP version 14',
+    '# Subtest: test/a.test.ts',
+    '    # Subtest: one',
+    '        ok 1 - should be equal',
+    '        1..1',
+    '    ok 1 - one # time=1ms',
+    '    ok 2 - two # SKIP needs a GPU',
+    '    ok 3 - three # time=1ms',
+    '    1..3',
+    'ok 1 - test/a.test.ts # time=10ms',
+    '# Subtest: test/b.test.ts',
+    '    1..0',
+    'not ok 2 - test/b.test.ts # time=10ms',
+    '1..2',
+  ].join('\n'));
+  const script = path.join(__dirname, '..', 'scripts', 'tap-summary.mjs');
+  const r = spawnSync(process.execPath, [script, `host=${good}`, `guest=${path.join(dir, 'missing.tap')}`], { encoding: 'utf8' });
+  t.equal(r.status, 1, 'failures make the summary exit non-zero');
+  const lines = r.stdout.trim().split('\n');
+  t.equal(lines.at(-1), '2 passed, 2 failed, 1 skipped');
+  t.ok(lines.includes('suite host: passed 2, failed 1, skipped 1'));
+  t.ok(lines.includes('suite guest: passed 0, failed 1, skipped 0'));
+});
