@@ -5,6 +5,6 @@
 set -u
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || set -- test/guest/*.test.ts
-args=(--disable-coverage --allow-empty-coverage --timeout=300)
+args=(--reporter=base --no-color --disable-coverage --allow-empty-coverage --timeout=300)
 [ -n "${P2PDMA_TAP_OUT:-}" ] && args+=(--output-file "$P2PDMA_TAP_OUT")
 exec node_modules/.bin/tap "${args[@]}" "$@"

@@ -1,11 +1,9 @@
 // The devices the harness promises inside the guest are really there.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { inGuest, NOT_IN_GUEST, nvmeControllers, readSysfs } from './helpers';
+import { guest, nvmeControllers, readSysfs } from './helpers';
 
-if (!inGuest) t.plan(0, NOT_IN_GUEST);
-
-t.test('two NVMe controllers each publish a 64 MiB CMB as p2pmem', async (t) => {
+t.test('two NVMe controllers each publish a 64 MiB CMB as p2pmem', guest, async (t) => {
   const ctrls = nvmeControllers();
   t.equal(ctrls.length, 2, 'two controllers');
   for (const c of ctrls) {
@@ -17,12 +15,12 @@ t.test('two NVMe controllers each publish a 64 MiB CMB as p2pmem', async (t) => 
   }
 });
 
-t.test('udmabuf and the system dma-heap exist', async (t) => {
+t.test('udmabuf and the system dma-heap exist', guest, async (t) => {
   t.ok(fs.statSync('/dev/udmabuf').isCharacterDevice());
   t.ok(fs.statSync('/dev/dma_heap/system').isCharacterDevice());
 });
 
-t.test('vgem provides a DRM card and render node', async (t) => {
+t.test('vgem provides a DRM card and render node', guest, async (t) => {
   const nodes = fs.readdirSync('/dev/dri');
   t.ok(nodes.includes('card0'), 'card0');
   t.ok(nodes.includes('renderD128'), 'renderD128');
@@ -30,18 +28,18 @@ t.test('vgem provides a DRM card and render node', async (t) => {
   t.match(driver, /\/vgem$/, 'render node belongs to vgem');
 });
 
-t.test('soft-RoCE rxe0 is ACTIVE on eth0', async (t) => {
+t.test('soft-RoCE rxe0 is ACTIVE on eth0', guest, async (t) => {
   t.equal(readSysfs('/sys/class/infiniband/rxe0/ports/1/state'), '4: ACTIVE');
   t.equal(readSysfs('/sys/class/infiniband/rxe0/parent'), 'eth0');
 });
 
-t.test('huge pages are reserved for hugetlb-backed udmabufs', async (t) => {
+t.test('huge pages are reserved for hugetlb-backed udmabufs', guest, async (t) => {
   const meminfo = fs.readFileSync('/proc/meminfo', 'utf8');
   const total = Number(/HugePages_Total:\s+(\d+)/.exec(meminfo)?.[1]);
   t.ok(total >= 8, `HugePages_Total ${total} >= 8`);
 });
 
-t.test('the ivshmem-plain BAR device is present', async (t) => {
+t.test('the ivshmem-plain BAR device is present', guest, async (t) => {
   const found = fs.readdirSync('/sys/bus/pci/devices').some((bdf) => {
     const dev = `/sys/bus/pci/devices/${bdf}`;
     return readSysfs(`${dev}/vendor`) === '0x1af4' && readSysfs(`${dev}/device`) === '0x1110';

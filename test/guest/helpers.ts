@@ -10,7 +10,8 @@ export const inGuest = process.env.P2PDMA_GUEST === '1';
 export const topology = process.env.P2PDMA_TOPOLOGY ?? 'switch';
 /** 'baseline' (pristine 6.12) or 'patched' (kernel-patches/series applied). */
 export const kernel = process.env.P2PDMA_KERNEL ?? 'baseline';
-export const NOT_IN_GUEST = 'runs only in the p2pdma guest (make vm-test)';
+/** Test options for guest-only tests: skipped, with the reason, anywhere else. */
+export const guest = { skip: inGuest ? false : 'runs only in the p2pdma guest (make vm-test)' };
 
 export function readSysfs(file: string): string {
   return fs.readFileSync(file, 'utf8').trim();
