@@ -30,7 +30,7 @@ const finalizer = new FinalizationRegistry<Held>((held) => {
   process.emitWarning(`Closing fd ${held.fd} on garbage collection`, {
     type: 'Warning',
     code: 'P2PDMA_GC_CLOSE',
-    detail: `A ${held.kind} was garbage collected while open. Call close() on it, or declare it with 'using'.`,
+    detail: `Its ${held.kind} handle was garbage collected while open. Call close() on it, or declare it with 'using'.`,
   });
   native.close(held.fd);
 });

@@ -1,0 +1,102 @@
+/**
+ * Shared helpers for the host suite (not a test file: tap runs
+ * test/*.test.ts only).
+ */
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { native } from '../lib/native';
+
+export const repoRoot = path.resolve(__dirname, '..');
+
+/** Name prefix of every memfd and temp file the tests create. */
+export const TEST_PREFIX = 'p2pdma-test';
+
+/** Error shapes for t.throws: `expectCode(TypeError, 'ERR_INVALID_ARG_TYPE')`. */
+export function expectCode(ctor: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor, code: string): object {
+  return { constructor: ctor, code };
+}
+
+// Fds that libuv and V8 open lazily on first use; not ours.
+const RUNTIME_FD = /^anon_inode:\[?(io_uring|eventfd|eventpoll|timerfd|signalfd)/;
+
+function openFds(): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      m.set(fd, fs.readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      // the fd readdir itself used
+    }
+  }
+  return m;
+}
+
+/** /proc/self/maps lines for files the tests made. */
+export function testMaps(): string[] {
+  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(TEST_PREFIX));
+}
+
+interface Tap {
+  test(name: string, fn: (t: TapAssert) => Promise<void>): unknown;
+}
+interface TapAssert {
+  same(a: unknown, b: unknown, msg?: string): void;
+  equal(a: unknown, b: unknown, msg?: string): void;
+}
+
+/**
+ * Snapshot of open fds, test mappings and the addon's mmap/munmap counts.
+ * Call at the top of a test file and `leakCheck(t)` at its end.
+ */
+export function leakGuard(): { check(t: Tap): void } {
+  const fds = openFds();
+  const maps = testMaps();
+  const counts = native.counters();
+  return {
+    check(t: Tap) {
+      t.test('leaves no fds or mappings behind', async (t) => {
+        const now = openFds();
+        const added = [...now].filter(([fd, target]) => fds.get(fd) !== target && !RUNTIME_FD.test(target));
+        t.same(added, [], 'no new open fds (/proc/self/fd)');
+        t.same(testMaps(), maps, 'no new test mappings (/proc/self/maps)');
+        const c = native.counters();
+        t.equal(c.mmap - counts.mmap, c.munmap - counts.munmap, 'every mmap was unmapped');
+      });
+    },
+  };
+}
+
+/** A temp file of `size` bytes filled with `fill(i)`; removed by the caller. */
+export function tempFile(size: number, fill: (i: number) => number = (i) => i & 0xff): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${TEST_PREFIX}-`));
+  const file = path.join(dir, `${TEST_PREFIX}.bin`);
+  const b = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) b[i] = fill(i);
+  fs.writeFileSync(file, b);
+  return file;
+}
+
+/**
+ * Runs a TypeScript file in a fresh node with tap's TypeScript loader and
+ * extra node flags (e.g. --expose-gc). Returns the finished child.
+ */
+export function runTs(file: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
+  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
+  const childEnv = { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env };
+  delete childEnv.NODE_OPTIONS;
+  return spawnSync(process.execPath, [...loader, ...nodeArgs, file], {
+    encoding: 'utf8',
+    env: childEnv,
+    timeout: 30_000,
+  });
+}
+
+/** Parses the last line of a child's stdout as JSON (the fixture's report). */
+export function report<T>(r: SpawnSyncReturns<string>): T {
+  if (r.status !== 0) throw new Error(`child exited ${r.status} ${r.signal ?? ''}\n${r.stdout}\n${r.stderr}`);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]) as T;
+}
