@@ -198,7 +198,7 @@ export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg): num
   // Fast path first: plain numbers need no allocation and no dispatch.
   const n = typeof fd === 'number' && (fd | 0) === fd && fd >= 0 ? fd : toFd(fd, ioctl);
   const req = typeof request === 'number' && request >>> 0 === request ? request : toRequest(request, ioctl);
-  let r: number;
+  let r: number | undefined;
   if (typeof arg === 'object' && ArrayBuffer.isView(arg)) {
     r = native.ioctlView(n, req, arg);
   } else if (arg === undefined) {
@@ -211,7 +211,9 @@ export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg): num
   } else {
     throw badArg(arg, ioctl);
   }
-  // Kernel convention: -4095..-1 is -errno; nothing else is an error.
+  // The binding returns undefined for 0 (saves creating a number), else the
+  // kernel's convention: -4095..-1 is -errno; nothing else is an error.
+  if (r === undefined) return 0;
   if (r < 0 && r > -4096) throw sysError(-r, 'ioctl', { fd: n, request: requestName(req) }, ioctl);
   return r;
 }

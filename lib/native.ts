@@ -21,11 +21,11 @@ export interface NativeMapping {
 export interface Binding {
   /** close(fd) -> 0 or -errno. */
   close(fd: number): number;
-  /** ioctl with the argument passed by value -> result or -errno. */
-  ioctl(fd: number, request: number, arg?: number): number;
-  ioctlBigInt(fd: number, request: number, arg: bigint): number;
-  /** ioctl with a pointer to the view's bytes -> result or -errno. */
-  ioctlView(fd: number, request: number, arg: ArrayBufferView): number;
+  /** ioctl with the argument passed by value -> result (undefined for 0) or -errno. */
+  ioctl(fd: number, request: number, arg?: number): number | undefined;
+  ioctlBigInt(fd: number, request: number, arg: bigint): number | undefined;
+  /** ioctl with a pointer to the view's bytes -> result (undefined for 0) or -errno. */
+  ioctlView(fd: number, request: number, arg: ArrayBufferView): number | undefined;
   /** Rejects with a native SysError; keeps `arg` and `keepAlive` referenced until settled. */
   ioctlAsync(fd: number, request: number, arg: number | bigint | ArrayBufferView | undefined, keepAlive?: object): Promise<number>;
   Mapping: new (fd: number, length: number, prot: number, flags: number, offset: number | bigint) => NativeMapping;

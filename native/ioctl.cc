@@ -1,8 +1,8 @@
 // ioctl(2) behind lib/ioctl.ts.
 //
 // The sync entry points are the hot path, so they follow the kernel's own
-// convention instead of throwing: they return the ioctl's result, or -errno
-// (always in [-4095, -1]) when it failed. lib/ioctl.ts turns that into an
+// convention instead of throwing: they return the ioctl's result (undefined
+// for 0), or -errno (always in [-4095, -1]) when it failed. lib/ioctl.ts turns that into an
 // error. One entry point per argument kind keeps the type dispatch in JS,
 // where the JIT makes it free.
 #include <errno.h>
@@ -46,7 +46,10 @@ napi_value RawTypeError(napi_env env, const char* what) {
   return nullptr;
 }
 
+// The common result 0 comes back as undefined: creating a number costs a
+// Node-API call, returning nothing does not.
 inline napi_value RawRet(napi_env env, int r) {
+  if (r == 0) return nullptr;
   napi_value out;
   napi_create_int32(env, r == -1 ? -errno : r, &out);
   return out;

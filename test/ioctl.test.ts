@@ -177,6 +177,10 @@ t.test('unknown requests are named by their hex value', async (t) => {
 
 t.test('native ioctl returns -errno rather than throwing (hot path contract)', async (t) => {
   t.equal(native.ioctl(0x7ffffff0, requests.FIONREAD, 0), -9);
+  const { r, w } = pipeWith(1);
+  t.equal(native.ioctlView(r.fd, requests.FIONREAD, new Int32Array(1)), undefined, '0 comes back as undefined');
+  r.close();
+  w.close();
 });
 
 leaks.check(t);
