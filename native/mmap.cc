@@ -88,8 +88,11 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
     try {
       ab = Napi::ArrayBuffer::New(env, p, state_->len, BufferFinalize, state_);
     } catch (...) {
+      // The destructor does not run for a constructor that throws.
       state_->unmapped = true;
       MaybeMunmap(state_);
+      delete state_;
+      state_ = nullptr;
       throw;
     }
     state_->refs++;
