@@ -51,7 +51,6 @@ export const packageRoot = path.resolve(__dirname, '..');
 
 function load(): Binding {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     return nodeGypBuild(packageRoot) as Binding;
   } catch (cause) {
