@@ -15,7 +15,7 @@ setup:
 
 build: setup
 	npm run build --silent
-	npm run prebuild --silent
+	npm run prebuildify --silent
 
 # Both guest kernels: baseline (pristine 6.12) and patched with the DEBUG options.
 kernel kernels: setup

@@ -133,6 +133,15 @@ function linkName(p: string): string | undefined {
   }
 }
 
+function platformDeviceName(device: string): string | undefined {
+  try {
+    const real = fs.realpathSync(device);
+    return path.basename(path.dirname(real)) === 'platform' ? path.basename(real) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function absent<T extends Capability>(cap: T, reason: string): T {
   return { ...cap, available: false, reason };
 }
@@ -167,7 +176,10 @@ function drm(dev: string, sys: string): DrmCapability {
     if (type === undefined) continue;
     const p = path.join(dir, name);
     const node: DrmNode = { name, path: p, type, accessible: canAccess(p, fs.constants.R_OK | fs.constants.W_OK) };
-    const driver = linkName(path.join(sys, 'class', 'drm', name, 'device', 'driver'));
+    const device = path.join(sys, 'class', 'drm', name, 'device');
+    // vgem and vkms are bare platform devices with no driver link: their
+    // device is named after the driver.
+    const driver = linkName(path.join(device, 'driver')) ?? platformDeviceName(device);
     if (driver !== undefined) node.driver = driver;
     nodes.push(node);
   }

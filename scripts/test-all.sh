@@ -34,18 +34,20 @@ step "setup"
 scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
 step "build addon"
-if ! { npm run build --silent && npm run prebuild --silent; }; then
+if ! { npm run build --silent && npm run prebuildify --silent; }; then
 	echo "build failed"; echo "0 passed, 1 failed"; exit 1
 fi
 
-step "host suite"
-node_modules/.bin/tap --output-file "$out/host.tap"
-suites+=("host=$out/host.tap")
-
 step "kernels"
 kernels_ok=1
-scripts/kernel/build.sh baseline || kernels_ok=0
+baseline=$(scripts/kernel/build.sh --print-path baseline) || kernels_ok=0
 scripts/kernel/build.sh --debug patched || kernels_ok=0
+
+# The host suite includes the harness's own boot tests (test/vm-boot.test.ts).
+step "host suite"
+P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} node_modules/.bin/tap --output-file "$out/host.tap"
+suites+=("host=$out/host.tap")
+
 if [ $kernels_ok = 1 ]; then
 	vm_suite baseline "--kernel baseline" switch
 	vm_suite patched-debug "--kernel patched --debug" switch

@@ -81,6 +81,18 @@ t.test('a populated tree is parsed', async (t) => {
   fs.rmSync(root, { recursive: true });
 });
 
+t.test('a DRM node on a bare platform device (vgem) is named after the device', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'p2pdma-test-caps-'));
+  fs.mkdirSync(`${root}/dev/dri`, { recursive: true });
+  fs.writeFileSync(`${root}/dev/dri/renderD128`, '');
+  fs.mkdirSync(`${root}/sys/devices/platform/vgem`, { recursive: true });
+  fs.mkdirSync(`${root}/sys/class/drm/renderD128`, { recursive: true });
+  fs.symlinkSync(`${root}/sys/devices/platform/vgem`, `${root}/sys/class/drm/renderD128/device`);
+  const caps = capabilities({ devDir: `${root}/dev`, sysDir: `${root}/sys` });
+  t.equal(caps.drm.nodes[0].driver, 'vgem');
+  fs.rmSync(root, { recursive: true });
+});
+
 t.test('unpublished p2pmem is reported as not available', async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'p2pdma-test-caps-'));
   const p2p = `${root}/sys/bus/pci/devices/0000:00:04.0/p2pmem`;

@@ -42,7 +42,7 @@ t.test('the addon exposes the native API', async (t) => {
 });
 
 /**
- * The repo's prebuilds/ if `npm run prebuild` made it after the last change
+ * The repo's prebuilds/ if `npm run prebuildify` made it after the last change
  * to the native sources (make build does), else undefined.
  */
 function freshRepoPrebuilds(arch: string): string | undefined {
@@ -59,7 +59,7 @@ t.test('a prebuild loads from a package that has no build/ directory', async (t)
   let prebuilds = freshRepoPrebuilds(arch);
   let cleanup: string | undefined;
   if (prebuilds !== undefined) {
-    t.pass('using prebuilds/ from npm run prebuild (newer than native/ and binding.gyp)');
+    t.pass('using prebuilds/ from npm run prebuildify (newer than native/ and binding.gyp)');
   } else {
     const built = prebuildCopy();
     t.equal(built.status, 0, 'prebuildify --napi --strip succeeded on a copy of the sources') || t.comment(built.log);

@@ -54,7 +54,9 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     'console=ttyS0',
     'root=hostroot',
     'rootfstype=9p',
-    'rootflags=trans=virtio,version=9p2000.L,msize=512000',
+    // cache=loose: the root is read-only, so the guest may cache lookups and
+    // pages; node loading thousands of module files depends on it.
+    'rootflags=trans=virtio,version=9p2000.L,msize=512000,cache=loose',
     'ro',
     `init=${o.init}`,
     'panic=-1',

@@ -123,10 +123,12 @@ done
 say "building bzImage with -j$jobs (log: $log)"
 make -C "$tree" O="$obj" -j"$jobs" bzImage >> "$log" 2>&1 &
 pid=$!
+ticks=0
 while kill -0 $pid 2>/dev/null; do
-	sleep 30
-	kill -0 $pid 2>/dev/null || break
-	say "compiling: $(grep -c '^  CC ' "$log" || true) objects so far"
+	sleep 5
+	ticks=$((ticks + 1))
+	[ $((ticks % 6)) = 0 ] && kill -0 $pid 2>/dev/null &&
+		say "compiling: $(grep -c '^  CC ' "$log" || true) objects so far"
 done
 wait $pid || { tail -n 30 "$log" >&2; die "build failed, see $log"; }
 
