@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Build a guest kernel from Debian's linux-source-6.12, cached outside the clone.
 #
-#   scripts/kernel/build.sh [--debug] [--print-path] baseline|patched
+#   scripts/kernel/build.sh [--debug] [--print-path] [--patches DIR] baseline|patched
 #
-# baseline: pristine source; patched: kernel-patches/series applied.
+# baseline: pristine source; patched: the series in DIR (default
+# kernel-patches/, a quilt-style 'series' file naming git format-patch files)
+# applied, plus patched.config.
 # The result lands in $P2PDMA_CACHE/kernel/<variant>-<key>/ where key hashes the
-# source version, the patches, the config fragments and this script, so a
+# source version, the patches, the config fragments and the recipe, so a
 # second run is a cache hit. Only progress lines go to stdout; the full make
 # output is kept in build.log beside the image.
 set -euo pipefail
@@ -18,16 +20,19 @@ jobs=${P2PDMA_JOBS:-$(($(nproc) + 1))}
 # Bump when a change here changes what gets built (part of the cache key).
 recipe=1
 
-debug=0 print_path=0 variant=
-for arg in "$@"; do
-	case $arg in
+usage="usage: $0 [--debug] [--print-path] [--patches DIR] baseline|patched"
+debug=0 print_path=0 variant= patch_dir=$repo/kernel-patches
+while [ $# -gt 0 ]; do
+	case $1 in
 	--debug) debug=1 ;;
 	--print-path) print_path=1 ;;
-	baseline|patched) variant=$arg ;;
-	*) echo "usage: $0 [--debug] [--print-path] baseline|patched" >&2; exit 2 ;;
+	--patches) patch_dir=$(cd "${2:?$usage}" && pwd); shift ;;
+	baseline|patched) variant=$1 ;;
+	*) echo "$usage" >&2; exit 2 ;;
 	esac
+	shift
 done
-[ -n "$variant" ] || { echo "usage: $0 [--debug] [--print-path] baseline|patched" >&2; exit 2; }
+[ -n "$variant" ] || { echo "$usage" >&2; exit 2; }
 name=$variant
 [ $debug = 1 ] && name=$variant-debug
 
@@ -43,16 +48,17 @@ if [ "$variant" = patched ]; then
 	while read -r line; do
 		line=${line%%#*}
 		line=${line//[[:space:]]/}
-		[ -n "$line" ] && patches+=("$repo/kernel-patches/$line")
-	done < "$repo/kernel-patches/series"
+		[ -n "$line" ] && patches+=("$patch_dir/$line")
+	done < "$patch_dir/series"
 fi
 fragments=("$here/p2pdma.config")
+[ "$variant" = patched ] && fragments+=("$here/patched.config")
 [ $debug = 1 ] && fragments+=("$here/debug.config")
 
 key=$( {
 	echo "recipe $recipe, $src_version"
-	for f in "${fragments[@]}"; do echo "== $f"; cat "$f"; done
-	for p in ${patches[@]+"${patches[@]}"}; do echo "== $p"; cat "$p"; done
+	for f in "${fragments[@]}"; do echo "== ${f##*/}"; cat "$f"; done
+	for p in ${patches[@]+"${patches[@]}"}; do echo "== ${p##*/}"; cat "$p"; done
 } | sha256sum | cut -c1-16)
 out=$cache/kernel/$name-$key
 
@@ -94,7 +100,7 @@ git -C "$tree" checkout -q -f --detach pristine
 git -C "$tree" clean -q -fdx
 for p in ${patches[@]+"${patches[@]}"}; do
 	git -C "$tree" apply --index "$p" 2>&1 >&2 ||
-		die "patch does not apply: ${p#$repo/}"
+		die "patch does not apply: $p"
 done
 
 mkdir -p "$obj" "$out.tmp"
