@@ -110,6 +110,8 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     P2PDMA_MODE: o.shell ? 'shell' : 'run',
     P2PDMA_TOPOLOGY: topology,
     P2PDMA_KERNEL: o.kernel === 'baseline' || o.kernel === 'patched' ? o.kernel : 'custom',
+    // The kernel's build directory: its selftests/ and headers/ for the guest suite.
+    P2PDMA_KERNEL_DIR: path.dirname(kernel),
     P2PDMA_DEBUG_KERNEL: o.debug ? '1' : '0',
     P2PDMA_TERM: process.env.TERM ?? 'dumb',
     ...o.env,

@@ -141,6 +141,17 @@ wait $pid || { tail -n 30 "$log" >&2; die "build failed, see $log"; }
 say "installing uapi headers"
 make -C "$tree" O="$obj" headers_install INSTALL_HDR_PATH="$out.tmp/headers" >> "$log" 2>&1 ||
 	die "headers_install failed, see $log"
+# The series' kselftests, built here against this tree's uapi so the guest
+# suite can run them (the guest has the host's compiler but is slow at it).
+shopt -s nullglob
+for test_src in "$tree"/tools/testing/selftests/mm/vma_p2p*-tests.c; do
+	mkdir -p "$out.tmp/selftests"
+	test_bin=$out.tmp/selftests/$(basename "$test_src" .c)
+	say "selftest: ${test_src#$tree/}"
+	gcc -O2 -Wall -I"$tree" -I"$tree/tools/testing/selftests" -isystem "$out.tmp/headers/include" \
+		-o "$test_bin" "$test_src" >> "$log" 2>&1 || die "building ${test_src#$tree/} failed, see $log"
+done
+shopt -u nullglob
 cp "$obj/arch/x86/boot/bzImage" "$obj/.config" "$out.tmp/"
 cp "$obj/System.map" "$out.tmp/"
 {
