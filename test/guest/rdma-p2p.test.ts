@@ -14,7 +14,15 @@ import * as path from 'node:path';
 import { mmap } from '../../lib/index';
 import { guest, inGuest, kernel, nvmeControllers, readSysfs } from './helpers';
 
-const root = path.resolve(__dirname, '../..');
+/** The project directory: this file also runs compiled, from build/guest-tests/. */
+function projectRoot(): string {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'test/guest/c/rdma_p2p.c'))) return dir;
+  }
+  return path.resolve(__dirname, '../..');
+}
+
+const root = projectRoot();
 const source = path.join(root, 'test/guest/c/rdma_p2p.c');
 const REM_ACCESS_ERR = 'remote access error'; // ibv_wc_status_str(IBV_WC_REM_ACCESS_ERR)
 
