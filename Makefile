@@ -13,9 +13,11 @@ all: build
 setup:
 	scripts/setup.sh
 
+# node-gyp rebuilds build/ from scratch, so the guest's C programs come after it.
 build: setup
 	npm run build --silent
 	npm run prebuildify --silent
+	$(MAKE) -s -C test/guest/c OUT=$(CURDIR)/build/guest-c
 
 # Both guest kernels: baseline (pristine 6.12) and patched with the DEBUG options.
 kernel kernels: setup

@@ -34,7 +34,8 @@ step "setup"
 scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
 step "build addon"
-if ! { npm run build --silent && npm run prebuildify --silent; }; then
+if ! { npm run build --silent && npm run prebuildify --silent &&
+	make -s -C test/guest/c OUT="$PWD/build/guest-c"; }; then
 	echo "build failed"; echo "0 passed, 1 failed"; exit 1
 fi
 

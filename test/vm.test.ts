@@ -96,7 +96,12 @@ t.test('splats: KASAN, lockdep, WARN, BUG, panic and kmemleak are found', async 
 });
 
 t.test('splats: a clean boot log has none', async (t) => {
-  const log = '[0.0] Linux version 6.12.117\n[1.0] rxe0: added eth0\n[2.0] Run /init as init process';
+  const log = [
+    '[0.0] Linux version 6.12.117',
+    '[0.1] Speculative Return Stack Overflow: WARNING: See https://kernel.org/doc/html/latest/admin-guide/hw-vuln/srso.html for mitigation options.',
+    '[1.0] rxe0: added eth0',
+    '[2.0] Run /init as init process',
+  ].join('\n');
   t.same(findSplats(log), []);
 });
 

@@ -3,10 +3,14 @@
  * KASAN, lockdep, kmemleak, BUG, WARN, oopses and panics.
  */
 
+// Reports start a log line (after the printk timestamp, if any), which keeps
+// informational lines such as "Speculative Return Stack Overflow: WARNING:
+// ..." (AMD CPUs at boot) from counting.
+const START = String.raw`(?:^|\]\s*)`;
 const SPLAT_PATTERNS: readonly RegExp[] = [
-  /\bBUG: /,
+  new RegExp(`${START}BUG: `),
   /\bkernel BUG at /,
-  /\bWARNING: /, // WARN_ON, lockdep ("WARNING: possible circular locking ...")
+  new RegExp(`${START}WARNING: `), // WARN_ON, lockdep ("WARNING: possible circular locking ...")
   /\bKASAN: /,
   /\bUBSAN: /,
   /\bOops: /,

@@ -8,7 +8,8 @@ t.test('two NVMe controllers each publish a 64 MiB CMB as p2pmem', guest, async 
   t.equal(ctrls.length, 2, 'two controllers');
   for (const c of ctrls) {
     t.equal(readSysfs(`${c.p2pmem}/size`), String(64 << 20), `${c.name} size`);
-    t.equal(readSysfs(`${c.p2pmem}/available`), String(64 << 20), `${c.name} available`);
+    // Other guest test files allocate from the CMBs at the same time.
+    t.ok(Number(readSysfs(`${c.p2pmem}/available`)) <= 64 << 20, `${c.name} available <= size`);
     t.equal(readSysfs(`${c.p2pmem}/published`), '1', `${c.name} published`);
     t.ok(fs.statSync(`${c.p2pmem}/allocate`).isFile(), `${c.name} has p2pmem/allocate`);
     t.ok(fs.statSync(c.namespace).isBlockDevice(), `${c.namespace} is a block device`);
