@@ -97,6 +97,11 @@ function ivshmemNode(bdf: string): string | undefined {
   return name ? `/dev/${name}` : undefined;
 }
 
+// A program that cannot be built fails here, so the skips below hide nothing.
+t.test('rdma_p2p is built for the guest', guest, async (t) => {
+  t.ok(bin, `built from ${source}`);
+});
+
 t.test('control: ibv_reg_mr and RDMA WRITE/READ on anonymous memory', needs(), async (t) => {
   const r = run(['anon']);
   t.equal(r.exit, 0, `exit 0 (${JSON.stringify(r)})`);
