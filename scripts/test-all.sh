@@ -52,8 +52,8 @@ suites+=("host=$out/host.tap")
 if [ $kernels_ok = 1 ]; then
 	vm_suite baseline "--kernel baseline" switch
 	vm_suite patched-debug "--kernel patched --debug" switch
-	vm_suite topology-host-bridge "--kernel patched --debug" host-bridge test/guest/topology.test.ts
-	vm_suite topology-none "--kernel patched --debug" none test/guest/topology.test.ts
+	vm_suite topology-host-bridge "--kernel patched --debug" host-bridge test/guest/topology.test.ts test/guest/vma-p2p.test.ts
+	vm_suite topology-none "--kernel patched --debug" none test/guest/topology.test.ts test/guest/vma-p2p.test.ts
 else
 	printf 'not ok 1 - kernel build failed\n' > "$out/kernels.tap"
 	suites+=("kernels=$out/kernels.tap")
