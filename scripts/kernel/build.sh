@@ -95,13 +95,22 @@ if [ ! -d "$tree" ]; then
 	git -C "$gitsrc" worktree prune
 	git -C "$gitsrc" worktree add -q --detach "$tree" pristine
 fi
+# Apply the series to a scratch index and commit the result, then move the
+# worktree to that commit: git rewrites only files whose content differs, so
+# make rebuilds only what this series changes against the last one built.
 say "source: pristine + ${#patches[@]} patches"
-git -C "$tree" checkout -q -f --detach pristine
-git -C "$tree" clean -q -fdx
+index=$(mktemp)
+trap 'rm -f "$index"' EXIT
+GIT_INDEX_FILE=$index git -C "$gitsrc" read-tree pristine
 for p in ${patches[@]+"${patches[@]}"}; do
-	git -C "$tree" apply --index "$p" 2>&1 >&2 ||
+	GIT_INDEX_FILE=$index git -C "$gitsrc" apply --cached "$p" 2>&1 >&2 ||
 		die "patch does not apply: $p"
 done
+source_tree=$(GIT_INDEX_FILE=$index git -C "$gitsrc" write-tree)
+source_commit=$(git -C "$gitsrc" -c user.name=p2pdma -c user.email=p2pdma@localhost \
+	commit-tree "$source_tree" -p pristine -m "$name: pristine + ${#patches[@]} patches")
+git -C "$tree" checkout -q -f --detach "$source_commit"
+git -C "$tree" clean -q -fdx
 
 mkdir -p "$obj" "$out.tmp"
 log=$out.tmp/build.log
