@@ -3,7 +3,7 @@
 # scripts/test-all.sh.
 #
 # The tests are tap tests (test/guest/*.test.ts), compiled on the host into
-# build/guest-tests/ by `npm run build`. Each file runs as its own node
+# dist/guest-tests/ by `npm run build`. Each file runs as its own node
 # process, two at a time, and its TAP is wrapped as a subtest of the run, the
 # shape the tap CLI writes. The tap CLI itself is not used here: under TCG its
 # start-up (loader hooks, TypeScript, plugins) cost 90 s for one empty file
@@ -14,7 +14,7 @@
 # --rwdir on the host, read by scripts/tap-summary.mjs).
 set -u
 cd "$(dirname "$0")/.."
-compiled=build/guest-tests
+compiled=dist/guest-tests
 [ -d "$compiled" ] || { echo "Bail out! $compiled missing: run 'npm run build' on the host"; exit 1; }
 [ $# -gt 0 ] || set -- test/guest/*.test.ts
 

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { mmap } from '../../lib/index';
 import { guest, inGuest, kernel, nvmeControllers, readSysfs } from './helpers';
 
-/** The project directory: this file also runs compiled, from build/guest-tests/. */
+/** The project directory: this file also runs compiled, from dist/guest-tests/. */
 function projectRoot(): string {
   for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
     if (fs.existsSync(path.join(dir, 'test/guest/c/rdma_p2p.c'))) return dir;
