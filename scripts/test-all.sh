@@ -46,7 +46,7 @@ scripts/kernel/build.sh --debug patched || kernels_ok=0
 
 # The host suite includes the harness's own boot tests (test/vm-boot.test.ts).
 step "host suite"
-P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} node_modules/.bin/tap --output-file "$out/host.tap"
+P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} node_modules/.bin/tap --reporter=base --no-color --output-file "$out/host.tap"
 suites+=("host=$out/host.tap")
 
 if [ $kernels_ok = 1 ]; then
