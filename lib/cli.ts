@@ -7,10 +7,9 @@
  *   p2pdma kernel build [--debug] baseline|patched
  */
 import { spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { TOPOLOGIES, Topology } from './vm/qemu-args';
-import { PROJECT_DIR, runVm } from './vm/run';
+import { KERNEL_BUILD_SCRIPT, runVm } from './vm/run';
 
 const USAGE = `usage:
   p2pdma vm run [options] -- <command...>
@@ -99,8 +98,7 @@ function kernel(argv: string[]): number {
     options: { debug: { type: 'boolean', default: false } },
   });
   if (positionals[0] !== 'build' || !['baseline', 'patched'].includes(positionals[1])) fail(USAGE);
-  const script = path.join(PROJECT_DIR, 'scripts', 'kernel', 'build.sh');
-  const r = spawnSync(script, [...(values.debug ? ['--debug'] : []), positionals[1]], { stdio: 'inherit' });
+  const r = spawnSync(KERNEL_BUILD_SCRIPT, [...(values.debug ? ['--debug'] : []), positionals[1]], { stdio: 'inherit' });
   return r.status ?? 1;
 }
 

@@ -6,8 +6,7 @@
  * This file also declares the addon's exports. They are internal: the
  * public API wraps them (validation, errors, handles) in the other modules.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { packageRoot } from './package-root';
 
 /** A native Mapping (native/mmap.cc). */
 export interface NativeMapping {
@@ -45,24 +44,6 @@ export interface Binding {
   memfdConstants: Record<'MFD_CLOEXEC' | 'MFD_ALLOW_SEALING', number>;
   /** dlopen(soname, RTLD_LAZY) then dlclose. */
   dlprobe(soname: string): { ok: true; path?: string } | { ok: false; error: string };
-}
-
-/**
- * The package root: the nearest directory above this file whose package.json
- * names p2pdma (lib/ and dist/ sit one level below it; compiled guest tests
- * deeper).
- */
-export const packageRoot = findPackageRoot(__dirname);
-
-function findPackageRoot(from: string): string {
-  for (let dir = path.resolve(from, '..'); ; dir = path.dirname(dir)) {
-    try {
-      if (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).name === 'p2pdma') return dir;
-    } catch {
-      // no package.json here: keep looking
-    }
-    if (dir === path.dirname(dir)) return path.resolve(from, '..');
-  }
 }
 
 function load(): Binding {

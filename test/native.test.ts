@@ -93,7 +93,9 @@ t.test('with neither prebuilds nor build/, loading fails with one error that say
   const pkg = tmp('noaddon');
   fs.mkdirSync(path.join(pkg, 'lib'));
   fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(pkg, 'package.json'));
-  fs.copyFileSync(path.join(repoRoot, 'lib', 'native.ts'), path.join(pkg, 'lib', 'native.ts'));
+  for (const file of ['native.ts', 'package-root.ts']) {
+    fs.copyFileSync(path.join(repoRoot, 'lib', file), path.join(pkg, 'lib', file));
+  }
   fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(pkg, 'node_modules'));
   const main = path.join(pkg, 'main.ts');
   fs.writeFileSync(

@@ -11,8 +11,10 @@ import * as path from 'node:path';
 import { chooseAccel, Accel } from './accel';
 import { qemuArgs, Topology } from './qemu-args';
 import { findSplats, Splat } from './splats';
+import { packageRoot } from '../package-root';
 
-export const PROJECT_DIR = path.resolve(__dirname, '..', '..');
+export const PROJECT_DIR = packageRoot;
+export const KERNEL_BUILD_SCRIPT = path.join(PROJECT_DIR, 'scripts', 'kernel', 'build.sh');
 export const CACHE_DIR = process.env.P2PDMA_CACHE ?? path.join(os.homedir(), '.cache', 'p2pdma');
 
 export type KernelName = 'baseline' | 'patched';
@@ -68,11 +70,10 @@ export function resolveKernel(kernel: string, debug: boolean, log: (l: string) =
     if (!fs.existsSync(kernel)) throw new Error(`kernel image not found: ${kernel}`);
     return path.resolve(kernel);
   }
-  const script = path.join(PROJECT_DIR, 'scripts', 'kernel', 'build.sh');
   const args = [...(debug ? ['--debug'] : []), '--print-path', kernel];
   log(`kernel: ${kernel}${debug ? ' (debug)' : ''}`);
-  const r = spawnSync(script, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`building the ${kernel} kernel failed (${script} ${args.join(' ')})`);
+  const r = spawnSync(KERNEL_BUILD_SCRIPT, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`building the ${kernel} kernel failed (${KERNEL_BUILD_SCRIPT} ${args.join(' ')})`);
   return path.join(r.stdout.trim(), 'bzImage');
 }
 

@@ -12,17 +12,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mmap } from '../../lib/index';
+import { packageRoot } from '../../lib/package-root';
 import { guest, inGuest, kernel, nvmeControllers, readSysfs } from './helpers';
 
-/** The project directory: this file also runs compiled, from dist/guest-tests/. */
-function projectRoot(): string {
-  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'test/guest/c/rdma_p2p.c'))) return dir;
-  }
-  return path.resolve(__dirname, '../..');
-}
-
-const root = projectRoot();
+// This file also runs compiled, from dist/guest-tests/.
+const root = packageRoot;
 const source = path.join(root, 'test/guest/c/rdma_p2p.c');
 const REM_ACCESS_ERR = 'remote access error'; // ibv_wc_status_str(IBV_WC_REM_ACCESS_ERR)
 
