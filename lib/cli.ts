@@ -21,6 +21,7 @@ vm options:
   --debug                          the KASAN + lockdep + kmemleak build of a named kernel
   --topology switch|host-bridge|none
                                    where the two NVMe controllers sit (default: switch)
+  --iommu                          an Intel vIOMMU in front of the PCI devices (intel_iommu=on)
   --accel auto|tcg|kvm             (default: auto = KVM only where a probe boot works)
   --timeout SECONDS                kill the guest after this long (default: 900)
   --memory MIB  --cpus N  --cmb MIB  --hugepages N
@@ -49,6 +50,7 @@ async function vm(sub: string, argv: string[]): Promise<number> {
       kernel: { type: 'string', default: 'baseline' },
       debug: { type: 'boolean', default: false },
       topology: { type: 'string', default: 'switch' },
+      iommu: { type: 'boolean', default: false },
       accel: { type: 'string', default: 'auto' },
       timeout: { type: 'string' },
       memory: { type: 'string' },
@@ -75,6 +77,7 @@ async function vm(sub: string, argv: string[]): Promise<number> {
     kernel: values.kernel!,
     debug: values.debug,
     topology,
+    iommu: values.iommu,
     accel: values.accel as 'auto' | 'tcg' | 'kvm',
     command: positionals,
     shell,

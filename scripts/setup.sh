@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
 # Install what the harness needs on a fresh Debian 12 machine (as root), then
-# the npm dependencies. Cheap when everything is already there.
+# the npm dependencies, then prove every tool is there. Cheap when everything
+# is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(
-	linux-source-6.12 flex bison bc libelf-dev libssl-dev cpio kmod # kernel build
-	qemu-system-x86                                              # the guest
-	iproute2 rdma-core ibverbs-providers libibverbs-dev ibverbs-utils perftest # soft-RoCE
-	nvme-cli pciutils                                            # guest tools
-	gcc make python3                                             # addon and C helpers
-)
+# One list: scripts/check-tools.sh names every program and file the build,
+# the harness and the guest use, with its package, and checks them after.
+mapfile -t packages < <(scripts/check-tools.sh --packages)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -28,4 +25,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 	echo "[setup] npm ci"
 	npm ci --no-audit --no-fund
 fi
+scripts/check-tools.sh
 echo "[setup] ok"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (`make test`): install what is missing,
-# build the addon, run the host suite, build (or reuse) both guest kernels,
-# run the guest suite on the baseline kernel and on the patched DEBUG kernel
-# (KASAN, lockdep, kmemleak: any splat fails), check the P2P map type of every
-# topology, and end with one "N passed, N failed, N skipped" line.
+# build the addon, build (or reuse) both guest kernels, run the host suite on
+# the system's Node and on every supported Node line, run the guest suite on
+# the baseline kernel and on the patched DEBUG kernel (KASAN, lockdep,
+# kmemleak: any splat fails) in every topology and behind a vIOMMU, and end
+# with one "N passed, N failed, N skipped" line. Each stage prints its start
+# time; a cold run (empty ~/.cache/p2pdma) is measured in docs/harness.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$PWD/.test-results
@@ -13,14 +15,19 @@ start=$SECONDS
 step() { printf '\n=== [%4ds] %s\n' $((SECONDS - start)) "$*"; }
 suites=()
 
+# Node release lines the package supports (package.json engines); the host
+# suite runs on each, the guest suite on the newest LTS (GUEST_NODE_LINE).
+NODE_LINES=(22 24 26)
+GUEST_NODE_LINE=26
+
 # A guest run that failed without a failing test (panic, splat, timeout)
 # still has to count: record it as a failed pseudo-suite.
 vm_suite() {
-	local label=$1 kernel_args=$2 topology=$3
-	shift 3
+	local label=$1 vm_args=$2
+	shift 2
 	step "guest suite: $label"
 	# shellcheck disable=SC2086
-	node dist/cli.js vm run $kernel_args --topology "$topology" --rwdir "$out" \
+	node dist/cli.js vm run $vm_args --rwdir "$out" \
 		--env P2PDMA_TAP_OUT="$out/$label.tap" -- scripts/guest-suite.sh "$@"
 	local rc=$?
 	suites+=("$label=$out/$label.tap")
@@ -30,30 +37,66 @@ vm_suite() {
 	fi
 }
 
+fail_early() { echo "$1"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
 step "setup"
-scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+scripts/setup.sh || fail_early "setup failed"
 
 step "build addon"
-if ! { npm run build --silent && npm run prebuildify --silent &&
-	make -s -C test/guest/c OUT="$PWD/build/guest-c"; }; then
-	echo "build failed"; echo "0 passed, 1 failed"; exit 1
-fi
+{ npm run build --silent && npm run prebuildify --silent &&
+	make -s -C test/guest/c OUT="$PWD/build/guest-c"; } || fail_early "build failed"
+
+step "node lines: ${NODE_LINES[*]}"
+declare -A node_bin=()
+for line in "${NODE_LINES[@]}"; do
+	if bin=$(scripts/node-line.sh "$line"); then
+		node_bin[$line]=$bin
+		echo "node $line: $("$bin" --version) at $bin"
+	else
+		printf 'not ok 1 - no Node %s binary (scripts/node-line.sh %s failed)\n' "$line" "$line" > "$out/node$line-fetch.tap"
+		suites+=("node$line-fetch=$out/node$line-fetch.tap")
+	fi
+done
 
 step "kernels"
 kernels_ok=1
 baseline=$(scripts/kernel/build.sh --print-path baseline) || kernels_ok=0
 scripts/kernel/build.sh --debug patched || kernels_ok=0
 
-# The host suite includes the harness's own boot tests (test/vm-boot.test.ts).
-step "host suite"
-P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} node_modules/.bin/tap --reporter=base --no-color --output-file "$out/host.tap"
-suites+=("host=$out/host.tap")
+# The host suite on the system's node includes the harness's own boot tests
+# (test/vm-boot.test.ts); tap's exit status counts even when its TAP shows no
+# failure (a crash of tap itself).
+host_suite() { # label, extra tap args...
+	local label=$1 rc
+	shift
+	step "host suite: $label"
+	node_modules/.bin/tap --reporter=base --no-color --output-file "$out/$label.tap" "$@"
+	rc=$?
+	suites+=("$label=$out/$label.tap")
+	if [ $rc != 0 ]; then
+		printf 'not ok 1 - tap exited with status %d on %s\n' $rc "$label" > "$out/$label-exit.tap"
+		suites+=("$label-exit=$out/$label-exit.tap")
+	fi
+}
+P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} host_suite "host-node$(node -p 'process.versions.node.split(".")[0]')"
+# The other lines: the same suite but the boot tests, which test the harness
+# (always run by the system's node), not the addon. tap runs test files with
+# the node that runs tap.
+for line in "${NODE_LINES[@]}"; do
+	[ -n "${node_bin[$line]:-}" ] || continue
+	PATH=$(dirname "${node_bin[$line]}"):$PATH host_suite "host-node$line" --exclude test/vm-boot.test.ts
+done
 
 if [ $kernels_ok = 1 ]; then
-	vm_suite baseline "--kernel baseline" switch
-	vm_suite patched-debug "--kernel patched --debug" switch
-	vm_suite topology-host-bridge "--kernel patched --debug" host-bridge test/guest/topology.test.ts test/guest/vma-p2p.test.ts
-	vm_suite topology-none "--kernel patched --debug" none test/guest/topology.test.ts test/guest/vma-p2p.test.ts
+	guest_node=${node_bin[$GUEST_NODE_LINE]:-}
+	vm_suite "baseline-node$GUEST_NODE_LINE" "--kernel baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
+	vm_suite patched-debug "--kernel patched --debug --topology switch"
+	vm_suite topology-host-bridge "--kernel patched --debug --topology host-bridge" \
+		test/guest/topology.test.ts test/guest/vma-p2p.test.ts
+	vm_suite topology-none "--kernel patched --debug --topology none" \
+		test/guest/topology.test.ts test/guest/vma-p2p.test.ts
+	vm_suite viommu "--kernel patched --debug --topology switch --iommu" \
+		test/guest/iommu.test.ts test/guest/devices.test.ts
 else
 	printf 'not ok 1 - kernel build failed\n' > "$out/kernels.tap"
 	suites+=("kernels=$out/kernels.tap")

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { qemuArgs, QemuArgsOptions, EXPECTED_MAP_TYPE, TOPOLOGIES } from '../lib/vm/qemu-args';
+import { qemuArgs, QemuArgsOptions, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps } from '../lib/vm/qemu-args';
 import { findSplats } from '../lib/vm/splats';
 
 const base: QemuArgsOptions = {
@@ -31,8 +31,8 @@ t.test('switch topology puts both NVMe controllers behind one PCIe switch', asyn
   const devices = valueOf(args, '-device');
   t.ok(devices.includes('x3130-upstream,id=up0,bus=rp0'));
   t.equal(devices.filter((d) => d.startsWith('xio3130-downstream')).length, 2);
-  t.ok(devices.includes('nvme,serial=p2pdma0,drive=nvm0,cmb_size_mb=64,bus=dn0'));
-  t.ok(devices.includes('nvme,serial=p2pdma1,drive=nvm1,cmb_size_mb=64,bus=dn1'));
+  t.ok(devices.includes('nvme,id=nvme0,serial=p2pdma0,drive=nvm0,cmb_size_mb=64,bus=dn0'));
+  t.ok(devices.includes('nvme,id=nvme1,serial=p2pdma1,drive=nvm1,cmb_size_mb=64,bus=dn1'));
   t.same(valueOf(args, '-cpu'), ['qemu64']);
 });
 
@@ -40,7 +40,7 @@ t.test('host-bridge topology uses an AMD family 23 CPU and the root complex', as
   const args = qemuArgs({ ...base, topology: 'host-bridge' });
   t.same(valueOf(args, '-cpu'), ['qemu64,family=23']);
   t.notOk(args.some((a) => a.includes('x3130')), 'no switch');
-  t.ok(valueOf(args, '-device').includes('nvme,serial=p2pdma0,drive=nvm0,cmb_size_mb=64'));
+  t.ok(valueOf(args, '-device').includes('nvme,id=nvme0,serial=p2pdma0,drive=nvm0,cmb_size_mb=64'));
 });
 
 t.test('none topology uses the default CPU on the root complex', async (t) => {
@@ -74,6 +74,32 @@ t.test('guest NIC is restricted and ivshmem has a 16 MiB RAM BAR', async (t) => 
   t.ok(valueOf(args, '-netdev').includes('user,id=n0,restrict=on'));
   t.ok(valueOf(args, '-object').includes('memory-backend-ram,id=ivshmem,size=16M'));
   t.ok(valueOf(args, '-device').includes('ivshmem-plain,memdev=ivshmem'));
+});
+
+t.test('NVMe backends are -blockdev nodes, which outlive a device_del', async (t) => {
+  const args = qemuArgs(base);
+  t.same(valueOf(args, '-blockdev'), [
+    'driver=raw,node-name=nvm0,file.driver=file,file.filename=/r/nvme0.img',
+    'driver=raw,node-name=nvm1,file.driver=file,file.filename=/r/nvme1.img',
+  ]);
+  t.same(valueOf(args, '-drive'), []);
+  t.same(nvmeDeviceProps(1, 64, 'switch'), { driver: 'nvme', id: 'nvme1', serial: 'p2pdma1', drive: 'nvm1', cmb_size_mb: 64, bus: 'dn1' });
+});
+
+t.test('--iommu adds an Intel vIOMMU before every other device and turns it on', async (t) => {
+  const off = qemuArgs(base);
+  t.notOk(off.some((a) => a.startsWith('intel-iommu')));
+  t.notOk(valueOf(off, '-append')[0].includes('intel_iommu'));
+  const on = qemuArgs({ ...base, iommu: true });
+  t.equal(valueOf(on, '-device')[0], 'intel-iommu,intremap=off');
+  t.ok(valueOf(on, '-append')[0].split(' ').includes('intel_iommu=on'));
+});
+
+t.test('QMP and the guest control port live in the results directory', async (t) => {
+  const args = qemuArgs(base);
+  t.same(valueOf(args, '-qmp'), ['unix:/r/qmp.sock,server=on,wait=off']);
+  t.ok(valueOf(args, '-chardev').includes('socket,id=hostctl,path=/r/hostctl.sock,server=on,wait=off'));
+  t.ok(valueOf(args, '-device').includes('virtserialport,chardev=hostctl,name=org.p2pdma.host'));
 });
 
 t.test('CMB size must be a power of two of at least 2 MiB', async (t) => {

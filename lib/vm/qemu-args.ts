@@ -20,6 +20,13 @@ export const EXPECTED_MAP_TYPE: Record<Topology, string> = {
   none: 'NOT_SUPPORTED',
 };
 
+/** QMP socket in the run's results directory. */
+export const QMP_SOCKET = 'qmp.sock';
+/** Host end of the guest's control port (virtserialport). */
+export const HOST_CONTROL_SOCKET = 'hostctl.sock';
+/** Name of that port in the guest (/sys/class/virtio-ports/vport*\/name). */
+export const HOST_CONTROL_PORT = 'org.p2pdma.host';
+
 export interface QemuArgsOptions {
   kernel: string;
   /** Absolute path of scripts/vm/init inside the shared root. */
@@ -32,12 +39,16 @@ export interface QemuArgsOptions {
   nvmeImages: [string, string];
   topology: Topology;
   accel: 'tcg' | 'kvm';
+  /** TCG's vCPU threading: one host thread per vCPU (default) or one for all. */
+  tcgThread?: 'multi' | 'single';
   memoryMiB: number;
   cpus: number;
   /** CMB size per NVMe controller; QEMU wants a power of two, Linux >= 2. */
   cmbMiB: number;
   /** 2 MiB huge pages reserved at boot (udmabuf on hugetlb memfds). */
   hugepages: number;
+  /** An Intel vIOMMU (DMA remapping) in front of every PCI device. */
+  iommu?: boolean;
   /** Host directories shared read-write, mounted at the same path in the guest. */
   rwDirs?: string[];
   /** Extra kernel command line words. */
@@ -63,11 +74,14 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     // Keep the whole CMB as p2pmem instead of I/O submission queues.
     'nvme.use_cmb_sqes=0',
     `hugepages=${o.hugepages}`,
+    ...(o.iommu ? ['intel_iommu=on'] : []),
     ...(o.append ?? []),
   ];
   const args = [
+    // The vIOMMU must exist before the PCI devices it translates for.
+    ...(o.iommu ? ['-device', 'intel-iommu,intremap=off'] : []),
     '-M', 'q35',
-    '-accel', o.accel,
+    '-accel', o.accel === 'tcg' && o.tcgThread === 'single' ? 'tcg,thread=single' : o.accel,
     '-cpu', o.topology === 'host-bridge' ? 'qemu64,family=23' : 'qemu64',
     '-m', `${o.memoryMiB}M`,
     '-smp', String(o.cpus),
@@ -81,6 +95,11 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     '-chardev', 'stdio,id=job,signal=off',
     '-device', 'virtio-serial-pci',
     '-device', 'virtconsole,chardev=job',
+    // QMP for the host, and a port through which the guest asks the host's
+    // relay (lib/vm/host-control.ts) for QMP commands such as device_del.
+    '-qmp', `unix:${o.resultsDir}/${QMP_SOCKET},server=on,wait=off`,
+    '-chardev', `socket,id=hostctl,path=${o.resultsDir}/${HOST_CONTROL_SOCKET},server=on,wait=off`,
+    '-device', `virtserialport,chardev=hostctl,name=${HOST_CONTROL_PORT}`,
     ...share('hostroot', '/', true),
     ...share('project', o.projectDir, true),
     ...share('results', o.resultsDir, false),
@@ -101,13 +120,31 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     );
   }
   o.nvmeImages.forEach((image, i) => {
-    const bus = o.topology === 'switch' ? `,bus=dn${i}` : '';
+    // -blockdev, not -drive: its backend outlives a device_del, so the
+    // controller can be plugged back with device_add.
     args.push(
-      '-drive', `file=${image},if=none,id=nvm${i},format=raw`,
-      '-device', `nvme,serial=p2pdma${i},drive=nvm${i},cmb_size_mb=${o.cmbMiB}${bus}`,
+      '-blockdev', `driver=raw,node-name=nvm${i},file.driver=file,file.filename=${image}`,
+      '-device', nvmeDevice(i, o.cmbMiB, o.topology),
     );
   });
   return [...args, ...(o.extra ?? [])];
+}
+
+/** The properties of NVMe controller `index`, as -device or device_add takes them. */
+export function nvmeDeviceProps(index: number, cmbMiB: number, topology: Topology): Record<string, string | number> {
+  return {
+    driver: 'nvme',
+    id: `nvme${index}`,
+    serial: `p2pdma${index}`,
+    drive: `nvm${index}`,
+    cmb_size_mb: cmbMiB,
+    ...(topology === 'switch' ? { bus: `dn${index}` } : {}),
+  };
+}
+
+function nvmeDevice(index: number, cmbMiB: number, topology: Topology): string {
+  const { driver, ...props } = nvmeDeviceProps(index, cmbMiB, topology);
+  return [driver, ...Object.entries(props).map(([k, v]) => `${k}=${v}`)].join(',');
 }
 
 function share(tag: string, dir: string, readonly: boolean): string[] {

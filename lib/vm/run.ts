@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { chooseAccel, Accel } from './accel';
-import { qemuArgs, Topology } from './qemu-args';
+import { HOST_CONTROL_SOCKET, QMP_SOCKET, qemuArgs, Topology } from './qemu-args';
+import { relayGuestRequests } from './host-control';
 import { findSplats, Splat } from './splats';
 import { packageRoot } from '../package-root';
 
@@ -25,6 +26,10 @@ export interface VmOptions {
   /** Build and boot the KASAN + lockdep + kmemleak variant of a named kernel. */
   debug?: boolean;
   topology?: Topology;
+  /** An Intel vIOMMU in front of the PCI devices (intel_iommu=on). */
+  iommu?: boolean;
+  /** TCG's vCPU threading (default multi: one host thread per vCPU). */
+  tcgThread?: 'multi' | 'single';
   /** 'auto' boots with KVM only where a probe proved it works. */
   accel?: Accel | 'auto';
   /** Command and arguments to run in the guest; ignored by a shell. */
@@ -110,6 +115,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     P2PDMA_CWD: cwd,
     P2PDMA_MODE: o.shell ? 'shell' : 'run',
     P2PDMA_TOPOLOGY: topology,
+    P2PDMA_IOMMU: o.iommu ? '1' : '0',
     P2PDMA_KERNEL: o.kernel === 'baseline' || o.kernel === 'patched' ? o.kernel : 'custom',
     // The kernel's build directory: its selftests/ and headers/ for the guest suite.
     P2PDMA_KERNEL_DIR: path.dirname(kernel),
@@ -130,6 +136,8 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     projectDir: PROJECT_DIR,
     nvmeImages,
     topology,
+    iommu: o.iommu ?? false,
+    tcgThread: o.tcgThread,
     accel: accelChoice.accel,
     memoryMiB: o.memoryMiB ?? 2048,
     cpus: o.cpus ?? 2,
@@ -137,7 +145,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     hugepages: o.hugepages ?? 16,
     rwDirs,
   });
-  log(`booting ${path.basename(path.dirname(kernel))} on ${accelChoice.accel} (${accelChoice.reason}), topology ${topology}`);
+  log(`booting ${path.basename(path.dirname(kernel))} on ${accelChoice.accel} (${accelChoice.reason}), topology ${topology}${o.iommu ? ', vIOMMU' : ''}`);
 
   const timeoutSec = o.timeoutSec ?? 900;
   const qemuStderr = fs.openSync(path.join(resultsDir, 'qemu.stderr'), 'w');
@@ -145,6 +153,13 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     stdio: [o.shell ? 'inherit' : 'ignore', o.shell ? 'inherit' : 'pipe', qemuStderr],
   });
   if (!o.shell) child.stdout!.pipe(o.output ?? process.stdout, { end: false });
+  const relayStop = new AbortController();
+  const relay = relayGuestRequests(
+    path.join(resultsDir, QMP_SOCKET),
+    path.join(resultsDir, HOST_CONTROL_SOCKET),
+    relayStop.signal,
+    log,
+  );
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -156,7 +171,9 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   }).finally(() => {
     clearTimeout(timer);
     fs.closeSync(qemuStderr);
+    relayStop.abort();
   });
+  await relay;
 
   const read = (name: string) => {
     try {

@@ -5,7 +5,11 @@
 #
 # baseline: pristine source; patched: the series in DIR (default
 # kernel-patches/, a quilt-style 'series' file naming git format-patch files)
-# applied, plus patched.config.
+# applied, plus patched.config. The config is allnoconfig + base.config (a
+# minimal headless q35 guest) + p2pdma.config (+ patched.config, + debug.config
+# for --debug). With ccache installed (scripts/setup.sh installs it) compiles
+# go through it, so rebuilding the same sources for another variant or series
+# is cheap; P2PDMA_CCACHE=0 turns that off.
 # The result lands in $P2PDMA_CACHE/kernel/<variant>-<key>/ where key hashes the
 # source version, the patches, the config fragments and the recipe, so a
 # second run is a cache hit. Only progress lines go to stdout; the full make
@@ -18,7 +22,7 @@ cache=${P2PDMA_CACHE:-$HOME/.cache/p2pdma}
 tarball=/usr/src/linux-source-6.12.tar.xz
 jobs=${P2PDMA_JOBS:-$(($(nproc) + 1))}
 # Bump when a change here changes what gets built (part of the cache key).
-recipe=1
+recipe=2
 
 usage="usage: $0 [--debug] [--print-path] [--patches DIR] baseline|patched"
 debug=0 print_path=0 variant= patch_dir=$repo/kernel-patches
@@ -51,7 +55,7 @@ if [ "$variant" = patched ]; then
 		[ -n "$line" ] && patches+=("$patch_dir/$line")
 	done < "$patch_dir/series"
 fi
-fragments=("$here/p2pdma.config")
+fragments=("$here/base.config" "$here/p2pdma.config")
 [ "$variant" = patched ] && fragments+=("$here/patched.config")
 [ $debug = 1 ] && fragments+=("$here/debug.config")
 
@@ -115,12 +119,11 @@ git -C "$tree" clean -q -fdx
 mkdir -p "$obj" "$out.tmp"
 log=$out.tmp/build.log
 : > "$log"
-say "config: x86_64_defconfig + kvm_guest.config + ${fragments[*]##*/}"
-{
-	make -C "$tree" O="$obj" x86_64_defconfig kvm_guest.config
-	"$tree/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${fragments[@]}"
-	make -C "$tree" O="$obj" olddefconfig
-} >> "$log" 2>&1 || die "configuration failed, see $log"
+say "config: allnoconfig + ${fragments[*]##*/}"
+rm -f "$obj/.config"
+# merge_config.sh runs make in the current directory; -n: allnoconfig base.
+(cd "$tree" && scripts/kconfig/merge_config.sh -n -O "$obj" "${fragments[@]}") >> "$log" 2>&1 ||
+	die "configuration failed, see $log"
 
 # merge_config only warns when Kconfig drops a symbol; make that an error.
 missing=0
@@ -135,8 +138,15 @@ for f in "${fragments[@]}"; do
 done
 [ $missing = 0 ] || die "config fragment not honoured (dependencies?), see $obj/.config"
 
-say "building bzImage with -j$jobs (log: $log)"
-make -C "$tree" O="$obj" -j"$jobs" bzImage >> "$log" 2>&1 &
+cc=gcc
+if [ "${P2PDMA_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null; then
+	cc="ccache gcc"
+	export CCACHE_DIR=${CCACHE_DIR:-$cache/ccache} CCACHE_BASEDIR=$cache CCACHE_NOHASHDIR=1
+	# Kernel builds embed timestamps via macros ccache would refuse to cache.
+	export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
+fi
+say "building bzImage with -j$jobs, CC='$cc' (log: $log)"
+make -C "$tree" O="$obj" -j"$jobs" CC="$cc" bzImage >> "$log" 2>&1 &
 pid=$!
 ticks=0
 while kill -0 $pid 2>/dev/null; do
