@@ -84,6 +84,9 @@ if ! git -C "$gitsrc" rev-parse -q --verify pristine >/dev/null 2>&1; then
 	say "recording pristine source in git"
 	g() { git -C "$gitsrc" -c user.name=p2pdma -c user.email=p2pdma@localhost "$@"; }
 	g init -q
+	# An automatic gc after the first commit would repack the whole tree in
+	# the background, competing with the compile for the CPU.
+	g config gc.auto 0
 	g add -f -A .
 	g commit -qm "linux-source-6.12 $src_version (Debian tarball)"
 	# Debian's .gitignore ignores every top-level path; new files must show.
@@ -93,8 +96,11 @@ if ! git -C "$gitsrc" rev-parse -q --verify pristine >/dev/null 2>&1; then
 	g tag pristine
 fi
 
-tree=$cache/tree/$name
-obj=$cache/obj/$name
+# src/ and obj/ side by side, so every variant's compiler command lines and
+# line markers name the same relative paths (../src/mm/...): ccache then
+# shares objects between variants whose sources and flags agree.
+tree=$cache/build/$name/src
+obj=$cache/build/$name/obj
 if [ ! -d "$tree" ]; then
 	git -C "$gitsrc" worktree prune
 	git -C "$gitsrc" worktree add -q --detach "$tree" pristine
@@ -141,9 +147,13 @@ done
 cc=gcc
 if [ "${P2PDMA_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null; then
 	cc="ccache gcc"
-	export CCACHE_DIR=${CCACHE_DIR:-$cache/ccache} CCACHE_BASEDIR=$cache CCACHE_NOHASHDIR=1
-	# Kernel builds embed timestamps via macros ccache would refuse to cache.
+	export CCACHE_DIR=${CCACHE_DIR:-$cache/ccache} CCACHE_BASEDIR=$cache/build/$name CCACHE_NOHASHDIR=1
+	# Kernel builds embed timestamps via macros ccache would refuse to cache;
+	# the prefix map names the variant's absolute source path and only
+	# changes __FILE__ to the same relative path in every variant.
 	export CCACHE_SLOPPINESS=time_macros,include_file_mtime,include_file_ctime
+	export CCACHE_IGNOREOPTIONS='-fmacro-prefix-map=* -ffile-prefix-map=*'
+	mkdir -p "$CCACHE_DIR"
 fi
 say "building bzImage with -j$jobs, CC='$cc' (log: $log)"
 make -C "$tree" O="$obj" -j"$jobs" CC="$cc" bzImage >> "$log" 2>&1 &
