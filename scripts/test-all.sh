@@ -72,11 +72,7 @@ host_suite() { # label, extra tap args...
 	step "host suite: $label"
 	node_modules/.bin/tap --reporter=base --no-color --output-file "$out/$label.tap" "$@"
 	rc=$?
-	suites+=("$label=$out/$label.tap")
-	if [ $rc != 0 ]; then
-		printf 'not ok 1 - tap exited with status %d on %s\n' $rc "$label" > "$out/$label-exit.tap"
-		suites+=("$label-exit=$out/$label-exit.tap")
-	fi
+	suites+=("$label=$out/$label.tap" --exit-status "$label=$rc")
 }
 P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} host_suite "host-node$(node -p 'process.versions.node.split(".")[0]')"
 # The other lines: the same suite but the boot tests, which test the harness

@@ -6,12 +6,37 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import type { Topology } from '../../lib/vm/qemu-args';
+
 export const inGuest = process.env.P2PDMA_GUEST === '1';
-export const topology = process.env.P2PDMA_TOPOLOGY ?? 'switch';
-/** 'baseline' (pristine 6.12) or 'patched' (kernel-patches/series applied). */
-export const kernel = process.env.P2PDMA_KERNEL ?? 'baseline';
+export const topology = (process.env.P2PDMA_TOPOLOGY ?? 'switch') as Topology;
+/**
+ * 'baseline' (pristine 6.12) or 'patched' (kernel-patches/series applied).
+ * Anything but P2PDMA_KERNEL=baseline (a custom kernel included) is checked
+ * as patched: the series' features must be there, their absence fails.
+ */
+export const kernel: 'baseline' | 'patched' = process.env.P2PDMA_KERNEL === 'baseline' ? 'baseline' : 'patched';
 /** Test options for guest-only tests: skipped, with the reason, anywhere else. */
-export const guest = { skip: inGuest ? false : 'runs only in the p2pdma guest (make vm-test)' };
+export const guest: { skip: string | false } = { skip: inGuest ? false : 'runs only in the p2pdma guest (make vm-test)' };
+/** Test options for what only the kernel series provides: skipped on the baseline kernel. */
+export const patchedOnly: { skip: string | false } = {
+  skip: guest.skip || (kernel === 'baseline' ? 'the baseline kernel has no kernel-patches/ series' : false),
+};
+
+/**
+ * The map type between the ivshmem BAR and either NVMe controller, per
+ * topology (names as in the kernel's enum). ivshmem-plain sits on the root
+ * complex in every topology (lib/vm/qemu-args.ts gives it no bus), so it
+ * shares no upstream bridge with a controller even behind the switch:
+ * calc_map_type_and_dist() always goes through the host bridge, which only
+ * the AMD family 23 CPU allows (cpu_supports_p2pdma(); q35's host bridge is
+ * not on the whitelist, as the none topology shows for the two controllers).
+ */
+export const IVSHMEM_MAP_TYPE: Record<Topology, string> = {
+  switch: 'NOT_SUPPORTED',
+  'host-bridge': 'THRU_HOST_BRIDGE',
+  none: 'NOT_SUPPORTED',
+};
 
 export function readSysfs(file: string): string {
   return fs.readFileSync(file, 'utf8').trim();
@@ -37,4 +62,20 @@ export function nvmeControllers(): NvmeController[] {
       p2pmem: `/sys/bus/pci/devices/${bdf}/p2pmem`,
     };
   });
+}
+
+/** The PCI function of QEMU's ivshmem-plain device (1af4:1110), if any. */
+export function ivshmemBdf(): string | undefined {
+  return fs.readdirSync('/sys/bus/pci/devices').find((bdf) => {
+    const dev = `/sys/bus/pci/devices/${bdf}`;
+    return readSysfs(`${dev}/vendor`) === '0x1af4' && readSysfs(`${dev}/device`) === '0x1110';
+  });
+}
+
+/** The /dev node of the ivshmem_p2p exporter bound to @bdf, if any. */
+export function ivshmemNode(bdf: string): string | undefined {
+  const dir = `/sys/bus/pci/devices/${bdf}/misc`;
+  if (!fs.existsSync(dir)) return undefined;
+  const name = fs.readdirSync(dir).find((n) => n.startsWith('ivshmem_p2p'));
+  return name ? `/dev/${name}` : undefined;
 }

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mmap } from '../../lib/index';
 import { packageRoot } from '../../lib/package-root';
-import { guest, inGuest, kernel, nvmeControllers, readSysfs } from './helpers';
+import { guest, inGuest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers, patchedOnly } from './helpers';
 
 // This file also runs compiled, from dist/guest-tests/.
 const root = packageRoot;
@@ -52,7 +52,6 @@ function program(): string | undefined {
 }
 
 const bin = inGuest ? program() : undefined;
-const hasRxe = inGuest && fs.existsSync('/sys/class/infiniband/rxe0');
 
 function run(args: string[]): Result {
   const r = spawnSync(bin!, args, { encoding: 'utf8', timeout: 240_000 });
@@ -68,27 +67,15 @@ function run(args: string[]): Result {
   return res;
 }
 
-/** Options for a test that needs the program and rxe0, skipped with the reason. */
-function needs(extra?: string | false): { skip: string | boolean } {
-  if (guest.skip) return guest;
+/**
+ * Options for a test that needs the program, skipped with the reason. The
+ * guest always has rxe0, the CMBs and the ivshmem BAR (devices.test.ts):
+ * a test that misses one fails instead.
+ */
+function needs(base = guest, extra?: string | false): { skip: string | false } {
+  if (base.skip) return base;
   if (!bin) return { skip: 'rdma_p2p could not be built (gcc, libibverbs-dev)' };
-  if (!hasRxe) return { skip: 'no rxe0 in this guest' };
   return { skip: extra ?? false };
-}
-
-function ivshmemBdf(): string | undefined {
-  return fs.readdirSync('/sys/bus/pci/devices').find((bdf) => {
-    const dev = `/sys/bus/pci/devices/${bdf}`;
-    return readSysfs(`${dev}/vendor`) === '0x1af4' && readSysfs(`${dev}/device`) === '0x1110';
-  });
-}
-
-/** /dev node of the ivshmem_p2p exporter bound to @bdf, if any. */
-function ivshmemNode(bdf: string): string | undefined {
-  const dir = `/sys/bus/pci/devices/${bdf}/misc`;
-  if (!fs.existsSync(dir)) return undefined;
-  const name = fs.readdirSync(dir).find((n) => n.startsWith('ivshmem_p2p'));
-  return name ? `/dev/${name}` : undefined;
 }
 
 // A program that cannot be built fails here, so the skips below hide nothing.
@@ -105,12 +92,11 @@ t.test('control: ibv_reg_mr and RDMA WRITE/READ on anonymous memory', needs(), a
 });
 
 const ctrls = inGuest ? nvmeControllers() : [];
-const cmbSkip = ctrls.length && fs.existsSync(`${ctrls[0].p2pmem}/allocate`)
-  ? false : 'no NVMe controller with a p2pmem CMB';
 
-t.test('ibv_reg_mr on an NVMe CMB (p2pmem/allocate)', needs(cmbSkip), async (t) => {
+t.test('ibv_reg_mr on an NVMe CMB (p2pmem/allocate)', needs(), async (t) => {
   const c = ctrls[0];
-  const allocate = `${c.p2pmem}/allocate`;
+  const allocate = `${c?.p2pmem}/allocate`;
+  if (!t.ok(c && fs.existsSync(allocate), 'an NVMe controller with a p2pmem CMB')) return;
   if (kernel === 'baseline') {
     // What the unpatched kernel does today: pinning fails, the MR is refused.
     const r = run([allocate]);
@@ -133,13 +119,11 @@ t.test('ibv_reg_mr on an NVMe CMB (p2pmem/allocate)', needs(cmbSkip), async (t) 
 
 const ivBdf = inGuest ? ivshmemBdf() : undefined;
 
-t.test('ibv_reg_mr on the ivshmem BAR via the ivshmem_p2p exporter', needs(
-  !ivBdf ? 'no ivshmem-plain device'
-    : kernel === 'baseline' ? 'ivshmem_p2p exporter exists only on the patched kernel'
-      : !ivshmemNode(ivBdf) ? `no ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P off?)`
-        : false), async (t) => {
-  const node = ivshmemNode(ivBdf!)!;
-  const r = run(['--revoke', node]);
+t.test('ibv_reg_mr on the ivshmem BAR via the ivshmem_p2p exporter', needs(patchedOnly), async (t) => {
+  if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
+  const node = ivshmemNode(ivBdf!);
+  if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;
+  const r = run(['--revoke', node!]);
   t.equal(r.exit, 0, `exit 0 (${JSON.stringify(r)})`);
   t.equal(r.reg_mr, 'ok', 'ibv_reg_mr succeeded');
   t.equal(r.active_maps, 1, 'the MR holds one p2p mapping of the BAR');
@@ -151,9 +135,9 @@ t.test('ibv_reg_mr on the ivshmem BAR via the ivshmem_p2p exporter', needs(
   t.equal(r.active_maps_after_dereg, 0, 'nothing left mapped after ibv_dereg_mr');
 });
 
-/** Why the BAR cannot be mapped through sysfs, or false if it can. */
+/** Why the BAR cannot be mapped through sysfs, or false if it can (or there is no BAR: the test fails). */
 function resourceMmapSkip(bdf: string | undefined): string | false {
-  if (!bdf) return 'no ivshmem-plain device';
+  if (!bdf) return false;
   const file = `/sys/bus/pci/devices/${bdf}/resource2`;
   let fd: number | undefined;
   try {
@@ -170,7 +154,8 @@ function resourceMmapSkip(bdf: string | undefined): string | false {
 }
 
 t.test('ibv_reg_mr on a BAR mapped without an exporter (sysfs resource2)',
-  needs(inGuest ? resourceMmapSkip(ivBdf) : false), async (t) => {
+  needs(guest, inGuest ? resourceMmapSkip(ivBdf) : false), async (t) => {
+    if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
     // VM_IO|VM_PFNMAP and no p2p_map: no fallback, the same refusal as before.
     const r = run([`/sys/bus/pci/devices/${ivBdf}/resource2`]);
     t.equal(r.exit, 3, `exit 3: ibv_reg_mr failed (${JSON.stringify(r)})`);

@@ -1,51 +1,78 @@
 // The kernel series' own kselftests (tools/testing/selftests/mm/vma_p2p*),
 // built with the patched kernel by scripts/kernel/build.sh, run in the guest:
-// each kselftest case becomes one tap test. The provider is NVMe controller
-// 0's CMB and the importer controller 1, so the map type the exporter reports
-// must be the one the topology implies. On the baseline kernel the test
-// module does not exist, which is checked as such.
+// each kselftest case becomes one tap test. The importer is NVMe controller
+// 1; the providers are controller 0's CMB (vma_p2p-tests) and the ivshmem BAR
+// (vma_p2p_ivshmem-tests), and the map type each reports must be the one the
+// topology implies. The patched guest has everything the kselftests need
+// (/dev/vma_p2p, ivshmem_p2p, two CMBs), so a kselftest SKIP is a failure.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EXPECTED_MAP_TYPE, Topology } from '../../lib/vm/qemu-args';
-import { guest, inGuest, kernel, nvmeControllers, topology } from './helpers';
+import { EXPECTED_MAP_TYPE } from '../../lib/vm/qemu-args';
+import {
+  inGuest, ivshmemBdf, ivshmemNode, IVSHMEM_MAP_TYPE, kernel, nvmeControllers, patchedOnly, topology,
+} from './helpers';
 
 const selftestDir = path.join(process.env.P2PDMA_KERNEL_DIR ?? '', 'selftests');
-// KSFT_PASS 0, KSFT_FAIL 1, KSFT_SKIP 4
-const KSFT_SKIP = 4;
 
-if (kernel !== 'patched') {
-  t.test('the baseline kernel has no vma_p2p test module', guest, async (t) => {
-    t.notOk(fs.existsSync('/dev/vma_p2p'), '/dev/vma_p2p absent');
+/** Each kselftest and the map type it must print for the importer. */
+const KSELFTESTS: Record<string, string> = {
+  'vma_p2p-tests': EXPECTED_MAP_TYPE[topology],
+  'vma_p2p_ivshmem-tests': IVSHMEM_MAP_TYPE[topology],
+};
+
+if (!inGuest || kernel === 'baseline') {
+  t.test('vma_p2p kselftests', patchedOnly, async () => {});
+} else {
+  t.test('/dev/vma_p2p exists (CONFIG_TEST_VMA_P2P)', async (t) => {
+    t.ok(fs.statSync('/dev/vma_p2p', { throwIfNoEntry: false })?.isCharacterDevice(), '/dev/vma_p2p');
   });
-} else if (inGuest) {
-  const binaries = fs.existsSync(selftestDir) ? fs.readdirSync(selftestDir).sort() : [];
-  t.ok(binaries.includes('vma_p2p-tests'), `vma_p2p-tests built in ${selftestDir}`);
+
+  t.test('ivshmem_p2p is bound to the ivshmem BAR (CONFIG_IVSHMEM_P2P)', async (t) => {
+    const bdf = ivshmemBdf();
+    t.ok(bdf, 'ivshmem-plain present');
+    if (bdf) t.ok(ivshmemNode(bdf), `ivshmem_p2p char device for ${bdf}`);
+  });
+
   const [provider, importer] = nvmeControllers();
   const env = {
     ...process.env,
     VMA_P2P_PROVIDER: provider?.bdf ?? '',
     VMA_P2P_IMPORTER: importer?.bdf ?? '',
-    VMA_P2P_EXPECT: EXPECTED_MAP_TYPE[topology as Topology].toLowerCase(),
+    VMA_P2P_EXPECT: KSELFTESTS['vma_p2p-tests'].toLowerCase(),
+    IVSHMEM_P2P_IMPORTER: importer?.bdf ?? '',
+    IVSHMEM_P2P_EXPECT: KSELFTESTS['vma_p2p_ivshmem-tests'].toLowerCase(),
   };
-  for (const bin of binaries) {
-    const r = spawnSync(path.join(selftestDir, bin), [], { env, encoding: 'utf8', timeout: 240_000 });
+
+  for (const [bin, mapType] of Object.entries(KSELFTESTS)) {
+    const file = path.join(selftestDir, bin);
+    if (!fs.existsSync(file)) {
+      t.test(`${bin} is built`, async (t) => t.fail(`${file} missing`));
+      continue;
+    }
+    const r = spawnSync(file, [], { env, encoding: 'utf8', timeout: 240_000 });
     const output = `${r.stdout}${r.stderr}`;
     const cases = [...output.matchAll(/^(not ok|ok) \d+ (\S+)(?: # (SKIP|XFAIL)\s*(.*))?$/gm)];
-    t.test(`${bin} exits cleanly`, async (t) => {
-      t.ok(r.status === 0 || r.status === KSFT_SKIP, `exit status ${r.status}`) || t.comment(output);
+
+    t.test(`${bin} exits 0 and reports its cases`, async (t) => {
+      t.equal(r.status, 0, `exit status ${r.status} signal ${r.signal}`) || t.comment(output);
       t.ok(cases.length > 0, 'reported its cases') || t.comment(output);
     });
+
+    // The kselftest checks the type itself through *_EXPECT; this also
+    // catches a kselftest that never got to print it.
+    t.test(`${bin}: map type ${mapType} on the ${topology} topology`, async (t) => {
+      const printed = /^# provider (\S+) importer (\S+) map_type (\S+)$/m.exec(output);
+      t.ok(printed, 'the kselftest printed the map type') || t.comment(output);
+      if (printed) t.equal(printed[3], mapType.toLowerCase(), `provider ${printed[1]} importer ${printed[2]}`);
+    });
+
     for (const [, result, name, directive, reason] of cases) {
-      if (directive === 'SKIP') t.test(`${bin}: ${name}`, { skip: reason || 'skipped by kselftest' }, async () => {});
-      else {
-        t.test(`${bin}: ${name}`, async (t) => {
-          t.equal(result, 'ok', name) || t.comment(output);
-        });
-      }
+      t.test(`${bin}: ${name}`, async (t) => {
+        if (directive === 'SKIP') t.fail(`skipped on the patched kernel: ${reason || 'no reason given'}`);
+        else t.equal(result, 'ok', name) || t.comment(output);
+      });
     }
   }
-} else {
-  t.test('vma_p2p kselftests', guest, async () => {});
 }
