@@ -100,14 +100,15 @@ function errnoTables(): ErrnoTables {
   const byName = new Map<string, number>();
   for (let n = 1; n <= 4095; n++) {
     const name = libc.names[n] ?? nodeNames.get(n);
-    if (name === undefined) continue;
+    const libcDesc = libc.descriptions[n];
+    if (name === undefined && libcDesc === undefined) continue;
     const [nodeName, nodeDesc] = nodeMap.get(-n) ?? [];
-    const desc = nodeName === name ? nodeDesc! : lowerFirst(libc.descriptions[n] ?? `unknown error ${n}`);
-    byNumber.set(n, [name, desc]);
-    byName.set(name, n);
+    const desc = name !== undefined && nodeName === name ? nodeDesc! : lowerFirst(libcDesc ?? `unknown error ${n}`);
+    byNumber.set(n, [name ?? `E${n}`, desc]);
+    if (name !== undefined) byName.set(name, n);
   }
   for (const [n, name, desc] of KERNEL_INTERNAL) {
-    if (byNumber.has(n)) continue;
+    if (byName.has(name)) continue;
     byNumber.set(n, [name, desc]);
     byName.set(name, n);
   }

@@ -32,11 +32,6 @@ void ThrowRange(Napi::Env env, const char* what) {
   throw e;
 }
 
-bool IsIntegerIn(double d, double lo, double hi) {
-  // NaN fails both comparisons.
-  return d >= lo && d <= hi && std::trunc(d) == d;
-}
-
 int32_t FdArg(const Napi::CallbackInfo& info, size_t i) {
   Napi::Value v = info[i];
   if (!v.IsNumber()) ThrowType(info.Env(), "fd");
