@@ -171,14 +171,8 @@ if (LAYOUT === GENERIC) {
  */
 export function argSize(request: number): number {
   if (((request >>> DIR_SHIFT) & DIR_MASK) !== LAYOUT.none) return (request >>> SIZE_SHIFT) & SIZE_MASK;
-  // Hot loops repeat one request: skip the Map lookup (a few ns) then.
-  if (request === lastLegacy) return lastLegacySize;
-  lastLegacySize = LEGACY_SIZES.get(request) ?? 0;
-  lastLegacy = request;
-  return lastLegacySize;
+  return LEGACY_SIZES.get(request) ?? 0;
 }
-let lastLegacy = -1;
-let lastLegacySize = 0;
 
 const NAMES = new Map<number, string>();
 
