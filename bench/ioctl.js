@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /*
- * ioctl round trip: JS `ioctl(fd, FIONREAD, Int32Array)` through the public
+ * ioctl round trip: JS `ioctlSync(fd, FIONREAD, Int32Array)` through the public
  * API vs a C loop doing the same successful ioctl, printed as a ratio.
  *
  *   node bench/ioctl.js [iterations] [rounds]
@@ -8,8 +8,8 @@
  * Writes only to $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary, a FIFO), so
  * it runs from a read-only tree. The JS side is lib/ (transpiled in memory
  * with the typescript devDependency) or, without typescript, dist/.
- * The JS loop calls `api.ioctl(...)` as a consumer's compiled code does
- * (`(0, p2pdma_1.ioctl)(...)`), so a slow export shape would show here.
+ * The JS loop calls `api.ioctlSync(...)` as a consumer's compiled code does
+ * (`(0, p2pdma_1.ioctlSync)(...)`), so a slow export shape would show here.
  * Goal: ratio <= 1.5 on the host, <= 1.2 in a TCG guest.
  */
 'use strict';
@@ -105,7 +105,7 @@ function main() {
   const count = new Int32Array(1);
 
   const viaApi = (n) => {
-    for (let i = 0; i < n; i++) api.ioctl(r, FIONREAD, count);
+    for (let i = 0; i < n; i++) api.ioctlSync(r, FIONREAD, count);
     if (count[0] !== 1) throw new Error(`FIONREAD gave ${count[0]}`);
   };
   const viaNative = (n) => {
@@ -137,8 +137,8 @@ function main() {
   console.log(`  (${os.release()}, node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, API from ${from})`);
   console.log(line('C loop', c));
   console.log(line('JS native binding', raw));
-  console.log(line('JS ioctl() API', js));
-  console.log(`ratio ${(js.cpu / c.cpu).toFixed(2)} (JS ioctl() / C, CPU time; goal <= 1.5 host, <= 1.2 TCG guest)`);
+  console.log(line('JS ioctlSync() API', js));
+  console.log(`ratio ${(js.cpu / c.cpu).toFixed(2)} (JS ioctlSync() / C, CPU time; goal <= 1.5 host, <= 1.2 TCG guest)`);
 }
 
 main();

@@ -1,7 +1,7 @@
 /**
  * p2pdma: Linux peer-to-peer DMA and dma-buf from Node.js.
  *
- * Core: `ioctl`/`ioctlAsync` with `ioc` encoders, `mmap` -> `Mapping`, the
+ * Core: `ioctlSync`/`ioctl` (promise) with `ioc` encoders, `mmap` -> `Mapping`, the
  * `Fd` handle base, Node-style system errors, and `capabilities()`.
  *
  * Values are re-exported as plain data properties (`export const`), not as
@@ -32,15 +32,15 @@ export type {
 } from './capabilities';
 export type { CodedError, ErrorContext, SystemError } from './errors';
 export type { FdLike } from './handle';
-export type { IoctlArg } from './ioctl';
+export type { IoctlArg, IoctlOptions, IoctlSyncOptions } from './ioctl';
 export type { MemfdOptions } from './memfd';
 export type { MapFlag, MmapOptions, MsyncFlag, Prot } from './mmap';
 
 // ioctl
-/** ioctl(fd, request, arg?): the ioctl's result; throws a SystemError. See lib/ioctl.ts. */
+/** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/ioctl.ts. */
+export const ioctlSync = ioctls.ioctlSync;
+/** ioctl(fd, request, arg?, { name, signal }?) on the thread pool: a Promise of the result. */
 export const ioctl = ioctls.ioctl;
-/** ioctl on the thread pool: a Promise of the result. */
-export const ioctlAsync = ioctls.ioctlAsync;
 /** `_IO/_IOR/_IOW/_IOWR` encoders and decoders. */
 export const ioc = ioctls.ioc;
 /** Request numbers of the ioctls this package knows. */

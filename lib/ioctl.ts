@@ -1,16 +1,21 @@
 /**
- * ioctl(2): the generic entry point, `ioc` request encoders matching the
- * kernel's `_IO/_IOR/_IOW/_IOWR` macros, and the table of request names used
- * in error messages.
+ * ioctl(2): the generic entry points (`ioctlSync`, the hot path, and
+ * `ioctl`, its promise form on the thread pool), `ioc` request encoders
+ * matching the kernel's `_IO/_IOR/_IOW/_IOWR` macros, and the table of
+ * request names used in error messages.
  */
-import { invalidArgType, outOfRange, sysError, wrap } from './errors';
+import { abortError, invalidArgType, outOfRange, sysError, wrap } from './errors';
 import { Fd, type FdLike, hold, toFd } from './handle';
 import { native } from './native';
 
 /**
  * An ioctl argument:
  * - a Buffer, TypedArray or DataView: a pointer to its bytes (at its
- *   byteOffset) is passed; the kernel reads and writes them in place;
+ *   byteOffset) is passed. `ioctlSync` lets the kernel read and write them
+ *   in place; `ioctl` passes a copy (see there). The view must hold at
+ *   least the argument size the request encodes (`ioc.size(request)`), or
+ *   for old-style requests that encode none, the size this module knows
+ *   (FIONREAD and a few tty requests; see `argSize`);
  * - a number (safe integer) or bigint (-2^63 .. 2^64-1): passed by value as
  *   an unsigned long (negative values as two's complement);
  * - undefined: 0 is passed.
@@ -36,6 +41,8 @@ const NR_SHIFT = 0;
 const TYPE_SHIFT = 8;
 const SIZE_SHIFT = 16;
 const DIR_SHIFT = SIZE_SHIFT + LAYOUT.sizeBits;
+const SIZE_MASK = 2 ** LAYOUT.sizeBits - 1;
+const DIR_MASK = 2 ** LAYOUT.dirBits - 1;
 
 function field(name: string, v: unknown, max: number): number {
   let n: number;
@@ -136,6 +143,37 @@ export const requests = Object.freeze({
   FIONREAD: fionread(),
 });
 
+/**
+ * Old-style requests (no direction or size encoded, e.g. FIONREAD 0x541b)
+ * whose argument size is known: asm-generic/ioctls.h, on the architectures
+ * that use it. Views passed with other old-style requests are not checked:
+ * the caller must make them large enough.
+ */
+const LEGACY_SIZES = new Map<number, number>([[requests.FIONREAD, 4]]);
+if (LAYOUT === GENERIC) {
+  for (const [req, size] of [
+    [0x5401, 36], // TCGETS: struct termios
+    [0x5402, 36], // TCSETS
+    [0x540f, 4], // TIOCGPGRP: pid_t
+    [0x5410, 4], // TIOCSPGRP
+    [0x5411, 4], // TIOCOUTQ: int
+    [0x5413, 8], // TIOCGWINSZ: struct winsize
+    [0x5414, 8], // TIOCSWINSZ
+    [0x5421, 4], // FIONBIO: int
+  ]) {
+    LEGACY_SIZES.set(req, size);
+  }
+}
+
+/**
+ * The bytes a view must hold for `request`: `_IOC_SIZE` when the request
+ * encodes a direction, else the known size of an old-style request, else 0.
+ */
+export function argSize(request: number): number {
+  if (((request >>> DIR_SHIFT) & DIR_MASK) !== LAYOUT.none) return (request >>> SIZE_SHIFT) & SIZE_MASK;
+  return LEGACY_SIZES.get(request) ?? 0;
+}
+
 const NAMES = new Map<number, string>();
 
 /**
@@ -188,60 +226,143 @@ function badArg(arg: unknown, caller: Function): TypeError {
   return invalidArgType('arg', 'of type number, bigint, undefined or an instance of Buffer, TypedArray or DataView', arg, caller);
 }
 
+/** Options of `ioctlSync`. */
+export interface IoctlSyncOptions {
+  /**
+   * The request's name in errors (`request` and the message), e.g.
+   * `'DRM_IOCTL_VERSION'`. Driver-private ioctls of different drivers share
+   * numbers, so a typed wrapper knows the name better than the table of
+   * `registerRequests`, which is the fallback.
+   */
+  name?: string;
+}
+
+/** Options of `ioctl`. */
+export interface IoctlOptions extends IoctlSyncOptions {
+  /**
+   * Checked before the call starts. An abort while the call is queued or
+   * running rejects at once with an AbortError, even though the syscall
+   * itself cannot be interrupted; the view is then left as it was.
+   */
+  signal?: AbortSignal;
+}
+
+function toOptions(options: unknown, caller: Function): IoctlOptions {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, caller);
+  const { name, signal } = options as IoctlOptions;
+  if (name !== undefined && typeof name !== 'string') throw invalidArgType('options.name', 'of type string', name, caller);
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, caller);
+  }
+  return { name, signal };
+}
+
+function viewTooSmall(view: ArrayBufferView, need: number, name: string, caller: Function): RangeError {
+  return outOfRange('arg.byteLength', `>= ${need} (the argument size of ${name})`, view.byteLength, caller);
+}
+
 /**
- * ioctl(fd, request, arg): returns the ioctl's (non-negative) result, or
- * throws a SystemError (`syscall: 'ioctl'`, `request: <name>`). Arguments are
- * checked before the syscall: TypeError ERR_INVALID_ARG_TYPE / RangeError
- * ERR_OUT_OF_RANGE.
+ * ioctlSync(fd, request, arg?, options?): returns the ioctl's (non-negative)
+ * result, or throws a SystemError (`syscall: 'ioctl'`, `request: <name>`).
+ * Arguments are checked before the syscall: TypeError ERR_INVALID_ARG_TYPE /
+ * RangeError ERR_OUT_OF_RANGE (also for a view smaller than the request's
+ * argument size). The hot path: the kernel works on the view in place.
  */
-export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg): number {
+export function ioctlSync(fd: FdLike, request: number | bigint, arg?: IoctlArg, options?: IoctlSyncOptions): number {
   // Fast path first: plain numbers need no allocation and no dispatch.
-  const n = typeof fd === 'number' && (fd | 0) === fd && fd >= 0 ? fd : toFd(fd, ioctl);
-  const req = typeof request === 'number' && request >>> 0 === request ? request : toRequest(request, ioctl);
+  const n = typeof fd === 'number' && (fd | 0) === fd && fd >= 0 ? fd : toFd(fd, ioctlSync);
+  const req = typeof request === 'number' && request >>> 0 === request ? request : toRequest(request, ioctlSync);
+  const name = options === undefined ? undefined : toOptions(options, ioctlSync).name;
   let r: number | undefined;
   if (typeof arg === 'object' && ArrayBuffer.isView(arg)) {
+    const need = argSize(req);
+    if (arg.byteLength < need) throw viewTooSmall(arg, need, name ?? requestName(req), ioctlSync);
     r = native.ioctlView(n, req, arg);
   } else if (arg === undefined) {
     r = native.ioctl(n, req);
   } else if (typeof arg === 'number') {
-    checkNumberArg(arg, ioctl);
+    checkNumberArg(arg, ioctlSync);
     r = native.ioctl(n, req, arg);
   } else if (typeof arg === 'bigint') {
-    r = native.ioctlBigInt(n, req, toBigIntArg(arg, ioctl));
+    r = native.ioctlBigInt(n, req, toBigIntArg(arg, ioctlSync));
   } else {
-    throw badArg(arg, ioctl);
+    throw badArg(arg, ioctlSync);
   }
   // The binding returns undefined for 0 (saves creating a number), else the
   // kernel's convention: -4095..-1 is -errno; nothing else is an error.
   if (r === undefined) return 0;
-  if (r < 0 && r > -4096) throw sysError(-r, 'ioctl', { fd: n, request: requestName(req) }, ioctl);
+  if (r < 0 && r > -4096) throw sysError(-r, 'ioctl', { fd: n, request: name ?? requestName(req) }, ioctlSync);
   return r;
 }
 
+/** The largest view `ioctl` copies. */
+export const IOCTL_MAX_COPY = 16384;
+
 /**
- * ioctl on the libuv thread pool, for requests that block or take long
- * (allocations, pinning, waits). The handle and the argument buffer stay
- * referenced until the promise settles, and closing the handle meanwhile
- * defers the close(2) until then. Rejects with the same SystemError as ioctl().
+ * ioctl(fd, request, arg?, options?): the promise form, run on the libuv
+ * thread pool, for requests that block or take long (allocations, pinning,
+ * waits). Resolves with the result; rejects with the same SystemError as
+ * `ioctlSync`, or an AbortError (`options.signal`).
+ *
+ * A view's bytes (at most 16 KiB) are copied when the call starts, the
+ * kernel works on the copy, and the result is copied back when the call
+ * settles, only if the view is still attached with the same length and
+ * the call was not aborted. So detaching, transferring or unmapping the
+ * view's memory meanwhile is safe, and writes to the view while the call
+ * runs are overwritten. For larger arguments use `ioctlSync`, or pass the
+ * address of memory that stays mapped (`mapping.address`) as a bigint.
+ *
+ * The handle stays referenced until the syscall returns (even after an
+ * abort), and closing it meanwhile defers the close(2) until then.
  */
-export function ioctlAsync(fd: FdLike, request: number | bigint, arg?: IoctlArg): Promise<number> {
+export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg, options?: IoctlOptions): Promise<number> {
   let n: number;
   let req: number;
   let a: IoctlArg;
+  let name: string | undefined;
+  let signal: AbortSignal | undefined;
   try {
-    n = toFd(fd, ioctlAsync);
-    req = toRequest(request, ioctlAsync);
-    if (arg === undefined || (typeof arg === 'object' && ArrayBuffer.isView(arg))) a = arg;
-    else if (typeof arg === 'number') {
-      checkNumberArg(arg, ioctlAsync);
+    n = toFd(fd, ioctl);
+    req = toRequest(request, ioctl);
+    ({ name, signal } = toOptions(options, ioctl));
+    if (typeof arg === 'object' && ArrayBuffer.isView(arg)) {
+      const need = argSize(req);
+      if (arg.byteLength < need) throw viewTooSmall(arg, need, name ?? requestName(req), ioctl);
+      if (arg.byteLength > IOCTL_MAX_COPY) {
+        const hint = 'ioctl() copies the view; use ioctlSync() or pass the address of memory that stays mapped';
+        throw outOfRange('arg.byteLength', `<= ${IOCTL_MAX_COPY} (${hint})`, arg.byteLength, ioctl);
+      }
       a = arg;
-    } else if (typeof arg === 'bigint') a = toBigIntArg(arg, ioctlAsync);
-    else throw badArg(arg, ioctlAsync);
+    } else if (arg === undefined) a = arg;
+    else if (typeof arg === 'number') {
+      checkNumberArg(arg, ioctl);
+      a = arg;
+    } else if (typeof arg === 'bigint') a = toBigIntArg(arg, ioctl);
+    else throw badArg(arg, ioctl);
+    if (signal?.aborted) throw abortError(signal.reason, ioctl);
   } catch (e) {
     return Promise.reject(e);
   }
   const handle = fd instanceof Fd ? fd : undefined;
   const release = handle !== undefined ? hold(handle) : undefined;
-  const p = wrap(native.ioctlAsync(n, req, a, handle), { request: requestName(req) });
-  return release === undefined ? p : p.finally(release);
+  const settled = native.ioctlAsync(n, req, a, handle, signal);
+  if (release !== undefined) settled.then(release, release);
+  const result = wrap(settled, { request: name ?? requestName(req) });
+  if (signal === undefined) return result;
+  return new Promise<number>((resolve, reject) => {
+    const onAbort = (): void => reject(abortError(signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    const done = (): void => signal.removeEventListener('abort', onAbort);
+    result.then(
+      (v) => {
+        done();
+        resolve(v);
+      },
+      (e: unknown) => {
+        done();
+        reject(e);
+      },
+    );
+  });
 }

@@ -21,13 +21,29 @@ export interface NativeMapping {
 export interface Binding {
   /** close(fd) -> 0 or -errno. */
   close(fd: number): number;
+  /**
+   * The C library's errno names (strerrorname_np; none without it) and
+   * descriptions (strerrordesc_np or strerror), indexed by positive errno 0..4095.
+   */
+  errnoTable(): { names: (string | undefined)[]; descriptions: (string | undefined)[] };
   /** ioctl with the argument passed by value -> result (undefined for 0) or -errno. */
   ioctl(fd: number, request: number, arg?: number): number | undefined;
   ioctlBigInt(fd: number, request: number, arg: bigint): number | undefined;
   /** ioctl with a pointer to the view's bytes -> result (undefined for 0) or -errno. */
   ioctlView(fd: number, request: number, arg: ArrayBufferView): number | undefined;
-  /** Rejects with a native SysError; keeps `arg` and `keepAlive` referenced until settled. */
-  ioctlAsync(fd: number, request: number, arg: number | bigint | ArrayBufferView | undefined, keepAlive?: object): Promise<number>;
+  /**
+   * ioctl on the thread pool; rejects with a native SysError. A view (<= 16 KiB,
+   * at least the request's encoded size) is copied in, and copied back when
+   * it settles if it still has the same memory and length and `signal` is
+   * not aborted. `keepAlive` stays referenced until settled.
+   */
+  ioctlAsync(
+    fd: number,
+    request: number,
+    arg: number | bigint | ArrayBufferView | undefined,
+    keepAlive?: object,
+    signal?: AbortSignal,
+  ): Promise<number>;
   Mapping: new (fd: number, length: number, prot: number, flags: number, offset: number | bigint) => NativeMapping;
   pageSize(): number;
   /** Successful mmap/munmap calls made by the addon in this process. */

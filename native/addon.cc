@@ -6,6 +6,7 @@
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  p2pdma::InitErrors(env, exports);
   p2pdma::InitHandle(env, exports);
   p2pdma::InitIoctl(env, exports);
   p2pdma::InitMmap(env, exports);

@@ -5,6 +5,7 @@
 
 namespace p2pdma {
 
+void InitErrors(Napi::Env env, Napi::Object exports);
 void InitHandle(Napi::Env env, Napi::Object exports);
 void InitIoctl(Napi::Env env, Napi::Object exports);
 void InitMmap(Napi::Env env, Napi::Object exports);

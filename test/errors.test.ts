@@ -1,9 +1,16 @@
-// The error model: Node-style system errors and our errno table.
+// The error model: Node-style system errors and errno names from the C library.
 import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as util from 'node:util';
 
 import { errnoDescription, errnoFromName, errnoName, sysError } from '../lib/index';
-import { closedError, fromNative, invalidArgType, outOfRange } from '../lib/errors';
+import { abortError, closedError, fromNative, invalidArgType, outOfRange } from '../lib/errors';
+import { native } from '../lib/native';
+import { repoRoot, report, runTs } from './helpers';
+
+const ALIASES = ['EWOULDBLOCK', 'EDEADLOCK', 'ENOTSUP'];
 
 t.test('errno names follow the kernel and glibc, not libuv', async (t) => {
   t.equal(errnoName(95), 'EOPNOTSUPP', '95 is EOPNOTSUPP (libuv says ENOTSUP)');
@@ -29,6 +36,63 @@ t.test('descriptions are lower-case and match Node where Node knows the code', a
   }
   t.equal(errnoDescription(95), 'operation not supported');
   t.match(errnoDescription(524), /not supported/);
+});
+
+t.test('every errno Node names has the same number and name here', async (t) => {
+  for (const [name, n] of Object.entries(os.constants.errno)) {
+    t.equal(errnoFromName(name), n, `errnoFromName('${name}')`);
+    if (!ALIASES.includes(name)) t.equal(errnoName(n), name, `errnoName(${n})`);
+  }
+});
+
+t.test("where Node and the C library agree on the name, the description is Node's", async (t) => {
+  let agreed = 0;
+  for (const [negative, [name, desc]] of util.getSystemErrorMap()) {
+    if (negative >= 0 || negative < -4095 || errnoName(negative) !== name) continue;
+    t.equal(util.getSystemErrorName(negative), name);
+    t.equal(errnoDescription(-negative), desc, `${name} (${-negative})`);
+    agreed++;
+  }
+  t.ok(agreed >= 60, `${agreed} codes agree`);
+});
+
+t.test('codes libuv does not name come from the C library, descriptions lower-cased', async (t) => {
+  t.equal(util.getSystemErrorMap().get(-62), undefined, 'libuv has no ETIME');
+  t.equal(errnoName(62), 'ETIME');
+  t.equal(errnoDescription(62), 'timer expired');
+  t.equal(errnoName(77), 'EBADFD');
+  t.equal(errnoDescription(77), 'file descriptor in bad state');
+  t.equal(errnoName(133), 'EHWPOISON');
+  t.equal(errnoDescription(117), 'structure needs cleaning');
+  t.equal(errnoDescription(73), 'RFS specific error', 'an acronym keeps its case');
+  t.equal(errnoFromName('EHWPOISON'), 133);
+});
+
+t.test('the kernel-internal codes no C library names are still named', async (t) => {
+  t.same(native.errnoTable().names[524], undefined, 'the C library has no name for 524');
+  t.equal(errnoName(524), 'ENOTSUPP');
+  t.equal(errnoName(517), 'EPROBE_DEFER');
+  t.equal(errnoName(512), 'ERESTARTSYS');
+  t.equal(errnoName(529), 'EIOCBQUEUED');
+  t.equal(errnoFromName('ENOTSUPP'), 524);
+  t.equal(sysError(524, 'ioctl').message, 'ENOTSUPP: operation is not supported (kernel internal ENOTSUPP), ioctl');
+});
+
+t.test("without strerrorname_np (musl, old glibc) names come from Node's errno constants", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'p2pdma-test-errors-'));
+  const main = path.join(dir, 'main.ts');
+  fs.writeFileSync(
+    main,
+    `const { native } = require(${JSON.stringify(path.join(repoRoot, 'lib/native'))});
+     const table = native.errnoTable();
+     native.errnoTable = () => ({ names: [], descriptions: table.descriptions });
+     const e = require(${JSON.stringify(path.join(repoRoot, 'lib/errors'))});
+     console.log(JSON.stringify([e.errnoName(25), e.errnoDescription(25), e.errnoName(62), e.errnoDescription(62),
+       e.errnoName(524), e.errnoName(77), e.errnoDescription(77)]));`,
+  );
+  const out = report<string[]>(runTs(main));
+  fs.rmSync(dir, { recursive: true, force: true });
+  t.same(out, ['ENOTTY', 'inappropriate ioctl for device', 'ETIME', 'timer expired', 'ENOTSUPP', 'E77', 'file descriptor in bad state']);
 });
 
 t.test('sysError has Node fs error shape', async (t) => {
@@ -70,4 +134,16 @@ t.test('argument errors carry Node codes and wording', async (t) => {
   t.equal(r.message, 'The value of "length" is out of range. It must be > 0. Received 0');
   const c = closedError('Mapping');
   t.equal(c.code, 'ERR_P2PDMA_CLOSED');
+});
+
+t.test("abortError looks like the AbortError of Node's own APIs", async (t) => {
+  const reason = new Error('why');
+  const e = abortError(reason);
+  const ac = new AbortController();
+  ac.abort(reason);
+  const node = await fs.promises.readFile('/dev/null', { signal: ac.signal }).catch((err: unknown) => err as Error & { code: string });
+  t.equal(e.name, node.name);
+  t.equal(e.code, node.code);
+  t.equal(e.message, node.message);
+  t.equal(e.cause, reason);
 });

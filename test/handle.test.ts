@@ -3,7 +3,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { Fd, ioctl, mmap, requests } from '../lib/index';
+import { Fd, ioctlSync, mmap, requests } from '../lib/index';
 import { expectCode, leakGuard, report, runTs } from './helpers';
 
 const leaks = leakGuard();
@@ -29,7 +29,7 @@ t.test('a closed handle throws ERR_P2PDMA_CLOSED on use', async (t) => {
   const fd = h.fd;
   h.close();
   t.throws(() => h.fd, { code: 'ERR_P2PDMA_CLOSED', message: `Thing (fd ${fd}) is closed` });
-  t.throws(() => ioctl(h, requests.FIONREAD), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
+  t.throws(() => ioctlSync(h, requests.FIONREAD), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
   t.throws(() => mmap(h, 4096), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
 });
 
