@@ -362,10 +362,25 @@ export class Mapping implements Disposable {
   }
 }
 
+// Pseudo filesystems whose regular files' st_size is not what they can map:
+// sysfs, where p2pmem's `allocate` (size 0) maps any length of device memory;
+// proc, debugfs, tracefs, configfs, securityfs. mmap(2) itself decides there.
+const SIZELESS_FS = new Set([0x62656572, 0x9fa0, 0x64626720, 0x74726163, 0x62656570, 0x73636673]);
+
+function onSizelessFs(fd: number): boolean {
+  try {
+    // statfs(2) follows the /proc/self/fd link to the open file's filesystem.
+    return SIZELESS_FS.has(fs.statfsSync(`/proc/self/fd/${fd}`).type);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A regular file (memfds included) must cover the mapped range up to its
  * last page: touching a page wholly past the end raises SIGBUS. Other fds,
- * and fds fstat() fails on (mmap(2) reports those), are not checked.
+ * files on pseudo filesystems, and fds fstat() fails on (mmap(2) reports
+ * those) are not checked.
  */
 function checkFileSize(fd: number, offset: bigint, length: number, caller: Function): void {
   let st: fs.BigIntStats;
@@ -378,7 +393,7 @@ function checkFileSize(fd: number, offset: bigint, length: number, caller: Funct
   const page = BigInt(pageSize);
   const mappable = ((st.size + page - 1n) / page) * page;
   const end = offset + BigInt(length);
-  if (end > mappable) {
+  if (end > mappable && !onSizelessFs(fd)) {
     throw outOfRange(
       'offset + length',
       `<= ${mappable} (the file's size, ${st.size}, rounded up to the page size; pages past it fault with SIGBUS)`,

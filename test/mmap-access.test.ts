@@ -68,6 +68,16 @@ t.test('regular files are checked like memfds', async (t) => {
   fs.rmSync(path.dirname(file), { recursive: true });
 });
 
+t.test('files on sysfs and procfs are left to mmap(2) (p2pmem allocate has size 0)', async (t) => {
+  for (const file of ['/proc/self/status', '/sys/kernel/mm/transparent_hugepage/enabled']) {
+    if (!fs.existsSync(file)) continue;
+    const fd = fs.openSync(file, 'r');
+    t.ok(fs.fstatSync(fd).size < 2 * pageSize, `${file} is smaller than the range`);
+    t.throws(() => mmap(fd, 2 * pageSize, { prot: 'read', flags: 'private' }), { code: 'ENODEV', syscall: 'mmap', fd }, file);
+    fs.closeSync(fd);
+  }
+});
+
 t.test('character devices are not size-checked', async (t) => {
   const fd = fs.openSync('/dev/zero', 'r');
   using map = mmap(fd, 2 * pageSize, { prot: 'read', flags: 'private' });
