@@ -216,11 +216,12 @@ function toIndex(name: string, value: unknown, max: number, caller: Function): n
  * What this cannot prevent: pages that vanish under a live mapping. A file
  * or memfd truncated after mmap() makes access past its new end SIGBUS the
  * process; seal memfds you hand out (`F_SEAL_SHRINK`) or never shrink them
- * while mapped. A device may also revoke its memory: the p2pmem (NVMe CMB)
- * and ivshmem BAR exporters of this project zap the user mappings when the
- * device is unbound or reset, and a later access then raises SIGBUS. Unmap
- * device mappings before unbinding/resetting the device; there is no way to
- * turn such a fault into a JS exception.
+ * while mapped. A device may also take its memory back: p2pmem (NVMe CMB)
+ * zaps `allocate` mappings when the provider goes away, and ivshmem_p2p
+ * when the device is unbound; the next access raises SIGBUS.
+ * (IVSHMEM_P2P_IOCTL_REVOKE alone is harmless to the CPU: the next access
+ * maps the BAR again.) Unmap device mappings before unbinding or removing
+ * the device; no library can turn such a fault into a JS exception.
  */
 export class Mapping implements Disposable {
   /** Length in bytes, as requested. */
