@@ -258,14 +258,13 @@ export class Mapping implements Disposable {
   get buffer(): ArrayBuffer {
     if (this.#buffer !== undefined) return this.#buffer;
     if (this.#unmapped) return DETACHED;
-    const get = Object.getOwnPropertyDescriptor(Mapping.prototype, 'buffer')!.get!;
-    this.#checkViews('.buffer', get);
+    this.#checkViews('.buffer', BUFFER_GETTER);
     if (this.length > maxViewLength) {
       throw outOfRange(
         'length',
         `<= buffer.constants.MAX_LENGTH (${maxViewLength}) for .buffer; use mapping.window(offset, length)`,
         this.length,
-        get,
+        BUFFER_GETTER,
       );
     }
     this.#buffer = this.#native.window(0, this.length);
@@ -376,6 +375,9 @@ function onSizelessFs(fd: number): boolean {
     return false;
   }
 }
+
+// Errors from `.buffer` start their stack at the user's access.
+const BUFFER_GETTER = Object.getOwnPropertyDescriptor(Mapping.prototype, 'buffer')!.get!;
 
 /**
  * A regular file (memfds included) must cover the mapped range up to its
