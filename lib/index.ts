@@ -34,7 +34,7 @@ export type { CodedError, ErrorContext, SystemError } from './errors';
 export type { FdLike } from './handle';
 export type { IoctlArg, IoctlOptions, IoctlSyncOptions } from './ioctl';
 export type { MemfdOptions } from './memfd';
-export type { MapFlag, MmapOptions, MsyncFlag, Prot } from './mmap';
+export type { AbortOptions, MapFlag, MmapOptions, MsyncFlag, Prot } from './mmap';
 
 // ioctl
 /** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/ioctl.ts. */
@@ -55,6 +55,8 @@ export const Mapping = mmaps.Mapping;
 export type Mapping = mmaps.Mapping;
 /** The system page size in bytes. */
 export const pageSize = mmaps.pageSize;
+/** The largest `.buffer`/`window()` this Node can make (buffer.constants.MAX_LENGTH). */
+export const maxViewLength = mmaps.maxViewLength;
 
 // handles
 /** An owned file descriptor: the base of every handle type. */

@@ -1,11 +1,13 @@
 /**
- * mmap(2) as a `Mapping`: an external ArrayBuffer over the mapped pages (no
- * copy), with an explicit, idempotent `unmap()` that detaches the buffer
- * before unmapping so JS can never touch unmapped memory. A Mapping that is
- * garbage collected un-unmapped is unmapped exactly once by its buffer's
- * finalizer (once no typed array over `.buffer` is left either).
+ * mmap(2) as a `Mapping`: external ArrayBuffers over the mapped pages (no
+ * copy) for mappings JS may read and write, copying `read()`/`write()` for
+ * the others, and an explicit, idempotent `unmap()`. See `Mapping` for what
+ * keeps JS from ever touching unmapped memory.
  */
-import { closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, wrap } from './errors';
+import { constants as bufferConstants } from 'node:buffer';
+import * as fs from 'node:fs';
+
+import { type CodedError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, wrap } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { native, type NativeMapping } from './native';
 
@@ -56,6 +58,19 @@ const OFF_MAX = 2n ** 63n - 1n;
 /** The system page size in bytes. */
 export const pageSize: number = native.pageSize();
 
+/**
+ * The largest ArrayBuffer this Node can make over external memory:
+ * `buffer.constants.MAX_LENGTH`, 2^32 on Node 20, 2^53-1 on Node 22 and later.
+ * `.buffer` and `window()` never exceed it.
+ */
+export const maxViewLength: number = bufferConstants.MAX_LENGTH;
+
+const RW = C.PROT_READ | C.PROT_WRITE;
+
+// What `.buffer` returns after unmap() when it was never taken before.
+const DETACHED = new ArrayBuffer(0);
+structuredClone(DETACHED, { transfer: [DETACHED] });
+
 function toProt(prot: unknown, caller: Function): number {
   if (typeof prot === 'string') {
     const p = PROT[prot];
@@ -72,17 +87,26 @@ function toProt(prot: unknown, caller: Function): number {
 function toFlags(flags: unknown, caller: Function): number {
   const list = Array.isArray(flags) ? flags : [flags];
   let bits = 0;
+  // The map types are values, not bits: 'shared' | 'private' is 3,
+  // MAP_SHARED_VALIDATE, so two of them must be refused, not ORed.
+  const types = new Set<number>();
   for (const f of list) {
+    let b: number;
     if (typeof f === 'string') {
-      const b = FLAG[f];
-      if (b === undefined) throw invalidArgValue('flags', f, 'is not a known mapping flag', caller);
-      bits |= b;
+      const known = FLAG[f];
+      if (known === undefined) throw invalidArgValue('flags', f, 'is not a known mapping flag', caller);
+      b = known;
     } else if (typeof f === 'number') {
       if (!Number.isInteger(f) || f < 0 || f > 0x7fffffff) throw outOfRange('flags', 'an integer >= 0 && <= 2147483647', f, caller);
-      bits |= f;
+      b = f;
     } else {
       throw invalidArgType('flags', 'of type number, string or an array of them', f, caller);
     }
+    if ((b & MAP_TYPE) !== 0) types.add(b & MAP_TYPE);
+    bits |= b;
+  }
+  if (types.size > 1) {
+    throw invalidArgValue('flags', flags, "must include only one of 'shared', 'private', 'shared-validate'", caller);
   }
   const type = bits & MAP_TYPE;
   if (type === 0) throw invalidArgValue('flags', flags, "must include one of 'shared', 'private', 'shared-validate'", caller);
@@ -127,7 +151,78 @@ function toMsyncFlags(flags: unknown, caller: Function): number {
   return bits;
 }
 
-/** A memory mapping. Create with `mmap()`. */
+
+/** Options of the promise-returning calls. */
+export interface AbortOptions {
+  /** Checked before the call starts; a started msync(2) cannot be interrupted. */
+  signal?: AbortSignal;
+}
+
+function toSignal(options: unknown, caller: Function): AbortSignal | undefined {
+  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, caller);
+  const { signal } = options as AbortOptions;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, caller);
+  }
+  return signal;
+}
+
+/** Node's AbortError: name 'AbortError', code 'ABORT_ERR', the signal's reason as cause. */
+function abortError(signal: AbortSignal, caller: Function): CodedError {
+  const e = new Error('The operation was aborted', { cause: signal.reason }) as CodedError;
+  e.name = 'AbortError';
+  e.code = 'ABORT_ERR';
+  Error.captureStackTrace(e, caller);
+  return e;
+}
+
+function protName(prot: number): string {
+  if (prot === C.PROT_NONE) return 'PROT_NONE';
+  const names = (['PROT_READ', 'PROT_WRITE', 'PROT_EXEC'] as const).filter((n) => (prot & C[n]) !== 0);
+  return names.join(' | ') || `0x${prot.toString(16)}`;
+}
+
+/** Error with code ERR_P2PDMA_MAPPING_ACCESS: the mapping's protection forbids the access. */
+function accessError(prot: number, needs: string, what: string, caller: Function): CodedError {
+  const e = new Error(`${what} needs a mapping with ${needs}; this one is mapped ${protName(prot)}`) as CodedError;
+  e.code = 'ERR_P2PDMA_MAPPING_ACCESS';
+  Error.captureStackTrace(e, caller);
+  return e;
+}
+
+function toIndex(name: string, value: unknown, max: number, caller: Function): number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value, caller);
+  if (!Number.isSafeInteger(value) || value < 0 || value > max) throw outOfRange(name, `an integer >= 0 && <= ${max}`, value, caller);
+  return value;
+}
+
+/**
+ * A memory mapping. Create with `mmap()`.
+ *
+ * JS never touches unmapped memory through it:
+ * - `.buffer` and `window()` (zero-copy ArrayBuffers) exist only for mappings
+ *   with both PROT_READ and PROT_WRITE; other mappings throw
+ *   ERR_P2PDMA_MAPPING_ACCESS there and offer the copying `read()` (needs
+ *   PROT_READ) and `write()` (needs PROT_WRITE) instead.
+ * - `unmap()` detaches every ArrayBuffer it made, and replaces the pages with
+ *   private anonymous memory at the same address until the last one is
+ *   garbage collected: a buffer it could not detach (moved by
+ *   `ArrayBuffer.prototype.transfer()`) or an fs.read() still in flight then
+ *   reads zeros and writes into nothing, never into the device or into a
+ *   later mapping. The address range is munmap()ed once, after that GC.
+ * - `mmap()` refuses a range past the last page of a regular file (memfds
+ *   included), which would fault with SIGBUS on first touch.
+ *
+ * What this cannot prevent: pages that vanish under a live mapping. A file
+ * or memfd truncated after mmap() makes access past its new end SIGBUS the
+ * process; seal memfds you hand out (`F_SEAL_SHRINK`) or never shrink them
+ * while mapped. A device may also take its memory back: p2pmem (NVMe CMB)
+ * zaps `allocate` mappings when the provider goes away, and ivshmem_p2p
+ * when the device is unbound; the next access raises SIGBUS.
+ * (IVSHMEM_P2P_IOCTL_REVOKE alone is harmless to the CPU: the next access
+ * maps the BAR again.) Unmap device mappings before unbinding or removing
+ * the device; no library can turn such a fault into a JS exception.
+ */
 export class Mapping implements Disposable {
   /** Length in bytes, as requested. */
   readonly length: number;
@@ -135,28 +230,81 @@ export class Mapping implements Disposable {
   readonly offset: bigint;
   /** Start address of the mapping in this process. */
   readonly address: bigint;
+  /** The PROT_* bits it was mapped with. */
+  readonly prot: number;
   /** The handle the mapping came from, kept alive as long as the mapping is. */
   readonly source: Fd | undefined;
   readonly #native: NativeMapping;
-  readonly #buffer: ArrayBuffer;
+  #buffer: ArrayBuffer | undefined;
   #unmapped = false;
 
   /** @internal use mmap() */
-  constructor(nativeMapping: NativeMapping, length: number, offset: bigint, source: Fd | undefined) {
+  constructor(nativeMapping: NativeMapping, length: number, offset: bigint, prot: number, source: Fd | undefined) {
     this.#native = nativeMapping;
-    this.#buffer = nativeMapping.buffer();
     this.length = length;
     this.offset = offset;
+    this.prot = prot;
     this.address = nativeMapping.address();
     this.source = source;
   }
 
   /**
-   * The mapped bytes as an ArrayBuffer (no copy). After unmap() it is
-   * detached: byteLength 0, and views over it read as empty.
+   * The whole mapping as one ArrayBuffer (no copy; the same one every time).
+   * After unmap() it is detached: byteLength 0, and views over it read as
+   * empty. Throws ERR_P2PDMA_MAPPING_ACCESS unless mapped 'rw', and
+   * ERR_OUT_OF_RANGE when `length` exceeds `maxViewLength` (a GPU BAR over
+   * 4 GiB on Node 20): use `window()` then.
    */
   get buffer(): ArrayBuffer {
+    if (this.#buffer !== undefined) return this.#buffer;
+    if (this.#unmapped) return DETACHED;
+    this.#checkViews('.buffer', BUFFER_GETTER);
+    if (this.length > maxViewLength) {
+      throw outOfRange(
+        'length',
+        `<= buffer.constants.MAX_LENGTH (${maxViewLength}) for .buffer; use mapping.window(offset, length)`,
+        this.length,
+        BUFFER_GETTER,
+      );
+    }
+    this.#buffer = this.#native.window(0, this.length);
     return this.#buffer;
+  }
+
+  /**
+   * A new ArrayBuffer over `length` bytes at `offset` (no copy), at most
+   * `maxViewLength` bytes. Detached by unmap() like `.buffer`.
+   */
+  window(offset: number, length: number = this.length - offset): ArrayBuffer {
+    const off = toIndex('offset', offset, this.length, this.window);
+    const len = toIndex('length', length, this.length - off, this.window);
+    if (len === 0 || len > maxViewLength) {
+      throw outOfRange('length', `> 0 && <= buffer.constants.MAX_LENGTH (${maxViewLength})`, length, this.window);
+    }
+    if (this.#unmapped) throw closedError('Mapping', this.window);
+    this.#checkViews('window()', this.window);
+    return this.#native.window(off, len);
+  }
+
+  /** Copies `length` bytes at `offset` into a new Buffer. Needs PROT_READ. */
+  read(offset = 0, length: number = this.length - offset): Buffer {
+    const off = toIndex('offset', offset, this.length, this.read);
+    const len = toIndex('length', length, this.length - off, this.read);
+    if (this.#unmapped) throw closedError('Mapping', this.read);
+    if ((this.prot & C.PROT_READ) === 0) throw accessError(this.prot, 'PROT_READ', 'read()', this.read);
+    const out = Buffer.allocUnsafe(len);
+    this.#native.read(off, out);
+    return out;
+  }
+
+  /** Copies `source`'s bytes into the mapping at `offset`. Needs PROT_WRITE. */
+  write(source: ArrayBufferView, offset = 0): void {
+    if (!ArrayBuffer.isView(source)) throw invalidArgType('source', 'an instance of TypedArray or DataView', source, this.write);
+    const off = toIndex('offset', offset, this.length, this.write);
+    toIndex('source.byteLength', source.byteLength, this.length - off, this.write);
+    if (this.#unmapped) throw closedError('Mapping', this.write);
+    if ((this.prot & C.PROT_WRITE) === 0) throw accessError(this.prot, 'PROT_WRITE', 'write()', this.write);
+    this.#native.write(off, source);
   }
 
   /** Whether unmap() has been called. */
@@ -165,8 +313,9 @@ export class Mapping implements Disposable {
   }
 
   /**
-   * Detaches `.buffer`, then unmaps. Idempotent. If an msyncAsync() is still
-   * running, the munmap itself happens when it settles.
+   * Unmaps. Idempotent. Detaches `.buffer` and every window; if any of them
+   * (or an msync()) may still reach the pages, the range stays reserved as
+   * private zero pages and is munmap()ed once the last is collected.
    */
   unmap(): void {
     if (this.#unmapped) return;
@@ -174,38 +323,94 @@ export class Mapping implements Disposable {
     this.#native.unmap();
   }
 
-  /** msync(2) over the whole mapping. Default flags: 'sync'. */
-  msync(flags: MsyncFlag | readonly MsyncFlag[] = 'sync'): void {
-    const bits = toMsyncFlags(flags, this.msync);
-    if (this.#unmapped) throw closedError('Mapping', this.msync);
+  /**
+   * msync(2) over the whole mapping on the thread pool. Default flags:
+   * 'sync'. The mapping stays mapped until it settles.
+   */
+  msync(options?: AbortOptions): Promise<void>;
+  msync(flags?: MsyncFlag | readonly MsyncFlag[], options?: AbortOptions): Promise<void>;
+  msync(flags: MsyncFlag | readonly MsyncFlag[] | AbortOptions = 'sync', options: AbortOptions = {}): Promise<void> {
     try {
-      this.#native.msync(bits);
-    } catch (e) {
-      throw fromNative(e, {}, this.msync);
-    }
-  }
-
-  /** msync(2) on the thread pool; the mapping stays mapped until it settles. */
-  msyncAsync(flags: MsyncFlag | readonly MsyncFlag[] = 'sync'): Promise<void> {
-    try {
-      const bits = toMsyncFlags(flags, this.msyncAsync);
-      if (this.#unmapped) throw closedError('Mapping', this.msyncAsync);
+      if (typeof flags === 'object' && !Array.isArray(flags)) [flags, options] = ['sync', flags as AbortOptions];
+      const bits = toMsyncFlags(flags, this.msync);
+      const signal = toSignal(options, this.msync);
+      if (signal?.aborted) throw abortError(signal, this.msync);
+      if (this.#unmapped) throw closedError('Mapping', this.msync);
       return wrap(this.#native.msyncAsync(bits));
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
+  /** msync(2) over the whole mapping, blocking. Default flags: 'sync'. */
+  msyncSync(flags: MsyncFlag | readonly MsyncFlag[] = 'sync'): void {
+    const bits = toMsyncFlags(flags, this.msyncSync);
+    if (this.#unmapped) throw closedError('Mapping', this.msyncSync);
+    try {
+      this.#native.msync(bits);
+    } catch (e) {
+      throw fromNative(e, {}, this.msyncSync);
+    }
+  }
+
   [Symbol.dispose](): void {
     this.unmap();
+  }
+
+  #checkViews(what: string, caller: Function): void {
+    if ((this.prot & RW) !== RW) throw accessError(this.prot, 'PROT_READ | PROT_WRITE', what, caller);
+  }
+}
+
+// Pseudo filesystems whose regular files' st_size is not what they can map:
+// sysfs, where p2pmem's `allocate` (size 0) maps any length of device memory;
+// proc, debugfs, tracefs, configfs, securityfs. mmap(2) itself decides there.
+const SIZELESS_FS = new Set([0x62656572, 0x9fa0, 0x64626720, 0x74726163, 0x62656570, 0x73636673]);
+
+function onSizelessFs(fd: number): boolean {
+  try {
+    // statfs(2) follows the /proc/self/fd link to the open file's filesystem.
+    return SIZELESS_FS.has(fs.statfsSync(`/proc/self/fd/${fd}`).type);
+  } catch {
+    return false;
+  }
+}
+
+// Errors from `.buffer` start their stack at the user's access.
+const BUFFER_GETTER = Object.getOwnPropertyDescriptor(Mapping.prototype, 'buffer')!.get!;
+
+/**
+ * A regular file (memfds included) must cover the mapped range up to its
+ * last page: touching a page wholly past the end raises SIGBUS. Other fds,
+ * files on pseudo filesystems, and fds fstat() fails on (mmap(2) reports
+ * those) are not checked.
+ */
+function checkFileSize(fd: number, offset: bigint, length: number, caller: Function): void {
+  let st: fs.BigIntStats;
+  try {
+    st = fs.fstatSync(fd, { bigint: true });
+  } catch {
+    return;
+  }
+  if (!st.isFile()) return;
+  const page = BigInt(pageSize);
+  const mappable = ((st.size + page - 1n) / page) * page;
+  const end = offset + BigInt(length);
+  if (end > mappable && !onSizelessFs(fd)) {
+    throw outOfRange(
+      'offset + length',
+      `<= ${mappable} (the file's size, ${st.size}, rounded up to the page size; pages past it fault with SIGBUS)`,
+      end,
+      caller,
+    );
   }
 }
 
 /**
  * Maps `length` bytes of `fd` at `options.offset`. Arguments are validated
- * (types, length > 0 and <= 2^53-1, page-aligned offset, no off_t overflow)
- * before any syscall; a failing mmap(2) throws a SystemError with
- * `syscall: 'mmap'` and `fd`.
+ * (types, length > 0 and <= 2^53-1, page-aligned offset, no off_t overflow,
+ * one map type, a regular file large enough) before any mmap(2); a failing
+ * mmap(2) throws a SystemError with `syscall: 'mmap'` and `fd`.
  */
 export function mmap(fd: FdLike, length: number | bigint, options: MmapOptions = {}): Mapping {
   const n = toFd(fd, mmap);
@@ -214,11 +419,12 @@ export function mmap(fd: FdLike, length: number | bigint, options: MmapOptions =
   const prot = toProt(options.prot ?? 'rw', mmap);
   const flags = toFlags(options.flags ?? 'shared', mmap);
   const offset = toOffset(options.offset ?? 0, len, mmap);
+  checkFileSize(n, offset, len, mmap);
   let m: NativeMapping;
   try {
     m = new native.Mapping(n, len, prot, flags, offset);
   } catch (e) {
     throw fromNative(e, {}, mmap);
   }
-  return new Mapping(m, len, offset, fd instanceof Fd ? fd : undefined);
+  return new Mapping(m, len, offset, prot, fd instanceof Fd ? fd : undefined);
 }

@@ -10,8 +10,13 @@ import { packageRoot } from './package-root';
 
 /** A native Mapping (native/mmap.cc). */
 export interface NativeMapping {
-  buffer(): ArrayBuffer;
+  /** A new external ArrayBuffer over [offset, offset + length); detached by unmap(). */
+  window(offset: number, length: number): ArrayBuffer;
   address(): bigint;
+  /** Copies from the mapping at `offset` into `view`; returns the byte count. */
+  read(offset: number, view: ArrayBufferView): number;
+  /** Copies `view` into the mapping at `offset`; returns the byte count. */
+  write(offset: number, view: ArrayBufferView): number;
   /** true if this call unmapped, false if it was already unmapped. */
   unmap(): boolean;
   msync(flags: number): void;
@@ -46,8 +51,12 @@ export interface Binding {
   ): Promise<number>;
   Mapping: new (fd: number, length: number, prot: number, flags: number, offset: number | bigint) => NativeMapping;
   pageSize(): number;
-  /** Successful mmap/munmap calls made by the addon in this process. */
-  counters(): { mmap: number; munmap: number };
+  /**
+   * Successful mmap/munmap calls made by the addon in this process, and
+   * `pinned`: unmapped ranges still reserved until their last ArrayBuffer is
+   * collected (each will be munmap()ed once then).
+   */
+  counters(): { mmap: number; munmap: number; pinned: number };
   mmapConstants: Record<
     | 'PROT_NONE' | 'PROT_READ' | 'PROT_WRITE' | 'PROT_EXEC'
     | 'MAP_SHARED' | 'MAP_PRIVATE' | 'MAP_SHARED_VALIDATE' | 'MAP_ANONYMOUS' | 'MAP_FIXED'

@@ -1,18 +1,28 @@
 // mmap(2) behind lib/mmap.ts.
 //
-// A mapping is exposed as an external ArrayBuffer over the mapped pages (no
-// copy). Two things may end its life and must agree on who calls munmap:
-//  - the explicit unmap(): marks the mapping unmapped, detaches the
-//    ArrayBuffer (so JS can no longer reach the pages), then unmaps;
-//  - the ArrayBuffer's finalizer, when it is garbage collected un-unmapped.
-// MapState is shared (refcounted) by the MappingWrap and the ArrayBuffer's
-// finalizer; `munmapped` guarantees munmap runs exactly once, and `pending`
-// defers it while an async msync is using the pages.
+// JS reaches the mapped pages through external ArrayBuffers ("views": the
+// mapping's `.buffer` and its windows), with no copy. The address range must
+// stay owned by us until nothing can reach it any more, because a view can
+// outlive unmap() in ways we cannot stop:
+//  - ArrayBuffer.prototype.transfer() and friends move the backing store to a
+//    new ArrayBuffer we know nothing about, so we cannot detach it;
+//  - a thread-pool fs.read()/ioctl still writes through the raw pointer it
+//    took before the view was detached.
+// So unmap() detaches every view it can find, replaces the device pages with
+// a private anonymous mapping at the same address (a "tombstone": stale
+// accesses read zeros, writes go nowhere, never into another mapping that
+// could land at a freed address), and the munmap itself waits until every
+// view's JS object and backing store are gone and no async msync runs.
+//
+// Everything here runs on the JS thread except MsyncWorker::Run, which only
+// reads addr/len.
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <vector>
 
 #include "async.h"
 #include "errors.h"
@@ -21,38 +31,117 @@
 namespace p2pdma {
 namespace {
 
-// Process-wide counts of successful mmap/munmap calls made by this addon.
-// Tests read them to prove that a mapping is unmapped exactly once.
+// Process-wide counts of this addon's successful mmap/munmap calls, and the
+// number of unmapped ranges still pinned (tombstoned) until their last view
+// is collected. Tests read them to prove each mapping is unmapped once.
 std::atomic<uint64_t> g_mmaps{0};
 std::atomic<uint64_t> g_munmaps{0};
+std::atomic<int64_t> g_pinned{0};
+
+struct View;
 
 struct MapState {
+  MapState(void* a, size_t l) : addr(a), len(l) {}
   void* addr;
   size_t len;
-  int refs;          // MappingWrap + ArrayBuffer finalizer
-  int pending = 0;   // async operations using the pages
-  bool unmapped = false;   // unmap requested (explicitly or by GC)
-  bool munmapped = false;  // munmap done
+  int refs = 1;              // the MappingWrap + each View + each running worker
+  bool wrapped = true;       // the MappingWrap is alive
+  bool unmapped = false;     // unmap() was called
+  bool tombstoned = false;   // device pages replaced, munmap pending
+  bool munmapped = false;
+  std::vector<View*> views;  // views whose object or store is still alive
 };
 
-void MaybeMunmap(MapState* s) {
-  if (s->unmapped && !s->munmapped && s->pending == 0) {
+// One ArrayBuffer over [addr + offset, +length). It pins the range until both
+// its JS object (what an in-flight fs.read holds) and its backing store (what
+// transfer() moves elsewhere) are gone.
+struct View {
+  explicit View(MapState* state) : s(state) {}
+  MapState* s;
+  napi_ref object = nullptr;  // weak, to detach it on unmap()
+  bool creating = true;
+  bool object_gone = false;
+  bool store_gone = false;
+};
+
+// munmap once nothing but (at most) the wrapper can reach the range and the
+// mapping is unmapped or unreachable; free the state with the last reference.
+void Settle(MapState* s) {
+  int users = s->refs - (s->wrapped ? 1 : 0);
+  if (!s->munmapped && users == 0 && (s->unmapped || !s->wrapped)) {
     ::munmap(s->addr, s->len);
     s->munmapped = true;
     g_munmaps++;
+    if (s->tombstoned) g_pinned--;
   }
+  if (s->refs == 0) delete s;
 }
 
 void Release(MapState* s) {
-  if (--s->refs == 0) delete s;
+  s->refs--;
+  Settle(s);
 }
 
-// The ArrayBuffer was collected (or detached and dropped): the pages are no
-// longer reachable from JS.
-void BufferFinalize(Napi::Env, void*, MapState* s) {
-  s->unmapped = true;
-  MaybeMunmap(s);
+void ViewGone(View* v) {
+  if (!v->object_gone || !v->store_gone) return;
+  MapState* s = v->s;
+  for (auto it = s->views.begin(); it != s->views.end(); ++it) {
+    if (*it == v) {
+      s->views.erase(it);
+      break;
+    }
+  }
+  delete v;
   Release(s);
+}
+
+// The backing store was freed. On Node 20 this also runs synchronously
+// inside a failing napi_create_external_arraybuffer (length over
+// buffer.constants.MAX_LENGTH); `creating` lets the caller clean up then.
+void StoreFinalize(napi_env, void*, void* hint) {
+  auto* v = static_cast<View*>(hint);
+  v->store_gone = true;
+  if (!v->creating) ViewGone(v);
+}
+
+void ObjectFinalize(napi_env env, void* data, void*) {
+  auto* v = static_cast<View*>(data);
+  if (v->object != nullptr) napi_delete_reference(env, v->object);
+  v->object = nullptr;
+  v->object_gone = true;
+  ViewGone(v);
+}
+
+// Replaces the pages with inaccessible-to-others private memory, keeping the
+// range reserved. If that fails the device pages stay mapped: stale views then
+// still reach the old device memory, never someone else's.
+void Tombstone(MapState* s) {
+  void* p = ::mmap(s->addr, s->len, PROT_READ | PROT_WRITE,
+                   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return;
+  s->tombstoned = true;
+  g_pinned++;
+}
+
+Napi::Value NewView(Napi::Env env, MapState* s, size_t off, size_t len) {
+  auto* v = new View(s);
+  napi_value ab;
+  napi_status st = napi_create_external_arraybuffer(env, static_cast<char*>(s->addr) + off, len,
+                                                    StoreFinalize, v, &ab);
+  v->creating = false;
+  if (st != napi_ok) {
+    // If Node did not run the finalizer it may still hold `v`: leak those
+    // few bytes rather than risk a use after free.
+    if (v->store_gone) delete v;
+    throw Napi::Error::New(env);
+  }
+  s->refs++;
+  s->views.push_back(v);
+  if (napi_add_finalizer(env, ab, v, ObjectFinalize, nullptr, &v->object) != napi_ok) {
+    v->object_gone = true;  // only the store's lifetime is known then
+    throw Napi::Error::New(env);
+  }
+  return Napi::Value(env, ab);
 }
 
 class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
@@ -60,9 +149,11 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Mapping",
                        {
-                           InstanceMethod<&MappingWrap::Buffer>("buffer"),
+                           InstanceMethod<&MappingWrap::Window>("window"),
                            InstanceMethod<&MappingWrap::Address>("address"),
                            InstanceMethod<&MappingWrap::Unmap>("unmap"),
+                           InstanceMethod<&MappingWrap::Read>("read"),
+                           InstanceMethod<&MappingWrap::Write>("write"),
                            InstanceMethod<&MappingWrap::Msync>("msync"),
                            InstanceMethod<&MappingWrap::MsyncAsync>("msyncAsync"),
                        });
@@ -83,32 +174,67 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
     void* p = ::mmap(nullptr, static_cast<size_t>(len), prot, flags, fd, static_cast<off_t>(off));
     if (p == MAP_FAILED) ThrowSys(env, errno, "mmap", fd);
     g_mmaps++;
-    state_ = new MapState{p, static_cast<size_t>(len), 1};
-    Napi::ArrayBuffer ab;
-    try {
-      ab = Napi::ArrayBuffer::New(env, p, state_->len, BufferFinalize, state_);
-    } catch (...) {
-      // The destructor does not run for a constructor that throws.
-      state_->unmapped = true;
-      MaybeMunmap(state_);
-      delete state_;
-      state_ = nullptr;
-      throw;
-    }
-    state_->refs++;
-    buffer_ = Napi::Persistent(ab);
+    state_ = new MapState(p, static_cast<size_t>(len));
   }
 
-  // The wrapper never unmaps: typed arrays over buffer() may outlive it, and
-  // the ArrayBuffer's own finalizer handles that case.
+  // Typed arrays over views may outlive the wrapper: it only drops its
+  // reference, and the mapping lives on until the last view is gone.
   ~MappingWrap() override {
-    if (state_ != nullptr) Release(state_);
+    if (state_ == nullptr) return;  // the constructor threw
+    state_->wrapped = false;
+    Release(state_);
   }
 
  private:
   friend class MsyncWorker;
 
-  Napi::Value Buffer(const Napi::CallbackInfo&) { return buffer_.Value(); }
+  // Throws EBADF once unmapped. Bounds are checked by lib/mmap.ts; this only
+  // stops a crash.
+  void CheckRange(Napi::Env env, uint64_t off, uint64_t len, const char* what) {
+    if (state_->unmapped) ThrowSys(env, EBADF, what);
+    if (off > state_->len || len > state_->len - off) ThrowType(env, "offset/length");
+  }
+
+  // window(offset, length) -> a new ArrayBuffer over those bytes.
+  Napi::Value Window(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t off = U64Arg(info, 0);
+    uint64_t len = U64Arg(info, 1);
+    CheckRange(env, off, len, "mmap");
+    if (len == 0) ThrowType(env, "length");
+    return NewView(env, state_, static_cast<size_t>(off), static_cast<size_t>(len));
+  }
+
+  // read(offset, view): copies from the mapping into the view.
+  Napi::Value Read(const Napi::CallbackInfo& info) { return Copy(info, false); }
+  // write(offset, view): copies the view into the mapping.
+  Napi::Value Write(const Napi::CallbackInfo& info) { return Copy(info, true); }
+
+  Napi::Value Copy(const Napi::CallbackInfo& info, bool into_mapping) {
+    Napi::Env env = info.Env();
+    uint64_t off = U64Arg(info, 0);
+    if (!info[1].IsTypedArray() && !info[1].IsDataView()) ThrowType(env, "view");
+    void* data;
+    size_t n;
+    if (info[1].IsTypedArray()) {
+      Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+      n = ta.ByteLength();
+      data = static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    } else {
+      Napi::DataView dv = info[1].As<Napi::DataView>();
+      n = dv.ByteLength();
+      data = static_cast<char*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+    }
+    CheckRange(env, off, n, into_mapping ? "write" : "read");
+    char* at = static_cast<char*>(state_->addr) + off;
+    if (n > 0) {
+      if (into_mapping)
+        ::memmove(at, data, n);
+      else
+        ::memmove(data, at, n);
+    }
+    return Napi::Number::New(env, static_cast<double>(n));
+  }
 
   Napi::Value Address(const Napi::CallbackInfo& info) {
     return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(state_->addr)));
@@ -117,12 +243,19 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
   // unmap() -> true if this call unmapped, false if already unmapped.
   Napi::Value Unmap(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (state_->unmapped) return Napi::Boolean::New(env, false);
-    state_->unmapped = true;  // before Detach: its finalizer may run any time
-    Napi::ArrayBuffer ab = buffer_.Value();
-    if (!ab.IsDetached()) ab.Detach();
-    buffer_.Reset();
-    MaybeMunmap(state_);
+    MapState* s = state_;
+    if (s->unmapped) return Napi::Boolean::New(env, false);
+    s->unmapped = true;
+    // A copy: a finalizer run from Detach must not change what we iterate.
+    std::vector<View*> views = s->views;
+    for (View* v : views) {
+      napi_value ab = nullptr;
+      if (v->object == nullptr || napi_get_reference_value(env, v->object, &ab) != napi_ok || ab == nullptr) continue;
+      bool detached = true;
+      if (napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && !detached) napi_detach_arraybuffer(env, ab);
+    }
+    if (!s->views.empty()) Tombstone(s);
+    Settle(s);
     return Napi::Boolean::New(env, true);
   }
 
@@ -138,15 +271,16 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
   Napi::Value MsyncAsync(const Napi::CallbackInfo& info);
 
   MapState* state_ = nullptr;
-  Napi::Reference<Napi::ArrayBuffer> buffer_;
 };
 
+// msync on the thread pool. It holds a reference, so an unmap() meanwhile
+// defers the munmap (a tombstone, if views exist, may take the pages first:
+// the msync then syncs nothing, which is what an unmapped mapping asks for).
 class MsyncWorker : public PromiseWorker {
  public:
   MsyncWorker(Napi::Env env, MapState* s, int flags)
       : PromiseWorker(env, "p2pdma:msync", "msync", -1), s_(s), flags_(flags) {
     s_->refs++;
-    s_->pending++;
   }
   ~MsyncWorker() override { Release(s_); }
 
@@ -155,10 +289,6 @@ class MsyncWorker : public PromiseWorker {
     if (::msync(s_->addr, s_->len, flags_) == -1) err_ = errno;
   }
   Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
-  void Settled(Napi::Env) override {
-    s_->pending--;
-    MaybeMunmap(s_);  // an unmap() that came while we ran happens now
-  }
 
  private:
   MapState* s_;
@@ -183,6 +313,7 @@ Napi::Value Counters(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("mmap", Napi::Number::New(env, static_cast<double>(g_mmaps.load())));
   o.Set("munmap", Napi::Number::New(env, static_cast<double>(g_munmaps.load())));
+  o.Set("pinned", Napi::Number::New(env, static_cast<double>(g_pinned.load())));
   return o;
 }
 

@@ -38,7 +38,7 @@ t.test('a temp file maps at a page offset', async (t) => {
   using f = Fd.open(file, 'r+');
   using map = mmap(f, pageSize, { offset: 2 * pageSize, prot: 'read' });
   t.equal(map.offset, BigInt(2 * pageSize));
-  t.equal(new Uint8Array(map.buffer)[0], 3, 'third page');
+  t.equal(map.read(0, 1)[0], 3, 'third page');
   t.equal(map.source, f, 'the mapping keeps its source handle');
   fs.rmSync(path.dirname(file), { recursive: true });
 });
@@ -58,50 +58,117 @@ t.test('flags combine strings and numbers', async (t) => {
   t.equal(map.length, pageSize);
 });
 
-t.test('unmap() detaches .buffer and a later access does not crash', async (t) => {
-  using m = sizedMemfd(pageSize);
+t.test('unmap() detaches .buffer and windows, and a later access does not crash', async (t) => {
+  using m = sizedMemfd(2 * pageSize);
   const before = native.counters();
-  const map = mmap(m, pageSize);
+  const map = mmap(m, 2 * pageSize);
   const view = new Uint8Array(map.buffer);
+  const win = new Uint8Array(map.window(pageSize, pageSize));
   view[0] = 1;
   map.unmap();
   t.ok(map.unmapped);
   t.equal(map.buffer.byteLength, 0, 'detached');
   t.equal(view.length, 0, 'views over it are empty');
+  t.equal(win.length, 0, 'windows too');
   t.equal(view[0], undefined, 'reads give undefined');
   view[0] = 2; // ignored, no fault
-  t.same(testMaps().filter((l) => l.includes('p2pdma-test-mmap')), [], 'gone from /proc/self/maps');
+  t.same(testMaps().filter((l) => l.includes('p2pdma-test-mmap')), [], 'the file is gone from /proc/self/maps');
+  const c = native.counters();
+  t.same([c.munmap - before.munmap, c.pinned - before.pinned], [0, 1], 'range pinned until the views are collected');
   map.unmap();
   map[Symbol.dispose]();
-  t.equal(native.counters().munmap - before.munmap, 1, 'idempotent: one munmap');
+  t.equal(native.counters().pinned - before.pinned, 1, 'idempotent: unmapped once');
 });
 
-t.test('msync works while mapped and throws ERR_P2PDMA_CLOSED after unmap', async (t) => {
+t.test('unmap() of a mapping no ArrayBuffer was made of munmaps at once', async (t) => {
+  using m = sizedMemfd(pageSize);
+  const before = native.counters();
+  const map = mmap(m, pageSize);
+  map.write(Buffer.from([1]));
+  map.unmap();
+  map.unmap();
+  const c = native.counters();
+  t.same([c.munmap - before.munmap, c.pinned - before.pinned], [1, 0]);
+  t.equal(map.buffer.byteLength, 0, '.buffer after unmap() is a detached, empty ArrayBuffer');
+});
+
+t.test('window() gives a zero-copy ArrayBuffer over part of the mapping', async (t) => {
+  using m = sizedMemfd(2 * pageSize);
+  using map = mmap(m, 2 * pageSize);
+  const w = map.window(pageSize + 8, 4);
+  t.equal(w.byteLength, 4);
+  new Uint8Array(w).set([1, 2, 3, 4]);
+  t.same([...new Uint8Array(map.buffer, pageSize + 8, 4)], [1, 2, 3, 4], 'same bytes as .buffer');
+  t.equal(map.window(pageSize).byteLength, pageSize, 'length defaults to the rest');
+  const range = expectCode(RangeError, 'ERR_OUT_OF_RANGE');
+  t.throws(() => map.window(2 * pageSize), range, 'empty window');
+  t.throws(() => map.window(pageSize, pageSize + 1), range, 'past the end');
+  t.throws(() => map.window(-1, 1), range, 'negative offset');
+  t.throws(() => map.window('0' as never, 1), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  map.unmap();
+  t.throws(() => map.window(0, 1), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
+});
+
+t.test('read() and write() copy', async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  map.write(new Uint16Array([0x0201, 0x0403]), 10);
+  const b = map.read(10, 4);
+  t.ok(Buffer.isBuffer(b));
+  t.same([...b], [1, 2, 3, 4]);
+  b[0] = 9;
+  t.equal(new Uint8Array(map.buffer)[10], 1, 'read() returns a copy');
+  t.equal(map.read().length, pageSize, 'defaults: the whole mapping');
+  const range = expectCode(RangeError, 'ERR_OUT_OF_RANGE');
+  t.throws(() => map.read(pageSize - 1, 2), range);
+  t.throws(() => map.write(Buffer.alloc(2), pageSize - 1), range);
+  t.throws(() => map.write([1] as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  map.unmap();
+  t.throws(() => map.read(0, 1), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
+  t.throws(() => map.write(Buffer.alloc(1)), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
+});
+
+t.test('msync() resolves, msyncSync() returns, both refuse after unmap', async (t) => {
   using m = sizedMemfd(pageSize);
   const map = mmap(m, pageSize);
-  t.equal(map.msync(), undefined);
-  t.equal(map.msync(['async', 'invalidate']), undefined);
-  await t.resolves(map.msyncAsync());
-  t.throws(() => map.msync('x' as never), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'));
+  t.equal(map.msyncSync(), undefined);
+  t.equal(map.msyncSync(['async', 'invalidate']), undefined);
+  const p = map.msync();
+  t.type(p, Promise);
+  t.equal(await p, undefined);
+  t.equal(await map.msync('async', {}), undefined);
+  t.equal(await map.msync({ signal: new AbortController().signal }), undefined, 'options alone');
+  t.throws(() => map.msyncSync('x' as never), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'));
+  await t.rejects(map.msync('x' as never), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'), 'a promise, even for bad arguments');
+  await t.rejects(map.msync('sync', { signal: 1 as never }), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
   map.unmap();
-  t.throws(() => map.msync(), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
-  await t.rejects(map.msyncAsync(), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
+  t.throws(() => map.msyncSync(), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
+  await t.rejects(map.msync(), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
+});
+
+t.test('msync() with an aborted signal rejects with AbortError before any syscall', async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const ac = new AbortController();
+  const reason = new Error('stop');
+  ac.abort(reason);
+  await t.rejects(map.msync({ signal: ac.signal }), { name: 'AbortError', code: 'ABORT_ERR', cause: reason });
+  await t.rejects(map.msync(constants.MS_SYNC | constants.MS_ASYNC, { signal: ac.signal }), { code: 'ABORT_ERR' }, 'checked before the syscall');
 });
 
 t.test('msync failures are system errors', async (t) => {
   using m = sizedMemfd(pageSize);
   using map = mmap(m, pageSize);
-  t.throws(() => map.msync(constants.MS_SYNC | constants.MS_ASYNC), { code: 'EINVAL', syscall: 'msync' });
-  await t.rejects(map.msyncAsync(constants.MS_SYNC | constants.MS_ASYNC), { code: 'EINVAL', syscall: 'msync' });
+  t.throws(() => map.msyncSync(constants.MS_SYNC | constants.MS_ASYNC), { code: 'EINVAL', syscall: 'msync' });
+  await t.rejects(map.msync(constants.MS_SYNC | constants.MS_ASYNC), { code: 'EINVAL', syscall: 'msync' });
 });
 
-t.test('unmap() during msyncAsync() detaches now and unmaps when it settles', async (t) => {
+t.test('unmap() during msync() with no ArrayBuffer made unmaps when it settles', async (t) => {
   using m = sizedMemfd(pageSize, 'p2pdma-test-mmap-async');
   const before = native.counters();
   const map = mmap(m, pageSize);
-  const p = map.msyncAsync();
+  const p = map.msync();
   map.unmap();
-  t.equal(map.buffer.byteLength, 0, 'detached at once');
   await p;
   t.equal(native.counters().munmap - before.munmap, 1, 'unmapped exactly once');
   t.same(testMaps().filter((l) => l.includes('p2pdma-test-mmap-async')), []);
@@ -140,6 +207,9 @@ t.test('bad arguments throw TypeError/RangeError before any syscall', async (t) 
   t.throws(() => mmap(m, pageSize, { flags: 'x' as never }), value, 'unknown flag');
   t.throws(() => mmap(m, pageSize, { flags: 'populate' }), value, 'no shared/private');
   t.throws(() => mmap(m, pageSize, { flags: ['shared', constants.MAP_FIXED] }), value, 'MAP_FIXED');
+  t.throws(() => mmap(m, pageSize, { flags: ['shared', 'private'] }), value, "'shared' + 'private' (would OR to MAP_SHARED_VALIDATE)");
+  t.throws(() => mmap(m, pageSize, { flags: ['private', 'shared-validate'] }), value, "'private' + 'shared-validate'");
+  t.throws(() => mmap(m, pageSize, { flags: [constants.MAP_SHARED, constants.MAP_PRIVATE] }), value, 'MAP_SHARED + MAP_PRIVATE bits');
   t.throws(() => mmap(m, pageSize, null as never), type, 'options null');
   t.equal(native.counters().mmap, before, 'no mmap(2) was attempted');
 });
