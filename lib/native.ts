@@ -44,6 +44,8 @@ export interface NativeWatcher extends NativeResource {
   start(events: number): number;
   stop(): void;
   setRef(ref: boolean): void;
+  /** UV_* bits ready now (poll(2) with timeout 0), or -errno. */
+  peek(events: number): number;
   /** status 0: `events` fired; < 0: -errno; 1: the watched Fd was closed. */
   onevent?: (status: number, events: number) => void;
 }

@@ -13,6 +13,7 @@
 //  - environment teardown closes every watcher and waits for uv_close.
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -46,6 +47,7 @@ class Watcher : public ResourceWrap<Watcher> {
     props.push_back(InstanceMethod<&Watcher::Start>("start"));
     props.push_back(InstanceMethod<&Watcher::Stop>("stop"));
     props.push_back(InstanceMethod<&Watcher::SetRef>("setRef"));
+    props.push_back(InstanceMethod<&Watcher::Peek>("peek"));
     return DefineClass(env, "Watcher", props);
   }
 
@@ -138,14 +140,48 @@ class Watcher : public ResourceWrap<Watcher> {
       uv_unref(reinterpret_cast<uv_handle_t*>(&h_->poll));
   }
 
+  // peek(events) -> the UV_* events ready now (poll(2), timeout 0), or
+  // -errno. Reports like libuv: POLLERR fails with EBADF, POLLHUP wakes
+  // readers and writers.
+  Napi::Value Peek(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int events = static_cast<int>(U32Arg(info, 0));
+    if (h_ == nullptr) return Napi::Number::New(env, -EBADF);
+    short want = 0;
+    if (events & UV_READABLE) want |= POLLIN;
+    if (events & UV_WRITABLE) want |= POLLOUT;
+    if (events & UV_PRIORITIZED) want |= POLLPRI;
+    if (events & UV_DISCONNECT) want |= POLLRDHUP;
+    struct pollfd p = {h_->fd, want, 0};
+    int r;
+    do r = ::poll(&p, 1, 0);
+    while (r == -1 && errno == EINTR);
+    if (r == -1) return Napi::Number::New(env, -errno);
+    if (p.revents & POLLNVAL) return Napi::Number::New(env, -EBADF);
+    if ((p.revents & POLLERR) && !(p.revents & POLLPRI)) return Napi::Number::New(env, -EBADF);
+    if (p.revents & (POLLERR | POLLHUP)) p.revents |= want & (POLLIN | POLLOUT | POLLRDHUP | POLLPRI);
+    int ready = 0;
+    if (p.revents & POLLIN) ready |= UV_READABLE;
+    if (p.revents & POLLOUT) ready |= UV_WRITABLE;
+    if (p.revents & POLLPRI) ready |= UV_PRIORITIZED;
+    if (p.revents & POLLRDHUP) ready |= UV_DISCONNECT;
+    return Napi::Number::New(env, ready);
+  }
+
   static void OnPoll(uv_poll_t* p, int status, int events) {
     auto* h = static_cast<PollHandle*>(p->data);
-    if (h->owner == nullptr) return;
-    Napi::Env env = h->owner->env();
+    Watcher* w = h->owner;
+    if (w == nullptr) return;
+    Napi::Env env = w->env();
     Napi::HandleScope scope(env);
-    // JS may stop or close the watcher (or its Fd) in the callback; nothing
-    // here touches the watcher afterwards.
-    h->owner->CallJs("onevent", {Napi::Number::New(env, status < 0 ? status : 0), Napi::Number::New(env, events)});
+    // On error libuv has stopped the handle; drop the active hold after the
+    // callback, so the watcher stays alive during it.
+    bool stopped = status < 0 && w->active_;
+    if (stopped) w->active_ = false;
+    // JS may stop or close the watcher (or its Fd) in the callback: only
+    // the hold above is touched afterwards (a closing watcher is held too).
+    w->CallJs("onevent", {Napi::Number::New(env, status < 0 ? status : 0), Napi::Number::New(env, events)});
+    if (stopped) w->Release();
   }
 
   static void OnClosed(uv_handle_t* handle) {
