@@ -236,13 +236,14 @@ t.test('an unref()ed Poller does not keep the process alive', async (t) => {
 });
 
 t.test('GC with a pending poll: the Fd stays open until the poll resolves, then is collected (child, --expose-gc)', async (t) => {
-  const r = report<{ openWhilePending: boolean; events: string[]; closedAfter: boolean; warnings: string[] }>(
+  const r = report<{ openWhilePending: boolean; events: string[]; closedAfter: boolean; stoppedPollerFdClosed: boolean; warnings: string[] }>(
     runTs(path.join(__dirname, 'fixtures', 'gc-poll.ts'), ['--expose-gc']),
   );
   t.ok(r.openWhilePending);
   t.same(r.events, ['read']);
   t.ok(r.closedAfter);
-  t.same(r.warnings, ['P2PDMA_GC_CLOSE']);
+  t.ok(r.stoppedPollerFdClosed, 'a stopped, unreachable Poller and its Fd are collected and closed');
+  t.same(r.warnings, ['P2PDMA_GC_CLOSE', 'P2PDMA_GC_CLOSE']);
 });
 
 leaks.check(t);
