@@ -1,61 +1,132 @@
 /**
  * `Fd`: the base of every handle type (DmaBuf, DrmDevice, P2pmemAllocation,
- * RDMA objects...). It owns one file descriptor:
- * - `close()` is explicit and idempotent; `using fd = ...` closes it too.
- * - Using a closed handle throws `ERR_P2PDMA_CLOSED`.
- * - A handle that is garbage collected while still open closes its fd
- *   (exactly once) and emits a warning, like Node's FileHandle.
- * - `close()` while async work is still using the fd closes it, from JS's
- *   point of view, at once; the fd itself is closed when that work settles,
- *   so the number cannot be reused under a running syscall.
+ * RDMA objects...). The file descriptor is owned by native code
+ * (native/resource.h), which closes it exactly once, whichever comes first:
+ * - `close()`, `using` or `await using`;
+ * - the end of the thread's environment (a worker that exits or is
+ *   terminated, where FinalizationRegistry callbacks never run);
+ * - garbage collection of a handle still open, with a `P2PDMA_GC_CLOSE`
+ *   warning, like Node's FileHandle.
+ *
+ * Using a closed handle throws `ERR_P2PDMA_CLOSED`.
+ *
+ * `close()` while operations are in flight (an async ioctl, a poll, a
+ * child resource) does not refuse: the handle reads as closed at once, polls
+ * on it reject with ERR_P2PDMA_CLOSED, and close(2) runs when the last
+ * operation has settled, so the fd number is never reused under a running
+ * syscall or under epoll. This keeps `using` and `finally { h.close() }`
+ * correct without the caller tracking its own operations. If that deferred
+ * close(2) fails, the error goes to `await h[Symbol.asyncDispose]()` when
+ * someone awaits it, else to a `P2PDMA_CLOSE_FAILED` process warning.
  */
 import * as fs from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 
-import { closedError, invalidArgType, outOfRange, sysError } from './errors';
-import { native } from './native';
+import { closedError, invalidArgType, outOfRange, sysError, type CodedError, type SystemError } from './errors';
+import { native, type NativeFd } from './native';
 
-// Node 20.0-20.3 predate Symbol.dispose; later 20.x and 22+ have it. Node's
-// own polyfill used this registered symbol, so `using` works either way.
+// Node 20.0-20.3 predate Symbol.dispose and Symbol.asyncDispose; later 20.x
+// and 22+ have them. Node's own polyfill used these registered symbols.
 (Symbol as { dispose?: symbol }).dispose ??= Symbol.for('nodejs.dispose');
+(Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('nodejs.asyncDispose');
 
-/** A file descriptor number or a handle that owns one. */
-export type FdLike = number | Fd;
+/** A file descriptor number, a handle that owns one, or an `fs.promises` FileHandle. */
+export type FdLike = number | Fd | FileHandle;
+
+/** native close(): the teardown waits for operations in flight. */
+const DEFERRED = 1;
+const EBUSY = 16;
 
 interface Held {
   fd: number;
   kind: string;
 }
 
+// Only warns: the native finalizer of the same handle closes the fd.
 const finalizer = new FinalizationRegistry<Held>((held) => {
   process.emitWarning(`Closing fd ${held.fd} on garbage collection`, {
     type: 'Warning',
     code: 'P2PDMA_GC_CLOSE',
     detail: `Its ${held.kind} handle was garbage collected while open. Call close() on it, or declare it with 'using'.`,
   });
-  native.close(held.fd);
 });
 
-/** Marks the handle busy until the returned function is called. @internal */
+/** Error with code ERR_P2PDMA_BUSY: the handle has operations in flight. */
+function busyError(what: string, inFlight: number, caller?: Function): CodedError {
+  const e = new Error(`${what} is busy: ${inFlight} operation${inFlight === 1 ? '' : 's'} in flight`) as CodedError;
+  e.code = 'ERR_P2PDMA_BUSY';
+  if (caller !== undefined) Error.captureStackTrace(e, caller);
+  return e;
+}
+
+/**
+ * Marks the handle busy until the returned function is called (once; later
+ * calls do nothing). Prefer `holdDuring`, which cannot leak the hold.
+ * @internal
+ */
 export let hold: (h: Fd) => () => void;
 
+/**
+ * Holds `h` (when given) while the promise `start()` returns is pending;
+ * releases it too when `start` throws synchronously. @internal
+ */
+export function holdDuring<T>(h: Fd | undefined, start: () => Promise<T>): Promise<T> {
+  if (h === undefined) return start();
+  const release = hold(h);
+  let p: Promise<T>;
+  try {
+    p = start();
+  } catch (e) {
+    release();
+    return Promise.reject(e);
+  }
+  return p.finally(release);
+}
+
+/** The native resource behind an open handle; throws ERR_P2PDMA_CLOSED. @internal */
+export let nativeOf: (h: Fd, caller?: Function) => NativeFd;
+
+/** Wraps an Fd a native call created (the constructor of `T` gets no fd). @internal */
+export function adoptFd<T extends Fd>(ctor: new (fd: number) => T, nfd: NativeFd): T {
+  adopting = nfd;
+  try {
+    return new ctor(-1);
+  } catch (e) {
+    nfd.close();
+    throw e;
+  } finally {
+    adopting = undefined;
+  }
+}
+let adopting: NativeFd | undefined;
+
 /** An owned file descriptor. */
-export class Fd implements Disposable {
-  #fd: number;
+export class Fd implements Disposable, AsyncDisposable {
+  readonly #native: NativeFd;
+  readonly #fd: number;
   #closed = false;
-  #pending = 0;
-  #closeDeferred = false;
+  #closePending = false;
+  #closeWaiters: { resolve(): void; reject(e: unknown): void }[] = [];
 
   /**
-   * Takes ownership of `fd`: it will be closed by `close()`, by `using`, or
-   * (with a warning) when this handle is garbage collected.
+   * Takes ownership of `fd`: it will be closed by `close()`, by `using`, at
+   * the end of this thread, or (with a warning) when this handle is garbage
+   * collected.
    */
   constructor(fd: number) {
-    if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd, new.target);
-    if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
-      throw outOfRange('fd', 'an integer >= 0 && <= 2147483647', fd, new.target);
+    const adopted = adopting;
+    adopting = undefined;
+    if (adopted !== undefined) {
+      this.#native = adopted;
+    } else {
+      if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd, new.target);
+      if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
+        throw outOfRange('fd', 'an integer >= 0 && <= 2147483647', fd, new.target);
+      }
+      this.#native = new native.Fd(fd);
     }
-    this.#fd = fd;
-    finalizer.register(this, { fd, kind: new.target.name }, this);
+    this.#fd = this.#native.fd;
+    finalizer.register(this, { fd: this.#fd, kind: new.target.name }, this);
   }
 
   /** Opens `path` (flags and mode as in `fs.openSync`) and owns the fd. */
@@ -75,29 +146,35 @@ export class Fd implements Disposable {
   }
 
   /**
-   * Closes the fd. Idempotent: later calls do nothing. Throws a system error
-   * (syscall 'close') if close(2) itself fails, e.g. EBADF when the fd was
-   * closed behind this handle's back.
+   * Closes the handle. Idempotent: later calls do nothing. With operations
+   * in flight the handle is closed at once and close(2) runs when they have
+   * settled (see the module doc). Throws a system error (syscall 'close') if
+   * an immediate close(2) fails, e.g. EBADF when the fd was closed behind
+   * this handle's back.
    */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     finalizer.unregister(this);
-    if (this.#pending > 0) {
-      this.#closeDeferred = true;
+    const n = this.#native;
+    n.onclose = (r) => this.#settle(r);
+    const r = n.close();
+    if (r === DEFERRED) {
+      this.#closePending = true;
       return;
     }
-    const r = native.close(this.#fd);
+    n.onclose = undefined;
     if (r < 0) throw sysError(-r, 'close', { fd: this.#fd }, this.close);
   }
 
   /**
    * Gives up ownership without closing: returns the fd number, which the
-   * caller must now close. The handle is closed afterwards.
+   * caller must now close. The handle is closed afterwards. Throws
+   * ERR_P2PDMA_BUSY while operations are in flight.
    */
   release(): number {
     const fd = this.fd;
-    if (this.#pending > 0) throw closedError(`${this.#describe()} has pending operations and`, this.release);
+    if (this.#native.release() === -EBUSY) throw busyError(this.#describe(), this.#native.inFlight(), this.release);
     this.#closed = true;
     finalizer.unregister(this);
     return fd;
@@ -107,26 +184,76 @@ export class Fd implements Disposable {
     this.close();
   }
 
+  /**
+   * Closes the handle and resolves once the fd is really closed, after the
+   * operations in flight have settled; rejects with close(2)'s error.
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.close();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!this.#closePending) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#closeWaiters.push({ resolve, reject }));
+  }
+
+  #settle(r: number): void {
+    this.#closePending = false;
+    this.#native.onclose = undefined;
+    const waiters = this.#closeWaiters;
+    this.#closeWaiters = [];
+    const err = r < 0 ? sysError(-r, 'close', { fd: this.#fd }) : undefined;
+    if (err !== undefined && waiters.length === 0) warnCloseFailed(this.#describe(), err);
+    for (const w of waiters) {
+      if (err !== undefined) w.reject(err);
+      else w.resolve();
+    }
+  }
+
   #describe(): string {
     return `${this.constructor.name} (fd ${this.#fd})`;
   }
 
   static {
     hold = (h: Fd) => {
-      h.#pending++;
+      h.#native.hold();
+      let held = true;
       return () => {
-        if (--h.#pending === 0 && h.#closeDeferred) {
-          h.#closeDeferred = false;
-          native.close(h.#fd);
-        }
+        if (!held) return;
+        held = false;
+        h.#native.unhold();
       };
+    };
+    nativeOf = (h: Fd, caller?: Function) => {
+      if (h.#closed) throw closedError(h.#describe(), caller);
+      return h.#native;
     };
   }
 }
 
+function warnCloseFailed(what: string, cause: SystemError): void {
+  const w = new Error(`Deferred close of ${what} failed: ${cause.message}`, { cause }) as CodedError;
+  w.name = 'Warning';
+  w.code = 'P2PDMA_CLOSE_FAILED';
+  process.emitWarning(w);
+}
+
+/** Whether `v` looks like an `fs.promises` FileHandle. */
+export function isFileHandle(v: unknown): v is FileHandle {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as FileHandle).fd === 'number' &&
+    typeof (v as FileHandle).close === 'function' &&
+    typeof (v as FileHandle).readFile === 'function'
+  );
+}
+
 /**
  * Validates an FdLike and returns the fd number. `caller` names the public
- * function in the stack of the thrown error.
+ * function in the stack of the thrown error. A closed Fd or FileHandle
+ * throws ERR_P2PDMA_CLOSED.
  */
 export function toFd(fd: unknown, caller?: Function): number {
   if (typeof fd === 'number') {
@@ -134,5 +261,9 @@ export function toFd(fd: unknown, caller?: Function): number {
     throw outOfRange('fd', 'an integer >= 0 && <= 2147483647', fd, caller);
   }
   if (fd instanceof Fd) return fd.fd;
-  throw invalidArgType('fd', 'of type number or an instance of Fd', fd, caller);
+  if (isFileHandle(fd)) {
+    if (fd.fd < 0) throw closedError('FileHandle', caller);
+    return fd.fd;
+  }
+  throw invalidArgType('fd', 'of type number or an instance of Fd or FileHandle', fd, caller);
 }

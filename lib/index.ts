@@ -2,7 +2,8 @@
  * p2pdma: Linux peer-to-peer DMA and dma-buf from Node.js.
  *
  * Core: `ioctlSync`/`ioctl` (promise) with `ioc` encoders, `mmap` -> `Mapping`, the
- * `Fd` handle base, Node-style system errors, and `capabilities()`.
+ * `Fd` handle base, `pollOnce`/`Poller` readiness on the event loop,
+ * Node-style system errors, and `capabilities()`.
  *
  * Values are re-exported as plain data properties (`export const`), not as
  * `export { x } from` re-exports: TypeScript compiles those to getters, and a
@@ -10,11 +11,13 @@
  */
 import * as caps from './capabilities';
 import * as errors from './errors';
+import * as eventfds from './eventfd';
 import * as handle from './handle';
 import * as ioctls from './ioctl';
 import * as memfds from './memfd';
 import * as mmaps from './mmap';
 import { native } from './native';
+import * as polls from './poll';
 
 export type {
   Capabilities,
@@ -35,6 +38,8 @@ export type { FdLike } from './handle';
 export type { IoctlArg, IoctlOptions, IoctlSyncOptions } from './ioctl';
 export type { MemfdOptions } from './memfd';
 export type { AbortOptions, MapFlag, MmapOptions, MsyncFlag, Prot } from './mmap';
+export type { EventFdOptions, EventFdReadOptions } from './eventfd';
+export type { PollEvent, PollerOptions, PollOnceOptions } from './poll';
 
 // ioctl
 /** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/ioctl.ts. */
@@ -64,6 +69,17 @@ export const Fd = handle.Fd;
 export type Fd = handle.Fd;
 /** memfd_create(2) as an Fd. */
 export const memfd = memfds.memfd;
+/** eventfd(2) as an EventFd. */
+export const eventfd = eventfds.eventfd;
+export const EventFd = eventfds.EventFd;
+export type EventFd = eventfds.EventFd;
+
+// poll
+/** Waits on the event loop (uv_poll, no pool thread) until an fd is ready. */
+export const pollOnce = polls.pollOnce;
+/** A callback per readiness event of an fd. */
+export const Poller = polls.Poller;
+export type Poller = polls.Poller;
 
 // errors
 export const errnoName = errors.errnoName;

@@ -1,11 +1,15 @@
 /** Anonymous memory files (memfd_create(2)), e.g. as backing for udmabuf or mmap tests. */
-import { invalidArgType, sysError } from './errors';
-import { Fd } from './handle';
+import { fromNative, invalidArgType, invalidArgValue } from './errors';
+import { adoptFd, Fd } from './handle';
 import { native } from './native';
 
 export interface MemfdOptions {
-  /** Close on exec (MFD_CLOEXEC). Default true. */
-  cloexec?: boolean;
+  /**
+   * Close on exec (MFD_CLOEXEC): always on, so the fd cannot leak into
+   * child processes (pass it to a child through `spawn`'s `stdio` instead).
+   * `false` is refused.
+   */
+  cloexec?: true;
   /** Allow fcntl(F_ADD_SEALS), which udmabuf needs (MFD_ALLOW_SEALING). Default false. */
   allowSealing?: boolean;
 }
@@ -13,11 +17,14 @@ export interface MemfdOptions {
 /** Creates a memfd of size 0 (grow it with `fs.ftruncateSync(m.fd, size)`). */
 export function memfd(name = 'p2pdma', options: MemfdOptions = {}): Fd {
   if (typeof name !== 'string') throw invalidArgType('name', 'of type string', name, memfd);
+  if ((options.cloexec as boolean | undefined) === false) {
+    throw invalidArgValue('options.cloexec', false, 'must be true: memfds are always close-on-exec', memfd);
+  }
   const c = native.memfdConstants;
-  let flags = 0;
-  if (options.cloexec ?? true) flags |= c.MFD_CLOEXEC;
-  if (options.allowSealing ?? false) flags |= c.MFD_ALLOW_SEALING;
-  const fd = native.memfdCreate(name, flags);
-  if (fd < 0) throw sysError(-fd, 'memfd_create', {}, memfd);
-  return new Fd(fd);
+  const flags = c.MFD_CLOEXEC | (options.allowSealing ?? false ? c.MFD_ALLOW_SEALING : 0);
+  try {
+    return adoptFd(Fd, native.memfdCreate(name, flags));
+  } catch (e) {
+    throw fromNative(e, {}, memfd);
+  }
 }

@@ -23,14 +23,51 @@ export interface NativeMapping {
   msyncAsync(flags: number): Promise<void>;
 }
 
+/** What every native resource (native/resource.h) has. */
+export interface NativeResource {
+  /** 0 or -errno when the teardown ran now; 1 when it waits for operations in flight. */
+  close(): number;
+  /** Marks one operation in flight (keeps the object alive, defers its teardown). */
+  hold(): void;
+  unhold(): void;
+  /** Operations in flight plus open children. */
+  inFlight(): number;
+  /** Called with the teardown's result (0 or -errno) when close() returned 1. */
+  onclose?: (result: number) => void;
+}
+
+/** A native-owned file descriptor (native/handle.cc). */
+export interface NativeFd extends NativeResource {
+  readonly fd: number;
+  /** Gives up ownership: the fd, or -EBUSY (operations in flight). */
+  release(): number;
+}
+
+/** A uv_poll watcher on a dup of an fd (native/poll.cc). */
+export interface NativeWatcher extends NativeResource {
+  /** uv_poll_start with UV_* bits -> 0 or -errno. */
+  start(events: number): number;
+  stop(): void;
+  setRef(ref: boolean): void;
+  /** UV_* bits ready now (poll(2) with timeout 0), or -errno. */
+  peek(events: number): number;
+  /** status 0: `events` fired; < 0: -errno; 1: the watched Fd was closed. */
+  onevent?: (status: number, events: number) => void;
+}
+
 export interface Binding {
-  /** close(fd) -> 0 or -errno. */
-  close(fd: number): number;
   /**
    * The C library's errno names (strerrorname_np; none without it) and
    * descriptions (strerrordesc_np or strerror), indexed by positive errno 0..4095.
    */
   errnoTable(): { names: (string | undefined)[]; descriptions: (string | undefined)[] };
+  /** Takes ownership of fd. */
+  Fd: new (fd: number) => NativeFd;
+  /** Throws a native SysError (fcntl, or epoll_ctl: EPERM for regular files). */
+  Watcher: new (target: NativeFd | number) => NativeWatcher;
+  pollConstants: Record<'UV_READABLE' | 'UV_WRITABLE' | 'UV_DISCONNECT' | 'UV_PRIORITIZED', number>;
+  /** eventfd(initval, EFD_CLOEXEC | EFD_NONBLOCK [| EFD_SEMAPHORE]); throws a native SysError. */
+  eventfdCreate(initval: number, semaphore: boolean): NativeFd;
   /** ioctl with the argument passed by value -> result (undefined for 0) or -errno. */
   ioctl(fd: number, request: number, arg?: number): number | undefined;
   ioctlBigInt(fd: number, request: number, arg: bigint): number | undefined;
@@ -64,8 +101,8 @@ export interface Binding {
     | 'MS_ASYNC' | 'MS_SYNC' | 'MS_INVALIDATE',
     number
   >;
-  /** memfd_create(name, flags) -> fd or -errno. */
-  memfdCreate(name: string, flags: number): number;
+  /** memfd_create(name, flags | MFD_CLOEXEC); throws a native SysError. */
+  memfdCreate(name: string, flags: number): NativeFd;
   memfdConstants: Record<'MFD_CLOEXEC' | 'MFD_ALLOW_SEALING', number>;
   /** dlopen(soname, RTLD_LAZY) then dlclose. */
   dlprobe(soname: string): { ok: true; path?: string } | { ok: false; error: string };

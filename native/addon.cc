@@ -6,12 +6,15 @@
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  p2pdma::InitErrors(env, exports);
+  // First: it sets up the per-environment state the other modules use.
   p2pdma::InitHandle(env, exports);
+  p2pdma::InitErrors(env, exports);
   p2pdma::InitIoctl(env, exports);
   p2pdma::InitMmap(env, exports);
   p2pdma::InitMemfd(env, exports);
   p2pdma::InitCapabilities(env, exports);
+  p2pdma::InitPoll(env, exports);
+  p2pdma::InitEventfd(env, exports);
   return exports;
 }
 

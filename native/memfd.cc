@@ -3,19 +3,21 @@
 #include <sys/mman.h>
 
 #include "errors.h"
+#include "handle.h"
 #include "modules.h"
 
 namespace p2pdma {
 namespace {
 
-// memfdCreate(name, flags) -> fd or -errno.
+// memfdCreate(name, flags) -> Fd; throws SysError. Always MFD_CLOEXEC.
 Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) ThrowType(env, "name");
   std::string name = info[0].As<Napi::String>();
-  unsigned flags = U32Arg(info, 1);
+  unsigned flags = U32Arg(info, 1) | MFD_CLOEXEC;
   int fd = ::memfd_create(name.c_str(), flags);
-  return Napi::Number::New(env, fd == -1 ? -errno : fd);
+  if (fd == -1) ThrowSys(env, errno, "memfd_create");
+  return FdWrap::New(env, fd);
 }
 
 }  // namespace

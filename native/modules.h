@@ -11,5 +11,7 @@ void InitIoctl(Napi::Env env, Napi::Object exports);
 void InitMmap(Napi::Env env, Napi::Object exports);
 void InitMemfd(Napi::Env env, Napi::Object exports);
 void InitCapabilities(Napi::Env env, Napi::Object exports);
+void InitPoll(Napi::Env env, Napi::Object exports);
+void InitEventfd(Napi::Env env, Napi::Object exports);
 
 }  // namespace p2pdma

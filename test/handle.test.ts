@@ -3,7 +3,8 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { Fd, ioctlSync, mmap, requests } from '../lib/index';
+import { Fd, eventfd, ioctl, ioctlSync, mmap, pollOnce, requests } from '../lib/index';
+import { hold, holdDuring, toFd } from '../lib/handle';
 import { expectCode, leakGuard, report, runTs } from './helpers';
 
 const leaks = leakGuard();
@@ -81,6 +82,107 @@ t.test('a handle collected while open closes its fd once and warns (child, --exp
   t.equal(r.reused, r.fd, 'the number was reused');
   t.ok(r.reusedStillOpen, 'the finalizer never closed it a second time');
   t.same(r.warnings, [{ message: `Closing fd ${r.fd} on garbage collection`, code: 'P2PDMA_GC_CLOSE' }]);
+});
+
+t.test('release() while busy throws ERR_P2PDMA_BUSY and keeps the handle open', async (t) => {
+  const h = Fd.open('/dev/null');
+  const fd = h.fd;
+  const release = hold(h);
+  t.throws(() => h.release(), { code: 'ERR_P2PDMA_BUSY', message: `Fd (fd ${fd}) is busy: 1 operation in flight` });
+  t.notOk(h.closed);
+  release();
+  release(); // a second call does nothing
+  t.equal(h.release(), fd);
+  fs.closeSync(fd);
+});
+
+t.test('a pending poll makes the handle busy too', async (t) => {
+  const e = eventfd();
+  const p = pollOnce(e);
+  t.throws(() => e.release(), { code: 'ERR_P2PDMA_BUSY' });
+  e.close();
+  await t.rejects(p, { code: 'ERR_P2PDMA_CLOSED' });
+});
+
+t.test('close() while held defers close(2) until the hold is released', async (t) => {
+  const h = Fd.open('/dev/null');
+  const fd = h.fd;
+  const release = hold(h);
+  h.close();
+  t.ok(h.closed);
+  t.ok(isOpen(fd), 'still open while held');
+  release();
+  t.notOk(isOpen(fd), 'closed by the last release');
+});
+
+t.test('holdDuring releases the hold when the call throws synchronously', async (t) => {
+  const h = Fd.open('/dev/null');
+  const fd = h.fd;
+  await t.rejects(
+    holdDuring(h, () => {
+      throw new Error('native threw');
+    }),
+    { message: 'native threw' },
+  );
+  h.close();
+  t.notOk(isOpen(fd), 'close() was not deferred: nothing holds the handle');
+});
+
+t.test('a deferred close(2) that fails is reported as a P2PDMA_CLOSE_FAILED warning', async (t) => {
+  const h = Fd.open('/dev/null');
+  const fd = h.fd;
+  const release = hold(h);
+  h.close();
+  fs.closeSync(fd); // behind the handle's back
+  const warning = new Promise<Error & { code?: string; cause?: unknown }>((r) => process.once('warning', r));
+  release();
+  const w = await warning;
+  t.equal(w.code, 'P2PDMA_CLOSE_FAILED');
+  t.equal(w.message, `Deferred close of Fd (fd ${fd}) failed: EBADF: bad file descriptor, close`);
+  t.match(w.cause, { code: 'EBADF', errno: -9, syscall: 'close', fd });
+});
+
+t.test('await using waits for operations in flight, then closes', async (t) => {
+  let fd = -1;
+  let release: () => void = () => {};
+  let disposed = false;
+  const block = (async () => {
+    await using h = Fd.open('/dev/null');
+    fd = h.fd;
+    release = hold(h);
+  })().then(() => (disposed = true));
+  await new Promise((r) => setTimeout(r, 10));
+  t.notOk(disposed, 'disposal waits for the hold');
+  t.ok(isOpen(fd));
+  release();
+  await block;
+  t.notOk(isOpen(fd));
+});
+
+t.test('Symbol.asyncDispose rejects with the deferred close error instead of warning', async (t) => {
+  const h = Fd.open('/dev/null');
+  const fd = h.fd;
+  const release = hold(h);
+  const warnings: unknown[] = [];
+  const onWarning = (w: unknown) => warnings.push(w);
+  process.on('warning', onWarning);
+  const p = h[Symbol.asyncDispose]();
+  fs.closeSync(fd);
+  release();
+  await t.rejects(p, { code: 'EBADF', syscall: 'close', fd });
+  await new Promise((r) => setImmediate(r));
+  process.off('warning', onWarning);
+  t.same(warnings, []);
+  await t.resolves(h[Symbol.asyncDispose](), 'later calls resolve');
+});
+
+t.test('toFd accepts an fs.promises FileHandle; a closed one throws ERR_P2PDMA_CLOSED', async (t) => {
+  const fh = await fs.promises.open('/dev/null');
+  t.equal(toFd(fh), fh.fd);
+  t.throws(() => ioctlSync(fh, requests.FIONREAD), { code: 'ENOTTY', fd: fh.fd }, 'usable wherever an fd is');
+  await fh.close();
+  t.throws(() => toFd(fh), { code: 'ERR_P2PDMA_CLOSED', message: 'FileHandle is closed' });
+  t.throws(() => toFd({ fd: 3 }), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
 });
 
 leaks.check(t);

@@ -36,7 +36,7 @@ function prebuildCopy(): { dir: string; log: string; status: number | null } {
 }
 
 t.test('the addon exposes the native API', async (t) => {
-  for (const f of ['close', 'errnoTable', 'ioctl', 'ioctlView', 'ioctlBigInt', 'ioctlAsync', 'Mapping', 'pageSize', 'counters', 'memfdCreate', 'dlprobe']) {
+  for (const f of ['Fd', 'Watcher', 'eventfdCreate', 'errnoTable', 'ioctl', 'ioctlView', 'ioctlBigInt', 'ioctlAsync', 'Mapping', 'pageSize', 'counters', 'memfdCreate', 'dlprobe']) {
     t.ok(f in native, f);
   }
 });
