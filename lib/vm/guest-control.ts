@@ -23,8 +23,9 @@ export class QmpError extends Error {
 export function hostControlDevice(): string {
   const dir = '/sys/class/virtio-ports';
   for (const port of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    const name = fs.readFileSync(path.join(dir, port, 'name'), 'utf8').trim();
-    if (name === HOST_CONTROL_PORT) return `/dev/${port}`;
+    // Consoles (hvc) are ports without a name.
+    const nameFile = path.join(dir, port, 'name');
+    if (fs.existsSync(nameFile) && fs.readFileSync(nameFile, 'utf8').trim() === HOST_CONTROL_PORT) return `/dev/${port}`;
   }
   throw new Error(`no virtio port named ${HOST_CONTROL_PORT}: not in a p2pdma guest?`);
 }

@@ -86,6 +86,9 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     '-m', `${o.memoryMiB}M`,
     '-smp', String(o.cpus),
     '-nodefaults', '-no-user-config', '-no-reboot',
+    // Native PCIe hotplug: with QEMU's ACPI hotplug on, _OSC keeps PCIe
+    // hotplug from the guest and pciehp never drives the switch's slots.
+    '-global', 'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off',
     '-display', 'none',
     '-kernel', o.kernel,
     '-append', cmdline.join(' '),
