@@ -23,6 +23,7 @@ vm options:
                                    where the two NVMe controllers sit (default: switch)
   --iommu                          an Intel vIOMMU in front of the PCI devices (intel_iommu=on)
   --accel auto|tcg|kvm             (default: auto = KVM only where a probe boot works)
+  --tcg-thread multi|single        TCG vCPU threading (default: multi, one host thread per vCPU)
   --timeout SECONDS                kill the guest after this long (default: 900)
   --memory MIB  --cpus N  --cmb MIB  --hugepages N
   --env NAME=VALUE                 set in the guest (repeatable)
@@ -52,6 +53,7 @@ async function vm(sub: string, argv: string[]): Promise<number> {
       topology: { type: 'string', default: 'switch' },
       iommu: { type: 'boolean', default: false },
       accel: { type: 'string', default: 'auto' },
+      'tcg-thread': { type: 'string', default: 'multi' },
       timeout: { type: 'string' },
       memory: { type: 'string' },
       cpus: { type: 'string' },
@@ -65,6 +67,7 @@ async function vm(sub: string, argv: string[]): Promise<number> {
   const topology = values.topology as Topology;
   if (!TOPOLOGIES.includes(topology)) fail(`--topology must be one of ${TOPOLOGIES.join(', ')}`);
   if (!['auto', 'tcg', 'kvm'].includes(values.accel!)) fail('--accel must be auto, tcg or kvm');
+  if (!['multi', 'single'].includes(values['tcg-thread']!)) fail('--tcg-thread must be multi or single');
   const env: Record<string, string> = {};
   for (const pair of values.env!) {
     const eq = pair.indexOf('=');
@@ -79,6 +82,7 @@ async function vm(sub: string, argv: string[]): Promise<number> {
     topology,
     iommu: values.iommu,
     accel: values.accel as 'auto' | 'tcg' | 'kvm',
+    tcgThread: values['tcg-thread'] as 'multi' | 'single',
     command: positionals,
     shell,
     timeoutSec: int('timeout', values.timeout),
