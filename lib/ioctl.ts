@@ -5,7 +5,7 @@
  * request names used in error messages.
  */
 import { abortError, invalidArgType, outOfRange, sysError, wrap } from './errors';
-import { Fd, type FdLike, hold, toFd } from './handle';
+import { Fd, type FdLike, holdDuring, toFd } from './handle';
 import { native } from './native';
 
 /**
@@ -345,10 +345,7 @@ export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg, opti
     return Promise.reject(e);
   }
   const handle = fd instanceof Fd ? fd : undefined;
-  const release = handle !== undefined ? hold(handle) : undefined;
-  const settled = native.ioctlAsync(n, req, a, handle, signal);
-  if (release !== undefined) settled.then(release, release);
-  const result = wrap(settled, { request: name ?? requestName(req) });
+  const result = holdDuring(handle, () => wrap(native.ioctlAsync(n, req, a, handle, signal), { request: name ?? requestName(req) }));
   if (signal === undefined) return result;
   return new Promise<number>((resolve, reject) => {
     const onAbort = (): void => reject(abortError(signal.reason));

@@ -168,6 +168,22 @@ t.test('closing a handle during ioctl (promise) defers close(2) until it settles
   w.close();
 });
 
+t.test('a synchronous throw from the native promise form leaves the handle unheld: close() closes at once', async (t) => {
+  const h = Fd.open('/dev/null');
+  const fd = h.fd;
+  const ioctlAsync = native.ioctlAsync;
+  native.ioctlAsync = () => {
+    throw Object.assign(new RangeError('out of range: arg'), { code: 'ERR_OUT_OF_RANGE' });
+  };
+  try {
+    await t.rejects(ioctl(h, requests.FIONREAD, new Int32Array(1)), expectCode(RangeError, 'ERR_OUT_OF_RANGE'));
+  } finally {
+    native.ioctlAsync = ioctlAsync;
+  }
+  h.close();
+  t.notOk(fs.existsSync(`/proc/self/fd/${fd}`), 'fd closed by close(), not deferred');
+});
+
 t.test('unknown requests are named by their hex value', async (t) => {
   t.equal(requestName(0x1234), '0x00001234');
   registerRequests({ TEST_IOCTL_FROB: ioc.iow('z', 9, 4) });
