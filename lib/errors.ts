@@ -268,6 +268,11 @@ export function abortError(reason: unknown, caller?: Function): CodedError {
   return e;
 }
 
+/** Error with code ERR_P2PDMA_BUSY: a handle has `inFlight` operations in flight. */
+export function busyError(what: string, inFlight: number, caller?: Function): CodedError {
+  return coded(new Error(`${what} is busy: ${inFlight} operation${inFlight === 1 ? '' : 's'} in flight`), 'ERR_P2PDMA_BUSY', caller);
+}
+
 /** Error with code ERR_P2PDMA_CLOSED: a handle or mapping was used after close()/unmap(). */
 export function closedError(what: string, caller?: Function): CodedError {
   return coded(new Error(`${what} is closed`), 'ERR_P2PDMA_CLOSED', caller);

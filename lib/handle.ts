@@ -22,7 +22,7 @@
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
-import { closedError, invalidArgType, outOfRange, sysError, type CodedError, type SystemError } from './errors';
+import { busyError, closedError, invalidArgType, outOfRange, sysError, type CodedError, type SystemError } from './errors';
 import { native, type NativeFd } from './native';
 
 // Node 20.0-20.3 predate Symbol.dispose and Symbol.asyncDispose; later 20.x
@@ -50,14 +50,6 @@ const finalizer = new FinalizationRegistry<Held>((held) => {
     detail: `Its ${held.kind} handle was garbage collected while open. Call close() on it, or declare it with 'using'.`,
   });
 });
-
-/** Error with code ERR_P2PDMA_BUSY: the handle has operations in flight. */
-function busyError(what: string, inFlight: number, caller?: Function): CodedError {
-  const e = new Error(`${what} is busy: ${inFlight} operation${inFlight === 1 ? '' : 's'} in flight`) as CodedError;
-  e.code = 'ERR_P2PDMA_BUSY';
-  if (caller !== undefined) Error.captureStackTrace(e, caller);
-  return e;
-}
 
 /**
  * Marks the handle busy until the returned function is called (once; later

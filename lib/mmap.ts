@@ -7,7 +7,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 
-import { type CodedError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, wrap } from './errors';
+import { abortError, type CodedError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, wrap } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { native, type NativeMapping } from './native';
 
@@ -165,15 +165,6 @@ function toSignal(options: unknown, caller: Function): AbortSignal | undefined {
     throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, caller);
   }
   return signal;
-}
-
-/** Node's AbortError: name 'AbortError', code 'ABORT_ERR', the signal's reason as cause. */
-function abortError(signal: AbortSignal, caller: Function): CodedError {
-  const e = new Error('The operation was aborted', { cause: signal.reason }) as CodedError;
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  Error.captureStackTrace(e, caller);
-  return e;
 }
 
 function protName(prot: number): string {
@@ -334,7 +325,7 @@ export class Mapping implements Disposable {
       if (typeof flags === 'object' && !Array.isArray(flags)) [flags, options] = ['sync', flags as AbortOptions];
       const bits = toMsyncFlags(flags, this.msync);
       const signal = toSignal(options, this.msync);
-      if (signal?.aborted) throw abortError(signal, this.msync);
+      if (signal?.aborted) throw abortError(signal.reason, this.msync);
       if (this.#unmapped) throw closedError('Mapping', this.msync);
       return wrap(this.#native.msyncAsync(bits));
     } catch (e) {
