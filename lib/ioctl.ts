@@ -44,6 +44,21 @@ const DIR_SHIFT = SIZE_SHIFT + LAYOUT.sizeBits;
 const SIZE_MASK = 2 ** LAYOUT.sizeBits - 1;
 const DIR_MASK = 2 ** LAYOUT.dirBits - 1;
 
+const U32_MAX = 0xffffffff;
+
+/** A request number: a u32 as a number or bigint. */
+function toRequest(request: unknown, caller: Function): number {
+  if (typeof request === 'number') {
+    if (Number.isInteger(request) && request >= 0 && request <= U32_MAX) return request;
+    throw outOfRange('request', `an integer >= 0 && <= ${U32_MAX}`, request, caller);
+  }
+  if (typeof request === 'bigint') {
+    if (request >= 0n && request <= BigInt(U32_MAX)) return Number(request);
+    throw outOfRange('request', `>= 0n && <= ${U32_MAX}n`, request, caller);
+  }
+  throw invalidArgType('request', 'of type number or bigint', request, caller);
+}
+
 function field(name: string, v: unknown, max: number): number {
   let n: number;
   if (typeof v === 'number') n = v;
@@ -91,20 +106,20 @@ export const ioc = {
     return ioc.ioc(LAYOUT.read | LAYOUT.write, type, nr, size);
   },
   /** `_IOC_DIR(request)` */
-  dir(request: number): number {
-    return Math.floor(request / 2 ** DIR_SHIFT) & (2 ** LAYOUT.dirBits - 1);
+  dir(request: number | bigint): number {
+    return (toRequest(request, ioc.dir) >>> DIR_SHIFT) & DIR_MASK;
   },
   /** `_IOC_TYPE(request)` */
-  type(request: number): number {
-    return (request >>> TYPE_SHIFT) & 0xff;
+  type(request: number | bigint): number {
+    return (toRequest(request, ioc.type) >>> TYPE_SHIFT) & 0xff;
   },
   /** `_IOC_NR(request)` */
-  nr(request: number): number {
-    return request & 0xff;
+  nr(request: number | bigint): number {
+    return (toRequest(request, ioc.nr) >>> NR_SHIFT) & 0xff;
   },
   /** `_IOC_SIZE(request)` */
-  size(request: number): number {
-    return (request >>> SIZE_SHIFT) & (2 ** LAYOUT.sizeBits - 1);
+  size(request: number | bigint): number {
+    return (toRequest(request, ioc.size) >>> SIZE_SHIFT) & SIZE_MASK;
   },
 } as const;
 
@@ -181,35 +196,25 @@ const NAMES = new Map<number, string>();
  * Modules with their own ioctls register them at load time.
  */
 export function registerRequests(table: Readonly<Record<string, number>>): void {
-  for (const [name, value] of Object.entries(table)) {
+  if (typeof table !== 'object' || table === null) throw invalidArgType('table', 'of type object', table, registerRequests);
+  const entries = Object.entries(table).map(([name, value]) => [name, toRequest(value, registerRequests)] as const);
+  for (const [name, value] of entries) {
     if (!NAMES.has(value)) NAMES.set(value, name);
   }
 }
 registerRequests(requests);
 
 /** The request's name if registered, else its hex value (`'0xc0184800'`). */
-export function requestName(request: number): string {
-  return NAMES.get(request) ?? `0x${request.toString(16).padStart(8, '0')}`;
+export function requestName(request: number | bigint): string {
+  const req = toRequest(request, requestName);
+  return NAMES.get(req) ?? `0x${req.toString(16).padStart(8, '0')}`;
 }
 
 // ---------------------------------------------------------------------------
 // ioctl
 
-const U32_MAX = 0xffffffff;
 const I64_MIN = -(2n ** 63n);
 const U64_MAX = 2n ** 64n - 1n;
-
-function toRequest(request: unknown, caller: Function): number {
-  if (typeof request === 'number') {
-    if (Number.isInteger(request) && request >= 0 && request <= U32_MAX) return request;
-    throw outOfRange('request', `an integer >= 0 && <= ${U32_MAX}`, request, caller);
-  }
-  if (typeof request === 'bigint') {
-    if (request >= 0n && request <= BigInt(U32_MAX)) return Number(request);
-    throw outOfRange('request', `>= 0n && <= ${U32_MAX}n`, request, caller);
-  }
-  throw invalidArgType('request', 'of type number or bigint', request, caller);
-}
 
 function checkNumberArg(arg: number, caller: Function): void {
   if (!Number.isSafeInteger(arg)) {
@@ -258,8 +263,25 @@ function toOptions(options: unknown, caller: Function): IoctlOptions {
   return { name, signal };
 }
 
-function viewTooSmall(view: ArrayBufferView, need: number, name: string, caller: Function): RangeError {
-  return outOfRange('arg.byteLength', `>= ${need} (the argument size of ${name})`, view.byteLength, caller);
+// The intrinsic getters: a view's `byteLength` property can be redefined (an
+// own property, a subclass getter), and the kernel must never get a
+// pointer to fewer bytes than were checked.
+const typedArrayByteLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'byteLength')!.get!;
+const dataViewByteLength = Object.getOwnPropertyDescriptor(DataView.prototype, 'byteLength')!.get!;
+
+/** The bytes a TypedArray or DataView really spans (0 when detached or out of bounds). */
+function viewByteLength(view: ArrayBufferView): number {
+  const getter = view instanceof DataView ? dataViewByteLength : typedArrayByteLength;
+  try {
+    return getter.call(view) as number;
+  } catch {
+    // A view whose prototype was swapped for the other kind's.
+    return (getter === dataViewByteLength ? typedArrayByteLength : dataViewByteLength).call(view) as number;
+  }
+}
+
+function viewTooSmall(bytes: number, need: number, name: string, caller: Function): RangeError {
+  return outOfRange('arg.byteLength', `>= ${need} (the argument size of ${name})`, bytes, caller);
 }
 
 /**
@@ -277,7 +299,10 @@ export function ioctlSync(fd: FdLike, request: number | bigint, arg?: IoctlArg, 
   let r: number | undefined;
   if (typeof arg === 'object' && ArrayBuffer.isView(arg)) {
     const need = argSize(req);
-    if (arg.byteLength < need) throw viewTooSmall(arg, need, name ?? requestName(req), ioctlSync);
+    if (need > 0) {
+      const bytes = viewByteLength(arg);
+      if (bytes < need) throw viewTooSmall(bytes, need, name ?? requestName(req), ioctlSync);
+    }
     r = native.ioctlView(n, req, arg);
   } else if (arg === undefined) {
     r = native.ioctl(n, req);
@@ -328,10 +353,11 @@ export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg, opti
     ({ name, signal } = toOptions(options, ioctl));
     if (typeof arg === 'object' && ArrayBuffer.isView(arg)) {
       const need = argSize(req);
-      if (arg.byteLength < need) throw viewTooSmall(arg, need, name ?? requestName(req), ioctl);
-      if (arg.byteLength > IOCTL_MAX_COPY) {
+      const bytes = viewByteLength(arg);
+      if (bytes < need) throw viewTooSmall(bytes, need, name ?? requestName(req), ioctl);
+      if (bytes > IOCTL_MAX_COPY) {
         const hint = 'ioctl() copies the view; use ioctlSync() or pass the address of memory that stays mapped';
-        throw outOfRange('arg.byteLength', `<= ${IOCTL_MAX_COPY} (${hint})`, arg.byteLength, ioctl);
+        throw outOfRange('arg.byteLength', `<= ${IOCTL_MAX_COPY} (${hint})`, bytes, ioctl);
       }
       a = arg;
     } else if (arg === undefined) a = arg;
