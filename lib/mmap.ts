@@ -7,7 +7,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 
-import { abortError, type CodedError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, wrap } from './errors';
+import { abortError, type CodedError, closedError, fromNative, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, wrap } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { native, type NativeMapping } from './native';
 
@@ -229,8 +229,9 @@ export class Mapping implements Disposable {
   #buffer: ArrayBuffer | undefined;
   #unmapped = false;
 
-  /** @internal use mmap() */
+  /** @internal use mmap(): anything else throws ERR_ILLEGAL_CONSTRUCTOR. */
   constructor(nativeMapping: NativeMapping, length: number, offset: bigint, prot: number, source: Fd | undefined) {
+    if (!(nativeMapping instanceof native.Mapping)) throw illegalConstructor(new.target);
     this.#native = nativeMapping;
     this.length = length;
     this.offset = offset;
@@ -266,9 +267,9 @@ export class Mapping implements Disposable {
    * A new ArrayBuffer over `length` bytes at `offset` (no copy), at most
    * `maxViewLength` bytes. Detached by unmap() like `.buffer`.
    */
-  window(offset: number, length: number = this.length - offset): ArrayBuffer {
+  window(offset: number, length?: number): ArrayBuffer {
     const off = toIndex('offset', offset, this.length, this.window);
-    const len = toIndex('length', length, this.length - off, this.window);
+    const len = toIndex('length', length === undefined ? this.length - off : length, this.length - off, this.window);
     if (len === 0 || len > maxViewLength) {
       throw outOfRange('length', `> 0 && <= buffer.constants.MAX_LENGTH (${maxViewLength})`, length, this.window);
     }
@@ -278,9 +279,9 @@ export class Mapping implements Disposable {
   }
 
   /** Copies `length` bytes at `offset` into a new Buffer. Needs PROT_READ. */
-  read(offset = 0, length: number = this.length - offset): Buffer {
+  read(offset = 0, length?: number): Buffer {
     const off = toIndex('offset', offset, this.length, this.read);
-    const len = toIndex('length', length, this.length - off, this.read);
+    const len = toIndex('length', length === undefined ? this.length - off : length, this.length - off, this.read);
     if (this.#unmapped) throw closedError('Mapping', this.read);
     if ((this.prot & C.PROT_READ) === 0) throw accessError(this.prot, 'PROT_READ', 'read()', this.read);
     const out = Buffer.allocUnsafe(len);

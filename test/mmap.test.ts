@@ -214,6 +214,24 @@ t.test('bad arguments throw TypeError/RangeError before any syscall', async (t) 
   t.equal(native.counters().mmap, before, 'no mmap(2) was attempted');
 });
 
+t.test('Mapping cannot be constructed directly: ERR_ILLEGAL_CONSTRUCTOR', async (t) => {
+  const illegal = { constructor: TypeError, code: 'ERR_ILLEGAL_CONSTRUCTOR', message: 'Illegal constructor' };
+  const Ctor = Mapping as unknown as new (...a: unknown[]) => Mapping;
+  t.throws(() => new Ctor(), illegal, 'was a TypeError reading address of undefined');
+  t.throws(() => new Ctor({ address: () => 0n }, 4096, 0n, 3, undefined), illegal, 'a look-alike of the native mapping');
+});
+
+t.test('window() and read() validate offset before using it for the default length', async (t) => {
+  using m = sizedMemfd(2 * pageSize);
+  using map = mmap(m, 2 * pageSize);
+  const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
+  t.throws(() => map.window(0n as never), type, 'window(0n): was a TypeError mixing BigInt');
+  t.throws(() => map.read(0n as never), type, 'read(0n)');
+  t.throws(() => map.window(Symbol() as never), type, 'window(Symbol)');
+  t.equal(map.window(pageSize).byteLength, pageSize, 'the default length is the rest of the mapping');
+  t.equal(map.read(pageSize).length, pageSize);
+});
+
 t.test('a GC-collected Mapping is unmapped exactly once (child, --expose-gc)', async (t) => {
   const r = report<Record<string, unknown>>(runTs(path.join(__dirname, 'fixtures', 'gc-mapping.ts'), ['--expose-gc']));
   t.equal(r.mappedBeforeGc, true, 'mapped before GC');
