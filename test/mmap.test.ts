@@ -128,6 +128,15 @@ t.test('read() and write() copy', async (t) => {
   t.throws(() => map.write(Buffer.alloc(1)), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
 });
 
+t.test('write() and read() take views of a SharedArrayBuffer', async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const shared = new Uint8Array(new SharedArrayBuffer(8), 2, 4);
+  shared.set([1, 2, 3, 4]);
+  map.write(shared, 16); // threw a bare Error('Invalid argument') from ArrayBuffer() of a SharedArrayBuffer
+  t.same([...map.read(16, 4)], [1, 2, 3, 4]);
+});
+
 t.test('msync() resolves, msyncSync() returns, both refuse after unmap', async (t) => {
   using m = sizedMemfd(pageSize);
   const map = mmap(m, pageSize);
