@@ -163,7 +163,7 @@ export function sysError(
 ): SystemError {
   const n = toErrno(errno, sysError);
   if (typeof syscall !== 'string') throw invalidArgType('syscall', 'of type string', syscall, sysError);
-  if (typeof ctx !== 'object' || ctx === null) throw invalidArgType('ctx', 'of type object', ctx, sysError);
+  validateObject(ctx, 'ctx', sysError);
   const { fd, request, path } = ctx;
   if (fd !== undefined && typeof fd !== 'number') throw invalidArgType('ctx.fd', 'of type number', fd, sysError);
   if (request !== undefined && typeof request !== 'string') throw invalidArgType('ctx.request', 'of type string', request, sysError);
@@ -262,6 +262,11 @@ export function invalidArgType(name: string, expected: string, value: unknown, c
     'ERR_INVALID_ARG_TYPE',
     caller,
   );
+}
+
+/** Throws ERR_INVALID_ARG_TYPE unless `value` is a non-null object (options, tables). */
+export function validateObject(value: unknown, name: string, caller?: Function): asserts value is object {
+  if (typeof value !== 'object' || value === null) throw invalidArgType(name, 'of type object', value, caller);
 }
 
 /** TypeError with code ERR_INVALID_ARG_VALUE, worded like Node's. */

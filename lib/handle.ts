@@ -123,6 +123,11 @@ export class Fd implements Disposable, AsyncDisposable {
 
   /** Opens `path` (flags and mode as in `fs.openSync`) and owns the fd. */
   static open<T extends Fd>(this: new (fd: number) => T, path: fs.PathLike, flags: fs.OpenMode = 'r', mode?: fs.Mode): T {
+    // fs.openSync's own check reads properties of objects and throws
+    // uncoded TypeErrors for some (a Proxy); refuse anything not a path first.
+    if (typeof path !== 'string' && !Buffer.isBuffer(path) && !(path instanceof URL)) {
+      throw invalidArgType('path', 'of type string or an instance of Buffer or URL', path, Fd.open);
+    }
     return new this(fs.openSync(path, flags, mode));
   }
 

@@ -4,7 +4,7 @@
  * matching the kernel's `_IO/_IOR/_IOW/_IOWR` macros, and the table of
  * request names used in error messages.
  */
-import { abortError, invalidArgType, outOfRange, sysError, wrap } from './errors';
+import { abortError, invalidArgType, outOfRange, sysError, validateObject, wrap } from './errors';
 import { Fd, type FdLike, holdDuring, toFd } from './handle';
 import { native } from './native';
 
@@ -196,7 +196,7 @@ const NAMES = new Map<number, string>();
  * Modules with their own ioctls register them at load time.
  */
 export function registerRequests(table: Readonly<Record<string, number>>): void {
-  if (typeof table !== 'object' || table === null) throw invalidArgType('table', 'of type object', table, registerRequests);
+  validateObject(table, 'table', registerRequests);
   const entries = Object.entries(table).map(([name, value]) => [name, toRequest(value, registerRequests)] as const);
   for (const [name, value] of entries) {
     if (!NAMES.has(value)) NAMES.set(value, name);
@@ -254,7 +254,7 @@ export interface IoctlOptions extends IoctlSyncOptions {
 
 function toOptions(options: unknown, caller: Function): IoctlOptions {
   if (options === undefined) return {};
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, caller);
+  validateObject(options, 'options', caller);
   const { name, signal } = options as IoctlOptions;
   if (name !== undefined && typeof name !== 'string') throw invalidArgType('options.name', 'of type string', name, caller);
   if (signal !== undefined && !(signal instanceof AbortSignal)) {

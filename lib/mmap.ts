@@ -7,7 +7,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 
-import { abortError, type CodedError, closedError, fromNative, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, wrap } from './errors';
+import { abortError, type CodedError, closedError, fromNative, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, validateObject, wrap } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { native, type NativeMapping } from './native';
 
@@ -159,7 +159,7 @@ export interface AbortOptions {
 }
 
 function toSignal(options: unknown, caller: Function): AbortSignal | undefined {
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, caller);
+  validateObject(options, 'options', caller);
   const { signal } = options as AbortOptions;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, caller);
@@ -406,7 +406,7 @@ function checkFileSize(fd: number, offset: bigint, length: number, caller: Funct
  */
 export function mmap(fd: FdLike, length: number | bigint, options: MmapOptions = {}): Mapping {
   const n = toFd(fd, mmap);
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, mmap);
+  validateObject(options, 'options', mmap);
   const len = toLength(length, mmap);
   const prot = toProt(options.prot ?? 'rw', mmap);
   const flags = toFlags(options.flags ?? 'shared', mmap);

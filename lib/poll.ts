@@ -21,7 +21,7 @@
  * with every dup of it). Files that epoll cannot watch (regular files,
  * directories) fail with EPERM, syscall 'epoll_ctl'.
  */
-import { abortError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError } from './errors';
+import { abortError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from './errors';
 import { Fd, type FdLike, nativeOf, toFd } from './handle';
 import { native, type NativeWatcher } from './native';
 
@@ -93,7 +93,7 @@ function toSignal(signal: unknown, caller: Function): AbortSignal | undefined {
 }
 
 function toOptions<T extends object>(options: unknown, caller: Function): T {
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, caller);
+  validateObject(options, 'options', caller);
   return options as T;
 }
 

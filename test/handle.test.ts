@@ -62,6 +62,15 @@ t.test('release() hands the fd over without closing it', async (t) => {
   fs.closeSync(fd);
 });
 
+t.test('Fd.open() refuses a path that is not a string, Buffer or URL before fs reads it', async (t) => {
+  const symbols = new Proxy({}, { get: () => Symbol('p') });
+  // fs.openSync threw an uncoded TypeError ("Cannot use 'in' operator") for this one.
+  t.throws(() => Fd.open(symbols as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  t.throws(() => Fd.open(3 as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  using h = Fd.open(new URL('file:///dev/null'));
+  t.equal(fs.readlinkSync(`/proc/self/fd/${h.fd}`), '/dev/null');
+});
+
 t.test('the constructor validates the fd', async (t) => {
   t.throws(() => new Fd('3' as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
   t.throws(() => new Fd(-1), expectCode(RangeError, 'ERR_OUT_OF_RANGE'));
