@@ -7,6 +7,7 @@
 import { abortError, invalidArgType, outOfRange, sysError, validateObject, wrap } from './errors';
 import { Fd, type FdLike, holdDuring, toFd } from './handle';
 import { native } from './native';
+import { viewByteLength } from './views';
 
 /**
  * An ioctl argument:
@@ -261,23 +262,6 @@ function toOptions(options: unknown, caller: Function): IoctlOptions {
     throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, caller);
   }
   return { name, signal };
-}
-
-// The intrinsic getters: a view's `byteLength` property can be redefined (an
-// own property, a subclass getter), and the kernel must never get a
-// pointer to fewer bytes than were checked.
-const typedArrayByteLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'byteLength')!.get!;
-const dataViewByteLength = Object.getOwnPropertyDescriptor(DataView.prototype, 'byteLength')!.get!;
-
-/** The bytes a TypedArray or DataView really spans (0 when detached or out of bounds). */
-function viewByteLength(view: ArrayBufferView): number {
-  const getter = view instanceof DataView ? dataViewByteLength : typedArrayByteLength;
-  try {
-    return getter.call(view) as number;
-  } catch {
-    // A view whose prototype was swapped for the other kind's.
-    return (getter === dataViewByteLength ? typedArrayByteLength : dataViewByteLength).call(view) as number;
-  }
 }
 
 function viewTooSmall(bytes: number, need: number, name: string, caller: Function): RangeError {

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import { abortError, type CodedError, closedError, fromNative, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, validateObject, wrap } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { native, type NativeMapping } from './native';
+import { viewByteLength } from './views';
 
 const C = native.mmapConstants;
 
@@ -293,7 +294,7 @@ export class Mapping implements Disposable {
   write(source: ArrayBufferView, offset = 0): void {
     if (!ArrayBuffer.isView(source)) throw invalidArgType('source', 'an instance of TypedArray or DataView', source, this.write);
     const off = toIndex('offset', offset, this.length, this.write);
-    toIndex('source.byteLength', source.byteLength, this.length - off, this.write);
+    toIndex('source.byteLength', viewByteLength(source), this.length - off, this.write);
     if (this.#unmapped) throw closedError('Mapping', this.write);
     if ((this.prot & C.PROT_WRITE) === 0) throw accessError(this.prot, 'PROT_WRITE', 'write()', this.write);
     this.#native.write(off, source);

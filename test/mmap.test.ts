@@ -137,6 +137,16 @@ t.test('write() and read() take views of a SharedArrayBuffer', async (t) => {
   t.same([...map.read(16, 4)], [1, 2, 3, 4]);
 });
 
+t.test("write() bounds a view by its real length, whatever its byteLength property or prototype says", async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const swapped = Object.setPrototypeOf(new Uint8Array([7]), DataView.prototype) as Uint8Array;
+  map.write(swapped, 0); // threw an uncoded TypeError from DataView's byteLength getter
+  t.equal(map.read(0, 1)[0], 7);
+  const lying = Object.defineProperty(new Uint8Array(8), 'byteLength', { value: 1 });
+  t.throws(() => map.write(lying, pageSize - 1), expectCode(RangeError, 'ERR_OUT_OF_RANGE'), '8 bytes do not fit in the last byte');
+});
+
 t.test('msync() resolves, msyncSync() returns, both refuse after unmap', async (t) => {
   using m = sizedMemfd(pageSize);
   const map = mmap(m, pageSize);
