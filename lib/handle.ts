@@ -128,6 +128,10 @@ export class Fd implements Disposable, AsyncDisposable {
     if (typeof path !== 'string' && !Buffer.isBuffer(path) && !(path instanceof URL)) {
       throw invalidArgType('path', 'of type string or an instance of Buffer or URL', path, Fd.open);
     }
+    if (typeof flags !== 'string' && typeof flags !== 'number') throw invalidArgType('flags', 'of type string or number', flags, Fd.open);
+    if (mode !== undefined && typeof mode !== 'string' && typeof mode !== 'number') {
+      throw invalidArgType('mode', 'of type string or number', mode, Fd.open);
+    }
     return new this(fs.openSync(path, flags, mode));
   }
 

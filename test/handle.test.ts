@@ -67,6 +67,8 @@ t.test('Fd.open() refuses a path that is not a string, Buffer or URL before fs r
   // fs.openSync threw an uncoded TypeError ("Cannot use 'in' operator") for this one.
   t.throws(() => Fd.open(symbols as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
   t.throws(() => Fd.open(3 as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  t.throws(() => Fd.open('/dev/null', 'r', symbols as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'), 'mode: the same uncoded TypeError from fs');
+  t.throws(() => Fd.open('/dev/null', symbols as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'), 'flags');
   using h = Fd.open(new URL('file:///dev/null'));
   t.equal(fs.readlinkSync(`/proc/self/fd/${h.fd}`), '/dev/null');
 });
