@@ -22,7 +22,7 @@
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
-import { busyError, closedError, invalidArgType, outOfRange, sysError, type CodedError, type SystemError } from './errors';
+import { busyError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, type CodedError, type SystemError } from './errors';
 import { native, type NativeFd } from './native';
 
 // Node 20.0-20.3 predate Symbol.dispose and Symbol.asyncDispose; later 20.x
@@ -129,10 +129,9 @@ export class Fd implements Disposable, AsyncDisposable {
       throw invalidArgType('path', 'of type string or an instance of Buffer or URL', path, Fd.open);
     }
     if (typeof flags !== 'string' && typeof flags !== 'number') throw invalidArgType('flags', 'of type string or number', flags, Fd.open);
-    if (mode !== undefined && typeof mode !== 'string' && typeof mode !== 'number') {
-      throw invalidArgType('mode', 'of type string or number', mode, Fd.open);
-    }
-    return new this(fs.openSync(path, flags, mode));
+    // fs.openSync aborts the process (a failed C++ assertion) on a mode of
+    // 2**31 or more (Node 20-26), and on a flags or mode of -0 (Node 20, 22).
+    return new this(fs.openSync(path, flags === 0 ? 0 : flags, toMode(mode, Fd.open)));
   }
 
   /** The fd number. Throws ERR_P2PDMA_CLOSED once closed. */
@@ -231,6 +230,18 @@ export class Fd implements Disposable, AsyncDisposable {
       return h.#native;
     };
   }
+}
+
+/** A file mode for open(2): 0..0o7777, as a number or an octal string. */
+function toMode(mode: unknown, caller: Function): number | undefined {
+  if (mode === undefined) return undefined;
+  let m: number;
+  if (typeof mode === 'number') m = mode;
+  else if (typeof mode === 'string' && /^[0-7]+$/.test(mode)) m = parseInt(mode, 8);
+  else if (typeof mode === 'string') throw invalidArgValue('mode', mode, 'must be an octal string', caller);
+  else throw invalidArgType('mode', 'of type number or an octal string', mode, caller);
+  if (!Number.isInteger(m) || m < 0 || m > 0o7777) throw outOfRange('mode', 'an integer >= 0 && <= 0o7777', mode, caller);
+  return m === 0 ? 0 : m; // -0 -> 0
 }
 
 function warnCloseFailed(what: string, cause: SystemError): void {
