@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { invalidArgType, invalidArgValue, validateObject } from './errors';
 import { native } from './native';
 
 export interface Capability {
@@ -252,8 +253,13 @@ function libibverbs(soname: string): LibibverbsCapability {
 
 /** Probes what this kernel and machine offer. Never throws for a missing feature. */
 export function capabilities(options: CapabilitiesOptions = {}): Capabilities {
-  const dev = options.devDir ?? '/dev';
-  const sys = options.sysDir ?? '/sys';
+  validateObject(options, 'options', capabilities);
+  const { devDir: dev = '/dev', sysDir: sys = '/sys', libibverbs: soname = 'libibverbs.so.1' } = options;
+  for (const [name, v] of [['devDir', dev], ['sysDir', sys], ['libibverbs', soname]] as const) {
+    if (typeof v !== 'string') throw invalidArgType(`options.${name}`, 'of type string', v, capabilities);
+    // A NUL would cut the name short in the C string dlopen() gets.
+    if (v.includes('\0')) throw invalidArgValue(`options.${name}`, v, 'must not contain null bytes', capabilities);
+  }
   return {
     kernel: os.release(),
     dmaHeaps: dmaHeaps(dev),
@@ -261,6 +267,6 @@ export function capabilities(options: CapabilitiesOptions = {}): Capabilities {
     drm: drm(dev, sys),
     p2pmem: p2pmem(sys),
     rdma: rdma(sys, dev),
-    libibverbs: libibverbs(options.libibverbs ?? 'libibverbs.so.1'),
+    libibverbs: libibverbs(soname),
   };
 }

@@ -123,9 +123,16 @@ function errnoTables(): ErrnoTables {
   return tables;
 }
 
+/** A safe integer errno of either sign, as its absolute value. */
+function toErrno(errno: unknown, caller: Function): number {
+  if (typeof errno !== 'number') throw invalidArgType('errno', 'of type number', errno, caller);
+  if (!Number.isSafeInteger(errno)) throw outOfRange('errno', 'a safe integer', errno, caller);
+  return Math.abs(errno);
+}
+
 /** The errno's name (`errnoName(25) === 'ENOTTY'`); accepts negative errnos. `'E<n>'` when unknown. */
 export function errnoName(errno: number): string {
-  const n = Math.abs(errno);
+  const n = toErrno(errno, errnoName);
   return errnoTables().byNumber.get(n)?.[0] ?? `E${n}`;
 }
 
@@ -134,12 +141,13 @@ export function errnoName(errno: number): string {
  * same name, else the C library's (strerror) with its first letter lowered.
  */
 export function errnoDescription(errno: number): string {
-  const n = Math.abs(errno);
+  const n = toErrno(errno, errnoDescription);
   return errnoTables().byNumber.get(n)?.[1] ?? `unknown error ${n}`;
 }
 
 /** The positive errno for a name (`errnoFromName('ENOTTY') === 25`), or undefined. */
 export function errnoFromName(name: string): number | undefined {
+  if (typeof name !== 'string') throw invalidArgType('name', 'of type string', name, errnoFromName);
   return errnoTables().byName.get(name);
 }
 
@@ -153,17 +161,25 @@ export function sysError(
   ctx: ErrorContext = {},
   caller?: Function,
 ): SystemError {
-  const code = errnoName(errno);
-  let message = `${code}: ${errnoDescription(errno)}, ${syscall}`;
-  if (ctx.request !== undefined) message += ` ${ctx.request}`;
-  if (ctx.path !== undefined) message += ` '${ctx.path}'`;
+  const n = toErrno(errno, sysError);
+  if (typeof syscall !== 'string') throw invalidArgType('syscall', 'of type string', syscall, sysError);
+  validateObject(ctx, 'ctx', sysError);
+  const { fd, request, path } = ctx;
+  if (fd !== undefined && typeof fd !== 'number') throw invalidArgType('ctx.fd', 'of type number', fd, sysError);
+  if (request !== undefined && typeof request !== 'string') throw invalidArgType('ctx.request', 'of type string', request, sysError);
+  if (path !== undefined && typeof path !== 'string') throw invalidArgType('ctx.path', 'of type string', path, sysError);
+  if (caller !== undefined && typeof caller !== 'function') throw invalidArgType('caller', 'of type function', caller, sysError);
+  const code = errnoName(n);
+  let message = `${code}: ${errnoDescription(n)}, ${syscall}`;
+  if (request !== undefined) message += ` ${request}`;
+  if (path !== undefined) message += ` '${path}'`;
   const err = new Error(message) as SystemError;
-  err.errno = -Math.abs(errno);
+  err.errno = -n;
   err.code = code;
   err.syscall = syscall;
-  if (ctx.fd !== undefined) err.fd = ctx.fd;
-  if (ctx.request !== undefined) err.request = ctx.request;
-  if (ctx.path !== undefined) err.path = ctx.path;
+  if (fd !== undefined) err.fd = fd;
+  if (request !== undefined) err.request = request;
+  if (path !== undefined) err.path = path;
   if (caller !== undefined) Error.captureStackTrace(err, caller);
   return err;
 }
@@ -207,15 +223,25 @@ function coded<E extends Error>(err: E, code: string, caller?: Function): E & Co
   return e;
 }
 
-/** Node's wording for what was received (`type string ('x')`, `an instance of Foo`). */
+/** A function's or constructor's name; '' when reading it throws or gives no string (Proxies, getters). */
+function nameOf(get: () => unknown): string {
+  try {
+    const name = get();
+    return typeof name === 'string' ? name : '';
+  } catch {
+    return '';
+  }
+}
+
+/** Node's wording for what was received (`type string ('x')`, `an instance of Foo`). Never throws. */
 export function describeReceived(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
   switch (typeof value) {
     case 'function':
-      return `function ${(value as Function).name || '<anonymous>'}`;
+      return `function ${nameOf(() => (value as Function).name) || '<anonymous>'}`;
     case 'object': {
-      const name = (value as object).constructor?.name;
+      const name = nameOf(() => (value as object).constructor?.name);
       return name ? `an instance of ${name}` : 'an object';
     }
     case 'bigint':
@@ -236,6 +262,11 @@ export function invalidArgType(name: string, expected: string, value: unknown, c
     'ERR_INVALID_ARG_TYPE',
     caller,
   );
+}
+
+/** Throws ERR_INVALID_ARG_TYPE unless `value` is a non-null object (options, tables). */
+export function validateObject(value: unknown, name: string, caller?: Function): asserts value is object {
+  if (typeof value !== 'object' || value === null) throw invalidArgType(name, 'of type object', value, caller);
 }
 
 /** TypeError with code ERR_INVALID_ARG_VALUE, worded like Node's. */
@@ -266,6 +297,16 @@ export function abortError(reason: unknown, caller?: Function): CodedError {
   const e = coded(new Error('The operation was aborted', { cause: reason }), 'ABORT_ERR', caller);
   e.name = 'AbortError';
   return e;
+}
+
+/** TypeError with code ERR_ILLEGAL_CONSTRUCTOR, as Node's for classes users may not construct. */
+export function illegalConstructor(caller?: Function): CodedError {
+  return coded(new TypeError('Illegal constructor'), 'ERR_ILLEGAL_CONSTRUCTOR', caller);
+}
+
+/** Error with code ERR_P2PDMA_BUSY: a handle has `inFlight` operations in flight. */
+export function busyError(what: string, inFlight: number, caller?: Function): CodedError {
+  return coded(new Error(`${what} is busy: ${inFlight} operation${inFlight === 1 ? '' : 's'} in flight`), 'ERR_P2PDMA_BUSY', caller);
 }
 
 /** Error with code ERR_P2PDMA_CLOSED: a handle or mapping was used after close()/unmap(). */

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 
-import { fromNative, invalidArgType, outOfRange } from './errors';
+import { fromNative, invalidArgType, outOfRange, validateObject } from './errors';
 import { adoptFd, Fd } from './handle';
 import { native } from './native';
 import { pollOnce } from './poll';
@@ -46,6 +46,7 @@ export class EventFd extends Fd {
 
   /** Waits (on the event loop, see pollOnce) until the count is non-zero, then takes it. */
   async read(options: EventFdReadOptions = {}): Promise<bigint> {
+    validateObject(options, 'options', this.read);
     for (;;) {
       await pollOnce(this, { events: 'read', signal: options.signal, timeoutMs: options.timeoutMs });
       try {
@@ -64,8 +65,11 @@ export function eventfd(initval = 0, options: EventFdOptions = {}): EventFd {
   if (!Number.isInteger(initval) || initval < 0 || initval > 0xffffffff) {
     throw outOfRange('initval', 'an integer >= 0 && <= 4294967295', initval, eventfd);
   }
+  validateObject(options, 'options', eventfd);
+  const { semaphore = false } = options;
+  if (typeof semaphore !== 'boolean') throw invalidArgType('options.semaphore', 'of type boolean', semaphore, eventfd);
   try {
-    return adoptFd(EventFd, native.eventfdCreate(initval, options.semaphore ?? false));
+    return adoptFd(EventFd, native.eventfdCreate(initval, semaphore));
   } catch (e) {
     throw fromNative(e, {}, eventfd);
   }

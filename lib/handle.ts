@@ -22,7 +22,7 @@
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
-import { closedError, invalidArgType, outOfRange, sysError, type CodedError, type SystemError } from './errors';
+import { busyError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, type CodedError, type SystemError } from './errors';
 import { native, type NativeFd } from './native';
 
 // Node 20.0-20.3 predate Symbol.dispose and Symbol.asyncDispose; later 20.x
@@ -50,14 +50,6 @@ const finalizer = new FinalizationRegistry<Held>((held) => {
     detail: `Its ${held.kind} handle was garbage collected while open. Call close() on it, or declare it with 'using'.`,
   });
 });
-
-/** Error with code ERR_P2PDMA_BUSY: the handle has operations in flight. */
-function busyError(what: string, inFlight: number, caller?: Function): CodedError {
-  const e = new Error(`${what} is busy: ${inFlight} operation${inFlight === 1 ? '' : 's'} in flight`) as CodedError;
-  e.code = 'ERR_P2PDMA_BUSY';
-  if (caller !== undefined) Error.captureStackTrace(e, caller);
-  return e;
-}
 
 /**
  * Marks the handle busy until the returned function is called (once; later
@@ -131,7 +123,15 @@ export class Fd implements Disposable, AsyncDisposable {
 
   /** Opens `path` (flags and mode as in `fs.openSync`) and owns the fd. */
   static open<T extends Fd>(this: new (fd: number) => T, path: fs.PathLike, flags: fs.OpenMode = 'r', mode?: fs.Mode): T {
-    return new this(fs.openSync(path, flags, mode));
+    // fs.openSync's own check reads properties of objects and throws
+    // uncoded TypeErrors for some (a Proxy); refuse anything not a path first.
+    if (typeof path !== 'string' && !Buffer.isBuffer(path) && !(path instanceof URL)) {
+      throw invalidArgType('path', 'of type string or an instance of Buffer or URL', path, Fd.open);
+    }
+    if (typeof flags !== 'string' && typeof flags !== 'number') throw invalidArgType('flags', 'of type string or number', flags, Fd.open);
+    // fs.openSync aborts the process (a failed C++ assertion) on a mode of
+    // 2**31 or more (Node 20-26), and on a flags or mode of -0 (Node 20, 22).
+    return new this(fs.openSync(path, flags === 0 ? 0 : flags, toMode(mode, Fd.open)));
   }
 
   /** The fd number. Throws ERR_P2PDMA_CLOSED once closed. */
@@ -230,6 +230,18 @@ export class Fd implements Disposable, AsyncDisposable {
       return h.#native;
     };
   }
+}
+
+/** A file mode for open(2): 0..0o7777, as a number or an octal string. */
+function toMode(mode: unknown, caller: Function): number | undefined {
+  if (mode === undefined) return undefined;
+  let m: number;
+  if (typeof mode === 'number') m = mode;
+  else if (typeof mode === 'string' && /^[0-7]+$/.test(mode)) m = parseInt(mode, 8);
+  else if (typeof mode === 'string') throw invalidArgValue('mode', mode, 'must be an octal string', caller);
+  else throw invalidArgType('mode', 'of type number or an octal string', mode, caller);
+  if (!Number.isInteger(m) || m < 0 || m > 0o7777) throw outOfRange('mode', 'an integer >= 0 && <= 0o7777', mode, caller);
+  return m === 0 ? 0 : m; // -0 -> 0
 }
 
 function warnCloseFailed(what: string, cause: SystemError): void {

@@ -4,9 +4,10 @@
  * matching the kernel's `_IO/_IOR/_IOW/_IOWR` macros, and the table of
  * request names used in error messages.
  */
-import { abortError, invalidArgType, outOfRange, sysError, wrap } from './errors';
-import { Fd, type FdLike, hold, toFd } from './handle';
+import { abortError, invalidArgType, outOfRange, sysError, validateObject, wrap } from './errors';
+import { Fd, type FdLike, holdDuring, toFd } from './handle';
 import { native } from './native';
+import { viewByteLength } from './views';
 
 /**
  * An ioctl argument:
@@ -43,6 +44,21 @@ const SIZE_SHIFT = 16;
 const DIR_SHIFT = SIZE_SHIFT + LAYOUT.sizeBits;
 const SIZE_MASK = 2 ** LAYOUT.sizeBits - 1;
 const DIR_MASK = 2 ** LAYOUT.dirBits - 1;
+
+const U32_MAX = 0xffffffff;
+
+/** A request number: a u32 as a number or bigint. */
+function toRequest(request: unknown, caller: Function): number {
+  if (typeof request === 'number') {
+    if (Number.isInteger(request) && request >= 0 && request <= U32_MAX) return request;
+    throw outOfRange('request', `an integer >= 0 && <= ${U32_MAX}`, request, caller);
+  }
+  if (typeof request === 'bigint') {
+    if (request >= 0n && request <= BigInt(U32_MAX)) return Number(request);
+    throw outOfRange('request', `>= 0n && <= ${U32_MAX}n`, request, caller);
+  }
+  throw invalidArgType('request', 'of type number or bigint', request, caller);
+}
 
 function field(name: string, v: unknown, max: number): number {
   let n: number;
@@ -91,20 +107,20 @@ export const ioc = {
     return ioc.ioc(LAYOUT.read | LAYOUT.write, type, nr, size);
   },
   /** `_IOC_DIR(request)` */
-  dir(request: number): number {
-    return Math.floor(request / 2 ** DIR_SHIFT) & (2 ** LAYOUT.dirBits - 1);
+  dir(request: number | bigint): number {
+    return (toRequest(request, ioc.dir) >>> DIR_SHIFT) & DIR_MASK;
   },
   /** `_IOC_TYPE(request)` */
-  type(request: number): number {
-    return (request >>> TYPE_SHIFT) & 0xff;
+  type(request: number | bigint): number {
+    return (toRequest(request, ioc.type) >>> TYPE_SHIFT) & 0xff;
   },
   /** `_IOC_NR(request)` */
-  nr(request: number): number {
-    return request & 0xff;
+  nr(request: number | bigint): number {
+    return (toRequest(request, ioc.nr) >>> NR_SHIFT) & 0xff;
   },
   /** `_IOC_SIZE(request)` */
-  size(request: number): number {
-    return (request >>> SIZE_SHIFT) & (2 ** LAYOUT.sizeBits - 1);
+  size(request: number | bigint): number {
+    return (toRequest(request, ioc.size) >>> SIZE_SHIFT) & SIZE_MASK;
   },
 } as const;
 
@@ -181,35 +197,25 @@ const NAMES = new Map<number, string>();
  * Modules with their own ioctls register them at load time.
  */
 export function registerRequests(table: Readonly<Record<string, number>>): void {
-  for (const [name, value] of Object.entries(table)) {
+  validateObject(table, 'table', registerRequests);
+  const entries = Object.entries(table).map(([name, value]) => [name, toRequest(value, registerRequests)] as const);
+  for (const [name, value] of entries) {
     if (!NAMES.has(value)) NAMES.set(value, name);
   }
 }
 registerRequests(requests);
 
 /** The request's name if registered, else its hex value (`'0xc0184800'`). */
-export function requestName(request: number): string {
-  return NAMES.get(request) ?? `0x${request.toString(16).padStart(8, '0')}`;
+export function requestName(request: number | bigint): string {
+  const req = toRequest(request, requestName);
+  return NAMES.get(req) ?? `0x${req.toString(16).padStart(8, '0')}`;
 }
 
 // ---------------------------------------------------------------------------
 // ioctl
 
-const U32_MAX = 0xffffffff;
 const I64_MIN = -(2n ** 63n);
 const U64_MAX = 2n ** 64n - 1n;
-
-function toRequest(request: unknown, caller: Function): number {
-  if (typeof request === 'number') {
-    if (Number.isInteger(request) && request >= 0 && request <= U32_MAX) return request;
-    throw outOfRange('request', `an integer >= 0 && <= ${U32_MAX}`, request, caller);
-  }
-  if (typeof request === 'bigint') {
-    if (request >= 0n && request <= BigInt(U32_MAX)) return Number(request);
-    throw outOfRange('request', `>= 0n && <= ${U32_MAX}n`, request, caller);
-  }
-  throw invalidArgType('request', 'of type number or bigint', request, caller);
-}
 
 function checkNumberArg(arg: number, caller: Function): void {
   if (!Number.isSafeInteger(arg)) {
@@ -249,7 +255,7 @@ export interface IoctlOptions extends IoctlSyncOptions {
 
 function toOptions(options: unknown, caller: Function): IoctlOptions {
   if (options === undefined) return {};
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, caller);
+  validateObject(options, 'options', caller);
   const { name, signal } = options as IoctlOptions;
   if (name !== undefined && typeof name !== 'string') throw invalidArgType('options.name', 'of type string', name, caller);
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -258,8 +264,8 @@ function toOptions(options: unknown, caller: Function): IoctlOptions {
   return { name, signal };
 }
 
-function viewTooSmall(view: ArrayBufferView, need: number, name: string, caller: Function): RangeError {
-  return outOfRange('arg.byteLength', `>= ${need} (the argument size of ${name})`, view.byteLength, caller);
+function viewTooSmall(bytes: number, need: number, name: string, caller: Function): RangeError {
+  return outOfRange('arg.byteLength', `>= ${need} (the argument size of ${name})`, bytes, caller);
 }
 
 /**
@@ -277,7 +283,10 @@ export function ioctlSync(fd: FdLike, request: number | bigint, arg?: IoctlArg, 
   let r: number | undefined;
   if (typeof arg === 'object' && ArrayBuffer.isView(arg)) {
     const need = argSize(req);
-    if (arg.byteLength < need) throw viewTooSmall(arg, need, name ?? requestName(req), ioctlSync);
+    if (need > 0) {
+      const bytes = viewByteLength(arg);
+      if (bytes < need) throw viewTooSmall(bytes, need, name ?? requestName(req), ioctlSync);
+    }
     r = native.ioctlView(n, req, arg);
   } else if (arg === undefined) {
     r = native.ioctl(n, req);
@@ -328,10 +337,11 @@ export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg, opti
     ({ name, signal } = toOptions(options, ioctl));
     if (typeof arg === 'object' && ArrayBuffer.isView(arg)) {
       const need = argSize(req);
-      if (arg.byteLength < need) throw viewTooSmall(arg, need, name ?? requestName(req), ioctl);
-      if (arg.byteLength > IOCTL_MAX_COPY) {
+      const bytes = viewByteLength(arg);
+      if (bytes < need) throw viewTooSmall(bytes, need, name ?? requestName(req), ioctl);
+      if (bytes > IOCTL_MAX_COPY) {
         const hint = 'ioctl() copies the view; use ioctlSync() or pass the address of memory that stays mapped';
-        throw outOfRange('arg.byteLength', `<= ${IOCTL_MAX_COPY} (${hint})`, arg.byteLength, ioctl);
+        throw outOfRange('arg.byteLength', `<= ${IOCTL_MAX_COPY} (${hint})`, bytes, ioctl);
       }
       a = arg;
     } else if (arg === undefined) a = arg;
@@ -345,10 +355,7 @@ export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg, opti
     return Promise.reject(e);
   }
   const handle = fd instanceof Fd ? fd : undefined;
-  const release = handle !== undefined ? hold(handle) : undefined;
-  const settled = native.ioctlAsync(n, req, a, handle, signal);
-  if (release !== undefined) settled.then(release, release);
-  const result = wrap(settled, { request: name ?? requestName(req) });
+  const result = holdDuring(handle, () => wrap(native.ioctlAsync(n, req, a, handle, signal), { request: name ?? requestName(req) }));
   if (signal === undefined) return result;
   return new Promise<number>((resolve, reject) => {
     const onAbort = (): void => reject(abortError(signal.reason));

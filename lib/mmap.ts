@@ -7,9 +7,10 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 
-import { type CodedError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, wrap } from './errors';
+import { abortError, type CodedError, closedError, fromNative, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, validateObject, wrap } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { native, type NativeMapping } from './native';
+import { viewByteLength } from './views';
 
 const C = native.mmapConstants;
 
@@ -159,21 +160,12 @@ export interface AbortOptions {
 }
 
 function toSignal(options: unknown, caller: Function): AbortSignal | undefined {
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, caller);
+  validateObject(options, 'options', caller);
   const { signal } = options as AbortOptions;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, caller);
   }
   return signal;
-}
-
-/** Node's AbortError: name 'AbortError', code 'ABORT_ERR', the signal's reason as cause. */
-function abortError(signal: AbortSignal, caller: Function): CodedError {
-  const e = new Error('The operation was aborted', { cause: signal.reason }) as CodedError;
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  Error.captureStackTrace(e, caller);
-  return e;
 }
 
 function protName(prot: number): string {
@@ -238,8 +230,9 @@ export class Mapping implements Disposable {
   #buffer: ArrayBuffer | undefined;
   #unmapped = false;
 
-  /** @internal use mmap() */
+  /** @internal use mmap(): anything else throws ERR_ILLEGAL_CONSTRUCTOR. */
   constructor(nativeMapping: NativeMapping, length: number, offset: bigint, prot: number, source: Fd | undefined) {
+    if (!(nativeMapping instanceof native.Mapping)) throw illegalConstructor(new.target);
     this.#native = nativeMapping;
     this.length = length;
     this.offset = offset;
@@ -275,9 +268,9 @@ export class Mapping implements Disposable {
    * A new ArrayBuffer over `length` bytes at `offset` (no copy), at most
    * `maxViewLength` bytes. Detached by unmap() like `.buffer`.
    */
-  window(offset: number, length: number = this.length - offset): ArrayBuffer {
+  window(offset: number, length?: number): ArrayBuffer {
     const off = toIndex('offset', offset, this.length, this.window);
-    const len = toIndex('length', length, this.length - off, this.window);
+    const len = toIndex('length', length === undefined ? this.length - off : length, this.length - off, this.window);
     if (len === 0 || len > maxViewLength) {
       throw outOfRange('length', `> 0 && <= buffer.constants.MAX_LENGTH (${maxViewLength})`, length, this.window);
     }
@@ -287,9 +280,9 @@ export class Mapping implements Disposable {
   }
 
   /** Copies `length` bytes at `offset` into a new Buffer. Needs PROT_READ. */
-  read(offset = 0, length: number = this.length - offset): Buffer {
+  read(offset = 0, length?: number): Buffer {
     const off = toIndex('offset', offset, this.length, this.read);
-    const len = toIndex('length', length, this.length - off, this.read);
+    const len = toIndex('length', length === undefined ? this.length - off : length, this.length - off, this.read);
     if (this.#unmapped) throw closedError('Mapping', this.read);
     if ((this.prot & C.PROT_READ) === 0) throw accessError(this.prot, 'PROT_READ', 'read()', this.read);
     const out = Buffer.allocUnsafe(len);
@@ -301,7 +294,7 @@ export class Mapping implements Disposable {
   write(source: ArrayBufferView, offset = 0): void {
     if (!ArrayBuffer.isView(source)) throw invalidArgType('source', 'an instance of TypedArray or DataView', source, this.write);
     const off = toIndex('offset', offset, this.length, this.write);
-    toIndex('source.byteLength', source.byteLength, this.length - off, this.write);
+    toIndex('source.byteLength', viewByteLength(source), this.length - off, this.write);
     if (this.#unmapped) throw closedError('Mapping', this.write);
     if ((this.prot & C.PROT_WRITE) === 0) throw accessError(this.prot, 'PROT_WRITE', 'write()', this.write);
     this.#native.write(off, source);
@@ -334,7 +327,7 @@ export class Mapping implements Disposable {
       if (typeof flags === 'object' && !Array.isArray(flags)) [flags, options] = ['sync', flags as AbortOptions];
       const bits = toMsyncFlags(flags, this.msync);
       const signal = toSignal(options, this.msync);
-      if (signal?.aborted) throw abortError(signal, this.msync);
+      if (signal?.aborted) throw abortError(signal.reason, this.msync);
       if (this.#unmapped) throw closedError('Mapping', this.msync);
       return wrap(this.#native.msyncAsync(bits));
     } catch (e) {
@@ -414,7 +407,7 @@ function checkFileSize(fd: number, offset: bigint, length: number, caller: Funct
  */
 export function mmap(fd: FdLike, length: number | bigint, options: MmapOptions = {}): Mapping {
   const n = toFd(fd, mmap);
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, mmap);
+  validateObject(options, 'options', mmap);
   const len = toLength(length, mmap);
   const prot = toProt(options.prot ?? 'rw', mmap);
   const flags = toFlags(options.flags ?? 'shared', mmap);

@@ -21,7 +21,7 @@
  * with every dup of it). Files that epoll cannot watch (regular files,
  * directories) fail with EPERM, syscall 'epoll_ctl'.
  */
-import { closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, type CodedError } from './errors';
+import { abortError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from './errors';
 import { Fd, type FdLike, nativeOf, toFd } from './handle';
 import { native, type NativeWatcher } from './native';
 
@@ -63,15 +63,6 @@ export interface PollerOptions {
   ref?: boolean;
 }
 
-/** Node's AbortError: `name: 'AbortError'`, `code: 'ABORT_ERR'`, `cause: signal.reason`. */
-export function abortError(signal: AbortSignal, caller?: Function): CodedError {
-  const e = new Error('The operation was aborted', { cause: signal.reason }) as CodedError;
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  if (caller !== undefined) Error.captureStackTrace(e, caller);
-  return e;
-}
-
 function toEvents(events: unknown, caller: Function): number {
   const list = Array.isArray(events) ? events : [events];
   if (list.length === 0) throw invalidArgValue('events', '[]', 'must name at least one event', caller);
@@ -102,7 +93,7 @@ function toSignal(signal: unknown, caller: Function): AbortSignal | undefined {
 }
 
 function toOptions<T extends object>(options: unknown, caller: Function): T {
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options, caller);
+  validateObject(options, 'options', caller);
   return options as T;
 }
 
@@ -152,7 +143,7 @@ export function pollOnce(fd: FdLike, options: PollOnceOptions = {}): Promise<Pol
     signal = toSignal(o.signal, pollOnce);
     timeoutMs = toTimeout(o.timeoutMs, pollOnce);
     toFd(fd, pollOnce);
-    if (signal?.aborted) throw abortError(signal, pollOnce);
+    if (signal?.aborted) throw abortError(signal.reason, pollOnce);
     x = watch(fd, pollOnce);
   } catch (e) {
     return Promise.reject(e);
@@ -161,7 +152,7 @@ export function pollOnce(fd: FdLike, options: PollOnceOptions = {}): Promise<Pol
   return new Promise<PollEvent[]>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
-    const onAbort = () => done(abortError(signal!));
+    const onAbort = () => done(abortError(signal!.reason));
     const done = (err: Error | null, events?: PollEvent[]) => {
       if (settled) return;
       settled = true;

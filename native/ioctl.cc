@@ -18,6 +18,7 @@
 #include "async.h"
 #include "errors.h"
 #include "modules.h"
+#include "views.h"
 
 namespace p2pdma {
 namespace {
@@ -31,36 +32,6 @@ constexpr size_t kMaxAsyncCopy = 16384;
 // knows). Checked by the promise form, which copies that many bytes anyway.
 inline size_t EncodedSize(uint32_t req) {
   return _IOC_DIR(req) != _IOC_NONE ? _IOC_SIZE(req) : 0;
-}
-
-size_t ElementSize(napi_typedarray_type t) {
-  switch (t) {
-    case napi_int8_array:
-    case napi_uint8_array:
-    case napi_uint8_clamped_array:
-      return 1;
-    case napi_int16_array:
-    case napi_uint16_array:
-      return 2;
-    case napi_int32_array:
-    case napi_uint32_array:
-    case napi_float32_array:
-      return 4;
-    default:  // float64, bigint64, biguint64
-      return 8;
-  }
-}
-
-// Data pointer (at byteOffset) and byte length of a TypedArray or DataView;
-// false if `v` is neither. A detached view has length 0.
-bool ViewBytes(napi_env env, napi_value v, void** data, size_t* bytes) {
-  napi_typedarray_type type;
-  size_t length;
-  if (napi_get_typedarray_info(env, v, &type, &length, data, nullptr, nullptr) == napi_ok) {
-    *bytes = length * ElementSize(type);
-    return true;
-  }
-  return napi_get_dataview_info(env, v, bytes, data, nullptr, nullptr) == napi_ok;
 }
 
 // The three sync entry points are raw Node-API callbacks, not
@@ -91,9 +62,15 @@ inline napi_value RawRet(napi_env env, int r) {
   return out;
 }
 
-// Reads (fd, request) from argv; false (with a pending error) if bad. Reads
-// doubles: napi_get_value_int32/uint32 wrap, so 2**32 would be fd 0.
-inline bool RawFdReq(napi_env env, napi_value* argv, int32_t* fd, uint32_t* req) {
+// Reads the call's arguments into argv[3] and (fd, request) from the first
+// two; false (with a pending error) if there are fewer than `need` or fd or
+// request is bad. Reads doubles: napi_get_value_int32/uint32 wrap, so 2**32
+// would be fd 0.
+inline bool RawArgs(napi_env env, napi_callback_info info, size_t need, napi_value* argv, size_t* argc,
+                    int32_t* fd, uint32_t* req) {
+  *argc = 3;
+  napi_get_cb_info(env, info, argc, argv, nullptr, nullptr);
+  if (*argc < need) return RawThrow(env, false, "argc"), false;
   double f, r;
   if (napi_get_value_double(env, argv[0], &f) != napi_ok) return RawThrow(env, false, "fd"), false;
   if (!IsIntegerIn(f, 0, INT32_MAX)) return RawThrow(env, true, "fd"), false;
@@ -111,13 +88,11 @@ inline bool SafeInteger(double d) {
 
 // ioctl(fd, request, value?: number) -> result | -errno.
 napi_value IoctlNumber(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
+  size_t argc;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   int32_t fd;
   uint32_t req;
-  if (argc < 2) return RawThrow(env, false, "argc");
-  if (!RawFdReq(env, argv, &fd, &req)) return nullptr;
+  if (!RawArgs(env, info, 2, argv, &argc, &fd, &req)) return nullptr;
   double v = 0;
   if (argc > 2 && napi_get_value_double(env, argv[2], &v) != napi_ok) {
     napi_valuetype t;
@@ -130,13 +105,11 @@ napi_value IoctlNumber(napi_env env, napi_callback_info info) {
 
 // ioctlBigInt(fd, request, value: bigint in [0, 2^64)) -> result | -errno.
 napi_value IoctlBigInt(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
+  size_t argc;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   int32_t fd;
   uint32_t req;
-  if (argc < 3) return RawThrow(env, false, "argc");
-  if (!RawFdReq(env, argv, &fd, &req)) return nullptr;
+  if (!RawArgs(env, info, 3, argv, &argc, &fd, &req)) return nullptr;
   uint64_t v;
   bool lossless = false;
   if (napi_get_value_bigint_uint64(env, argv[2], &v, &lossless) != napi_ok) return RawThrow(env, false, "arg");
@@ -148,13 +121,11 @@ napi_value IoctlBigInt(napi_env env, napi_callback_info info) {
 // writes the view's bytes in place. The view's size is checked in
 // lib/ioctl.ts only: reading its element type here costs ~20 ns per call.
 napi_value IoctlView(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
+  size_t argc;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   int32_t fd;
   uint32_t req;
-  if (argc < 3) return RawThrow(env, false, "argc");
-  if (!RawFdReq(env, argv, &fd, &req)) return nullptr;
+  if (!RawArgs(env, info, 3, argv, &argc, &fd, &req)) return nullptr;
   void* data = nullptr;
   if (napi_get_typedarray_info(env, argv[2], nullptr, nullptr, &data, nullptr, nullptr) != napi_ok &&
       napi_get_dataview_info(env, argv[2], nullptr, &data, nullptr, nullptr) != napi_ok)

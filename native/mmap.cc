@@ -27,6 +27,7 @@
 #include "async.h"
 #include "errors.h"
 #include "modules.h"
+#include "views.h"
 
 namespace p2pdma {
 namespace {
@@ -213,18 +214,9 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
   Napi::Value Copy(const Napi::CallbackInfo& info, bool into_mapping) {
     Napi::Env env = info.Env();
     uint64_t off = U64Arg(info, 0);
-    if (!info[1].IsTypedArray() && !info[1].IsDataView()) ThrowType(env, "view");
-    void* data;
-    size_t n;
-    if (info[1].IsTypedArray()) {
-      Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
-      n = ta.ByteLength();
-      data = static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    } else {
-      Napi::DataView dv = info[1].As<Napi::DataView>();
-      n = dv.ByteLength();
-      data = static_cast<char*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
-    }
+    void* data = nullptr;
+    size_t n = 0;
+    if (!ViewBytes(env, info[1], &data, &n)) ThrowType(env, "view");
     CheckRange(env, off, n, into_mapping ? "write" : "read");
     char* at = static_cast<char*>(state_->addr) + off;
     if (n > 0) {

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { capabilities } from '../lib/index';
-import { leakGuard } from './helpers';
+import { expectCode, leakGuard } from './helpers';
 
 const leaks = leakGuard();
 const ITEMS = ['dmaHeaps', 'udmabuf', 'drm', 'p2pmem', 'rdma', 'libibverbs'] as const;
@@ -19,6 +19,14 @@ t.test('on this machine every item is reported, each absent one with a reason', 
     if (c.available) t.equal(c.reason, undefined, `${k} available, no reason`);
     else t.match(c.reason, /\S/, `${k}: ${c.reason}`);
   }
+});
+
+t.test('capabilities() refuses options of the wrong type, and names with a NUL byte', async (t) => {
+  const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
+  t.throws(() => capabilities(null as never), type, "was a TypeError reading devDir of null");
+  t.throws(() => capabilities({ devDir: 1 as never }), type);
+  t.throws(() => capabilities({ libibverbs: Symbol() as never }), type);
+  t.throws(() => capabilities({ libibverbs: 'libc.so.6\0x' }), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'), 'dlopen would see libc.so.6');
 });
 
 t.test('an empty tree reports everything absent with reasons', async (t) => {

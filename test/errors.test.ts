@@ -6,9 +6,9 @@ import * as path from 'node:path';
 import * as util from 'node:util';
 
 import { errnoDescription, errnoFromName, errnoName, sysError } from '../lib/index';
-import { abortError, closedError, fromNative, invalidArgType, outOfRange } from '../lib/errors';
+import { abortError, closedError, describeReceived, fromNative, invalidArgType, outOfRange } from '../lib/errors';
 import { native } from '../lib/native';
-import { repoRoot, report, runTs } from './helpers';
+import { expectCode, repoRoot, report, runTs } from './helpers';
 
 const ALIASES = ['EWOULDBLOCK', 'EDEADLOCK', 'ENOTSUP'];
 
@@ -134,6 +134,41 @@ t.test('argument errors carry Node codes and wording', async (t) => {
   t.equal(r.message, 'The value of "length" is out of range. It must be > 0. Received 0');
   const c = closedError('Mapping');
   t.equal(c.code, 'ERR_P2PDMA_CLOSED');
+});
+
+t.test('errno functions and sysError refuse arguments of the wrong type or range with Node codes', async (t) => {
+  const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
+  const range = expectCode(RangeError, 'ERR_OUT_OF_RANGE');
+  t.throws(() => errnoName(2n ** 200n as never), type, 'errnoName(bigint): was a TypeError from Math.abs, without code');
+  t.throws(() => errnoName(Symbol() as never), type);
+  t.throws(() => errnoName(NaN), range);
+  t.throws(() => errnoName(2 ** 53), range);
+  t.throws(() => errnoDescription('9' as never), type);
+  t.throws(() => errnoDescription(0.5), range);
+  t.throws(() => errnoFromName(9 as never), type);
+  t.throws(() => sysError(2n as never, 'open'), type);
+  t.throws(() => sysError(2, Symbol() as never), type, 'syscall: a Symbol in the message template threw without code');
+  t.throws(() => sysError(2, 'open', null as never), type, 'ctx null');
+  t.throws(() => sysError(2, 'open', { request: Symbol() as never }), type);
+  t.throws(() => sysError(2, 'open', { fd: '3' as never }), type);
+  t.throws(() => sysError(2, 'open', {}, 'caller' as never), type);
+  t.equal(sysError(-2, 'open', { path: '/x' }).message, "ENOENT: no such file or directory, open '/x'", 'valid calls unchanged');
+});
+
+t.test('describing a received value never throws: Proxies and odd names get a plain description', async (t) => {
+  const hostile = new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('hostile getter');
+      },
+    },
+  );
+  t.equal(describeReceived(hostile), 'an object');
+  t.equal(describeReceived(new Proxy({}, { get: () => Symbol('s') })), 'an object', 'a Symbol constructor name');
+  const f = Object.defineProperty(() => {}, 'name', { value: Symbol('n') });
+  t.equal(describeReceived(f), 'function <anonymous>');
+  t.throws(() => errnoName(hostile as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
 });
 
 t.test("abortError looks like the AbortError of Node's own APIs", async (t) => {

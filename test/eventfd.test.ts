@@ -51,4 +51,13 @@ t.test('eventfd() and write() validate their arguments', async (t) => {
   t.throws(() => e.write('1' as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
 });
 
+t.test('eventfd() and read() refuse options that are not objects', async (t) => {
+  const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
+  t.throws(() => eventfd(0, null as never), type, 'was a TypeError reading semaphore of null');
+  t.throws(() => eventfd(0, { semaphore: 'yes' as never }), type);
+  using e = eventfd(1);
+  await t.rejects(e.read(null as never), type, 'was a TypeError reading signal of null');
+  t.equal(e.readSync(), 1n, 'the count was not taken');
+});
+
 leaks.check(t);

@@ -62,6 +62,32 @@ t.test('release() hands the fd over without closing it', async (t) => {
   fs.closeSync(fd);
 });
 
+t.test('Fd.open() refuses a path that is not a string, Buffer or URL before fs reads it', async (t) => {
+  const symbols = new Proxy({}, { get: () => Symbol('p') });
+  // fs.openSync threw an uncoded TypeError ("Cannot use 'in' operator") for this one.
+  t.throws(() => Fd.open(symbols as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  t.throws(() => Fd.open(3 as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
+  t.throws(() => Fd.open('/dev/null', 'r', symbols as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'), 'mode: the same uncoded TypeError from fs');
+  t.throws(() => Fd.open('/dev/null', symbols as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'), 'flags');
+  using h = Fd.open(new URL('file:///dev/null'));
+  t.throws(() => Fd.open('/dev/null', 'r', 'rw' as never), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'));
+  t.equal(fs.readlinkSync(`/proc/self/fd/${h.fd}`), '/dev/null');
+});
+
+t.test('Fd.open() never hands fs.openSync a flags or mode that aborts Node (child process)', async (t) => {
+  // Each of these failed a C++ assertion in fs.openSync: SIGABRT, not an exception.
+  const r = runTs(path.join(__dirname, 'fixtures', 'open-modes.ts'));
+  t.equal(r.signal, null, 'not aborted');
+  t.same(report(r), [
+    'mode -0: opened',
+    'flags -0: opened',
+    'mode 2**31: ERR_OUT_OF_RANGE',
+    "mode '20000000000': ERR_OUT_OF_RANGE",
+    'mode 0o10000: ERR_OUT_OF_RANGE',
+    "mode '644': opened",
+  ]);
+});
+
 t.test('the constructor validates the fd', async (t) => {
   t.throws(() => new Fd('3' as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
   t.throws(() => new Fd(-1), expectCode(RangeError, 'ERR_OUT_OF_RANGE'));

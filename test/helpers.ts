@@ -34,6 +34,11 @@ function openFds(): Map<string, string> {
   return m;
 }
 
+/** Open fds of this process as `fd -> link target`, less those the runtime opens lazily. */
+export function ownFds(): string[] {
+  return [...openFds()].filter(([, target]) => !RUNTIME_FD.test(target)).map(([fd, target]) => `${fd} -> ${target}`);
+}
+
 /** /proc/self/maps lines for files the tests made. */
 export function testMaps(): string[] {
   return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(TEST_PREFIX));

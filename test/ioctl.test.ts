@@ -51,6 +51,25 @@ t.test('request encoders reject out-of-range fields', async (t) => {
   t.throws(() => ioc.iow('b', -1, 8), expectCode(RangeError, 'ERR_OUT_OF_RANGE'));
 });
 
+t.test('request decoders, requestName and registerRequests refuse what is not a u32 request', async (t) => {
+  const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
+  const range = expectCode(RangeError, 'ERR_OUT_OF_RANGE');
+  t.equal(ioc.size(BigInt(requests.DMA_HEAP_IOCTL_ALLOC)), 24, 'bigint requests decode like numbers');
+  t.equal(ioc.dir(0xc0184800n), ioc.READ | ioc.WRITE);
+  for (const decode of [ioc.dir, ioc.type, ioc.nr, ioc.size]) {
+    t.throws(() => decode(Symbol() as never), type, `${decode.name}(Symbol): was a TypeError without code`);
+    t.throws(() => decode(2n ** 40n), range, `${decode.name}(2n ** 40n): was a TypeError mixing BigInt`);
+    t.throws(() => decode(-1), range);
+    t.throws(() => decode(NaN), range, `${decode.name}(NaN) used to return 0`);
+  }
+  t.throws(() => requestName(undefined as never), type, 'requestName(): was a TypeError reading toString');
+  t.throws(() => requestName(2 ** 32), range);
+  t.throws(() => registerRequests(null as never), type, 'registerRequests(null): was a TypeError from Object.entries');
+  t.throws(() => registerRequests({ TEST_BAD: -1 }), range);
+  t.throws(() => registerRequests({ TEST_FIRST_OK: 0x7a00, TEST_BAD: 'x' as never }), type);
+  t.equal(requestName(0x7a00), '0x00007a00', 'a table with a bad entry registers nothing');
+});
+
 t.test('DMA_BUF_IOCTL_SYNC on a memfd fails with the full ENOTTY shape', async (t) => {
   using m = memfd('p2pdma-test-ioctl');
   const sync = Buffer.alloc(8);
@@ -168,6 +187,22 @@ t.test('closing a handle during ioctl (promise) defers close(2) until it settles
   w.close();
 });
 
+t.test('a synchronous throw from the native promise form leaves the handle unheld: close() closes at once', async (t) => {
+  const h = Fd.open('/dev/null');
+  const fd = h.fd;
+  const ioctlAsync = native.ioctlAsync;
+  native.ioctlAsync = () => {
+    throw Object.assign(new RangeError('out of range: arg'), { code: 'ERR_OUT_OF_RANGE' });
+  };
+  try {
+    await t.rejects(ioctl(h, requests.FIONREAD, new Int32Array(1)), expectCode(RangeError, 'ERR_OUT_OF_RANGE'));
+  } finally {
+    native.ioctlAsync = ioctlAsync;
+  }
+  h.close();
+  t.notOk(fs.existsSync(`/proc/self/fd/${fd}`), 'fd closed by close(), not deferred');
+});
+
 t.test('unknown requests are named by their hex value', async (t) => {
   t.equal(requestName(0x1234), '0x00001234');
   registerRequests({ TEST_IOCTL_FROB: ioc.iow('z', 9, 4) });
@@ -237,6 +272,26 @@ t.test('FIONREAD (old-style, no encoded size) needs 4 bytes: a 1-byte view is re
   });
   await t.rejects(ioctl(r, requests.FIONREAD, buf.subarray(0, 1)), { code: 'ERR_OUT_OF_RANGE' });
   t.same([...buf], Array(8).fill(0xaa), 'no byte written');
+  r.close();
+  w.close();
+});
+
+t.test("the view's own length counts, not a redefined byteLength: the kernel never writes past it", async (t) => {
+  const { r, w } = pipeWith(5);
+  const buf = guarded(8);
+  const lyingProperty = Object.defineProperty(buf.subarray(0, 1), 'byteLength', { value: 4 });
+  t.throws(() => ioctlSync(r, requests.FIONREAD, lyingProperty), expectCode(RangeError, 'ERR_OUT_OF_RANGE'), 'own property');
+  class LyingGetter extends Uint8Array {
+    override get byteLength(): number {
+      return 4;
+    }
+  }
+  const lyingGetter = new LyingGetter(buf.buffer, buf.byteOffset, 1);
+  t.throws(() => ioctlSync(r, requests.FIONREAD, lyingGetter), expectCode(RangeError, 'ERR_OUT_OF_RANGE'), 'subclass getter');
+  await t.rejects(ioctl(r, requests.FIONREAD, lyingGetter), expectCode(RangeError, 'ERR_OUT_OF_RANGE'), 'promise form');
+  t.same([...buf], Array(8).fill(0xaa), 'no byte written');
+  const big = Object.defineProperty(new Uint8Array(IOCTL_MAX_COPY + 1), 'byteLength', { value: 4 });
+  await t.rejects(ioctl(r, requests.FIONREAD, big), expectCode(RangeError, 'ERR_OUT_OF_RANGE'), 'a large view that says it is small is not copied');
   r.close();
   w.close();
 });

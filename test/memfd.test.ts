@@ -69,6 +69,13 @@ t.test('memfd() refuses cloexec: false (a memfd never leaks into children)', asy
   });
 });
 
+t.test('memfd() refuses options that are not objects or have wrong types', async (t) => {
+  const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
+  t.throws(() => memfd('p2pdma-test-memfd', null as never), type, 'was a TypeError reading cloexec of null');
+  t.throws(() => memfd('p2pdma-test-memfd', { allowSealing: 1 as never }), type);
+  t.throws(() => memfd('p2pdma-test-memfd', { cloexec: 'yes' as never }), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'));
+});
+
 t.test('memfd() validates its name', async (t) => {
   t.throws(() => memfd(1 as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
   t.throws(() => memfd('x'.repeat(300)), { code: 'EINVAL', syscall: 'memfd_create' }, 'too long for the kernel');

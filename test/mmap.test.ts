@@ -128,6 +128,25 @@ t.test('read() and write() copy', async (t) => {
   t.throws(() => map.write(Buffer.alloc(1)), expectCode(Error, 'ERR_P2PDMA_CLOSED'));
 });
 
+t.test('write() and read() take views of a SharedArrayBuffer', async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const shared = new Uint8Array(new SharedArrayBuffer(8), 2, 4);
+  shared.set([1, 2, 3, 4]);
+  map.write(shared, 16); // threw a bare Error('Invalid argument') from ArrayBuffer() of a SharedArrayBuffer
+  t.same([...map.read(16, 4)], [1, 2, 3, 4]);
+});
+
+t.test("write() bounds a view by its real length, whatever its byteLength property or prototype says", async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const swapped = Object.setPrototypeOf(new Uint8Array([7]), DataView.prototype) as Uint8Array;
+  map.write(swapped, 0); // threw an uncoded TypeError from DataView's byteLength getter
+  t.equal(map.read(0, 1)[0], 7);
+  const lying = Object.defineProperty(new Uint8Array(8), 'byteLength', { value: 1 });
+  t.throws(() => map.write(lying, pageSize - 1), expectCode(RangeError, 'ERR_OUT_OF_RANGE'), '8 bytes do not fit in the last byte');
+});
+
 t.test('msync() resolves, msyncSync() returns, both refuse after unmap', async (t) => {
   using m = sizedMemfd(pageSize);
   const map = mmap(m, pageSize);
@@ -212,6 +231,24 @@ t.test('bad arguments throw TypeError/RangeError before any syscall', async (t) 
   t.throws(() => mmap(m, pageSize, { flags: [constants.MAP_SHARED, constants.MAP_PRIVATE] }), value, 'MAP_SHARED + MAP_PRIVATE bits');
   t.throws(() => mmap(m, pageSize, null as never), type, 'options null');
   t.equal(native.counters().mmap, before, 'no mmap(2) was attempted');
+});
+
+t.test('Mapping cannot be constructed directly: ERR_ILLEGAL_CONSTRUCTOR', async (t) => {
+  const illegal = { constructor: TypeError, code: 'ERR_ILLEGAL_CONSTRUCTOR', message: 'Illegal constructor' };
+  const Ctor = Mapping as unknown as new (...a: unknown[]) => Mapping;
+  t.throws(() => new Ctor(), illegal, 'was a TypeError reading address of undefined');
+  t.throws(() => new Ctor({ address: () => 0n }, 4096, 0n, 3, undefined), illegal, 'a look-alike of the native mapping');
+});
+
+t.test('window() and read() validate offset before using it for the default length', async (t) => {
+  using m = sizedMemfd(2 * pageSize);
+  using map = mmap(m, 2 * pageSize);
+  const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
+  t.throws(() => map.window(0n as never), type, 'window(0n): was a TypeError mixing BigInt');
+  t.throws(() => map.read(0n as never), type, 'read(0n)');
+  t.throws(() => map.window(Symbol() as never), type, 'window(Symbol)');
+  t.equal(map.window(pageSize).byteLength, pageSize, 'the default length is the rest of the mapping');
+  t.equal(map.read(pageSize).length, pageSize);
 });
 
 t.test('a GC-collected Mapping is unmapped exactly once (child, --expose-gc)', async (t) => {
