@@ -7,7 +7,7 @@
 // were once what it returned is closed.
 //
 // The seed is random and printed; replay a failure with
-//   SWEEP_SEED=<seed> [SWEEP_ONLY=<target>] [SWEEP_RUNS=<n>] npx tap test/sweep.test.ts
+//   SWEEP_SEED=<seed>|random [SWEEP_ONLY=<target>] [SWEEP_RUNS=<n>] npx tap test/sweep.test.ts
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,7 +17,11 @@ import { exportedCallables, groupNames, targets, targetsOf } from './fixtures/sw
 import { report, runTs } from './helpers';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'sweep.ts');
-const seed = process.env.SWEEP_SEED !== undefined ? Number(process.env.SWEEP_SEED) : Math.floor(Math.random() * 2 ** 31);
+// A fixed seed by default: CI must not fail on a draw it never made before.
+// SWEEP_SEED=random explores new cases (the seed is printed to replay them).
+const FIXED_SEED = 20261125;
+const seedEnv = process.env.SWEEP_SEED;
+const seed = seedEnv === undefined ? FIXED_SEED : seedEnv === 'random' ? Math.floor(Math.random() * 2 ** 31) : Number(seedEnv);
 const runs = Number(process.env.SWEEP_RUNS ?? 100);
 
 interface SweepReport {
