@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run CI (.ci/run) cold, the way a new machine would: in a chroot made from a
-# bare Debian 12 image (debootstrap minbase: no compiler, no git, no rsync, no
-# QEMU) holding a clean clone of this repository and an empty cache. Only what
-# every machine of ours comes with is copied in: the node/npm install, Node's
-# headers (npm's nodedir) and the CA and npm settings the registries need.
+# bare Debian 12 image (debootstrap minbase: no git, no rsync, no QEMU, no
+# kernel tools) holding a clean clone of this repository and an empty cache.
+# Only what every machine of ours comes with is added: make, g++ and python3
+# (Debian packages), the node/npm install, Node's headers (npm's nodedir) and
+# the CA and npm settings the registries need.
 # This is how docs/harness.md's cold CI time is measured; not part of make test.
 #
 #   scripts/bare-run.sh DIR [COMMIT]     (as root; DIR must not exist)
@@ -21,7 +22,7 @@ command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/nu
 
 say() { printf '[bare-run %s] %s\n' "$(date -u +%T)" "$*"; }
 say "debootstrap bookworm (minbase) into $dir"
-debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian >"$dir.debootstrap.log" 2>&1
+debootstrap --variant=minbase --include=make,g++,python3 bookworm "$dir" http://deb.debian.org/debian >"$dir.debootstrap.log" 2>&1
 cp /etc/apt/sources.list.d/debian.sources "$dir/etc/apt/sources.list.d/" 2>/dev/null &&
 	rm -f "$dir/etc/apt/sources.list"
 
