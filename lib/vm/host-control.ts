@@ -173,6 +173,7 @@ export async function relayGuestRequests(
       });
     });
     await new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
       signal.addEventListener('abort', () => resolve(), { once: true });
       guestPort.once('close', () => resolve());
     });
