@@ -44,6 +44,7 @@ export function readSysfs(file: string): string {
 
 export interface NvmeController {
   name: string; // nvme0
+  serial: string; // p2pdma0 (QEMU's serial= property)
   bdf: string; // 0000:02:00.0
   namespace: string; // /dev/nvme0n1
   p2pmem: string; // /sys/bus/pci/devices/<bdf>/p2pmem
@@ -53,15 +54,26 @@ export interface NvmeController {
 export function nvmeControllers(): NvmeController[] {
   const dir = '/sys/class/nvme';
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).sort().map((name) => {
-    const bdf = path.basename(fs.realpathSync(path.join(dir, name, 'device')));
-    return {
-      name,
-      bdf,
-      namespace: `/dev/${name}n1`,
-      p2pmem: `/sys/bus/pci/devices/${bdf}/p2pmem`,
-    };
+  return fs.readdirSync(dir).sort().flatMap((name) => {
+    try {
+      const bdf = path.basename(fs.realpathSync(path.join(dir, name, 'device')));
+      return [{
+        name,
+        serial: readSysfs(path.join(dir, name, 'serial')),
+        bdf,
+        namespace: `/dev/${name}n1`,
+        p2pmem: `/sys/bus/pci/devices/${bdf}/p2pmem`,
+      }];
+    } catch {
+      return []; // a controller being hot-unplugged while we look
+    }
   });
+}
+
+/** A zeroed buffer of `length` bytes aligned to 4 KiB, as O_DIRECT wants. */
+export function alignedBuffer(length: number): Buffer {
+  const raw = Buffer.alloc(length + 4096);
+  return raw.subarray((4096 - (raw.byteOffset % 4096)) % 4096).subarray(0, length);
 }
 
 /** The PCI function of QEMU's ivshmem-plain device (1af4:1110), if any. */

@@ -8,24 +8,13 @@ import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostQmp } from '../../lib/vm/guest-control';
 import { nvmeDeviceProps } from '../../lib/vm/qemu-args';
-import { guest, readSysfs, topology } from './helpers';
+import { alignedBuffer, guest, nvmeControllers, readSysfs, topology, type NvmeController } from './helpers';
 
 const SERIAL = 'p2pdma1';
 const opts = guest.skip ? guest : { skip: topology === 'switch' ? false : `the ${topology} topology has no hot-plug slot (NVMe on the root complex)` };
 
-/** Serial -> { name, bdf } of every NVMe controller the guest sees now. */
-function controllersBySerial(): Map<string, { name: string; bdf: string }> {
-  const dir = '/sys/class/nvme';
-  const found = new Map<string, { name: string; bdf: string }>();
-  for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    try {
-      const bdf = fs.realpathSync(`${dir}/${name}/device`).split('/').pop()!;
-      found.set(readSysfs(`${dir}/${name}/serial`), { name, bdf });
-    } catch {
-      // a controller going away while we look
-    }
-  }
-  return found;
+function controller(serial: string): NvmeController | undefined {
+  return nvmeControllers().find((c) => c.serial === serial);
 }
 
 async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
@@ -39,7 +28,7 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
 }
 
 t.test('device_del of the NVMe behind a switch downstream port unplugs it; device_add brings it back', opts, async (t) => {
-  const before = controllersBySerial().get(SERIAL);
+  const before = controller(SERIAL);
   t.ok(before, `controller ${SERIAL} present before`);
   if (!before) return;
   const p2pmem = `/sys/bus/pci/devices/${before.bdf}/p2pmem`;
@@ -47,11 +36,11 @@ t.test('device_del of the NVMe behind a switch downstream port unplugs it; devic
 
   await hostQmp('device_del', { id: 'nvme1' });
   t.notOk(fs.existsSync(`/sys/bus/pci/devices/${before.bdf}`), `PCI function ${before.bdf} removed`);
-  t.notOk(controllersBySerial().has(SERIAL), 'controller gone from /sys/class/nvme');
-  t.ok(controllersBySerial().has('p2pdma0'), 'the other controller stays');
+  t.notOk(controller(SERIAL), 'controller gone from /sys/class/nvme');
+  t.ok(controller('p2pdma0'), 'the other controller stays');
 
   await hostQmp('device_add', nvmeDeviceProps(1, cmbBytes >> 20, 'switch'));
-  const after = await waitFor('the replugged controller', () => controllersBySerial().get(SERIAL));
+  const after = await waitFor('the replugged controller', () => controller(SERIAL));
   t.equal(after.bdf, before.bdf, 'same slot, same PCI address');
   const published = await waitFor('its CMB published as p2pmem', () =>
     fs.existsSync(`${p2pmem}/published`) && readSysfs(`${p2pmem}/published`) === '1' ? true : undefined);
@@ -65,8 +54,7 @@ t.test('device_del of the NVMe behind a switch downstream port unplugs it; devic
   });
   const fd = fs.openSync(ns, fs.constants.O_RDWR | fs.constants.O_DIRECT);
   try {
-    const block = Buffer.alloc(4096 * 2);
-    const aligned = block.subarray((4096 - (Number(block.byteOffset) % 4096)) % 4096).subarray(0, 4096);
+    const aligned = alignedBuffer(4096);
     aligned.fill(0x5a);
     t.equal(fs.writeSync(fd, aligned, 0, 4096, 1 << 20), 4096);
     aligned.fill(0);

@@ -4,7 +4,7 @@
 // they claim to.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { guest, nvmeControllers, readSysfs } from './helpers';
+import { alignedBuffer, guest, nvmeControllers, readSysfs } from './helpers';
 
 const iommu = process.env.P2PDMA_IOMMU === '1';
 
@@ -26,8 +26,7 @@ t.test('with --iommu every NVMe controller sits in a DMA-translated IOMMU group'
 t.test('with --iommu O_DIRECT I/O from host memory round-trips through the IOMMU', guest.skip ? guest : { skip: !iommu && 'not the vIOMMU lane' }, async (t) => {
   const [c] = nvmeControllers();
   const length = 1 << 20;
-  const raw = Buffer.alloc(length + 4096);
-  const buf = raw.subarray((4096 - (raw.byteOffset % 4096)) % 4096).subarray(0, length);
+  const buf = alignedBuffer(length);
   for (let i = 0; i < length; i++) buf[i] = (i * 13 + (i >> 12)) & 0xff;
   const expected = Buffer.from(buf);
   const fd = fs.openSync(c.namespace, fs.constants.O_RDWR | fs.constants.O_DIRECT);
