@@ -20,6 +20,7 @@ import { native } from './native';
 import * as polls from './poll';
 import * as p2pmems from './p2pmem';
 import * as pci from './pci';
+import * as nvmes from './nvme';
 
 export type {
   Capabilities,
@@ -105,3 +106,21 @@ export const Pci = pci.Pci;
 export const P2pMem = p2pmems.P2pMem;
 export const P2pBuffer = p2pmems.P2pBuffer;
 export type P2pBuffer = p2pmems.P2pBuffer;
+export type {
+  NvmeBuffer,
+  NvmeCmb,
+  NvmeControllerInfo,
+  NvmeIdentify,
+  NvmeIoOptions,
+  NvmeNamespaceInfo,
+  NvmeOpenOptions,
+  NvmePassthruCommand,
+  NvmePassthruResult,
+  NvmeStatusError,
+} from './nvme';
+/** An NVMe namespace or controller: identify(), O_DIRECT read/write (P2P into a P2pBuffer), passthru(). */
+export const Nvme = nvmes.Nvme;
+export type Nvme = nvmes.Nvme;
+/** Decodes an NVMe status field: SCT, SC, name, DNR. */
+export const nvmeStatus = nvmes.nvmeStatus;
+export const nvmeOpcodes = nvmes.nvmeOpcodes;
