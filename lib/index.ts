@@ -116,6 +116,7 @@ export type {
   NvmeOpenOptions,
   NvmePassthruCommand,
   NvmePassthruResult,
+  NvmeRwOptions,
   NvmeStatusError,
 } from './nvme';
 /** An NVMe namespace or controller: identify(), O_DIRECT read/write (P2P into a P2pBuffer), passthru(). */

@@ -52,6 +52,11 @@ export interface NvmeIoOptions {
   signal?: AbortSignal;
 }
 
+export interface NvmeRwOptions extends NvmeIoOptions {
+  /** Where in `buf` the transfer starts, in bytes. Default 0. */
+  bufferOffset?: number;
+}
+
 /** CMBSZ and CMBLOC decoded (NVMe base spec 3.1.3.12-13), from the driver's sysfs attributes. */
 export interface NvmeCmb {
   /** Bytes (SZ x SZU). */
@@ -625,27 +630,27 @@ export class Nvme implements Disposable, AsyncDisposable {
    * namespace into `buf`, O_DIRECT on the thread pool. Resolves with the
    * bytes read.
    */
-  read(buf: NvmeBuffer, offset: number | bigint, length?: number, options: NvmeIoOptions = {}): Promise<number> {
+  read(buf: NvmeBuffer, offset: number | bigint, length?: number, options: NvmeRwOptions = {}): Promise<number> {
     return this.#io(false, buf, offset, length, options, this.read);
   }
 
   /** Writes `length` bytes (default: the whole buffer) of `buf` at byte `offset`, O_DIRECT on the thread pool. */
-  write(buf: NvmeBuffer, offset: number | bigint, length?: number, options: NvmeIoOptions = {}): Promise<number> {
+  write(buf: NvmeBuffer, offset: number | bigint, length?: number, options: NvmeRwOptions = {}): Promise<number> {
     return this.#io(true, buf, offset, length, options, this.write);
   }
 
-  readSync(buf: NvmeBuffer, offset: number | bigint, length?: number): number {
-    return this.#ioSync(false, buf, offset, length, this.readSync);
+  readSync(buf: NvmeBuffer, offset: number | bigint, length?: number, options: Omit<NvmeRwOptions, 'signal'> = {}): number {
+    return this.#ioSync(false, buf, offset, length, options, this.readSync);
   }
 
-  writeSync(buf: NvmeBuffer, offset: number | bigint, length?: number): number {
-    return this.#ioSync(true, buf, offset, length, this.writeSync);
+  writeSync(buf: NvmeBuffer, offset: number | bigint, length?: number, options: Omit<NvmeRwOptions, 'signal'> = {}): number {
+    return this.#ioSync(true, buf, offset, length, options, this.writeSync);
   }
 
   #io(write: boolean, buf: unknown, offset: unknown, length: unknown, options: unknown, caller: Function): Promise<number> {
     try {
       const signal = signalOf(options, caller);
-      const { target, pos } = this.#checkIo(buf, offset, length, caller);
+      const { target, pos } = this.#checkIo(buf, offset, length, options as object, caller);
       return throttled(signal, caller, () =>
         this.#held(caller, (fd) =>
           native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this).then(undefined, (e: unknown) => {
@@ -658,8 +663,9 @@ export class Nvme implements Disposable, AsyncDisposable {
     }
   }
 
-  #ioSync(write: boolean, buf: unknown, offset: unknown, length: unknown, caller: Function): number {
-    const { target, pos } = this.#checkIo(buf, offset, length, caller);
+  #ioSync(write: boolean, buf: unknown, offset: unknown, length: unknown, options: unknown, caller: Function): number {
+    validateObject(options, 'options', caller);
+    const { target, pos } = this.#checkIo(buf, offset, length, options, caller);
     try {
       return native.nvmeIoSync(this.#fd.fd, write, target.view, pos);
     } catch (e) {
@@ -670,18 +676,24 @@ export class Nvme implements Disposable, AsyncDisposable {
   }
 
   /** The O_DIRECT rules, before any syscall. */
-  #checkIo(buf: unknown, offset: unknown, length: unknown, caller: Function): { target: Target; pos: bigint } {
+  #checkIo(buf: unknown, offset: unknown, length: unknown, options: object, caller: Function): { target: Target; pos: bigint } {
     if (this.#fd.closed) throw closedError(`Nvme '${this.path}'`, caller);
     if (this.kind !== 'namespace') {
       throw nvmeError('ERR_P2PDMA_NVME_NOT_NAMESPACE', `${this.path} is a controller: read and write need a namespace (e.g. /dev/${this.controller}n1); use passthru() for commands`, caller);
     }
-    const target = toTarget(buf, 'buf', caller);
+    const whole = toTarget(buf, 'buf', caller);
+    const { bufferOffset = 0 } = options as NvmeRwOptions;
+    if (typeof bufferOffset !== 'number') throw invalidArgType('options.bufferOffset', 'of type number', bufferOffset, caller);
+    if (!Number.isSafeInteger(bufferOffset) || bufferOffset < 0 || bufferOffset > whole.view.byteLength) {
+      throw outOfRange('options.bufferOffset', `an integer >= 0 && <= ${whole.view.byteLength} (the buffer's size)`, bufferOffset, caller);
+    }
+    const target = { view: whole.view.subarray(bufferOffset), mapping: whole.mapping };
     const pos = toPosition(offset, caller);
     const avail = target.view.byteLength;
     let len = avail;
     if (length !== undefined) {
       if (typeof length !== 'number') throw invalidArgType('length', 'of type number', length, caller);
-      if (!Number.isSafeInteger(length) || length <= 0 || length > avail) throw outOfRange('length', `an integer > 0 && <= ${avail} (the buffer's size)`, length, caller);
+      if (!Number.isSafeInteger(length) || length <= 0 || length > avail) throw outOfRange('length', `an integer > 0 && <= ${avail} (the buffer's size past bufferOffset)`, length, caller);
       len = length;
     }
     if (len === 0) throw invalidArgValue('buf', '[empty]', 'must not be empty or detached', caller);
