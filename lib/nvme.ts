@@ -23,6 +23,13 @@
  * and can still be aborted. Raise `maxInFlight` (and UV_THREADPOOL_SIZE
  * with it) for deep queues, as bench/nvme-p2p-copy.js does. The xSync forms
  * block the calling thread instead and are not counted.
+ *
+ * A buffer in flight stays referenced until its promise settles. A Mapping's
+ * or P2pBuffer's pages stay reserved too (unmap() meanwhile leaves the I/O
+ * writing into private zero pages). What no addon can pin is a plain
+ * ArrayBuffer's memory moved away by `transfer()` or a `postMessage`
+ * transfer during the I/O, as with `fs.read()`: do not transfer a buffer
+ * before its I/O has settled.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -5,9 +5,12 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { P2pMem } from '../lib/index';
+import { Mapping, P2pBuffer, P2pMem } from '../lib/index';
 import { AMD_K8, AMD_ZEN, fakeSysfs, ROOT, SWITCH } from './fake-sysfs';
-import { expectCode } from './helpers';
+import { native } from '../lib/native';
+import { expectCode, leakGuard } from './helpers';
+
+const leaks = leakGuard();
 
 const roots: string[] = [];
 function tree(...args: Parameters<typeof fakeSysfs>): { sysfs: string; cpuinfo: string; vmaP2p: null } {
@@ -96,3 +99,32 @@ t.test('topology() refuses bad arguments', async (t) => {
   t.throws(() => P2pMem.topology('x', '0000:03:00.0', o), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'));
   t.throws(() => P2pMem.topology('0000:03:00.0', '0000:03:00.0', null as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
 });
+
+t.test('a P2pBuffer is a shared Mapping that owns its allocate file and closes once', async (t) => {
+  // A regular file stands in for p2pmem/allocate: the same mmap, no device.
+  const o = tree(ROOT);
+  const allocate = P2pMem.providers(o)[0].p2pmem.allocate!;
+  fs.truncateSync(allocate, 65536);
+  const before = native.counters();
+  const buf = P2pMem.allocate('0000:00:03.0', 8192, o);
+  t.ok(buf instanceof P2pBuffer && buf instanceof Mapping);
+  t.same([buf.provider, buf.length, buf.offset, buf.closed], ['0000:00:03.0', 8192, 0n, false]);
+  const bytes = new Uint8Array(buf.buffer);
+  bytes.fill(0xa5, 0, 16);
+  t.same([...fs.readFileSync(allocate).subarray(0, 17)], [...Array(16).fill(0xa5), 0], 'MAP_SHARED: writes reach the file');
+  const fd = buf.source!.fd;
+  t.ok(fs.fstatSync(fd).isFile(), 'the buffer holds the allocate file open');
+  buf.close();
+  t.same([buf.closed, buf.unmapped, buf.source!.closed, bytes.length], [true, true, true, 0], 'closed, unmapped, file closed, views detached');
+  buf.close();
+  buf.unmap();
+  t.equal(native.counters().mmap - before.mmap, 1);
+  t.throws(() => buf.window(0, 4096), { code: 'ERR_P2PDMA_CLOSED' });
+  {
+    using scoped = P2pMem.allocate('0000:00:03.0', 4096, o);
+    t.equal(scoped.closed, false);
+  }
+  t.equal(native.counters().mmap - before.mmap, 2, 'using closes it too');
+});
+
+t.test('no fd or mapping leaked', async (t) => leaks.check(t));
