@@ -489,6 +489,8 @@ export class Nvme implements Disposable, AsyncDisposable {
   readonly dmaAlignment: number;
   /** The namespace's size in bytes; 0n for a controller. */
   readonly size: bigint;
+  /** The most one passthrough command may transfer (queue/max_hw_sectors_kb); 0 when unknown (a controller). */
+  readonly maxTransfer: number;
   readonly #fd: Fd;
   readonly #sysfs: string;
 
@@ -507,6 +509,7 @@ export class Nvme implements Disposable, AsyncDisposable {
       this.logicalBlockSize = Number(readSysfs(path.join(q, 'queue', 'logical_block_size')) ?? 512);
       this.dmaAlignment = Number(readSysfs(path.join(q, 'queue', 'dma_alignment')) ?? 511) + 1;
       this.size = BigInt(readSysfs(path.join(q, 'size')) ?? 0) * 512n;
+      this.maxTransfer = Number(readSysfs(path.join(q, 'queue', 'max_hw_sectors_kb')) ?? 0) * 1024;
       this.nsid = ioctlSync(fd, K.NVME_IOCTL_ID, undefined, { name: 'NVME_IOCTL_ID' });
     } else if (st.isCharacterDevice() && /^nvme\d+$/.test(name)) {
       this.kind = 'controller';
@@ -514,6 +517,7 @@ export class Nvme implements Disposable, AsyncDisposable {
       this.logicalBlockSize = 0;
       this.dmaAlignment = 4;
       this.size = 0n;
+      this.maxTransfer = 0;
       this.nsid = undefined;
     } else {
       throw nvmeError('ERR_P2PDMA_NOT_NVME', `${p} is not an NVMe namespace or controller device`, Nvme.open);
@@ -818,6 +822,11 @@ export class Nvme implements Disposable, AsyncDisposable {
       if (typeof len !== 'number') throw invalidArgType('command.dataLength', 'of type number', len, caller);
       if (!Number.isSafeInteger(len) || len < 0 || len > target.view.byteLength || len > 0xffffffff) {
         throw outOfRange('command.dataLength', `an integer >= 0 && <= ${Math.min(target.view.byteLength, 0xffffffff)}`, len, caller);
+      }
+      // The driver maps the buffer as one request: past the queue's limit
+      // (the controller's MDTS) it fails with a bare EINVAL.
+      if (this.maxTransfer > 0 && len > this.maxTransfer) {
+        throw outOfRange('command.dataLength', `<= ${this.maxTransfer} (the controller's maximum transfer, queue/max_hw_sectors_kb of ${this.path}); split the command`, len, caller);
       }
       target = { view: target.view.subarray(0, len), mapping: target.mapping };
     }

@@ -35,7 +35,7 @@ export interface P2pmemInfo {
   available: number;
   /** Whether the driver offers the memory to others (`published` = 1). */
   published: boolean;
-  /** `p2pmem/allocate`, the file to mmap (Linux 6.2+); undefined when the kernel lacks it. */
+  /** `/sys/bus/pci/devices/<bdf>/p2pmem/allocate`, the file to mmap (Linux 6.2+); undefined when the kernel lacks it. */
   allocate: string | undefined;
 }
 
@@ -211,7 +211,7 @@ function readDevice(sys: string, bdf: string): PciDevice | undefined {
     upstream,
     rootBus: rootIndex >= 0 ? above[rootIndex] : '',
     sysfsPath: real,
-    p2pmem: readP2pmem(real),
+    p2pmem: readP2pmem(link),
   };
 }
 

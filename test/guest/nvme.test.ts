@@ -73,8 +73,15 @@ t.test('P2P data path with passthrough read/write commands, byte for byte', gues
   const [a, b] = nvmeControllers();
   using ns = Nvme.open(a.namespace);
   const data = pattern(2);
-  const rw = (opcode: number, buf: Buffer | P2pBuffer, offset: number) =>
-    ns.passthru({ opcode, data: buf, cdw10: offset / LBA, cdw11: 0, cdw12: LEN / LBA - 1 });
+  // One command moves at most maxTransfer bytes (QEMU's MDTS: 512 KiB).
+  const step = Math.min(ns.maxTransfer, 256 * 1024);
+  t.ok(step > 0, `maxTransfer ${ns.maxTransfer}`);
+  const rw = async (opcode: number, buf: Buffer | P2pBuffer, offset: number) => {
+    for (let at = 0; at < LEN; at += step) {
+      const data = buf instanceof Buffer ? buf.subarray(at, at + step) : new Uint8Array(buf.buffer, at, step);
+      await ns.passthru({ opcode, data, cdw10: (offset + at) / LBA, cdw11: 0, cdw12: step / LBA - 1 });
+    }
+  };
   await rw(nvmeOpcodes.WRITE, data, BASE + 4 * LEN);
   using cmb = P2pMem.allocate(peerReachable ? b.bdf : a.bdf, LEN);
   new Uint8Array(cmb.buffer).fill(0);
@@ -84,9 +91,10 @@ t.test('P2P data path with passthrough read/write commands, byte for byte', gues
   const back = alignedBuffer(LEN);
   await rw(nvmeOpcodes.READ, back, BASE + 6 * LEN);
   t.ok(back.equals(data), 'NVMe Write from the CMB, read back into host memory');
-  const sync = alignedBuffer(LEN);
-  ns.passthruSync({ opcode: nvmeOpcodes.READ, data: sync, cdw10: (BASE + 6 * LEN) / LBA, cdw12: LEN / LBA - 1 });
-  t.ok(sync.equals(data), 'passthruSync too');
+  const sync = alignedBuffer(step);
+  ns.passthruSync({ opcode: nvmeOpcodes.READ, data: sync, cdw10: (BASE + 6 * LEN) / LBA, cdw12: step / LBA - 1 });
+  t.ok(sync.equals(data.subarray(0, step)), 'passthruSync too');
+  await t.rejects(ns.passthru({ opcode: nvmeOpcodes.READ, data: alignedBuffer(ns.maxTransfer + 4096) }), { code: 'ERR_OUT_OF_RANGE', message: /maximum transfer/ }, 'more than one command can carry is refused up front');
 });
 
 t.test(`${topology}: nvme0 DMAing into nvme1's CMB is ${EXPECTED_MAP_TYPE[topology]}`, guest, async (t) => {
@@ -105,7 +113,7 @@ t.test(`${topology}: nvme0 DMAing into nvme1's CMB is ${EXPECTED_MAP_TYPE[topolo
   await t.rejects(ns.read(cmb, BASE + 8 * LEN), { code: 'EREMOTEIO', errno: -121, syscall: 'read', path: a.namespace, message: why });
   t.throws(() => ns.readSync(cmb, BASE + 8 * LEN), { code: 'EREMOTEIO', message: why }, 'readSync says the same');
   await t.rejects(
-    ns.passthru({ opcode: nvmeOpcodes.READ, data: cmb, cdw10: (BASE + 8 * LEN) / LBA, cdw12: LEN / LBA - 1 }),
+    ns.passthru({ opcode: nvmeOpcodes.READ, data: cmb, dataLength: 64 * 1024, cdw10: (BASE + 8 * LEN) / LBA, cdw12: (64 * 1024) / LBA - 1 }),
     { code: 'EREMOTEIO', request: 'NVME_IOCTL_IO64_CMD', message: /cannot reach each other peer to peer/ },
     'so does a passthrough read',
   );
