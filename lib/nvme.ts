@@ -737,7 +737,7 @@ export class Nvme implements Disposable, AsyncDisposable {
     } catch {
       topo = undefined;
     }
-    const why = topo === undefined ? 'the kernel refused the peer-to-peer mapping' : `${topo.kernel ?? topo.mapType}: ${topo.reason}`;
+    const why = topo === undefined ? 'the kernel refused the peer-to-peer mapping' : `${topo.kernel ?? topo.mapType}: ${topo.reason.replace(/^\S+ -> \S+: /, '')}`;
     err.message +=
       `: ${this.controller} (${this.pci}) and the p2pmem provider ${target.mapping.provider} cannot reach each other ` +
       `peer to peer (${write ? 'write from' : 'read into'} a P2pBuffer); ${why}`;

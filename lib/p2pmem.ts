@@ -208,7 +208,7 @@ function estimate(provider: PciDevice, client: PciDevice, options: P2pMemOptions
   }
   const why = common !== undefined
     ? `ACS redirect is set on ${acs.join(', ')}, so traffic under ${common} goes through the host bridge`
-    : `no common upstream bridge (${provider.rootBus || '?'} and ${client.rootBus || '?'}), so traffic goes through the host bridge`;
+    : `no common upstream bridge (${sameHost ? `both on root bus ${provider.rootBus || '?'}` : `root buses ${provider.rootBus || '?'} and ${client.rootBus || '?'}`}), so traffic goes through the host bridge`;
   if (cpuAllowsP2p) {
     return { ...base, mapType: 'THRU_HOST_BRIDGE', distance, reason: `${pair}: ${why}, which this CPU (AMD family 0x${cpu.family.toString(16)}, Zen or newer) allows` };
   }
