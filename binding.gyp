@@ -12,7 +12,8 @@
         "native/ioctl.cc",
         "native/mmap.cc",
         "native/memfd.cc",
-        "native/capabilities.cc"
+        "native/capabilities.cc",
+        "native/nvme.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

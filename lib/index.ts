@@ -18,6 +18,9 @@ import * as memfds from './memfd';
 import * as mmaps from './mmap';
 import { native } from './native';
 import * as polls from './poll';
+import * as p2pmems from './p2pmem';
+import * as pci from './pci';
+import * as nvmes from './nvme';
 
 export type {
   Capabilities,
@@ -93,3 +96,32 @@ export const capabilities = caps.capabilities;
 
 /** PROT_*, MAP_*, MS_* and MFD_* values of this platform. */
 export const constants = Object.freeze({ ...native.mmapConstants, ...native.memfdConstants });
+
+// PCI, p2pmem and NVMe (lib/pci.ts, lib/p2pmem.ts, lib/nvme.ts)
+export type { PciBar, PciDevice, PciOptions, P2pmemInfo } from './pci';
+export type { MapType, P2pMemOptions, P2pTopology, P2pmemProvider as P2pMemProvider } from './p2pmem';
+/** PCI devices from sysfs: ids, driver, BARs, upstream bridges, p2pmem. */
+export const Pci = pci.Pci;
+/** p2pmem providers, allocation (P2pBuffer) and P2P reachability between PCI devices. */
+export const P2pMem = p2pmems.P2pMem;
+export const P2pBuffer = p2pmems.P2pBuffer;
+export type P2pBuffer = p2pmems.P2pBuffer;
+export type {
+  NvmeBuffer,
+  NvmeCmb,
+  NvmeControllerInfo,
+  NvmeIdentify,
+  NvmeIoOptions,
+  NvmeNamespaceInfo,
+  NvmeOpenOptions,
+  NvmePassthruCommand,
+  NvmePassthruResult,
+  NvmeRwOptions,
+  NvmeStatusError,
+} from './nvme';
+/** An NVMe namespace or controller: identify(), O_DIRECT read/write (P2P into a P2pBuffer), passthru(). */
+export const Nvme = nvmes.Nvme;
+export type Nvme = nvmes.Nvme;
+/** Decodes an NVMe status field: SCT, SC, name, DNR. */
+export const nvmeStatus = nvmes.nvmeStatus;
+export const nvmeOpcodes = nvmes.nvmeOpcodes;

@@ -106,6 +106,16 @@ export interface Binding {
   memfdConstants: Record<'MFD_CLOEXEC' | 'MFD_ALLOW_SEALING', number>;
   /** dlopen(soname, RTLD_LAZY) then dlclose. */
   dlprobe(soname: string): { ok: true; path?: string } | { ok: false; error: string };
+  /** pread/pwrite of the whole view at `position` (loops on short transfers) -> bytes; throws a native SysError. */
+  nvmeIoSync(fd: number, write: boolean, view: ArrayBufferView, position: number | bigint): number;
+  /** The same on the thread pool; `view` and `keepAlive` stay referenced until settled. */
+  nvmeIo(fd: number, write: boolean, view: ArrayBufferView, position: number | bigint, keepAlive?: object): Promise<number>;
+  /** NVME_IOCTL_ADMIN64_CMD (admin) or NVME_IOCTL_IO64_CMD with `cmd` (80 bytes) and `data` as its buffer. */
+  nvmePassthruSync(fd: number, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined): { status: number; result: bigint };
+  nvmePassthru(fd: number, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined, keepAlive?: object): Promise<{ status: number; result: bigint }>;
+  /** The address of the view's first byte. */
+  viewAddress(view: ArrayBufferView): number;
+  nvmeConstants: Record<'NVME_IOCTL_ID' | 'NVME_IOCTL_ADMIN64_CMD' | 'NVME_IOCTL_IO64_CMD', number>;
 }
 
 function load(): Binding {

@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   p2pdma::InitCapabilities(env, exports);
   p2pdma::InitPoll(env, exports);
   p2pdma::InitEventfd(env, exports);
+  p2pdma::InitNvme(env, exports);
   return exports;
 }
 

@@ -13,5 +13,6 @@ void InitMemfd(Napi::Env env, Napi::Object exports);
 void InitCapabilities(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
 void InitEventfd(Napi::Env env, Napi::Object exports);
+void InitNvme(Napi::Env env, Napi::Object exports);
 
 }  // namespace p2pdma

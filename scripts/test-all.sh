@@ -88,9 +88,11 @@ if [ $kernels_ok = 1 ]; then
 	vm_suite patched-debug "--kernel patched --debug --topology switch" \
 		$(ls test/guest/*.test.ts | grep -v /hotplug.test.ts)
 	vm_suite topology-host-bridge "--kernel patched --debug --topology host-bridge" \
-		test/guest/topology.test.ts test/guest/vma-p2p.test.ts
+		test/guest/topology.test.ts test/guest/vma-p2p.test.ts \
+		test/guest/p2pmem.test.ts test/guest/nvme.test.ts
 	vm_suite topology-none "--kernel patched --debug --topology none" \
-		test/guest/topology.test.ts test/guest/vma-p2p.test.ts
+		test/guest/topology.test.ts test/guest/vma-p2p.test.ts \
+		test/guest/p2pmem.test.ts test/guest/nvme.test.ts
 	vm_suite viommu "--kernel patched --debug --topology switch --iommu" \
 		test/guest/iommu.test.ts test/guest/devices.test.ts
 else
