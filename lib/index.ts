@@ -93,3 +93,36 @@ export const capabilities = caps.capabilities;
 
 /** PROT_*, MAP_*, MS_* and MFD_* values of this platform. */
 export const constants = Object.freeze({ ...native.mmapConstants, ...native.memfdConstants });
+
+// dma-buf
+import * as dmabufs from './dmabuf';
+import * as dmaHeaps from './dma-heap';
+import * as udmabufs from './udmabuf';
+import * as syncFiles from './sync-file';
+import * as drms from './drm';
+export type { AccessMode, DmaBufFromOptions, DmaBufInfo, DmaBufMapOptions } from './dmabuf';
+export type { DmaHeapAllocOptions } from './dma-heap';
+export type { UdmabufItem, UdmabufOptions } from './udmabuf';
+export type { FenceInfo, FenceState, SyncFileInfo, WaitOptions } from './sync-file';
+export type { CreateBufferOptions, CreateDumbOptions, DrmNodeInfo, DrmVersion } from './drm';
+/** A dma-buf handle: size, fdinfo, name, CPU-access brackets, map, fences. */
+export const DmaBuf = dmabufs.DmaBuf;
+export type DmaBuf = dmabufs.DmaBuf;
+export const CpuAccess = dmabufs.CpuAccess;
+export type CpuAccess = dmabufs.CpuAccess;
+export const isDmaBuf = dmabufs.isDmaBuf;
+/** dma-buf heaps: DmaHeap.list(), DmaHeap.open(name), heap.alloc(size). */
+export const DmaHeap = dmaHeaps.DmaHeap;
+export type DmaHeap = dmaHeaps.DmaHeap;
+/** udmabuf: dma-bufs over memfd pages. */
+export const Udmabuf = udmabufs.Udmabuf;
+export type Udmabuf = udmabufs.Udmabuf;
+/** sync_file: fences as an fd. */
+export const SyncFile = syncFiles.SyncFile;
+export type SyncFile = syncFiles.SyncFile;
+/** DRM devices: Drm.devices(), Drm.open(); PRIME export/import, dumb buffers, vgem fences. */
+export const Drm = drms.Drm;
+export const DrmDevice = drms.DrmDevice;
+export type DrmDevice = drms.DrmDevice;
+export const GemBuffer = drms.GemBuffer;
+export type GemBuffer = drms.GemBuffer;

@@ -13,5 +13,9 @@ void InitMemfd(Napi::Env env, Napi::Object exports);
 void InitCapabilities(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
 void InitEventfd(Napi::Env env, Napi::Object exports);
+void InitDmabuf(Napi::Env env, Napi::Object exports);
+void InitUdmabuf(Napi::Env env, Napi::Object exports);
+void InitSyncFile(Napi::Env env, Napi::Object exports);
+void InitDrm(Napi::Env env, Napi::Object exports);
 
 }  // namespace p2pdma
