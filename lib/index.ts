@@ -126,3 +126,6 @@ export const DrmDevice = drms.DrmDevice;
 export type DrmDevice = drms.DrmDevice;
 export const GemBuffer = drms.GemBuffer;
 export type GemBuffer = drms.GemBuffer;
+import * as cudas from './cuda';
+/** NVIDIA GPU memory as a dma-buf (libcuda through the optional koffi, loaded on first use). */
+export const Cuda = cudas.Cuda;
