@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/*
+ * dma-buf CPU access: JS over a mapped system-heap dma-buf vs C on the same
+ * dma-buf (bench/dmabuf.c, given the fd), in one run, as ratios:
+ *  - fill (Uint8Array.fill vs memset), copy in (TypedArray.set vs memcpy
+ *    into the mapping), copy out (the reverse): GB/s, goal JS/C >= 0.9;
+ *  - a CPU-access bracket, `buf.beginCpuAccess('rw').end()` vs C's
+ *    DMA_BUF_IOCTL_SYNC START+END: ns per pair, goal JS/C <= 1.3.
+ * Needs /dev/dma_heap/system, so it runs in the guest:
+ *   node dist/cli.js vm run -- node bench/dmabuf.js [MiB] [syncIterations] [rounds]
+ * (or `make bench-dmabuf`). Uses dist/ (npm run build first). Writes only to
+ * $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary).
+ */
+'use strict';
+const { execFileSync, spawnSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const size = Number(process.argv[2] ?? 16) << 20;
+const syncIters = Number(process.argv[3] ?? 20000);
+const rounds = Number(process.argv[4] ?? 5);
+const workDir = process.env.P2PDMA_BENCH_DIR || path.join(os.tmpdir(), 'p2pdma-bench');
+
+function buildC() {
+  const src = path.join(__dirname, 'dmabuf.c');
+  const hash = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex').slice(0, 12);
+  const bin = path.join(workDir, `dmabuf-bench-${hash}`);
+  if (!fs.existsSync(bin)) {
+    fs.mkdirSync(workDir, { recursive: true });
+    execFileSync(process.env.CC || 'gcc', ['-O2', '-o', `${bin}.tmp`, src], { stdio: 'inherit' });
+    fs.renameSync(`${bin}.tmp`, bin);
+  }
+  return bin;
+}
+
+function best(fn) {
+  let b = Infinity;
+  for (let r = 0; r < rounds; r++) {
+    const t0 = process.hrtime.bigint();
+    fn(r);
+    const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (dt < b) b = dt;
+  }
+  return b;
+}
+
+function main() {
+  const api = require(path.join(root, 'dist', 'index.js'));
+  const bin = buildC();
+  const heap = api.DmaHeap.open('system');
+  const buf = heap.allocSync(size);
+  const map = buf.map();
+  const view = new Uint8Array(map.buffer);
+  const src = Buffer.alloc(size, 0x5a);
+  const dst = Buffer.alloc(size);
+
+  // Warm up the JIT and fault the pages in, as the C side's first round does.
+  view.fill(1);
+  dst.set(view);
+  for (let i = 0; i < 1000; i++) buf.beginCpuAccess('rw').end();
+
+  const js = {
+    fillGBs: size / best((r) => view.fill(r & 0xff)) / 1e9,
+    copyInGBs: size / best(() => view.set(src)) / 1e9,
+    copyOutGBs: size / best(() => dst.set(view)) / 1e9,
+    syncPairNs:
+      (best(() => {
+        for (let i = 0; i < syncIters; i++) buf.beginCpuAccess('rw').end();
+      }) /
+        syncIters) *
+      1e9,
+  };
+  const r = spawnSync(bin, [String(size), String(syncIters), String(rounds)], { stdio: ['ignore', 'pipe', 'inherit', buf.fd], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${bin} exited ${r.status}`);
+  const c = JSON.parse(r.stdout);
+  map.unmap();
+  buf.close();
+  heap.close();
+
+  const rows = [
+    ['fill (GB/s)', 'fillGBs', true],
+    ['copy into the mapping (GB/s)', 'copyInGBs', true],
+    ['copy out of the mapping (GB/s)', 'copyOutGBs', true],
+    ['begin+end CPU access (ns/pair)', 'syncPairNs', false],
+  ];
+  console.log(`# dma-buf bench: ${size >> 20} MiB system-heap buffer, ${syncIters} sync pairs, best of ${rounds}; node ${process.version}, kernel ${os.release()}`);
+  console.log('| measure | C | JS | JS/C | goal |');
+  console.log('|---|---|---|---|---|');
+  for (const [label, key, higherIsBetter] of rows) {
+    const ratio = js[key] / c[key];
+    const goal = higherIsBetter ? `>= 0.9x: ${ratio >= 0.9 ? 'met' : '**not met**'}` : `<= 1.3x: ${ratio <= 1.3 ? 'met' : '**not met**'}`;
+    console.log(`| ${label} | ${c[key].toFixed(higherIsBetter ? 3 : 1)} | ${js[key].toFixed(higherIsBetter ? 3 : 1)} | **${ratio.toFixed(2)}x** | ${goal} |`);
+  }
+  console.log(JSON.stringify({ size, syncIters, rounds, c, js }));
+}
+
+main();
