@@ -5,7 +5,10 @@ import t from 'tap';
 import * as fs from 'node:fs';
 
 import { DmaBuf, DmaHeap, Drm, ioctlSync, requests } from '../../lib/index';
+import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
+
+const leaks = dmabufLeakGuard();
 
 const heaps = guest.skip ? [] : DmaHeap.list();
 const O_RDWR = 2;
@@ -159,3 +162,5 @@ t.test('withCpuAccess ends the bracket when fn throws or rejects and passes resu
   a.end();
   t.ok(a.ended);
 });
+
+leaks.check();

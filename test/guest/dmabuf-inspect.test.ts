@@ -7,7 +7,10 @@ import * as path from 'node:path';
 
 import { DmaHeap } from '../../lib/index';
 import { dmabufs, formatDmaBufReport } from '../../lib/dmabuf-inspect';
+import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
+
+const leaks = dmabufLeakGuard();
 
 const lib = path.resolve(__dirname, '../../lib/index');
 
@@ -60,3 +63,5 @@ t.test('a buffer shared with a child shows both processes as sharers', guest, as
   t.same(ours?.sharers.map((s) => [s.pid, s.fds.includes(3) || s.pid === process.pid]), [[process.pid, true], [child.pid, true]].sort((x, y) => (x[0] as number) - (y[0] as number)));
   child.stdin!.write("x");
 });
+
+leaks.check();

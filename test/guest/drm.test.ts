@@ -4,7 +4,10 @@
 import t from 'tap';
 
 import { DmaBuf, Drm, DrmDevice, SyncFile } from '../../lib/index';
+import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
+
+const leaks = dmabufLeakGuard();
 
 const W = 64;
 const H = 32;
@@ -175,3 +178,5 @@ t.test('merge() joins two sync_files; the merge signals when both have', guest, 
   using fromFd = SyncFile.from(m.fd);
   t.equal(fromFd.info().state, 'signaled');
 });
+
+leaks.check();
