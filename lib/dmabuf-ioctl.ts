@@ -25,8 +25,10 @@ export function ioctlNewFd<T extends Fd>(ctor: new (fd: number) => T, fd: number
 
 /**
  * The promise form on the thread pool. `handle` (the fd's owner) is held
- * until the syscall returns. An abort rejects at once; the fd that the
- * still-running call creates is closed when it arrives.
+ * until the syscall returns. An abort rejects at once (with an AbortError);
+ * the fd that the still-running call creates is closed when it arrives, and
+ * then `afterAbort` runs: the place to release what the syscall was still
+ * using (the memfds whose numbers are in a udmabuf list).
  */
 export function ioctlNewFdAsync<T extends Fd>(
   ctor: new (fd: number) => T,
@@ -36,8 +38,12 @@ export function ioctlNewFdAsync<T extends Fd>(
   arg: ArrayBufferView,
   fdOffset: number,
   signal: AbortSignal | undefined,
+  afterAbort?: () => void,
 ): Promise<T> {
-  if (signal?.aborted) return Promise.reject(abortError(signal.reason));
+  if (signal?.aborted) {
+    afterAbort?.();
+    return Promise.reject(abortError(signal.reason));
+  }
   const call = holdDuring(handle, () => native.ioctlFdAsync(fd, request, arg, fdOffset, handle)).then(
     (nfd) => adoptFd(ctor, nfd),
     (e: unknown) => {
@@ -55,12 +61,14 @@ export function ioctlNewFdAsync<T extends Fd>(
     call.then(
       (h) => {
         signal.removeEventListener('abort', onAbort);
-        if (aborted) h.close();
-        else resolve(h);
+        if (!aborted) return resolve(h);
+        h.close();
+        afterAbort?.();
       },
       (e: unknown) => {
         signal.removeEventListener('abort', onAbort);
-        reject(e);
+        if (!aborted) return reject(e);
+        afterAbort?.();
       },
     );
   });

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 
-import { fromNative, invalidArgType, invalidArgValue, outOfRange, validateObject } from './errors';
+import { abortError, fromNative, invalidArgType, invalidArgValue, outOfRange, validateObject } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { requests } from './ioctl';
 import { memfd as makeMemfd } from './memfd';
@@ -210,6 +210,7 @@ export class Udmabuf extends DmaBuf {
     let signal: AbortSignal | undefined;
     try {
       signal = toSignal(options, caller);
+      if (signal?.aborted) throw abortError(signal.reason, caller);
       p = prepare(items, list, caller);
       try {
         dev = openDevice(caller);
@@ -220,14 +221,19 @@ export class Udmabuf extends DmaBuf {
     } catch (e) {
       return Promise.reject(e);
     }
-    return ioctlNewFdAsync(Udmabuf, dev, dev.fd, p.request, p.arg, FD_IS_RESULT, signal).then(
+    const closeMemfds = (): void => {
+      for (const m of p.made) m.close();
+    };
+    // On abort the memfds stay open until the syscall that names them has
+    // returned (afterAbort): their numbers must not be reused under it.
+    return ioctlNewFdAsync(Udmabuf, dev, dev.fd, p.request, p.arg, FD_IS_RESULT, signal, closeMemfds).then(
       (u) => {
         dev.close();
         return Udmabuf.#finish(p, () => u);
       },
       (e: unknown) => {
         dev.close();
-        for (const m of p.made) m.close();
+        if ((e as { code?: unknown }).code !== 'ABORT_ERR') closeMemfds();
         throw e;
       },
     );

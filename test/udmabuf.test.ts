@@ -65,4 +65,11 @@ t.test('createList checks the list and names the bad item', async (t) => {
   await t.rejects(Udmabuf.create({ size: 4096, signal: 'x' as never }), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
 });
 
+t.test('an aborted signal rejects create() and createList() before anything is made', async (t) => {
+  const ac = new AbortController();
+  ac.abort(new Error('no'));
+  await t.rejects(Udmabuf.create({ size: 4096, signal: ac.signal }), { name: 'AbortError', code: 'ABORT_ERR' });
+  await t.rejects(Udmabuf.createList([{ size: 4096 }], { signal: ac.signal }), { name: 'AbortError' });
+});
+
 leaks.check(t);
