@@ -117,4 +117,15 @@ t.test('a udmabuf imports into vgem', guest, async (t) => {
   t.equal(gem.size, 4 * PAGE);
 });
 
+t.test('create() aborted while the kernel pins pages rejects at once and leaves no fd once it lands', guest, async (t) => {
+  const count = () => fs.readdirSync('/proc/self/fd').length;
+  const before = count();
+  const ac = new AbortController();
+  const p = Udmabuf.create({ size: 32 << 20, signal: ac.signal });
+  ac.abort();
+  await t.rejects(p, { name: 'AbortError' });
+  for (let i = 0; i < 100 && count() !== before; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(count(), before, 'the udmabuf, its memfd and /dev/udmabuf all closed');
+});
+
 leaks.check();
