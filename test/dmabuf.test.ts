@@ -93,6 +93,24 @@ t.test('every method on a DmaBuf over a foreign fd fails with a clear error, non
   await t.rejects(b.waitIdle('read'), { code: 'EPERM', syscall: 'epoll_ctl' }, 'a memfd cannot be polled');
 });
 
+t.test('map() maps the whole buffer or a page-aligned part, zero copy, and outlives close()', async (t) => {
+  const m = memfd(TEST_PREFIX);
+  fs.ftruncateSync(m.fd, 3 * 4096);
+  fs.writeSync(m.fd, Buffer.from('tail'), 0, 4, 2 * 4096);
+  const b = new DmaBuf(m.release());
+  using whole = b.map();
+  t.equal(whole.length, 3 * 4096);
+  t.equal(whole.source, b, 'the mapping keeps its DmaBuf reachable');
+  using part = b.map({ offset: 2 * 4096, length: 4096 });
+  t.equal(Buffer.from(part.buffer, 0, 4).toString(), 'tail');
+  new Uint8Array(whole.buffer)[2 * 4096] = 0x54; // 'T'
+  t.equal(Buffer.from(part.buffer, 0, 4).toString(), 'Tail', 'two views of the same pages');
+  using ro = b.map({ prot: 'read' });
+  t.throws(() => ro.buffer, { code: 'ERR_P2PDMA_MAPPING_ACCESS' });
+  b.close();
+  t.equal(Buffer.from(part.buffer, 0, 4).toString(), 'Tail', 'still mapped after close()');
+});
+
 t.test('bad arguments are refused before any syscall', async (t) => {
   const m = memfd(TEST_PREFIX);
   fs.ftruncateSync(m.fd, 8192);
