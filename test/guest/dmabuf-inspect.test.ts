@@ -3,6 +3,7 @@
 // closed) is listed with the right sizes, exporters and names.
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import * as path from 'node:path';
 
 import { DmaHeap } from '../../lib/index';
@@ -47,7 +48,8 @@ t.test('a child holding known dma-bufs is listed with sizes, exporters and names
   t.same(mappedOnly[0] && { size: mappedOnly[0].size, mapped: mappedOnly[0].sharers[0].mappedBytes }, { size: 2 * 4096, mapped: 2 * 4096 });
   t.same(r.total, { buffers: 3, bytes: 10 * 4096 });
   t.match(formatDmaBufReport(r), /system\s+\d+\s+12 KiB\s+child-frames/);
-  child.stdin!.write("x");
+  child.stdin!.write('x');
+  await once(child, 'close');
 });
 
 t.test('a buffer shared with a child shows both processes as sharers', guest, async (t) => {
@@ -64,7 +66,8 @@ t.test('a buffer shared with a child shows both processes as sharers', guest, as
   t.same([...byPid.keys()].sort((a, b) => a - b), [process.pid, child.pid!].sort((a, b) => a - b), 'both processes share it');
   t.ok(byPid.get(process.pid)?.includes(buf.fd), `our fd ${buf.fd}`);
   t.same(byPid.get(child.pid!), [3], "the child's fd 3");
-  child.stdin!.write("x");
+  child.stdin!.write('x');
+  await once(child, 'close');
 });
 
 leaks.check();

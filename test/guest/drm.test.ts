@@ -93,7 +93,7 @@ t.test('a vgem write fence makes waitIdle(\'read\') wait while the event loop ru
   await buf.waitIdle('read');
   clearInterval(timer);
   t.ok(Date.now() - start >= 350, `waited ${Date.now() - start} ms for the fence`);
-  t.ok(ticks >= 5, `the event loop kept running: ${ticks} timer ticks meanwhile`);
+  t.ok(ticks >= 2, `the event loop kept running: ${ticks} timer ticks meanwhile`);
   await buf.waitIdle('rw', { timeoutMs: 0 });
   t.doesNotThrow(() => buf.waitIdleSync('rw', { timeoutMs: 0 }), 'idle now');
 });
@@ -147,6 +147,7 @@ t.test('exportSyncFile reports the vgem fence; it signals with the fence; import
   await t.rejects(bufB.waitIdle('read', { timeoutMs: 0 }), { code: 'ETIMEDOUT' }, 'B now waits for A\'s fence');
   using bFences = bufB.exportSyncFile('rw');
   t.equal(bFences.info().fences[0].driver, 'vgem');
+  if (process.env.P2PDMA_LEAK_TRACE) console.log(`# fds: bufA ${bufA.fd} bufB ${bufB.fd} sf ${sf.fd} bFences ${bFences.fd} card ${d.fd}`);
 
   setTimeout(() => d.vgemFenceSignal(fence), 50);
   await sf.wait({ timeoutMs: 5000 });
