@@ -59,10 +59,18 @@ function main() {
   const src = Buffer.alloc(size, 0x5a);
   const dst = Buffer.alloc(size);
 
+  // The C side runs before and after the JS side and keeps the best of
+  // both: on a shared machine the load drifts within one run.
+  const runC = () => {
+    const r = spawnSync(bin, [String(size), String(syncIters), String(rounds)], { stdio: ['ignore', 'pipe', 'inherit', buf.fd], encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${bin} exited ${r.status}`);
+    return JSON.parse(r.stdout);
+  };
+  const c1 = runC();
+
   // Warm up the JIT and fault the pages in, as the C side's first round does.
   view.fill(1);
   dst.set(view);
-  for (let i = 0; i < 1000; i++) buf.beginCpuAccess('rw').end();
 
   const js = {
     fillGBs: size / best((r) => nodeView.fill(r & 0xff)) / 1e9,
@@ -71,16 +79,17 @@ function main() {
     taFillGBs: size / best((r) => view.fill(r & 0xff)) / 1e9,
     taCopyInGBs: size / best(() => view.set(src)) / 1e9,
     taCopyOutGBs: size / best(() => dst.set(view)) / 1e9,
-    syncPairNs:
-      (best(() => {
-        for (let i = 0; i < syncIters; i++) buf.beginCpuAccess('rw').end();
-      }) /
-        syncIters) *
-      1e9,
   };
-  const r = spawnSync(bin, [String(size), String(syncIters), String(rounds)], { stdio: ['ignore', 'pipe', 'inherit', buf.fd], encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${bin} exited ${r.status}`);
-  const c = JSON.parse(r.stdout);
+  // Its own loop, warmed right before: under TCG the 16 MiB copies above
+  // flush the translated code the sync loop runs on.
+  const syncLoop = () => {
+    for (let i = 0; i < syncIters; i++) buf.beginCpuAccess('rw').end();
+  };
+  syncLoop();
+  js.syncPairNs = (best(syncLoop) / syncIters) * 1e9;
+  const c2 = runC();
+  const c = {};
+  for (const k of Object.keys(c1)) c[k] = k === 'syncPairNs' ? Math.min(c1[k], c2[k]) : Math.max(c1[k], c2[k]);
   map.unmap();
   buf.close();
   heap.close();
@@ -102,7 +111,7 @@ function main() {
     const goal = higherIsBetter ? `>= 0.9x: ${ratio >= 0.9 ? 'met' : '**not met**'}` : `<= 1.3x: ${ratio <= 1.3 ? 'met' : '**not met**'}`;
     console.log(`| ${label} | ${c[cKey].toFixed(higherIsBetter ? 3 : 1)} | ${js[key].toFixed(higherIsBetter ? 3 : 1)} | **${ratio.toFixed(2)}x** | ${goal} |`);
   }
-  console.log(JSON.stringify({ size, syncIters, rounds, c, js }));
+  console.log(JSON.stringify({ size, syncIters, rounds, c, c1, c2, js }));
 }
 
 main();
