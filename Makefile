@@ -46,3 +46,8 @@ bench: build
 
 clean:
 	rm -rf build dist prebuilds .tap
+
+# dma-buf CPU access, JS vs C on the same buffer, in the guest (docs/benchmarks.md).
+.PHONY: bench-dmabuf
+bench-dmabuf: build
+	$(CLI) vm run --kernel $(KERNEL) --topology $(TOPOLOGY) $(VMFLAGS) -- node bench/dmabuf.js

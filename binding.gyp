@@ -13,7 +13,11 @@
         "native/mmap.cc",
         "native/memfd.cc",
         "native/capabilities.cc",
-        "native/nvme.cc"
+        "native/nvme.cc",
+        "native/dmabuf.cc",
+        "native/udmabuf.cc",
+        "native/sync-file.cc",
+        "native/drm.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -5,6 +5,7 @@
  *   p2pdma vm run [options] -- <command...>   run a command in the test guest
  *   p2pdma vm shell [options]                 interactive shell in the test guest
  *   p2pdma kernel build [--debug] baseline|patched
+ *   p2pdma dmabuf ls [--json] [--pid PID]     dma-bufs held by processes
  */
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -15,6 +16,7 @@ const USAGE = `usage:
   p2pdma vm run [options] -- <command...>
   p2pdma vm shell [options]
   p2pdma kernel build [--debug] baseline|patched
+  p2pdma dmabuf ls [--json] [--pid PID]
 
 vm options:
   --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached)
@@ -109,10 +111,25 @@ function kernel(argv: string[]): number {
   return r.status ?? 1;
 }
 
+// The inspector needs no native addon: loaded only for this command.
+async function dmabuf(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { json: { type: 'boolean', default: false }, pid: { type: 'string' } },
+  });
+  if (positionals[0] !== 'ls' || positionals.length !== 1) fail(USAGE);
+  const { dmabufs, formatDmaBufReport } = await import('./dmabuf-inspect');
+  const report = dmabufs({ pid: int('pid', values.pid) });
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatDmaBufReport(report));
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [group, sub, ...rest] = argv;
   if (group === 'vm' && (sub === 'run' || sub === 'shell')) return vm(sub, rest);
   if (group === 'kernel') return kernel([sub, ...rest].filter((a) => a !== undefined));
+  if (group === 'dmabuf') return dmabuf([sub, ...rest].filter((a) => a !== undefined));
   if (group === '--help' || group === '-h' || group === 'help') {
     process.stdout.write(USAGE);
     return 0;

@@ -125,3 +125,38 @@ export type Nvme = nvmes.Nvme;
 /** Decodes an NVMe status field: SCT, SC, name, DNR. */
 export const nvmeStatus = nvmes.nvmeStatus;
 export const nvmeOpcodes = nvmes.nvmeOpcodes;
+// dma-buf
+import * as dmabufs from './dmabuf';
+import * as dmaHeaps from './dma-heap';
+import * as udmabufs from './udmabuf';
+import * as syncFiles from './sync-file';
+import * as drms from './drm';
+export type { AccessMode, DmaBufFromOptions, DmaBufInfo, DmaBufMapOptions } from './dmabuf';
+export type { DmaHeapAllocOptions } from './dma-heap';
+export type { UdmabufItem, UdmabufOptions } from './udmabuf';
+export type { FenceInfo, FenceState, SyncFileInfo, WaitOptions } from './sync-file';
+export type { CreateBufferOptions, CreateDumbOptions, DrmNodeInfo, DrmVersion } from './drm';
+/** A dma-buf handle: size, fdinfo, name, CPU-access brackets, map, fences. */
+export const DmaBuf = dmabufs.DmaBuf;
+export type DmaBuf = dmabufs.DmaBuf;
+export const CpuAccess = dmabufs.CpuAccess;
+export type CpuAccess = dmabufs.CpuAccess;
+export const isDmaBuf = dmabufs.isDmaBuf;
+/** dma-buf heaps: DmaHeap.list(), DmaHeap.open(name), heap.alloc(size). */
+export const DmaHeap = dmaHeaps.DmaHeap;
+export type DmaHeap = dmaHeaps.DmaHeap;
+/** udmabuf: dma-bufs over memfd pages. */
+export const Udmabuf = udmabufs.Udmabuf;
+export type Udmabuf = udmabufs.Udmabuf;
+/** sync_file: fences as an fd. */
+export const SyncFile = syncFiles.SyncFile;
+export type SyncFile = syncFiles.SyncFile;
+/** DRM devices: Drm.devices(), Drm.open(); PRIME export/import, dumb buffers, vgem fences. */
+export const Drm = drms.Drm;
+export const DrmDevice = drms.DrmDevice;
+export type DrmDevice = drms.DrmDevice;
+export const GemBuffer = drms.GemBuffer;
+export type GemBuffer = drms.GemBuffer;
+import * as cudas from './cuda';
+/** NVIDIA GPU memory as a dma-buf (libcuda through the optional koffi, loaded on first use). */
+export const Cuda = cudas.Cuda;

@@ -116,6 +116,28 @@ export interface Binding {
   /** The address of the view's first byte. */
   viewAddress(view: ArrayBufferView): number;
   nvmeConstants: Record<'NVME_IOCTL_ID' | 'NVME_IOCTL_ADMIN64_CMD' | 'NVME_IOCTL_IO64_CMD', number>;
+  /** ioctl whose result (fdOffset -1) or s32 at fdOffset in the view is a new fd, wrapped at once; throws a native SysError. */
+  ioctlFd(fd: number, request: number, arg: ArrayBufferView, fdOffset: number): NativeFd;
+  /** The promise form (view copied in and back, as ioctlAsync); `keepAlive` referenced until settled. */
+  ioctlFdAsync(fd: number, request: number, arg: ArrayBufferView, fdOffset: number, keepAlive?: object): Promise<NativeFd>;
+  /** fcntl(F_DUPFD_CLOEXEC); throws a native SysError. */
+  dupFd(fd: number): NativeFd;
+  /** poll(2) on one fd, blocking: revents, 0 on timeout, or -errno. */
+  pollSync(fd: number, events: number, timeoutMs: number): number;
+  dmabufConstants: Record<'POLLIN' | 'POLLOUT' | 'POLLERR' | 'POLLNVAL' | 'O_RDONLY' | 'O_RDWR' | 'O_CLOEXEC', number>;
+  /** fcntl(F_ADD_SEALS) / fcntl(F_GET_SEALS); throw a native SysError. */
+  addSeals(fd: number, seals: number): void;
+  getSeals(fd: number): number;
+  sealConstants: Record<'F_SEAL_SEAL' | 'F_SEAL_SHRINK' | 'F_SEAL_GROW' | 'F_SEAL_WRITE', number>;
+  /** SYNC_IOC_FILE_INFO with its fence array; throws a native SysError. */
+  syncFileInfo(fd: number): {
+    name: string;
+    status: number;
+    flags: number;
+    fences: { obj: string; driver: string; status: number; flags: number; timestampNs: bigint }[];
+  };
+  /** DRM_IOCTL_VERSION with its strings; throws a native SysError. */
+  drmVersion(fd: number): { major: number; minor: number; patchlevel: number; name: string; date: string; desc: string };
 }
 
 function load(): Binding {

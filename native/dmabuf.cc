@@ -1,0 +1,160 @@
+// Fd-creating ioctls and fd helpers behind lib/dmabuf.ts, lib/dma-heap.ts,
+// lib/udmabuf.ts, lib/drm.ts and lib/sync-file.ts.
+//
+// dma-heap ALLOC, UDMABUF_CREATE, PRIME_HANDLE_TO_FD, EXPORT_SYNC_FILE and
+// SYNC_IOC_MERGE all hand back a new fd, either as the ioctl's result or in
+// a field of the argument. Here that fd is wrapped in a native Fd before JS
+// sees it, so it cannot leak between the syscall and the handle: not when a
+// promise is abandoned (an AbortSignal) nor when JS throws in between.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "async.h"
+#include "errors.h"
+#include "handle.h"
+#include "modules.h"
+#include "views.h"
+
+namespace p2pdma {
+namespace {
+
+// The argument views these ioctls take are small structs (a udmabuf list of
+// a few thousand items at most).
+constexpr size_t kMaxArg = 1 << 20;
+
+// The new fd: the ioctl's result (offset < 0) or the s32 at `offset`.
+int NewFd(int result, const uint8_t* arg, int offset) {
+  if (offset < 0) return result;
+  int32_t fd;
+  memcpy(&fd, arg + offset, sizeof fd);
+  return fd;
+}
+
+void ArgView(const Napi::CallbackInfo& info, size_t i, int offset, void** data, size_t* bytes) {
+  Napi::Env env = info.Env();
+  if (!ViewBytes(env, info[i], data, bytes)) ThrowType(env, "arg");
+  if (*bytes > kMaxArg) ThrowRange(env, "arg");
+  if (offset >= 0 && static_cast<size_t>(offset) + 4 > *bytes) ThrowRange(env, "fdOffset");
+}
+
+int32_t OffsetArg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Env env = info.Env();
+  if (!info[i].IsNumber()) ThrowType(env, "fdOffset");
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!IsIntegerIn(d, -1, kMaxArg)) ThrowRange(env, "fdOffset");
+  return static_cast<int32_t>(d);
+}
+
+// ioctlFd(fd, request, view, fdOffset) -> Fd. The kernel works on the view
+// in place; throws SysError('ioctl').
+Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  uint32_t req = U32Arg(info, 1);
+  int32_t offset = OffsetArg(info, 3);
+  void* data;
+  size_t bytes;
+  ArgView(info, 2, offset, &data, &bytes);
+  int r = ::ioctl(fd, static_cast<unsigned long>(req), data);
+  if (r == -1) ThrowSys(env, errno, "ioctl", fd);
+  return FdWrap::New(env, NewFd(r, static_cast<uint8_t*>(data), offset));
+}
+
+// The promise form: the view is copied in, and back when it settles (if it
+// still has the same length), as ioctlAsync does. The new fd is wrapped on
+// the JS thread whatever JS decided meanwhile; lib/ closes it if the caller
+// aborted.
+class IoctlFdWorker : public PromiseWorker {
+ public:
+  IoctlFdWorker(Napi::Env env, int fd, unsigned long req, int offset, Napi::Value view, const void* data, size_t bytes)
+      : PromiseWorker(env, "p2pdma:ioctlFd", "ioctl", fd),
+        fd_(fd),
+        req_(req),
+        offset_(offset),
+        view_(Napi::Persistent(view.As<Napi::Object>())),
+        copy_(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + bytes) {}
+
+ protected:
+  void Run() override {
+    result_ = ::ioctl(fd_, req_, copy_.data());
+    if (result_ == -1) err_ = errno;
+  }
+  Napi::Value Result(Napi::Env env) override { return FdWrap::New(env, NewFd(result_, copy_.data(), offset_)); }
+  void Settled(Napi::Env env) override {
+    void* data = nullptr;
+    size_t bytes = 0;
+    if (!ViewBytes(env, view_.Value(), &data, &bytes) || data == nullptr || bytes != copy_.size()) return;
+    memcpy(data, copy_.data(), bytes);
+  }
+
+ private:
+  int fd_;
+  unsigned long req_;
+  int offset_;
+  int result_ = 0;
+  Napi::ObjectReference view_;
+  std::vector<uint8_t> copy_;
+};
+
+// ioctlFdAsync(fd, request, view, fdOffset, keepAlive?) -> Promise<Fd>.
+Napi::Value IoctlFdAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  uint32_t req = U32Arg(info, 1);
+  int32_t offset = OffsetArg(info, 3);
+  void* data;
+  size_t bytes;
+  ArgView(info, 2, offset, &data, &bytes);
+  auto* w = new IoctlFdWorker(env, fd, req, offset, info[2], data, bytes);
+  w->Keep(info[4]);
+  return w->Start();
+}
+
+// dupFd(fd) -> Fd: fcntl(F_DUPFD_CLOEXEC); throws SysError('fcntl').
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  int r = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (r == -1) ThrowSys(env, errno, "fcntl", fd);
+  return FdWrap::New(env, r);
+}
+
+// pollSync(fd, events, timeoutMs) -> revents (0: timed out) or -errno.
+// Blocks the calling thread: the xSync forms of waits.
+Napi::Value PollSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct pollfd p = {FdArg(info, 0), static_cast<short>(U32Arg(info, 1)), 0};
+  if (!info[2].IsNumber()) ThrowType(env, "timeoutMs");
+  double t = info[2].As<Napi::Number>().DoubleValue();
+  if (!IsIntegerIn(t, -1, INT32_MAX)) ThrowRange(env, "timeoutMs");
+  int r;
+  do r = ::poll(&p, 1, static_cast<int>(t));
+  while (r == -1 && errno == EINTR);
+  return Napi::Number::New(env, r == -1 ? -errno : r == 0 ? 0 : p.revents);
+}
+
+}  // namespace
+
+void InitDmabuf(Napi::Env env, Napi::Object exports) {
+  exports.Set("ioctlFd", Napi::Function::New(env, IoctlFd, "ioctlFd"));
+  exports.Set("ioctlFdAsync", Napi::Function::New(env, IoctlFdAsync, "ioctlFdAsync"));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
+  exports.Set("pollSync", Napi::Function::New(env, PollSync, "pollSync"));
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("POLLIN", Napi::Number::New(env, POLLIN));
+  c.Set("POLLOUT", Napi::Number::New(env, POLLOUT));
+  c.Set("POLLERR", Napi::Number::New(env, POLLERR));
+  c.Set("POLLNVAL", Napi::Number::New(env, POLLNVAL));
+  c.Set("O_RDONLY", Napi::Number::New(env, O_RDONLY));
+  c.Set("O_RDWR", Napi::Number::New(env, O_RDWR));
+  c.Set("O_CLOEXEC", Napi::Number::New(env, O_CLOEXEC));
+  exports.Set("dmabufConstants", c);
+}
+
+}  // namespace p2pdma
