@@ -35,7 +35,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { abortError, closedError, type CodedError, fromNative, invalidArgType, invalidArgValue, outOfRange, type SystemError, validateObject, wrap } from './errors';
-import { Fd, holdDuring } from './handle';
+import { Fd, hold } from './handle';
 import { ioctlSync } from './ioctl';
 import { Mapping, maxViewLength } from './mmap';
 import { native } from './native';
@@ -316,23 +316,46 @@ function pump(): void {
   }
 }
 
+function slotDone(): void {
+  inFlight--;
+  pump();
+}
+
+/** Starts `start` in a slot taken by the caller; the slot is freed when its promise settles. */
+function inSlot<T>(start: () => Promise<T>): Promise<T> {
+  let p: Promise<T>;
+  try {
+    p = start();
+  } catch (e) {
+    slotDone();
+    return Promise.reject(e);
+  }
+  // One reaction, not finally() + then(): each promise hop is costly under emulation.
+  return p.then(
+    (v) => {
+      slotDone();
+      return v;
+    },
+    (e: unknown) => {
+      slotDone();
+      throw e;
+    },
+  );
+}
+
 /** Runs `start` once a pool slot is free; the slot is released when its promise settles. */
 function throttled<T>(signal: AbortSignal | undefined, caller: Function, start: () => Promise<T>): Promise<T> {
   if (signal?.aborted) return Promise.reject(abortError(signal.reason, caller));
+  // Fast path: a free slot and nobody queued ahead.
+  if (inFlight < maxInFlight && waiting.length === 0) {
+    inFlight++;
+    return inSlot(start);
+  }
   return new Promise<T>((resolve, reject) => {
     const entry = {
       start() {
         signal?.removeEventListener('abort', onAbort);
-        let p: Promise<T>;
-        try {
-          p = start();
-        } catch (e) {
-          p = Promise.reject(e);
-        }
-        p.finally(() => {
-          inFlight--;
-          pump();
-        }).then(resolve, reject);
+        inSlot(start).then(resolve, reject);
       },
       abort(e: unknown) {
         reject(e);
@@ -663,10 +686,10 @@ export class Nvme implements Disposable, AsyncDisposable {
       const signal = signalOf(options, caller);
       const { target, pos } = this.#checkIo(buf, offset, length, options as object, caller);
       return throttled(signal, caller, () =>
-        this.#held(caller, (fd) =>
-          native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this).then(undefined, (e: unknown) => {
-            throw this.#ioError(e, target, write);
-          }),
+        this.#held(
+          caller,
+          (fd) => native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this),
+          (e) => this.#ioError(e, target, write),
         ),
       );
     } catch (e) {
@@ -722,9 +745,26 @@ export class Nvme implements Disposable, AsyncDisposable {
   }
 
   /** Holds the fd while the started operation runs; a handle closed while queued rejects. */
-  #held<T>(caller: Function, start: (fd: number) => Promise<T>): Promise<T> {
+  #held<T>(caller: Function, start: (fd: number) => Promise<T>, onError: (e: unknown) => unknown): Promise<T> {
     if (this.#fd.closed) return Promise.reject(closedError(`Nvme '${this.path}'`, caller));
-    return holdDuring(this.#fd, () => start(this.#fd.fd));
+    const release = hold(this.#fd);
+    let p: Promise<T>;
+    try {
+      p = start(this.#fd.fd);
+    } catch (e) {
+      release();
+      return Promise.reject(onError(e));
+    }
+    return p.then(
+      (v) => {
+        release();
+        return v;
+      },
+      (e: unknown) => {
+        release();
+        throw onError(e);
+      },
+    );
   }
 
   /** A SystemError with the path; EREMOTEIO into or from p2pmem says why the devices cannot reach each other. */
@@ -768,6 +808,7 @@ export class Nvme implements Disposable, AsyncDisposable {
               throw c.target === undefined ? fromNative(e, { path: this.path, request: c.request }) : this.#ioError(e, c.target, (c.opcode & 1) === 1, c.request);
             },
           ),
+          (e) => e,
         ),
       );
     } catch (e) {

@@ -71,7 +71,10 @@ t.test('allocate() takes memory from the pool and close() gives it back', guest,
   t.equal(buf.provider, b.bdf);
   t.equal(buf.length, size);
   const during = available();
-  t.ok(before - during >= size, `available dropped by at least ${size} (${before} -> ${during})`);
+  // The files running beside this one hold at most a few MiB of the same CMB
+  // at a time, and may take or return it between two readings.
+  const slack = 4 * MiB;
+  t.ok(before - during >= size - slack, `available dropped by ${size} give or take the other files' ${slack} (${before} -> ${during})`);
   const bytes = new Uint8Array(buf.buffer);
   bytes.fill(0x5a);
   t.equal(bytes[size - 1], 0x5a, 'the device memory is read-write through the mapping');
@@ -79,7 +82,7 @@ t.test('allocate() takes memory from the pool and close() gives it back', guest,
   t.equal(buf.closed, true);
   t.equal(bytes.length, 0, 'views are detached by close()');
   const after = available();
-  t.ok(after - during >= size, `available back up by at least ${size} (${during} -> ${after})`);
+  t.ok(after - during >= size - slack, `available back up by ${size} give or take ${slack} (${during} -> ${after})`);
   buf.close();
   t.pass('close() is idempotent');
 });
