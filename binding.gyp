@@ -12,7 +12,10 @@
         "native/ioctl.cc",
         "native/mmap.cc",
         "native/memfd.cc",
-        "native/capabilities.cc"
+        "native/capabilities.cc",
+        "native/rdma_lib.cc",
+        "native/rdma.cc",
+        "native/rdma_cm.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

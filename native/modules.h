@@ -13,5 +13,7 @@ void InitMemfd(Napi::Env env, Napi::Object exports);
 void InitCapabilities(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
 void InitEventfd(Napi::Env env, Napi::Object exports);
+void InitRdma(Napi::Env env, Napi::Object exports);
+void InitRdmaCm(Napi::Env env, Napi::Object exports);
 
 }  // namespace p2pdma

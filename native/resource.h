@@ -50,6 +50,8 @@ class EnvState {
 
   // Constructors native code instantiates.
   Napi::FunctionReference fd_class;
+  // rdma_cm ids made for incoming connections (native/rdma_cm.cc).
+  Napi::FunctionReference rdma_cm_id_class;
 
  private:
   static void OnTeardown(napi_async_cleanup_hook_handle handle, void* arg);
