@@ -18,6 +18,8 @@ import * as memfds from './memfd';
 import * as mmaps from './mmap';
 import { native } from './native';
 import * as polls from './poll';
+import * as rdmas from './rdma';
+import * as rdmaCm from './rdma-cm';
 
 export type {
   Capabilities,
@@ -40,6 +42,25 @@ export type { MemfdOptions } from './memfd';
 export type { AbortOptions, MapFlag, MmapOptions, MsyncFlag, Prot } from './mmap';
 export type { EventFdOptions, EventFdReadOptions } from './eventfd';
 export type { PollEvent, PollerOptions, PollOnceOptions } from './poll';
+export type {
+  LocalBuffer,
+  QueuePairInfo,
+  QueuePairOptions,
+  RdmaAccess,
+  RdmaCompletion,
+  RdmaCompletionError,
+  RdmaDeviceAttributes,
+  RdmaDeviceInfo,
+  RdmaGid,
+  RdmaOp,
+  RdmaPort,
+  RdmaPortAttributes,
+  RdmaTarget,
+  RegisterOptions,
+  RemoteRegion,
+  WorkRequest,
+} from './rdma';
+export type { CmEndpoint, ConnectionOptions } from './rdma-cm';
 
 // ioctl
 /** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/ioctl.ts. */
@@ -93,3 +114,21 @@ export const capabilities = caps.capabilities;
 
 /** PROT_*, MAP_*, MS_* and MFD_* values of this platform. */
 export const constants = Object.freeze({ ...native.mmapConstants, ...native.memfdConstants });
+
+// RDMA
+/** RDMA verbs: devices(), open(), loopbackPair(), and rdma_cm's listen() / connect(). */
+export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect });
+export const RdmaContext = rdmas.RdmaContext;
+export type RdmaContext = rdmas.RdmaContext;
+export const ProtectionDomain = rdmas.ProtectionDomain;
+export type ProtectionDomain = rdmas.ProtectionDomain;
+export const MemoryRegion = rdmas.MemoryRegion;
+export type MemoryRegion = rdmas.MemoryRegion;
+export const CompletionQueue = rdmas.CompletionQueue;
+export type CompletionQueue = rdmas.CompletionQueue;
+export const QueuePair = rdmas.QueuePair;
+export type QueuePair = rdmas.QueuePair;
+export const RdmaConnection = rdmaCm.Connection;
+export type RdmaConnection = rdmaCm.Connection;
+export const RdmaListener = rdmaCm.Listener;
+export type RdmaListener = rdmaCm.Listener;
