@@ -85,9 +85,12 @@ class Channel {
     return id;
   }
 
-  /** Keeps the event loop alive while an attempt waits on the channel. */
+  #refs = 0;
+
+  /** Keeps the event loop alive while someone waits on the channel (counted). */
   ref(on: boolean): void {
-    if (!this.#closed) (on ? this.#poller.ref() : this.#poller.unref());
+    this.#refs += on ? 1 : -1;
+    if (this.#refs === (on ? 1 : 0)) (on ? this.#poller.ref() : this.#poller.unref());
   }
 
   drop(id: NativeCmId): void {
@@ -171,7 +174,13 @@ export class Connection implements Disposable, AsyncDisposable {
   /** Resolves when the peer disconnects. */
   waitDisconnect(): Promise<void> {
     if (this.#disconnected || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#onDisconnect.push(resolve));
+    this.#channel.ref(true);
+    return new Promise((resolve) =>
+      this.#onDisconnect.push(() => {
+        this.#channel.ref(false);
+        resolve();
+      }),
+    );
   }
 
   get closed(): boolean {
@@ -371,7 +380,7 @@ export class Listener implements Disposable {
         if (done) return;
         done = true;
         o.signal?.removeEventListener('abort', onAbort);
-        this.#ch.ref(this.#waiters.length > 0);
+        this.#ch.ref(false);
         if (err !== null) {
           qp?.close();
           if (id !== undefined) {
@@ -410,11 +419,9 @@ export class Listener implements Disposable {
         }
       };
       o.signal?.addEventListener('abort', onAbort, { once: true });
+      this.#ch.ref(true);
       if (this.#queue.length > 0) take();
-      else {
-        this.#waiters.push(take);
-        this.#ch.ref(true);
-      }
+      else this.#waiters.push(take);
     });
   }
 
