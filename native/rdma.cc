@@ -388,6 +388,8 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
     v_->destroy_comp_channel(ch_);
     ThrowSys(env, r, "ibv_req_notify_cq");
   }
+  fd_ = ch_->fd;
+  cqe_ = cq_->cqe;
   AddParent(c, info[0].As<Napi::Object>());
 }
 
@@ -404,12 +406,14 @@ int RdmaCq::Teardown() {
   unacked_ = 0;
   int r = v_->destroy_cq(cq_);
   int r2 = v_->destroy_comp_channel(ch_);
+  cq_ = nullptr;
+  ch_ = nullptr;
   if (r != 0) return -r;
   return r2 == 0 ? 0 : -(r2 > 0 ? r2 : errno);
 }
 
-Napi::Value RdmaCq::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ch_->fd); }
-Napi::Value RdmaCq::GetCqe(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cq_->cqe); }
+Napi::Value RdmaCq::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+Napi::Value RdmaCq::GetCqe(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cqe_); }
 
 // Completions, flattened: stride 6.
 constexpr int kWcStride = 6;
@@ -417,11 +421,12 @@ constexpr int kWcStride = 6;
 // drain(max) -> Float64Array [wr_id, status, opcode, byte_len, vendor_err,
 // qp_num]*: consumes the channel's events (if any), re-arms the CQ, then
 // polls until empty (or `max` completions), so none that arrived before
-// the re-arm is missed. Never blocks.
+// the re-arm is missed. Never blocks. Works after close() until the
+// teardown (QPs still on the CQ keep completing).
 Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t max = U32Arg(info, 0);
-  if (!IsOpen()) ThrowSys(env, EBADF, "ibv_poll_cq");
+  if (cq_ == nullptr) ThrowSys(env, EBADF, "ibv_poll_cq");
   bool evented = false;
   for (;;) {
     ibv_cq* cq;
@@ -488,6 +493,7 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : ResourceWrap<RdmaQp>(info) {
   qp_ = v_->create_qp(pd->pd(), &a);
   if (qp_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_create_qp");
   cap_ = a.cap;  // what the provider granted
+  qp_num_ = qp_->qp_num;
   AddParent(pd, info[0].As<Napi::Object>());
   AddParent(scq, info[1].As<Napi::Object>());
   if (rcq != scq) AddParent(rcq, info[2].As<Napi::Object>());
@@ -505,10 +511,11 @@ Napi::Function RdmaQp::Define(Napi::Env env) {
 
 int RdmaQp::Teardown() {
   int r = v_->destroy_qp(qp_);
+  qp_ = nullptr;
   return r == 0 ? 0 : -r;
 }
 
-Napi::Value RdmaQp::GetQpNum(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), qp_->qp_num); }
+Napi::Value RdmaQp::GetQpNum(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), qp_num_); }
 
 Napi::Value RdmaQp::GetCap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

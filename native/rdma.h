@@ -90,8 +90,10 @@ class RdmaCq : public ResourceWrap<RdmaCq> {
   Napi::Value GetCqe(const Napi::CallbackInfo& info);
   const Verbs* v_ = nullptr;
   ibv_comp_channel* ch_ = nullptr;
-  ibv_cq* cq_ = nullptr;
+  ibv_cq* cq_ = nullptr;  // null once torn down
   unsigned unacked_ = 0;
+  int fd_ = -1;
+  int cqe_ = 0;
 };
 
 class RdmaQp : public ResourceWrap<RdmaQp> {
@@ -115,6 +117,7 @@ class RdmaQp : public ResourceWrap<RdmaQp> {
   const Verbs* v_ = nullptr;
   ibv_qp* qp_ = nullptr;
   ibv_qp_cap cap_ = {};
+  uint32_t qp_num_ = 0;
 };
 
 }  // namespace p2pdma

@@ -30,14 +30,16 @@ class CmChannel : public ResourceWrap<CmChannel> {
  protected:
   int Teardown() override {
     c_->destroy_event_channel(ch_);
+    ch_ = nullptr;
     return 0;
   }
 
  private:
-  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ch_->fd); }
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
   Napi::Value GetEvent(const Napi::CallbackInfo& info);
   const RdmaCm* c_ = nullptr;
   rdma_event_channel* ch_ = nullptr;
+  int fd_ = -1;
 };
 
 class CmId : public ResourceWrap<CmId> {
@@ -125,6 +127,7 @@ CmChannel::CmChannel(const Napi::CallbackInfo& info) : ResourceWrap<CmChannel>(i
     c_->destroy_event_channel(ch_);
     ThrowSys(env, err, "fcntl");
   }
+  fd_ = ch_->fd;
 }
 
 Napi::Function CmChannel::Define(Napi::Env env) {
@@ -136,10 +139,11 @@ Napi::Function CmChannel::Define(Napi::Env env) {
 
 // getEvent() -> undefined (none pending) or { event, name, status, id,
 // listenId?, privateData? }. A connect request's new id comes as a new CmId
-// (child of this channel) in `id`.
+// (child of this channel) in `id`. Works after close() until the teardown:
+// ids still on the channel get their events (DISCONNECTED).
 Napi::Value CmChannel::GetEvent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!IsOpen()) ThrowSys(env, EBADF, "rdma_get_cm_event");
+  if (ch_ == nullptr) ThrowSys(env, EBADF, "rdma_get_cm_event");
   rdma_cm_event* ev = nullptr;
   if (c_->get_cm_event(ch_, &ev) != 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Undefined();
