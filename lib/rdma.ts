@@ -604,7 +604,18 @@ export class ProtectionDomain extends RdmaResource {
   }
 }
 
-/** A registered memory region. */
+/**
+ * A registered memory region. It keeps its target referenced, and the NIC
+ * has the pages pinned until close().
+ *
+ * Host memory that JS can detach is a hazard no library can fully close:
+ * an ArrayBuffer moved away by `transfer()` (or `postMessage`) and then
+ * collected frees memory the MR still pins, and a peer allowed to write
+ * (remote-write) then writes into whatever the allocator put there. Local
+ * work requests on such an MR are refused (ERR_P2PDMA_CLOSED); for memory
+ * peers write into, register a Mapping (e.g. of a memfd): its pages stay the
+ * file's, whatever JS does with the views.
+ */
 export class MemoryRegion extends RdmaResource implements RemoteRegion {
   readonly pd: ProtectionDomain;
   readonly lkey: number;
@@ -1119,6 +1130,14 @@ export class QueuePair extends RdmaResource {
   }
 }
 
+/** Whether registered host memory was detached (transfer(), postMessage) since. */
+function detached(target: unknown): boolean {
+  if (target instanceof ArrayBuffer) return target.byteLength === 0;
+  if (ArrayBuffer.isView(target)) return target.buffer.byteLength === 0;
+  if (target instanceof Mapping) return target.unmapped;
+  return false;
+}
+
 function toLocal(v: unknown, caller: Function): { mr: MemoryRegion; offset: number; length: number } {
   let mr: unknown;
   let offset = 0;
@@ -1132,6 +1151,7 @@ function toLocal(v: unknown, caller: Function): { mr: MemoryRegion; offset: numb
   }
   if (!(mr instanceof MemoryRegion)) throw invalidArgType('local', 'a MemoryRegion or { mr, offset?, length? }', v, caller);
   if (mr.closed) throw closedError('MemoryRegion (deregistered)', caller);
+  if (detached(mr.target)) throw closedError('MemoryRegion (its ArrayBuffer was detached or transferred)', caller);
   if (offset > mr.length) throw outOfRange('local.offset', `<= ${mr.length} (the memory region's length)`, offset, caller);
   if (length === undefined) length = mr.length - offset;
   if (offset + length > mr.length) throw outOfRange('local.length', `<= ${mr.length - offset} (the memory region's length after offset)`, length, caller);

@@ -326,4 +326,44 @@ t.test('registerDmaBuf on rxe: EOPNOTSUPP, saying the driver has no dma-buf MRs'
   });
 });
 
+t.test('an MR whose ArrayBuffer was transferred away is refused for local work', guest, async (t) => {
+  const s = setup(t);
+  const ab = new ArrayBuffer(8192);
+  const mr = s.mr(ab, 'local-write');
+  const dst = s.mr(Buffer.alloc(8192));
+  const moved = (ab as ArrayBuffer & { transfer(): ArrayBuffer }).transfer();
+  await t.rejects(s.a.write(mr, dst), { code: 'ERR_P2PDMA_CLOSED', message: /detached or transferred/ });
+  t.equal(moved.byteLength, 8192);
+});
+
+t.test('a worker that exits with open RDMA objects and work in flight tears them down', guest, async (t) => {
+  const { Worker } = await import('node:worker_threads');
+  const path = await import('node:path');
+  const lib = path.join(__dirname, '..', '..', 'lib', 'index');
+  const code = `
+    const { Rdma } = require(${JSON.stringify(lib)});
+    const { parentPort } = require('node:worker_threads');
+    const ctx = Rdma.open('rxe0');
+    const pd = ctx.allocPd();
+    const [a, b] = Rdma.loopbackPair(pd);
+    const mr = pd.registerMemorySync(Buffer.alloc(1 << 16), ['local-write', 'remote-write']);
+    for (let i = 0; i < 8; i++) b.recv(mr).catch(() => {});
+    a.write(mr, mr).catch(() => {});
+    parentPort.postMessage('ready');
+  `;
+  for (const end of ['exit', 'terminate'] as const) {
+    const w = new Worker(code, { eval: true });
+    await new Promise((r) => w.once('message', r));
+    if (end === 'terminate') await w.terminate();
+    const exit = await new Promise<number>((r) => (w.threadId === -1 ? r(0) : w.once('exit', r)));
+    t.ok(exit === 0 || exit === 1, `worker ${end}: exit ${exit}, no crash`);
+  }
+  // The device still works for this thread.
+  const s = setup(t);
+  const src = s.mr(Buffer.alloc(64, 7), 'local-write');
+  const dst = s.mr(Buffer.alloc(64));
+  await s.a.write(src, dst);
+  t.ok((dst.target as Buffer).equals(Buffer.alloc(64, 7)));
+});
+
 if (!inGuest) t.pass('guest-only file');
