@@ -76,17 +76,31 @@ async function addonBw(pd, size) {
     const wr = { op: 'write', local: src, remote: dst };
     let posted = 0;
     const t0 = process.hrtime.bigint();
-    // Keep QD in flight: refill as each completes.
+    // Keep QD in flight: the completions one CQ drain delivers are
+    // replaced by one chain (the batch form), posted after them.
     await new Promise((resolve, reject) => {
       let done = 0;
-      const one = () => {
-        posted++;
-        a.post([wr])[0].then(() => {
-          if (++done === n) resolve();
-          else if (posted < n) one();
-        }, reject);
+      let free = 0;
+      let flushing = false;
+      const flush = () => {
+        flushing = false;
+        const k = Math.min(free, n - posted);
+        free = 0;
+        if (k > 0) post(k);
       };
-      for (let i = 0; i < Math.min(QD, n); i++) one();
+      const onDone = () => {
+        if (++done === n) return resolve();
+        free++;
+        if (!flushing) {
+          flushing = true;
+          queueMicrotask(flush);
+        }
+      };
+      const post = (k) => {
+        posted += k;
+        for (const p of a.post(new Array(k).fill(wr))) p.then(onDone, reject);
+      };
+      post(Math.min(QD, n));
     });
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
     return (n * size) / s / 1e6;
