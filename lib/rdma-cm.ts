@@ -13,7 +13,7 @@
  */
 import * as net from 'node:net';
 
-import { abortError, type CodedError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from './errors';
+import { abortError, type CodedError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject } from './errors';
 import { native, type NativeCmChannel, type NativeCmEvent, type NativeCmId } from './native';
 import { Poller } from './poll';
 import { type CompletionQueue, type ProtectionDomain, type QueuePair, type QueuePairOptions, Rdma, rdmaError, type RdmaContext } from './rdma';
@@ -75,7 +75,14 @@ class Channel {
   #closed = false;
 
   constructor() {
-    this.n = new native.CmChannel();
+    try {
+      this.n = new native.CmChannel();
+    } catch (e) {
+      const err = rdmaError(e) as SystemError;
+      // librdmacm opens /dev/infiniband/rdma_cm (the rdma_ucm module).
+      if (err.code === 'ENOENT') err.message += ': /dev/infiniband/rdma_cm is missing: the kernel has no RDMA/CM for userspace (CONFIG_INFINIBAND_ADDR_TRANS, module rdma_ucm)';
+      throw err;
+    }
     this.#poller = new Poller(this.n.fd, (err) => this.#onReadable(err), { ref: false });
   }
 
