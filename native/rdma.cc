@@ -256,6 +256,12 @@ Napi::Function RdmaMr::Define(Napi::Env env) {
   return DefineClass(env, "RdmaMr", props);
 }
 
+// A buffer stays referenced while registered. An address (a Mapping's) is
+// not an object: lib/rdma.ts keeps the Mapping.
+void RdmaMr::KeepTarget(Napi::Value v) {
+  if (v.IsObject()) target_ = Napi::Persistent(v.As<Napi::Object>());
+}
+
 int RdmaMr::Teardown() {
   target_.Reset();
   if (mr_ == nullptr) return 0;
@@ -310,7 +316,7 @@ Napi::Value RdmaMr::Register(const Napi::CallbackInfo& info) {
   errno = 0;
   mr_ = v_->reg_mr(pd_, r.addr, r.len, r.access);
   if (mr_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_reg_mr");
-  target_ = Napi::Persistent(info[0]);
+  KeepTarget(info[0]);
   return info.This();
 }
 
@@ -322,7 +328,7 @@ Napi::Value RdmaMr::RegisterAsync(const Napi::CallbackInfo& info) {
   auto* w = new RegWorker(env, this, r.addr, r.len, r.access);
   w->Keep(info[0]);
   w->Keep(info.This());
-  target_ = Napi::Persistent(info[0]);
+  KeepTarget(info[0]);
   return w->Start();
 }
 

@@ -67,10 +67,11 @@ class RdmaMr : public ResourceWrap<RdmaMr> {
   Napi::Value RegisterAsync(const Napi::CallbackInfo& info);
   Napi::Value RegisterDmaBuf(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
+  void KeepTarget(Napi::Value v);
   const Verbs* v_ = nullptr;
   ibv_pd* pd_ = nullptr;
   ibv_mr* mr_ = nullptr;
-  Napi::Reference<Napi::Value> target_;
+  Napi::ObjectReference target_;
 };
 
 class RdmaCq : public ResourceWrap<RdmaCq> {
