@@ -642,6 +642,19 @@ export class MemoryRegion extends RdmaResource implements RemoteRegion {
     this.target = target;
   }
 
+  #uses = 0;
+
+  /**
+   * @internal One more work request uses the MR: it stays registered until
+   * the returned release runs (one native hold for all of them).
+   */
+  use(): () => void {
+    if (this.#uses++ === 0) this.native.hold();
+    return () => {
+      if (--this.#uses === 0) this.native.unhold();
+    };
+  }
+
   /** What a peer needs to WRITE or READ this region: { addr, rkey, length }. */
   remote(): RemoteRegion {
     return { addr: this.addr, rkey: this.rkey, length: this.length };
@@ -1045,11 +1058,7 @@ export class QueuePair extends RdmaResource {
       const cq = e.list === 'send' ? this.sendCq : this.recvCq;
       promises.push(
         new Promise<RdmaCompletion>((resolve, reject) => {
-          if (e.mr !== undefined) {
-            e.mr.native.hold();
-            const n = e.mr.native;
-            e.pending.release.push(() => n.unhold());
-          }
+          if (e.mr !== undefined) e.pending.release.push(e.mr.use());
           cq.add(e.wrId, { ...e.pending, resolve, reject });
           if (e.list === 'send') this.#sends++;
           else this.#recvs++;
