@@ -116,19 +116,15 @@ export const capabilities = caps.capabilities;
 export const constants = Object.freeze({ ...native.mmapConstants, ...native.memfdConstants });
 
 // RDMA
-/** RDMA verbs: devices(), open(), loopbackPair(), and rdma_cm's listen() / connect(). */
+/**
+ * RDMA verbs: devices(), open(), loopbackPair(), library(), and rdma_cm's
+ * listen() / connect(). The classes are reached through it (types only here).
+ */
 export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect });
-export const RdmaContext = rdmas.RdmaContext;
 export type RdmaContext = rdmas.RdmaContext;
-export const ProtectionDomain = rdmas.ProtectionDomain;
 export type ProtectionDomain = rdmas.ProtectionDomain;
-export const MemoryRegion = rdmas.MemoryRegion;
 export type MemoryRegion = rdmas.MemoryRegion;
-export const CompletionQueue = rdmas.CompletionQueue;
 export type CompletionQueue = rdmas.CompletionQueue;
-export const QueuePair = rdmas.QueuePair;
 export type QueuePair = rdmas.QueuePair;
-export const RdmaConnection = rdmaCm.Connection;
 export type RdmaConnection = rdmaCm.Connection;
-export const RdmaListener = rdmaCm.Listener;
 export type RdmaListener = rdmaCm.Listener;
