@@ -38,8 +38,13 @@ vm-shell: build
 test:
 	scripts/test-all.sh
 
+# The flow on the patched kernel (DEMO_KERNEL), then on the baseline kernel,
+# whose RDMA step shows the refusal the series removes.
+DEMO_KERNEL ?= patched
 demo: build
-	$(CLI) vm run --kernel $(KERNEL) --topology $(TOPOLOGY) $(VMFLAGS) -- node scripts/demo.js
+	$(CLI) vm run --kernel $(DEMO_KERNEL) --topology $(TOPOLOGY) $(VMFLAGS) -- node scripts/demo.js
+	@echo "== the same on the baseline kernel (pristine 6.12)"
+	$(CLI) vm run --kernel baseline --topology $(TOPOLOGY) -- node scripts/demo.js
 
 bench: build
 	npm run bench --silent

@@ -17,7 +17,10 @@
         "native/dmabuf.cc",
         "native/udmabuf.cc",
         "native/sync-file.cc",
-        "native/drm.cc"
+        "native/drm.cc",
+        "native/rdma_lib.cc",
+        "native/rdma.cc",
+        "native/rdma_cm.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -21,6 +21,8 @@ import * as polls from './poll';
 import * as p2pmems from './p2pmem';
 import * as pci from './pci';
 import * as nvmes from './nvme';
+import * as rdmas from './rdma';
+import * as rdmaCm from './rdma-cm';
 
 export type {
   Capabilities,
@@ -43,6 +45,25 @@ export type { MemfdOptions } from './memfd';
 export type { AbortOptions, MapFlag, MmapOptions, MsyncFlag, Prot } from './mmap';
 export type { EventFdOptions, EventFdReadOptions } from './eventfd';
 export type { PollEvent, PollerOptions, PollOnceOptions } from './poll';
+export type {
+  LocalBuffer,
+  QueuePairInfo,
+  QueuePairOptions,
+  RdmaAccess,
+  RdmaCompletion,
+  RdmaCompletionError,
+  RdmaDeviceAttributes,
+  RdmaDeviceInfo,
+  RdmaGid,
+  RdmaOp,
+  RdmaPort,
+  RdmaPortAttributes,
+  RdmaTarget,
+  RegisterOptions,
+  RemoteRegion,
+  WorkRequest,
+} from './rdma';
+export type { CmEndpoint, ConnectionOptions } from './rdma-cm';
 
 // ioctl
 /** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/ioctl.ts. */
@@ -160,3 +181,16 @@ export type GemBuffer = drms.GemBuffer;
 import * as cudas from './cuda';
 /** NVIDIA GPU memory as a dma-buf (libcuda through the optional koffi, loaded on first use). */
 export const Cuda = cudas.Cuda;
+// RDMA
+/**
+ * RDMA verbs: devices(), open(), loopbackPair(), library(), and rdma_cm's
+ * listen() / connect(). The classes are reached through it (types only here).
+ */
+export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect });
+export type RdmaContext = rdmas.RdmaContext;
+export type ProtectionDomain = rdmas.ProtectionDomain;
+export type MemoryRegion = rdmas.MemoryRegion;
+export type CompletionQueue = rdmas.CompletionQueue;
+export type QueuePair = rdmas.QueuePair;
+export type RdmaConnection = rdmaCm.Connection;
+export type RdmaListener = rdmaCm.Listener;

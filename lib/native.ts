@@ -55,6 +55,69 @@ export interface NativeWatcher extends NativeResource {
   onevent?: (status: number, events: number) => void;
 }
 
+/** An RDMA memory region, registered once by one of its register calls (native/rdma.cc). */
+export interface NativeRdmaMr extends NativeResource {
+  register(target: ArrayBuffer | SharedArrayBuffer | ArrayBufferView, offset: number, length: number, access: number): NativeRdmaMr;
+  register(address: bigint, length: number, access: number): NativeRdmaMr;
+  registerAsync(target: ArrayBuffer | SharedArrayBuffer | ArrayBufferView, offset: number, length: number, access: number): Promise<NativeRdmaMr>;
+  registerAsync(address: bigint, length: number, access: number): Promise<NativeRdmaMr>;
+  registerDmaBuf(fd: number, offset: number, length: number, iova: bigint, access: number): NativeRdmaMr;
+  info(): { lkey: number; rkey: number; addr: bigint; length: number } | undefined;
+}
+
+/** A CQ with its non-blocking completion channel. */
+export interface NativeRdmaCq extends NativeResource {
+  readonly fd: number;
+  readonly cqe: number;
+  /** Up to `max` completions, flat: [wrId, status, opcode, byteLen, vendorErr, qpNum]*. */
+  drain(max: number): Float64Array;
+}
+
+/** An RC QP. */
+export interface NativeRdmaQp extends NativeResource {
+  readonly qpNum: number;
+  readonly cap: { maxSendWr: number; maxRecvWr: number; maxSendSge: number; maxRecvSge: number; maxInlineData: number };
+  /** ibv_modify_qp with the fields present -> 0 or -errno. */
+  modify(attrs: Record<string, unknown>): number;
+  /** -> [posted, 0 | -errno]. */
+  postSend(wrs: unknown[][]): [number, number];
+  postRecv(wrs: unknown[][]): [number, number];
+}
+
+/** An rdma_cm event channel (native/rdma_cm.cc). */
+export interface NativeCmChannel extends NativeResource {
+  readonly fd: number;
+  getEvent(): NativeCmEvent | undefined;
+}
+
+export interface NativeCmEvent {
+  event: number;
+  /** rdma_event_str(): 'RDMA_CM_EVENT_ESTABLISHED', ... */
+  name: string;
+  status: number;
+  id?: NativeCmId;
+  listenId?: NativeCmId;
+  privateData?: Buffer;
+  responderResources: number;
+  initiatorDepth: number;
+}
+
+export interface NativeCmId extends NativeResource {
+  bind(address: string, port: number): number;
+  listen(backlog: number): number;
+  resolveAddr(address: string, port: number, timeoutMs: number): number;
+  resolveRoute(timeoutMs: number): number;
+  initQp(qp: NativeRdmaQp, state: number, accessFlags?: number): number;
+  connect(qpNum: number, responderResources: number, initiatorDepth: number): number;
+  accept(qpNum: number, responderResources: number, initiatorDepth: number): number;
+  reject(): number;
+  establish(): number;
+  disconnect(): number;
+  info(): { device?: string; portNum?: number; local?: { address: string; port: number }; remote?: { address: string; port: number } };
+}
+
+type RdmaLibrary = { ok: true; dmabuf?: boolean } | { ok: false; library: string; symbol?: string; dlerror: string };
+
 export interface Binding {
   /**
    * The C library's errno names (strerrorname_np; none without it) and
@@ -104,6 +167,22 @@ export interface Binding {
   /** memfd_create(name, flags | MFD_CLOEXEC); throws a native SysError. */
   memfdCreate(name: string, flags: number): NativeFd;
   memfdConstants: Record<'MFD_CLOEXEC' | 'MFD_ALLOW_SEALING', number>;
+  RdmaContext: new (name: string) => NativeResource & Record<string, Function>;
+  RdmaPd: new (context: NativeResource) => NativeResource;
+  RdmaMr: new (pd: NativeResource) => NativeRdmaMr;
+  RdmaCq: new (context: NativeResource, cqe: number) => NativeRdmaCq;
+  RdmaQp: new (pd: NativeResource, sendCq: NativeRdmaCq, recvCq: NativeRdmaCq, cap: Record<string, number>) => NativeRdmaQp;
+  rdmaDevices(): { name: string; guid: string; nodeType: number; transportType: number }[];
+  rdmaLibrary(which: 'verbs' | 'rdmacm'): RdmaLibrary;
+  rdmaWcStatusStr(status: number): string;
+  rdmaConstants: Record<
+    | 'IBV_ACCESS_LOCAL_WRITE' | 'IBV_ACCESS_REMOTE_WRITE' | 'IBV_ACCESS_REMOTE_READ' | 'IBV_ACCESS_REMOTE_ATOMIC'
+    | 'IBV_WR_RDMA_WRITE' | 'IBV_WR_RDMA_READ' | 'IBV_WR_SEND'
+    | 'IBV_QPS_RESET' | 'IBV_QPS_INIT' | 'IBV_QPS_RTR' | 'IBV_QPS_RTS' | 'IBV_QPS_ERR',
+    number
+  >;
+  CmChannel: new () => NativeCmChannel;
+  CmId: new (channel: NativeCmChannel) => NativeCmId;
   /** dlopen(soname, RTLD_LAZY) then dlclose. */
   dlprobe(soname: string): { ok: true; path?: string } | { ok: false; error: string };
   /** pread/pwrite of the whole view at `position` (loops on short transfers) -> bytes; throws a native SysError. */

@@ -50,6 +50,8 @@ class EnvState {
 
   // Constructors native code instantiates.
   Napi::FunctionReference fd_class;
+  // rdma_cm ids made for incoming connections (native/rdma_cm.cc).
+  Napi::FunctionReference rdma_cm_id_class;
 
  private:
   static void OnTeardown(napi_async_cleanup_hook_handle handle, void* arg);
@@ -181,8 +183,14 @@ class ResourceWrap : public Napi::ObjectWrap<T>, public Resource {
       this->Unref();
   }
 
-  // Calls `this.onclose(result)` when JS set one.
-  void Deferred(int result) override { CallJs("onclose", {Napi::Number::New(env(), result)}); }
+  // Calls `this.onclose(result)` when JS set one. A deferred teardown can
+  // run inside environment teardown (a child's close releasing its parent),
+  // where no handle may be made, or from a native callback without a scope.
+  void Deferred(int result) override {
+    if (env_state()->tearing_down()) return;
+    Napi::HandleScope scope(env());
+    CallJs("onclose", {Napi::Number::New(env(), result)});
+  }
 
   // Calls the function in the wrapper's property `name`, if any, as an
   // async callback (microtasks run after it). Never while tearing down.

@@ -18,6 +18,7 @@ NEEDS=(
 	/usr/src/linux-source-6.12.tar.xz:linux-source-6.12 ccache:ccache
 	# the addon and the guest's C programs
 	python3:python3 g++:g++ /usr/include/infiniband/verbs.h:libibverbs-dev
+	/usr/include/rdma/rdma_cma.h:librdmacm-dev /usr/lib/x86_64-linux-gnu/librdmacm.so.1:librdmacm1
 	# the harness (lib/vm/)
 	qemu-system-x86_64:qemu-system-x86
 	# the guest runs the host's programs (scripts/vm/init, test/guest/, bench/)

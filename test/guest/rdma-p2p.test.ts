@@ -1,164 +1,190 @@
-// RDMA memory regions on device memory (kernel patches "RDMA/umem: map
-// device memory through p2p_map" and "RDMA/rxe: register memory regions on
-// peer-to-peer device memory", with the p2pmem and ivshmem_p2p exporters).
+// RDMA memory regions on device memory, through the addon (kernel patches
+// "RDMA/umem: map device memory through p2p_map" and "RDMA/rxe: register
+// memory regions on peer-to-peer device memory", with the p2pmem and
+// ivshmem_p2p exporters).
 //
-// test/guest/c/rdma_p2p.c does the work: ibv_reg_mr() on a mapping, an RDMA
-// WRITE into it and an RDMA READ out of it over rxe0 in loopback, checked
-// through the mapping, and optionally an NVMe O_DIRECT round trip and a
-// revocation. It prints one JSON line; its exit status tells the stage that
-// failed (3: ibv_reg_mr).
-import t from 'tap';
-import { spawnSync } from 'node:child_process';
+// The baseline kernel refuses an MR on an NVMe CMB (p2pmem/allocate) or a
+// BAR mapping with EFAULT, and the API says why; the patched kernel takes
+// them: an RDMA WRITE lands in the CMB (seen through the mapping, and on
+// the namespace after an O_DIRECT write from the CMB), munmap and ivshmem
+// REVOKE make the next RDMA on the MR fail with a remote access error.
+import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { mmap } from '../../lib/index';
-import { packageRoot } from '../../lib/package-root';
-import { guest, inGuest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers, patchedOnly } from './helpers';
+import { Fd, ioc, ioctlSync, mmap, Rdma, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib/index';
+import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers, patchedOnly } from './helpers';
 
-// This file also runs compiled, from dist/guest-tests/.
-const root = packageRoot;
-const source = path.join(root, 'test/guest/c/rdma_p2p.c');
-const REM_ACCESS_ERR = 'remote access error'; // ibv_wc_status_str(IBV_WC_REM_ACCESS_ERR)
+const SIZE = 1 << 20;
+// Clear of topology.test.ts's first MiB of each namespace.
+const NVME_OFFSET = 8 << 20;
+// include/uapi/misc/ivshmem_p2p.h: struct ivshmem_p2p_info { u64 size, bus_addr; u32 active_maps, revokes; }
+const IVSHMEM_P2P_IOCTL_INFO = ioc.ior(0xb9, 0, 24);
+const IVSHMEM_P2P_IOCTL_REVOKE = ioc.io(0xb9, 1);
 
-interface Result {
-  ok: boolean;
-  exit: number;
-  stage?: string;
-  errno?: string;
-  kind?: string;
-  reg_mr?: string;
-  write_verified?: boolean;
-  read_verified?: boolean;
-  nvme_verified?: boolean;
-  after_revoke?: string;
-  active_maps?: number;
-  active_maps_after_revoke?: number;
-  active_maps_after_dereg?: number;
-  untouched_after_revoke?: boolean;
-  [key: string]: unknown;
-}
-
-/** The program: prebuilt by `make -C test/guest/c`, else built into /tmp now. */
-function program(): string | undefined {
-  const prebuilt = path.join(root, 'build/guest-c/rdma_p2p');
-  try {
-    if (fs.statSync(prebuilt).mtimeMs >= fs.statSync(source).mtimeMs) return prebuilt;
-  } catch {
-    // not built: build it below
+function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    b[i] = s >>> 16;
   }
-  const out = fs.mkdtempSync('/tmp/guest-c-');
-  const r = spawnSync('make', ['-s', '-C', path.dirname(source), `OUT=${out}`], { encoding: 'utf8' });
-  return r.status === 0 ? path.join(out, 'rdma_p2p') : undefined;
+  return b;
 }
 
-const bin = inGuest ? program() : undefined;
-
-function run(args: string[]): Result {
-  const r = spawnSync(bin!, args, { encoding: 'utf8', timeout: 240_000 });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  let res: Result;
-  try {
-    res = JSON.parse(line) as Result;
-  } catch {
-    throw new Error(`rdma_p2p ${args.join(' ')}: exit ${r.status} signal ${r.signal}, ` +
-      `no JSON: ${r.stdout}${r.stderr}`);
-  }
-  if (res.exit !== r.status) throw new Error(`exit ${r.status} but JSON says ${res.exit}`);
-  return res;
+interface Rig {
+  pd: ProtectionDomain;
+  a: QueuePair;
+  /** A host MR of SIZE bytes holding pattern(seed). */
+  host(seed: number): { buf: Buffer; mr: MemoryRegion };
 }
 
-/**
- * Options for a test that needs the program, skipped with the reason. The
- * guest always has rxe0, the CMBs and the ivshmem BAR (devices.test.ts):
- * a test that misses one fails instead.
- */
-function needs(base = guest, extra?: string | false): { skip: string | false } {
-  if (base.skip) return base;
-  if (!bin) return { skip: 'rdma_p2p could not be built (gcc, libibverbs-dev)' };
-  return { skip: extra ?? false };
+function rig(t: Test): Rig {
+  const ctx = Rdma.open('rxe0');
+  const pd = ctx.allocPd();
+  const [a, b] = Rdma.loopbackPair(pd);
+  const mrs: MemoryRegion[] = [];
+  t.teardown(() => {
+    a.close();
+    b.close();
+    for (const m of mrs) m.close();
+    pd.close();
+    ctx.close();
+  });
+  return {
+    pd,
+    a,
+    host(seed) {
+      const buf = pattern(SIZE, seed);
+      const mr = pd.registerMemorySync(buf, 'local-write');
+      mrs.push(mr);
+      return { buf, mr };
+    },
+  };
 }
 
-// A program that cannot be built fails here, so the skips below hide nothing.
-t.test('rdma_p2p is built for the guest', guest, async (t) => {
-  t.ok(bin, `built from ${source}`);
-});
+function mapFile(t: Test, file: string): Mapping {
+  const fd = Fd.open(file, 'r+');
+  const map = mmap(fd, SIZE, { prot: 'rw', flags: 'shared' });
+  t.teardown(() => {
+    map.unmap();
+    fd.close();
+  });
+  return map;
+}
 
-t.test('control: ibv_reg_mr and RDMA WRITE/READ on anonymous memory', needs(), async (t) => {
-  const r = run(['anon']);
-  t.equal(r.exit, 0, `exit 0 (${JSON.stringify(r)})`);
-  t.equal(r.reg_mr, 'ok');
-  t.equal(r.write_verified, true, 'RDMA WRITE data seen in host memory');
-  t.equal(r.read_verified, true, 'RDMA READ data matches');
-});
-
+const ACCESS = ['local-write', 'remote-write', 'remote-read'] as const;
 const ctrls = inGuest ? nvmeControllers() : [];
-
-t.test('ibv_reg_mr on an NVMe CMB (p2pmem/allocate)', needs(), async (t) => {
-  const c = ctrls[0];
-  const allocate = `${c?.p2pmem}/allocate`;
-  if (!t.ok(c && fs.existsSync(allocate), 'an NVMe controller with a p2pmem CMB')) return;
-  if (kernel === 'baseline') {
-    // What the unpatched kernel does today: pinning fails, the MR is refused.
-    const r = run([allocate]);
-    t.equal(r.exit, 3, 'exit 3: ibv_reg_mr failed');
-    t.equal(r.stage, 'reg_mr');
-    t.equal(r.errno, 'EFAULT', 'EFAULT');
-    return;
-  }
-  // Patched: RDMA lands in the CMB; the CMB then goes to the namespace by
-  // O_DIRECT (P2PDMA, 1 MiB at 8 MiB, clear of topology.test.ts's first
-  // MiB) and comes back into host memory; munmap revokes the MR.
-  const r = run(['--nvme', c.namespace, '--munmap', allocate]);
-  t.equal(r.exit, 0, `exit 0 (${JSON.stringify(r)})`);
-  t.equal(r.reg_mr, 'ok', 'ibv_reg_mr succeeded');
-  t.equal(r.write_verified, true, 'RDMA WRITE landed in the CMB (read through the mapping)');
-  t.equal(r.read_verified, true, 'RDMA READ from the CMB matches what the CPU wrote');
-  t.equal(r.nvme_verified, true, 'CMB -> namespace (O_DIRECT) -> host memory matches the RDMA data');
-  t.equal(r.after_revoke, REM_ACCESS_ERR, 'RDMA WRITE after munmap: remote access error');
-});
-
 const ivBdf = inGuest ? ivshmemBdf() : undefined;
 
-t.test('ibv_reg_mr on the ivshmem BAR via the ivshmem_p2p exporter', needs(patchedOnly), async (t) => {
+t.test('baseline: an MR on an NVMe CMB fails with EFAULT naming kernel-patches/', { skip: guest.skip || (kernel !== 'baseline' && 'the patched kernel accepts it (next test)') }, async (t) => {
+  const c = ctrls[0];
+  if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
+  const r = rig(t);
+  const map = mapFile(t, `${c.p2pmem}/allocate`);
+  await t.rejects(r.pd.registerMemory(map, [...ACCESS]), {
+    code: 'EFAULT',
+    syscall: 'ibv_reg_mr',
+    message: /^EFAULT: bad address[^,]*, ibv_reg_mr: this kernel cannot pin peer \(device\) memory for RDMA.*kernel-patches\//,
+  });
+  t.throws(() => r.pd.registerMemorySync(map, [...ACCESS]), { code: 'EFAULT', message: /p2p_map/ });
+});
+
+t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round trip, munmap revokes', patchedOnly, async (t) => {
+  const c = ctrls[0];
+  if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
+  const r = rig(t);
+  const fd = Fd.open(`${c.p2pmem}/allocate`, 'r+');
+  t.teardown(() => fd.close());
+  const map = mmap(fd, SIZE, { prot: 'rw', flags: 'shared' });
+  map.write(Buffer.alloc(SIZE, 0x5a));
+  const cmb = await r.pd.registerMemory(map, [...ACCESS]);
+  t.teardown(() => cmb.close());
+
+  // WRITE host -> CMB, checked through the mapping.
+  const src = r.host(1);
+  await r.a.write(src.mr, cmb);
+  t.ok(map.read(0, SIZE).equals(src.buf), 'RDMA WRITE landed in the CMB');
+
+  // READ CMB -> host of what the CPU put there.
+  const cpu = pattern(SIZE, 2);
+  map.write(cpu);
+  const dst = r.host(0);
+  dst.buf.fill(0);
+  await r.a.read(dst.mr, cmb);
+  t.ok(dst.buf.equals(cpu), 'RDMA READ from the CMB matches');
+
+  // WRITE into the CMB, CMB -> namespace by O_DIRECT (P2P), namespace -> RAM.
+  const src3 = r.host(3);
+  await r.a.write(src3.mr, cmb);
+  const ns = fs.openSync(c.namespace, fs.constants.O_RDWR | fs.constants.O_DIRECT);
+  try {
+    t.equal(fs.writeSync(ns, new Uint8Array(map.buffer), 0, SIZE, NVME_OFFSET), SIZE);
+    const back = alignedBuffer(SIZE);
+    t.equal(fs.readSync(ns, back, 0, SIZE, NVME_OFFSET), SIZE);
+    t.ok(back.equals(src3.buf), 'CMB -> namespace -> host memory matches the RDMA data');
+  } finally {
+    fs.closeSync(ns);
+  }
+
+  // munmap: the exporter revokes the MR's p2p mapping.
+  map.unmap();
+  await t.rejects(r.a.write(r.host(4).mr, cmb), { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_REM_ACCESS_ERR' }, 'RDMA WRITE after munmap fails cleanly');
+});
+
+t.test('patched: an MR on the ivshmem BAR; REVOKE makes the next RDMA fail cleanly', patchedOnly, async (t) => {
   if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
   const node = ivshmemNode(ivBdf!);
   if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;
-  const r = run(['--revoke', node!]);
-  t.equal(r.exit, 0, `exit 0 (${JSON.stringify(r)})`);
-  t.equal(r.reg_mr, 'ok', 'ibv_reg_mr succeeded');
-  t.equal(r.active_maps, 1, 'the MR holds one p2p mapping of the BAR');
-  t.equal(r.write_verified, true, 'RDMA WRITE landed in the BAR (read through the mapping)');
-  t.equal(r.read_verified, true, 'RDMA READ from the BAR matches what the CPU wrote');
-  t.equal(r.active_maps_after_revoke, 0, 'REVOKE invalidated the MR and its mapping was released');
-  t.equal(r.after_revoke, REM_ACCESS_ERR, 'RDMA WRITE after REVOKE: remote access error');
-  t.equal(r.untouched_after_revoke, true, 'the BAR kept its data: nothing was written after REVOKE');
-  t.equal(r.active_maps_after_dereg, 0, 'nothing left mapped after ibv_dereg_mr');
+  const r = rig(t);
+  const fd = Fd.open(node!, 'r+');
+  t.teardown(() => fd.close());
+  const map = mmap(fd, SIZE, { prot: 'rw', flags: 'shared' });
+  t.teardown(() => map.unmap());
+  const info = () => {
+    const b = Buffer.alloc(24);
+    ioctlSync(fd, IVSHMEM_P2P_IOCTL_INFO, b);
+    return { activeMaps: b.readUInt32LE(16), revokes: b.readUInt32LE(20) };
+  };
+  map.write(Buffer.alloc(SIZE, 0x5a));
+  const bar = r.pd.registerMemorySync(map, [...ACCESS]);
+  t.equal(info().activeMaps, 1, 'the MR holds one p2p mapping of the BAR');
+  const src = r.host(5);
+  await r.a.write(src.mr, bar);
+  t.ok(map.read(0, SIZE).equals(src.buf), 'RDMA WRITE landed in the BAR');
+  const cpu = pattern(SIZE, 6);
+  map.write(cpu);
+  const dst = r.host(0);
+  await r.a.read(dst.mr, bar);
+  t.ok(dst.buf.equals(cpu), 'RDMA READ from the BAR matches');
+
+  ioctlSync(fd, IVSHMEM_P2P_IOCTL_REVOKE);
+  t.equal(info().activeMaps, 0, 'REVOKE invalidated the MR and released its mapping');
+  await t.rejects(r.a.write(r.host(7).mr, bar), { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_REM_ACCESS_ERR', message: /remote access error/ });
+  t.ok(map.read(0, SIZE).equals(cpu), 'nothing was written after REVOKE');
+  bar.close();
+  t.equal(info().activeMaps, 0, 'nothing mapped after deregistration');
 });
 
 /** Why the BAR cannot be mapped through sysfs, or false if it can (or there is no BAR: the test fails). */
 function resourceMmapSkip(bdf: string | undefined): string | false {
   if (!bdf) return false;
   const file = `/sys/bus/pci/devices/${bdf}/resource2`;
-  let fd: number | undefined;
   try {
-    fd = fs.openSync(file, 'r+');
+    using fd = Fd.open(file, 'r+');
     mmap(fd, 4096, { prot: 'rw', flags: 'shared' }).unmap();
     return false;
   } catch (e) {
     // With IO_STRICT_DEVMEM sysfs refuses to map a BAR a driver owns, as
     // ivshmem_p2p does on the patched kernel.
     return `${file} cannot be mapped: ${(e as NodeJS.ErrnoException).code ?? e}`;
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
   }
 }
 
-t.test('ibv_reg_mr on a BAR mapped without an exporter (sysfs resource2)',
-  needs(guest, inGuest ? resourceMmapSkip(ivBdf) : false), async (t) => {
-    if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
-    // VM_IO|VM_PFNMAP and no p2p_map: no fallback, the same refusal as before.
-    const r = run([`/sys/bus/pci/devices/${ivBdf}/resource2`]);
-    t.equal(r.exit, 3, `exit 3: ibv_reg_mr failed (${JSON.stringify(r)})`);
-    t.equal(r.stage, 'reg_mr');
-    t.equal(r.errno, 'EFAULT', 'EFAULT');
-  });
+t.test('an MR on a BAR mapped without an exporter (sysfs resource2) fails with EFAULT', { skip: guest.skip || (inGuest && resourceMmapSkip(ivBdf)) }, async (t) => {
+  if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
+  const r = rig(t);
+  // VM_IO | VM_PFNMAP and no p2p_map: no fallback, on either kernel.
+  const map = mapFile(t, `/sys/bus/pci/devices/${ivBdf}/resource2`);
+  t.throws(() => r.pd.registerMemorySync(map, [...ACCESS]), { code: 'EFAULT', message: /kernel-patches\// });
+});
+
+if (!inGuest) t.pass('guest-only file');

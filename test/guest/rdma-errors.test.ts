@@ -1,0 +1,133 @@
+// RDMA through the addon on rxe0: failed completions, bad input, flushes,
+// lifetimes under close, detached buffers and worker teardown.
+import t from 'tap';
+import { guest, inGuest } from './helpers';
+import { pattern, setup } from './rdma-helpers';
+
+t.test('a bad rkey fails the WRITE with a remote access error', guest, async (t) => {
+  const s = setup(t);
+  const srcMr = s.mr(Buffer.alloc(4096, 1), 'local-write');
+  const dstMr = s.mr(Buffer.alloc(4096));
+  await t.rejects(s.a.write(srcMr, { addr: dstMr.addr, rkey: (dstMr.rkey ^ 0xff00) >>> 0 }), {
+    code: 'ERR_P2PDMA_RDMA_COMPLETION',
+    status: 'IBV_WC_REM_ACCESS_ERR',
+    op: 'write',
+    message: /remote access error/,
+  });
+});
+
+t.test('missing access flags: the peer refuses, the API refuses what it can see', guest, async (t) => {
+  const s = setup(t);
+  const srcMr = s.mr(Buffer.alloc(4096, 1), 'local-write');
+  const readOnly = s.mr(Buffer.alloc(4096), ['local-write', 'remote-read']);
+  const e = await s.a.write(srcMr, readOnly).then(() => undefined, (x: unknown) => x as { status: string; vendorErr: number; wrId: number });
+  t.equal(e?.status, 'IBV_WC_REM_ACCESS_ERR', 'WRITE into an MR without remote-write');
+  t.equal(typeof e?.vendorErr, 'number');
+  t.ok(Number.isInteger(e?.wrId));
+  // A fresh pair: the failed one went to the error state.
+  const s2 = setup(t);
+  const noLocal = s2.mr(Buffer.alloc(4096), 'remote-read');
+  const remote = s2.mr(Buffer.alloc(4096));
+  await t.rejects(s2.a.read(noLocal, remote), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
+  t.throws(() => s2.pd.registerMemorySync(Buffer.alloc(4096), 'remote-write'), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
+  t.throws(() => s2.pd.registerMemorySync(Buffer.alloc(4096), 'remote-everything' as never), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
+t.test('bad input: deregistered MR, closed QP, lengths beyond the MR, a full queue', guest, async (t) => {
+  const s = setup(t, { maxSendWr: 4 });
+  const src = s.mr(Buffer.alloc(8192), 'local-write');
+  const dst = s.mr(Buffer.alloc(4096));
+  await t.rejects(s.a.write(src, dst), { code: 'ERR_OUT_OF_RANGE', message: /remote region/ });
+  await t.rejects(s.a.write({ mr: src, offset: 4096, length: 8192 }, dst), { code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(s.a.write(src, dst, 1 << 20), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => s.pd.registerMemorySync(new ArrayBuffer(0)), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => s.pd.registerMemorySync(Buffer.alloc(16), undefined, { offset: 8, length: 16 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => s.pd.registerMemorySync('nope' as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  // One more write than the send queue holds (the provider rounds the 4
+  // asked for up): refused before posting anything.
+  const cap = s.a.cap.maxSendWr;
+  t.ok(cap >= 4, `send queue of ${cap}`);
+  const wrs = Array.from({ length: cap + 1 }, () => ({ op: 'write' as const, local: { mr: src, length: 16 }, remote: dst, length: 16 }));
+  t.throws(() => s.a.post(wrs), { code: 'ENOMEM', syscall: 'ibv_post_send', message: new RegExp(`send queue holds ${cap} work requests, 0 are outstanding`) });
+  t.same(s.a.outstanding, { send: 0, recv: 0 }, 'nothing posted');
+  await Promise.all(s.a.post(wrs.slice(0, cap)));
+  const gone = s.mr(Buffer.alloc(4096), 'local-write');
+  gone.close();
+  await t.rejects(s.a.write(gone, dst), { code: 'ERR_P2PDMA_CLOSED', message: /deregistered/ });
+  s.a.close();
+  await t.rejects(s.a.write(src, dst, 16), { code: 'ERR_P2PDMA_CLOSED' });
+  // Unmapped mappings and detached buffers.
+  const ab = new ArrayBuffer(4096);
+  structuredClone(ab, { transfer: [ab] });
+  t.throws(() => s.pd.registerMemorySync(ab), { code: 'ERR_OUT_OF_RANGE', message: /detached/ });
+});
+
+t.test('closing a QP with work in flight rejects it as flushed', guest, async (t) => {
+  const s = setup(t);
+  const inbox = s.mr(Buffer.alloc(4096), 'local-write');
+  const recvs = [s.b.recv(inbox), s.b.recv(inbox)];
+  t.same(s.b.outstanding, { send: 0, recv: 2 });
+  // The MR stays registered while they are in flight: close defers.
+  inbox.close();
+  s.b.close();
+  for (const p of recvs) await t.rejects(p, { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_WR_FLUSH_ERR', op: 'recv' });
+});
+
+t.test('an MR closed while a WRITE uses it is deregistered after the completion', guest, async (t) => {
+  const s = setup(t);
+  const src = s.mr(pattern(1 << 20, 5), 'local-write');
+  const dstBuf = Buffer.alloc(1 << 20);
+  const dst = s.mr(dstBuf);
+  const p = s.a.write(src, dst);
+  src.close();
+  t.ok(src.closed);
+  await p;
+  t.ok(dstBuf.equals(src.target as Buffer));
+});
+
+t.test('an MR whose ArrayBuffer was transferred away is refused for local work', guest, async (t) => {
+  const s = setup(t);
+  const ab = new ArrayBuffer(8192);
+  const mr = s.mr(ab, 'local-write');
+  const dst = s.mr(Buffer.alloc(8192));
+  // ArrayBuffer.prototype.transfer() is Node 22+; structuredClone moves it on 20 too.
+  const moved = structuredClone(ab, { transfer: [ab] });
+  await t.rejects(s.a.write(mr, dst), { code: 'ERR_P2PDMA_CLOSED', message: /detached or transferred/ });
+  t.equal(moved.byteLength, 8192);
+});
+
+t.test('a worker that exits with open RDMA objects and work in flight tears them down', guest, async (t) => {
+  const { Worker } = await import('node:worker_threads');
+  const path = await import('node:path');
+  const lib = path.join(__dirname, '..', '..', 'lib', 'index');
+  const code = `
+    const { Rdma } = require(${JSON.stringify(lib)});
+    const { parentPort } = require('node:worker_threads');
+    const ctx = Rdma.open('rxe0');
+    const pd = ctx.allocPd();
+    const [a, b] = Rdma.loopbackPair(pd);
+    const mr = pd.registerMemorySync(Buffer.alloc(1 << 16), ['local-write', 'remote-write']);
+    for (let i = 0; i < 8; i++) b.recv(mr).catch(() => {});
+    a.write(mr, mr).catch(() => {});
+    parentPort.postMessage('ready');
+    // The pending receives keep the worker alive: end it as told.
+    if (require('node:worker_threads').workerData === 'exit') setTimeout(() => process.exit(3), 50);
+  `;
+  // (Both ways of ending cost ~15 s each under TCG: terminate, the harsher, only.)
+  for (const end of ['terminate'] as const) {
+    const w = new Worker(code, { eval: true, workerData: end });
+    const exited = new Promise<number>((r) => w.once('exit', r));
+    await new Promise((r) => w.once('message', r));
+    if (end === 'terminate') void w.terminate();
+    const exit = await exited;
+    t.equal(exit, 1, `worker ${end}: exit ${exit}, no crash`);
+  }
+  // The device still works for this thread.
+  const s = setup(t);
+  const src = s.mr(Buffer.alloc(64, 7), 'local-write');
+  const dst = s.mr(Buffer.alloc(64));
+  await s.a.write(src, dst);
+  t.ok((dst.target as Buffer).equals(Buffer.alloc(64, 7)));
+});
+
+if (!inGuest) t.pass('guest-only file');

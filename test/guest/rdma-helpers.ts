@@ -1,0 +1,52 @@
+// Shared by the RDMA guest tests: a pattern generator and a loopback rig
+// on rxe0 (context, PD, a connected QP pair) closed when the test ends.
+import type { Test } from 'tap';
+import { Rdma, type MemoryRegion, type ProtectionDomain, type QueuePair, type RdmaContext } from '../../lib/index';
+
+export const DEV = 'rxe0';
+export const ADDR = '10.0.2.15';
+
+export function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    b[i] = s >>> 16;
+  }
+  return b;
+}
+
+export interface Setup {
+  ctx: RdmaContext;
+  pd: ProtectionDomain;
+  a: QueuePair;
+  b: QueuePair;
+  mr(buf: Buffer | ArrayBuffer, access?: Parameters<ProtectionDomain['registerMemorySync']>[1]): MemoryRegion;
+}
+
+/** A context, a PD and a connected loopback pair, closed when the test ends. */
+export function setup(t: Test, cap?: { maxSendWr?: number; maxRecvWr?: number }): Setup {
+  const ctx = Rdma.open(DEV);
+  const pd = ctx.allocPd();
+  const [a, b] = Rdma.loopbackPair(pd, { cap });
+  const mrs: MemoryRegion[] = [];
+  t.teardown(() => {
+    a.close();
+    b.close();
+    for (const m of mrs) m.close();
+    pd.close();
+    ctx.close();
+  });
+  return {
+    ctx,
+    pd,
+    a,
+    b,
+    mr(buf, access = ['local-write', 'remote-write', 'remote-read']) {
+      const m = pd.registerMemorySync(buf, access);
+      mrs.push(m);
+      return m;
+    },
+  };
+}
+

@@ -1,0 +1,205 @@
+// RDMA verbs through the addon on the guest's soft-RoCE device rxe0 (on
+// eth0, 10.0.2.15): devices, object lifecycles, WRITE/READ/SEND/RECV over a
+// loopback pair and over rdma_cm. Errors and teardown: rdma-errors.test.ts.
+import t from 'tap';
+import { memfd, mmap, Rdma } from '../../lib/index';
+import { guest, inGuest } from './helpers';
+import { ADDR, DEV, pattern, setup } from './rdma-helpers';
+
+t.test('devices() lists rxe0 with its ACTIVE port and a RoCE v2 GID for 10.0.2.15', guest, async (t) => {
+  const d = Rdma.devices().find((x) => x.name === DEV);
+  if (!t.ok(d, `${DEV} listed`)) return;
+  t.match(d!.guid, /^[0-9a-f]{4}(:[0-9a-f]{4}){3}$/);
+  t.equal(d!.ports.length, 1);
+  t.equal(d!.ports[0].state, 'ACTIVE');
+  t.equal(d!.ports[0].linkLayer, 'Ethernet');
+  const v4 = d!.ports[0].gids.find((g) => g.gid === '0000:0000:0000:0000:0000:ffff:0a00:020f');
+  t.ok(v4, 'the IPv4-mapped GID of 10.0.2.15');
+  t.equal(v4?.type, 'RoCE v2');
+});
+
+t.test('open() and query(): device and port attributes', guest, async (t) => {
+  using ctx = Rdma.open(DEV);
+  const q = ctx.query();
+  t.equal(q.name, DEV);
+  t.ok(q.maxQpWr >= 1024, `maxQpWr ${q.maxQpWr}`);
+  t.ok(q.maxCqe >= 1024, `maxCqe ${q.maxCqe}`);
+  t.equal(typeof q.maxMrSize, 'bigint');
+  t.equal(q.ports.length, 1);
+  t.equal(q.ports[0].state, 'ACTIVE');
+  t.equal(q.ports[0].linkLayer, 'Ethernet');
+  t.ok(q.ports[0].activeMtu >= 1024, `active MTU ${q.ports[0].activeMtu}`);
+  t.equal(ctx.queryGid(1, 0).length, 16);
+  t.throws(() => Rdma.open('nosuchdev0'), { code: 'ENODEV', message: /nosuchdev0.*rxe0/ });
+});
+
+t.test('lifecycles: children keep parents alive; close is idempotent and ordered', guest, async (t) => {
+  const ctx = Rdma.open(DEV);
+  const pd = ctx.allocPd();
+  const cq = ctx.createCq(16);
+  const qp = pd.createQp({ sendCq: cq });
+  const mr = pd.registerMemorySync(Buffer.alloc(4096), 'local-write');
+  t.equal(qp.state, 'RESET');
+  t.ok(mr.lkey > 0 && mr.rkey > 0);
+  t.equal(mr.length, 4096);
+  // The context closes first: it reads as closed, its kernel object waits.
+  ctx.close();
+  t.ok(ctx.closed);
+  t.throws(() => ctx.allocPd(), { code: 'ERR_P2PDMA_CLOSED' });
+  let gone = false;
+  const ctxGone = ctx[Symbol.asyncDispose]().then(() => (gone = true));
+  // Its children still work.
+  const mr2 = await pd.registerMemory(new Uint8Array(8192), 'local-write');
+  t.equal(mr2.length, 8192);
+  mr2.close();
+  pd.close();
+  t.throws(() => pd.createQp({ sendCq: cq }), { code: 'ERR_P2PDMA_CLOSED' });
+  await new Promise((r) => setImmediate(r));
+  t.equal(gone, false, 'context still held by its CQ, QP and MR');
+  qp.close();
+  qp.close();
+  mr.close();
+  cq.close();
+  await ctxGone;
+  t.equal(gone, true, 'the context went with its last child');
+});
+
+t.test('RDMA WRITE and READ over a loopback pair, byte for byte', guest, async (t) => {
+  const s = setup(t);
+  const src = pattern(65536, 1);
+  const dst = Buffer.alloc(65536, 0x5a);
+  const srcMr = s.mr(src, 'local-write');
+  const dstMr = s.mr(dst);
+  const w = await s.a.write(srcMr, dstMr.remote());
+  t.same({ op: w.op, byteLen: w.byteLen }, { op: 'write', byteLen: 65536 });
+  t.ok(dst.equals(src), 'WRITE landed');
+  // Part of it, at offsets on both sides.
+  const back = Buffer.alloc(4096);
+  const backMr = s.mr(back, 'local-write');
+  await s.a.post([{ op: 'read', local: backMr, remote: dstMr, remoteOffset: 8192, length: 4096 }])[0];
+  t.ok(back.equals(src.subarray(8192, 12288)), 'READ of a slice matches');
+  t.same(s.a.outstanding, { send: 0, recv: 0 });
+});
+
+t.test('SEND/RECV: the receive resolves with the byte count', guest, async (t) => {
+  const s = setup(t);
+  const msg = pattern(3000, 7);
+  const inbox = Buffer.alloc(4096);
+  const inMr = s.mr(inbox, 'local-write');
+  const outMr = s.mr(msg, 'local-write');
+  const recv = s.b.recv(inMr);
+  await s.a.send(outMr);
+  const r = await recv;
+  t.equal(r.op, 'recv');
+  t.equal(r.byteLen, 3000);
+  t.ok(inbox.subarray(0, 3000).equals(msg));
+});
+
+t.test('a batch posts one chain; every request settles', guest, async (t) => {
+  const s = setup(t, { maxSendWr: 64 });
+  const src = pattern(64 * 1024, 3);
+  const dst = Buffer.alloc(64 * 1024);
+  const srcMr = s.mr(src, 'local-write');
+  const dstMr = s.mr(dst);
+  const wrs = Array.from({ length: 64 }, (_, i) => ({ op: 'write' as const, local: { mr: srcMr, offset: i * 1024, length: 1024 }, remote: dstMr, remoteOffset: i * 1024 }));
+  const done = await Promise.all(s.a.post(wrs));
+  t.equal(done.length, 64);
+  t.ok(dst.equals(src));
+});
+
+t.test('registerMemory on a memfd Mapping: RDMA lands in the shared pages', guest, async (t) => {
+  const s = setup(t);
+  using fd = memfd('rdma-test');
+  const fs = await import('node:fs');
+  fs.ftruncateSync(fd.fd, 65536);
+  using map = mmap(fd, 65536);
+  const mr = await s.pd.registerMemory(map, ['local-write', 'remote-write', 'remote-read']);
+  t.teardown(() => mr.close());
+  t.equal(mr.target, map);
+  const src = pattern(65536, 9);
+  const srcMr = s.mr(src, 'local-write');
+  await s.a.write(srcMr, mr);
+  t.ok(Buffer.from(fs.readFileSync(`/proc/self/fd/${fd.fd}`)).equals(src), 'the file has the bytes');
+});
+
+t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', guest, async (t) => {
+  using listener = Rdma.listen({ address: ADDR, port: 0 });
+  t.ok(listener.port > 0, `listening on port ${listener.port}`);
+  const accepted = listener.accept();
+  const client = await Rdma.connect({ address: ADDR, port: listener.port });
+  const server = await accepted;
+  t.teardown(() => {
+    client.close();
+    server.close();
+  });
+  t.equal(client.qp.state, 'RTS');
+  t.equal(server.qp.state, 'RTS');
+  t.equal(client.remote.port, listener.port);
+  t.equal(client.context.name, DEV);
+
+  const srvBuf = Buffer.alloc(65536);
+  const srvMr = await server.pd.registerMemory(srvBuf, ['local-write', 'remote-write', 'remote-read']);
+  const cliBuf = pattern(65536, 11);
+  const cliMr = await client.pd.registerMemory(cliBuf, 'local-write');
+  t.teardown(() => {
+    srvMr.close();
+    cliMr.close();
+  });
+  // The server tells the client where its buffer is, by SEND.
+  const adv = Buffer.alloc(16);
+  adv.writeBigUInt64LE(srvMr.addr, 0);
+  adv.writeUInt32LE(srvMr.rkey, 8);
+  const advMr = server.pd.registerMemorySync(adv, 'local-write');
+  const got = Buffer.alloc(16);
+  const gotMr = client.pd.registerMemorySync(got, 'local-write');
+  t.teardown(() => {
+    advMr.close();
+    gotMr.close();
+  });
+  const recv = client.qp.recv(gotMr);
+  await server.qp.send(advMr);
+  t.equal((await recv).byteLen, 16);
+  const remote = { addr: got.readBigUInt64LE(0), rkey: got.readUInt32LE(8), length: 65536 };
+
+  await client.qp.write(cliMr, remote);
+  t.ok(srvBuf.equals(cliBuf), 'WRITE through rdma_cm landed');
+  srvBuf.fill(0x33, 0, 4096);
+  const readBack = Buffer.alloc(4096);
+  const rbMr = client.pd.registerMemorySync(readBack, 'local-write');
+  t.teardown(() => rbMr.close());
+  await client.qp.read(rbMr, remote);
+  t.ok(readBack.equals(Buffer.alloc(4096, 0x33)), 'READ through rdma_cm matches');
+
+  const bye = server.waitDisconnect();
+  client.close();
+  await bye;
+  t.ok(server.disconnected, 'the server saw DISCONNECTED');
+});
+
+t.test('rdma_cm: connecting to a port nobody listens on is rejected', guest, async (t) => {
+  await t.rejects(Rdma.connect({ address: ADDR, port: 1, timeoutMs: 2000 }), { code: 'ERR_P2PDMA_RDMA_CM', event: /REJECTED|UNREACHABLE/ });
+  await t.rejects(Rdma.connect({ address: 'localhost', port: 1 } as never), { code: 'ERR_INVALID_ARG_VALUE' });
+  const ac = new AbortController();
+  ac.abort();
+  await t.rejects(Rdma.connect({ address: ADDR, port: 1, signal: ac.signal }), { code: 'ABORT_ERR' });
+});
+
+t.test('registerDmaBuf on rxe: EOPNOTSUPP, saying the driver has no dma-buf MRs', guest, async (t) => {
+  using ctx = Rdma.open(DEV);
+  using pd = ctx.allocPd();
+  const { ioctlSync, ioc, Fd } = await import('../../lib/index');
+  // DMA_HEAP_IOCTL_ALLOC: { u64 len; u32 fd; u32 fd_flags; u64 heap_flags }
+  using heap = Fd.open('/dev/dma_heap/system', 'r');
+  const arg = Buffer.alloc(24);
+  arg.writeBigUInt64LE(65536n, 0);
+  arg.writeUInt32LE(0o2000002, 12); // O_RDWR | O_CLOEXEC
+  ioctlSync(heap, ioc.iowr(0x48, 0, 24), arg);
+  using buf = new Fd(arg.readUInt32LE(8));
+  t.throws(() => pd.registerDmaBuf(buf, { length: 65536, access: 'local-write' }), {
+    code: 'EOPNOTSUPP',
+    syscall: 'ibv_reg_dmabuf_mr',
+    message: /rxe0 does not support dma-buf memory regions/,
+  });
+});
+
+if (!inGuest) t.pass('guest-only file');
