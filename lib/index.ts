@@ -147,7 +147,7 @@ export type Nvme = nvmes.Nvme;
 export const nvmeStatus = nvmes.nvmeStatus;
 export const nvmeOpcodes = nvmes.nvmeOpcodes;
 // dma-buf
-import * as dmabufs from './dmabuf';
+import * as dmabufMod from './dmabuf';
 import * as dmaHeaps from './dma-heap';
 import * as udmabufs from './udmabuf';
 import * as syncFiles from './sync-file';
@@ -158,11 +158,11 @@ export type { UdmabufItem, UdmabufOptions } from './udmabuf';
 export type { FenceInfo, FenceState, SyncFileInfo, WaitOptions } from './sync-file';
 export type { CreateBufferOptions, CreateDumbOptions, DrmNodeInfo, DrmVersion } from './drm';
 /** A dma-buf handle: size, fdinfo, name, CPU-access brackets, map, fences. */
-export const DmaBuf = dmabufs.DmaBuf;
-export type DmaBuf = dmabufs.DmaBuf;
-export const CpuAccess = dmabufs.CpuAccess;
-export type CpuAccess = dmabufs.CpuAccess;
-export const isDmaBuf = dmabufs.isDmaBuf;
+export const DmaBuf = dmabufMod.DmaBuf;
+export type DmaBuf = dmabufMod.DmaBuf;
+export const CpuAccess = dmabufMod.CpuAccess;
+export type CpuAccess = dmabufMod.CpuAccess;
+export const isDmaBuf = dmabufMod.isDmaBuf;
 /** dma-buf heaps: DmaHeap.list(), DmaHeap.open(name), heap.alloc(size). */
 export const DmaHeap = dmaHeaps.DmaHeap;
 export type DmaHeap = dmaHeaps.DmaHeap;
@@ -194,3 +194,7 @@ export type CompletionQueue = rdmas.CompletionQueue;
 export type QueuePair = rdmas.QueuePair;
 export type RdmaConnection = rdmaCm.Connection;
 export type RdmaListener = rdmaCm.Listener;
+import * as inspect from './dmabuf-inspect';
+export type { DmaBufReport, DmaBufSharer, DmaBufsOptions, ExporterTotal, InspectedDmaBuf } from './dmabuf-inspect';
+/** Every dma-buf held by every process (or one), from /proc: `p2pdma dmabuf ls`. */
+export const dmabufs = inspect.dmabufs;
