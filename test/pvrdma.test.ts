@@ -2,8 +2,14 @@
 // decoding of QEMU's RDMA_GID_STATUS_CHANGED events (the nested run itself is
 // `make test-pvrdma`).
 import t from 'tap';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { qemuArgs, QemuArgsOptions } from '../lib/vm/qemu-args';
 import { gidAddress, gidAddressCommand, parseGidEvent, parsePvrdmaBackend } from '../lib/vm/pvrdma';
+import { OP_MAD, OP_REG, OP_UNREG, RDMACM_MUX_MSG_SIZE, startRdmacmMux } from '../lib/vm/rdmacm-mux';
 
 const base: QemuArgsOptions = {
   kernel: '/k/bzImage',
@@ -81,4 +87,33 @@ t.test('a GID maps to the address and ip command that give it to the backend net
   const v6 = parseGidEvent(v6Event)!;
   t.same(gidAddress(v6.gid), { family: 6, address: 'fe80:0:0:0:5254:ff:fe12:3456' });
   t.same(gidAddressCommand(v6), ['-6', 'addr', 'del', 'fe80:0:0:0:5254:ff:fe12:3456/64', 'dev', 'eth0']);
+});
+
+t.test('the rdmacm-mux stand-in accepts GID (un)registration and refuses MADs', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mux-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const mux = await startRdmacmMux(path.join(dir, 'mad.sock'));
+  t.teardown(() => mux.close());
+  const client = net.connect(path.join(dir, 'mad.sock'));
+  await once(client, 'connect');
+  t.teardown(() => client.destroy());
+  const request = (op: number, tag: number) => {
+    const m = Buffer.alloc(RDMACM_MUX_MSG_SIZE);
+    m.writeUInt32LE(op, 4);
+    m[8] = tag; // first byte of the sgid, echoed back
+    return m;
+  };
+  // QEMU writes whole messages, but a stream may split or join them.
+  const reg = request(OP_REG, 0xfe);
+  client.write(reg.subarray(0, 100));
+  client.write(Buffer.concat([reg.subarray(100), request(OP_MAD, 1), request(OP_UNREG, 2)]));
+  let got = Buffer.alloc(0);
+  while (got.length < 3 * RDMACM_MUX_MSG_SIZE) got = Buffer.concat([got, (await once(client, 'data'))[0] as Buffer]);
+  const answers = [0, 1, 2].map((i) => got.subarray(i * RDMACM_MUX_MSG_SIZE, (i + 1) * RDMACM_MUX_MSG_SIZE));
+  t.same(answers.map((a) => [a.readUInt32LE(0), a.readUInt32LE(4), a[8], a.readUInt32LE(24)]), [
+    [1, OP_REG, 0xfe, 0], // RESP, OK
+    [1, OP_MAD, 1, 1], // RESP, EINVAL: no MAD relay
+    [1, OP_UNREG, 2, 0],
+  ]);
+  t.same(mux.counts, { reg: 1, unreg: 1, mad: 1, other: 0 });
 });

@@ -12,9 +12,8 @@
  *   device's GID table when first used; QEMU only announces it with the QMP
  *   event RDMA_GID_STATUS_CHANGED and expects someone to give the backend's
  *   netdev that address (libvirt's job in production). `relayGids` does.
- * - MADs: pvrdma wants a chardev to QEMU's rdmacm-mux, which Debian does not
- *   ship. Only rdma_cm's CM MADs need it; without a client QEMU logs the failed
- *   registration and carries on, so verbs with exchanged QP numbers work.
+ * - The MAD multiplexer: pvrdma registers each GID with QEMU's rdmacm-mux
+ *   and fails the GID without an answer; lib/vm/rdmacm-mux.ts stands in.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -28,7 +27,7 @@ export interface PvrdmaBackend {
 
 /** Second QMP monitor of a pvrdma run: the host-control relay holds the first. */
 export const PVRDMA_QMP_SOCKET = 'qmp-pvrdma.sock';
-/** The chardev pvrdma sends MAD registrations to (nobody listens: see above). */
+/** The socket of the rdmacm-mux stand-in, which QEMU connects to. */
 export const PVRDMA_MAD_SOCKET = 'mad.sock';
 /** PCI slot of the vmxnet3 (function 0) + pvrdma (function 1) pair. */
 const PVRDMA_SLOT = 0x10;
@@ -51,7 +50,7 @@ export function pvrdmaArgs(resultsDir: string, backend: PvrdmaBackend): string[]
   return [
     '-netdev', 'user,id=pv0,restrict=on',
     '-device', `vmxnet3,netdev=pv0,addr=${slot}.0,multifunction=on`,
-    '-chardev', `socket,id=mad,path=${resultsDir}/${PVRDMA_MAD_SOCKET},server=on,wait=off`,
+    '-chardev', `socket,id=mad,path=${resultsDir}/${PVRDMA_MAD_SOCKET}`,
     '-device', `pvrdma,ibdev=${backend.ibdev},netdev=${backend.netdev},mad-chardev=mad,addr=${slot}.1`,
     '-qmp', `unix:${resultsDir}/${PVRDMA_QMP_SOCKET},server=on,wait=off`,
   ];

@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { chooseAccel, Accel } from './accel';
 import { HOST_CONTROL_SOCKET, QMP_SOCKET, qemuArgs, Topology } from './qemu-args';
 import { relayGuestRequests } from './host-control';
-import { PVRDMA_QMP_SOCKET, PvrdmaBackend, relayGids } from './pvrdma';
+import { PVRDMA_MAD_SOCKET, PVRDMA_QMP_SOCKET, PvrdmaBackend, relayGids } from './pvrdma';
+import { startRdmacmMux } from './rdmacm-mux';
 import { findSplats, Splat } from './splats';
 import { packageRoot } from '../package-root';
 
@@ -207,6 +208,8 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   log(`booting ${path.basename(path.dirname(kernel))} on ${accelChoice.accel} (${accelChoice.reason}), topology ${topology}${o.iommu ? ', vIOMMU' : ''}`);
 
   const timeoutSec = o.timeoutSec ?? 900;
+  // QEMU connects to the mux at start-up: it must listen first.
+  const mux = o.pvrdmaBackend ? await startRdmacmMux(path.join(resultsDir, PVRDMA_MAD_SOCKET)) : undefined;
   const qemuStderr = fs.openSync(path.join(resultsDir, 'qemu.stderr'), 'w');
   const child = spawn('qemu-system-x86_64', args, {
     stdio: [o.shell ? 'inherit' : 'ignore', o.shell ? 'inherit' : 'pipe', qemuStderr],
@@ -236,6 +239,10 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     relayStop.abort();
   });
   await Promise.all([relay, gids]);
+  if (mux) {
+    await mux.close();
+    log(`pvrdma: rdmacm-mux answered ${JSON.stringify(mux.counts)}`);
+  }
 
   const read = (name: string) => {
     try {
