@@ -6,7 +6,7 @@ KERNEL    ?= baseline
 TOPOLOGY  ?= switch
 VMFLAGS   ?=
 
-.PHONY: all setup build kernel kernels vm-test vm-shell test host-test guest-test demo bench clean
+.PHONY: all setup build kernel kernels vm-test vm-shell test test-pvrdma host-test guest-test demo bench clean
 
 all: build
 
@@ -37,6 +37,10 @@ vm-shell: build
 # Everything, ending in one "N passed, N failed" line.
 test:
 	scripts/test-all.sh
+
+# Opt-in: the RDMA tests on QEMU's pvrdma in a nested guest (slow: TCG inside TCG).
+test-pvrdma: build
+	scripts/test-pvrdma.sh
 
 # The flow on the patched kernel (DEMO_KERNEL), then on the baseline kernel,
 # whose RDMA step shows the refusal the series removes.

@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { TOPOLOGIES, Topology } from './vm/qemu-args';
+import { parsePvrdmaBackend } from './vm/pvrdma';
 import { KERNEL_BUILD_SCRIPT, runVm } from './vm/run';
 
 const USAGE = `usage:
@@ -24,6 +25,7 @@ vm options:
   --topology switch|host-bridge|none
                                    where the two NVMe controllers sit (default: switch)
   --iommu                          an Intel vIOMMU in front of the PCI devices (intel_iommu=on)
+  --rdma rxe|pvrdma                the RDMA device (default: rxe; pvrdma nests a second guest, slow)
   --accel auto|tcg|kvm             (default: auto = KVM only where a probe boot works)
   --tcg-thread multi|single        TCG vCPU threading (default: multi, one host thread per vCPU)
   --timeout SECONDS                kill the guest after this long (default: 900)
@@ -64,12 +66,22 @@ async function vm(sub: string, argv: string[]): Promise<number> {
       env: { type: 'string', multiple: true, default: [] },
       rwdir: { type: 'string', multiple: true, default: [] },
       keep: { type: 'boolean', default: false },
+      rdma: { type: 'string', default: 'rxe' },
+      // Internal: the first level of a pvrdma run passes its rxe0.
+      'pvrdma-backend': { type: 'string' },
     },
   });
   const topology = values.topology as Topology;
   if (!TOPOLOGIES.includes(topology)) fail(`--topology must be one of ${TOPOLOGIES.join(', ')}`);
   if (!['auto', 'tcg', 'kvm'].includes(values.accel!)) fail('--accel must be auto, tcg or kvm');
   if (!['multi', 'single'].includes(values['tcg-thread']!)) fail('--tcg-thread must be multi or single');
+  if (!['rxe', 'pvrdma'].includes(values.rdma!)) fail('--rdma must be rxe or pvrdma');
+  let pvrdmaBackend;
+  try {
+    pvrdmaBackend = values['pvrdma-backend'] === undefined ? undefined : parsePvrdmaBackend(values['pvrdma-backend']);
+  } catch (e) {
+    fail((e as Error).message);
+  }
   const env: Record<string, string> = {};
   for (const pair of values.env!) {
     const eq = pair.indexOf('=');
@@ -95,6 +107,8 @@ async function vm(sub: string, argv: string[]): Promise<number> {
     env,
     rwDirs: values.rwdir,
     keep: values.keep,
+    rdma: values.rdma as 'rxe' | 'pvrdma',
+    pvrdmaBackend,
   });
   if (result.ok) return 0;
   return result.exitCode && result.exitCode > 0 ? result.exitCode : 1;

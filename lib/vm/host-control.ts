@@ -36,6 +36,10 @@ async function connectWhenReady(path: string, signal: AbortSignal): Promise<net.
         const s = net.connect(path);
         s.once('connect', () => {
           s.off('error', reject);
+          // After connecting, a peer that dies (QEMU killed) surfaces as
+          // ECONNRESET: 'close' follows, and an unhandled 'error' would
+          // crash the harness instead.
+          s.on('error', () => {});
           resolve(s);
         });
         s.once('error', reject);
@@ -61,7 +65,10 @@ function onLines(socket: net.Socket, onLine: (line: string) => void): void {
   });
 }
 
-/** A QMP client: commands by id, events emitted as 'event'. */
+/**
+ * A QMP client: commands by id, events emitted as 'event', and every line as
+ * 'raw' (JSON.parse rounds QEMU's u64 fields, which some readers need whole).
+ */
 export class Qmp extends EventEmitter {
   #socket: net.Socket;
   #nextId = 1;
@@ -71,6 +78,7 @@ export class Qmp extends EventEmitter {
     super();
     this.#socket = socket;
     onLines(socket, (line) => {
+      this.emit('raw', line);
       let m: QmpMessage;
       try {
         m = JSON.parse(line);

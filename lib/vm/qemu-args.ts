@@ -3,6 +3,8 @@
  * suite can check it without booting anything.
  */
 
+import { PvrdmaBackend, pvrdmaArgs } from './pvrdma';
+
 /**
  * Where the two NVMe controllers sit, which decides the P2P map type the
  * guest's p2pdma code computes between them:
@@ -49,6 +51,11 @@ export interface QemuArgsOptions {
   hugepages: number;
   /** An Intel vIOMMU (DMA remapping) in front of every PCI device. */
   iommu?: boolean;
+  /**
+   * A pvrdma device backed by this RDMA device of the machine QEMU runs on,
+   * instead of the virtio-net NIC that carries rxe (the nested pvrdma lane).
+   */
+  pvrdma?: PvrdmaBackend;
   /** Host directories shared read-write, mounted at the same path in the guest. */
   rwDirs?: string[];
   /** Extra kernel command line words. */
@@ -77,10 +84,14 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     ...(o.iommu ? ['intel_iommu=on'] : []),
     ...(o.append ?? []),
   ];
+  // pvrdma maps guest RAM into its backend, which only works on shared RAM:
+  // it refuses to start unless every RAM backend is share=on.
+  const shared = o.pvrdma ? ',share=on' : '';
   const args = [
     // The vIOMMU must exist before the PCI devices it translates for.
     ...(o.iommu ? ['-device', 'intel-iommu,intremap=off'] : []),
-    '-M', 'q35',
+    '-M', o.pvrdma ? 'q35,memory-backend=ram' : 'q35',
+    ...(o.pvrdma ? ['-object', `memory-backend-ram,id=ram,size=${o.memoryMiB}M${shared}`] : []),
     '-accel', o.accel === 'tcg' && o.tcgThread === 'single' ? 'tcg,thread=single' : o.accel,
     '-cpu', o.topology === 'host-bridge' ? 'qemu64,family=23' : 'qemu64',
     '-m', `${o.memoryMiB}M`,
@@ -107,11 +118,12 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     ...share('project', o.projectDir, true),
     ...share('results', o.resultsDir, false),
     ...(o.rwDirs ?? []).flatMap((dir, i) => share(`rw${i}`, dir, false)),
-    // restrict=on: the guest NIC exists for rxe and reaches nothing outside.
-    '-netdev', 'user,id=n0,restrict=on',
-    '-device', 'virtio-net-pci,netdev=n0',
+    // restrict=on: the guest NIC exists for RDMA and reaches nothing outside.
+    ...(o.pvrdma
+      ? pvrdmaArgs(o.resultsDir, o.pvrdma)
+      : ['-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0']),
     // A RAM-backed BAR without struct pages, for the BAR exporter.
-    '-object', 'memory-backend-ram,id=ivshmem,size=16M',
+    '-object', `memory-backend-ram,id=ivshmem,size=16M${shared}`,
     '-device', 'ivshmem-plain,memdev=ivshmem',
   ];
   if (o.topology === 'switch') {

@@ -11,6 +11,8 @@ import * as path from 'node:path';
 import { chooseAccel, Accel } from './accel';
 import { HOST_CONTROL_SOCKET, QMP_SOCKET, qemuArgs, Topology } from './qemu-args';
 import { relayGuestRequests } from './host-control';
+import { PVRDMA_MAD_SOCKET, PVRDMA_QMP_SOCKET, PvrdmaBackend, relayGids } from './pvrdma';
+import { startRdmacmMux } from './rdmacm-mux';
 import { findSplats, Splat } from './splats';
 import { packageRoot } from '../package-root';
 
@@ -42,6 +44,14 @@ export interface VmOptions {
   cpus?: number;
   cmbMiB?: number;
   hugepages?: number;
+  /**
+   * The guest's RDMA device: 'rxe' (soft-RoCE on its virtio-net, default) or
+   * 'pvrdma': a first-level guest runs QEMU again and the command runs in the
+   * second-level guest on a pvrdma device backed by the first level's rxe0.
+   */
+  rdma?: 'rxe' | 'pvrdma';
+  /** Internal (the first level of a pvrdma run): back pvrdma by this device. */
+  pvrdmaBackend?: PvrdmaBackend;
   /** Host directories the guest may write, at the same paths (results, reports). */
   rwDirs?: string[];
   /** Environment variables to set in the guest. */
@@ -86,10 +96,58 @@ function shellQuote(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
+/** Memory the first level of a pvrdma run needs beside its guest's. */
+const PVRDMA_OUTER_MIB = 1536;
+/** The second level's memory and vCPUs: TCG inside TCG, keep it small. */
+const PVRDMA_INNER_MIB = 1024;
+const PVRDMA_INNER_CPUS = 1;
+
+/**
+ * The pvrdma lane's first level: boots the same kernel with rxe0, whose job
+ * runs this CLI again to boot the second level with pvrdma on rxe0.
+ */
+function runNestedPvrdma(o: VmOptions, kernel: string, log: (l: string) => void): Promise<VmResult> {
+  const innerMiB = o.memoryMiB ?? PVRDMA_INNER_MIB;
+  const innerTimeout = o.timeoutSec ?? 2400;
+  const named = o.kernel === 'baseline' || o.kernel === 'patched' ? o.kernel : 'custom';
+  const inner = [
+    'node', path.join(PROJECT_DIR, 'dist', 'cli.js'), 'vm', 'run',
+    '--kernel', kernel, '--accel', 'tcg', '--pvrdma-backend', 'rxe0:eth0',
+    '--topology', o.topology ?? 'switch',
+    '--memory', String(innerMiB), '--cpus', String(o.cpus ?? PVRDMA_INNER_CPUS),
+    '--timeout', String(innerTimeout),
+    ...(o.cmbMiB ? ['--cmb', String(o.cmbMiB)] : []),
+    ...(o.hugepages ? ['--hugepages', String(o.hugepages)] : []),
+    ...(o.iommu ? ['--iommu'] : []),
+    ...(o.keep ? ['--keep'] : []),
+    ...(o.rwDirs ?? []).flatMap((d) => ['--rwdir', path.resolve(d)]),
+    // The inner run boots a bzImage path; tell its tests which kernel that is.
+    ...Object.entries({ P2PDMA_KERNEL: named, P2PDMA_DEBUG_KERNEL: o.debug ? '1' : '0', ...o.env })
+      .flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+    '--', ...(o.command ?? []),
+  ];
+  log('pvrdma: the first-level guest boots QEMU again for the second level (TCG inside TCG)');
+  return runVm({
+    ...o,
+    kernel,
+    debug: false,
+    rdma: 'rxe',
+    iommu: false,
+    command: inner,
+    memoryMiB: innerMiB + PVRDMA_OUTER_MIB,
+    cpus: 2,
+    timeoutSec: innerTimeout + 300,
+  });
+}
+
 export async function runVm(o: VmOptions): Promise<VmResult> {
   const log = o.log ?? ((l: string) => process.stderr.write(`[vm] ${l}\n`));
   const started = Date.now();
   const kernel = resolveKernel(o.kernel, o.debug ?? false, log);
+  if (o.rdma === 'pvrdma' && !o.pvrdmaBackend) {
+    if (o.shell) throw new TypeError('vm shell does not support --rdma pvrdma');
+    return runNestedPvrdma(o, kernel, log);
+  }
   const topology = o.topology ?? 'switch';
   const accelChoice = o.accel && o.accel !== 'auto'
     ? { accel: o.accel, reason: 'requested' }
@@ -120,6 +178,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     // The kernel's build directory: its selftests/ and headers/ for the guest suite.
     P2PDMA_KERNEL_DIR: path.dirname(kernel),
     P2PDMA_DEBUG_KERNEL: o.debug ? '1' : '0',
+    P2PDMA_RDMA: o.pvrdmaBackend ? 'pvrdma' : 'rxe',
     P2PDMA_TERM: process.env.TERM ?? 'dumb',
     ...o.env,
   };
@@ -144,10 +203,13 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     cmbMiB: o.cmbMiB ?? 64,
     hugepages: o.hugepages ?? 16,
     rwDirs,
+    pvrdma: o.pvrdmaBackend,
   });
   log(`booting ${path.basename(path.dirname(kernel))} on ${accelChoice.accel} (${accelChoice.reason}), topology ${topology}${o.iommu ? ', vIOMMU' : ''}`);
 
   const timeoutSec = o.timeoutSec ?? 900;
+  // QEMU connects to the mux at start-up: it must listen first.
+  const mux = o.pvrdmaBackend ? await startRdmacmMux(path.join(resultsDir, PVRDMA_MAD_SOCKET)) : undefined;
   const qemuStderr = fs.openSync(path.join(resultsDir, 'qemu.stderr'), 'w');
   const child = spawn('qemu-system-x86_64', args, {
     stdio: [o.shell ? 'inherit' : 'ignore', o.shell ? 'inherit' : 'pipe', qemuStderr],
@@ -160,6 +222,9 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     relayStop.signal,
     log,
   );
+  const gids = o.pvrdmaBackend
+    ? relayGids(path.join(resultsDir, PVRDMA_QMP_SOCKET), relayStop.signal, log)
+    : Promise.resolve();
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -173,7 +238,11 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     fs.closeSync(qemuStderr);
     relayStop.abort();
   });
-  await relay;
+  await Promise.all([relay, gids]);
+  if (mux) {
+    await mux.close();
+    log(`pvrdma: rdmacm-mux answered ${JSON.stringify(mux.counts)}`);
+  }
 
   const read = (name: string) => {
     try {
