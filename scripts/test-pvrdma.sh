@@ -12,7 +12,7 @@ mkdir -p "$out"
 KERNEL=${KERNEL:-patched}
 start=$SECONDS
 node dist/cli.js vm run --rdma pvrdma --kernel "$KERNEL" --rwdir "$out" \
-	--env P2PDMA_TAP_OUT="$out/pvrdma.tap" -- scripts/guest-suite.sh test/guest/pvrdma/*.test.ts
+	--env P2PDMA_TAP_OUT="$out/pvrdma.tap" -- scripts/guest-suite.sh test/guest/pvrdma/*.test.ts test/guest/rdma.test.ts
 rc=$?
 echo "# pvrdma lane: $((SECONDS - start)) s"
 node scripts/tap-summary.mjs "pvrdma=$out/pvrdma.tap" --exit-status "pvrdma=$rc"

@@ -1,9 +1,12 @@
 // Shared by the RDMA guest tests: a pattern generator and a loopback rig
-// on rxe0 (context, PD, a connected QP pair) closed when the test ends.
+// (context, PD, a connected QP pair) closed when the test ends, on rxe0, or
+// on QEMU's pvrdma in the nested pvrdma lane (make test-pvrdma).
 import type { Test } from 'tap';
 import { Rdma, type MemoryRegion, type ProtectionDomain, type QueuePair, type RdmaContext } from '../../lib/index';
 
-export const DEV = 'rxe0';
+/** The pvrdma lane: no rxe, and rdma_cm's MADs have no relay there (lib/vm/rdmacm-mux.ts). */
+export const onPvrdma = process.env.P2PDMA_RDMA === 'pvrdma';
+export const DEV = onPvrdma ? 'vmw_pvrdma0' : 'rxe0';
 export const ADDR = '10.0.2.15';
 
 export function pattern(n: number, seed: number): Buffer {

@@ -4,9 +4,14 @@
 import t from 'tap';
 import { memfd, mmap, Rdma } from '../../lib/index';
 import { guest, inGuest } from './helpers';
-import { ADDR, DEV, pattern, setup } from './rdma-helpers';
+import { ADDR, DEV, onPvrdma, pattern, setup } from './rdma-helpers';
 
-t.test('devices() lists rxe0 with its ACTIVE port and a RoCE v2 GID for 10.0.2.15', guest, async (t) => {
+// rdma_cm needs CM MADs relayed to the backend, which the pvrdma lane's
+// rdmacm-mux stand-in refuses; rxe is the device without dma-buf MRs.
+const cmOnly = guest.skip ? guest : { skip: onPvrdma ? 'pvrdma lane: no CM MAD relay (lib/vm/rdmacm-mux.ts)' : false };
+const rxeOnly = guest.skip ? guest : { skip: onPvrdma ? 'pvrdma lane: the EOPNOTSUPP check is about rxe' : false };
+
+t.test('devices() lists the device with its ACTIVE port and a RoCE v2 GID for 10.0.2.15', guest, async (t) => {
   const d = Rdma.devices().find((x) => x.name === DEV);
   if (!t.ok(d, `${DEV} listed`)) return;
   t.match(d!.guid, /^[0-9a-f]{4}(:[0-9a-f]{4}){3}$/);
@@ -30,7 +35,7 @@ t.test('open() and query(): device and port attributes', guest, async (t) => {
   t.equal(q.ports[0].linkLayer, 'Ethernet');
   t.ok(q.ports[0].activeMtu >= 1024, `active MTU ${q.ports[0].activeMtu}`);
   t.equal(ctx.queryGid(1, 0).length, 16);
-  t.throws(() => Rdma.open('nosuchdev0'), { code: 'ENODEV', message: /nosuchdev0.*rxe0/ });
+  t.throws(() => Rdma.open('nosuchdev0'), { code: 'ENODEV', message: new RegExp(`nosuchdev0.*${DEV}`) });
 });
 
 t.test('lifecycles: children keep parents alive; close is idempotent and ordered', guest, async (t) => {
@@ -122,7 +127,7 @@ t.test('registerMemory on a memfd Mapping: RDMA lands in the shared pages', gues
   t.ok(Buffer.from(fs.readFileSync(`/proc/self/fd/${fd.fd}`)).equals(src), 'the file has the bytes');
 });
 
-t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', guest, async (t) => {
+t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', cmOnly, async (t) => {
   using listener = Rdma.listen({ address: ADDR, port: 0 });
   t.ok(listener.port > 0, `listening on port ${listener.port}`);
   const accepted = listener.accept();
@@ -176,7 +181,7 @@ t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', g
   t.ok(server.disconnected, 'the server saw DISCONNECTED');
 });
 
-t.test('rdma_cm: connecting to a port nobody listens on is rejected', guest, async (t) => {
+t.test('rdma_cm: connecting to a port nobody listens on is rejected', cmOnly, async (t) => {
   await t.rejects(Rdma.connect({ address: ADDR, port: 1, timeoutMs: 2000 }), { code: 'ERR_P2PDMA_RDMA_CM', event: /REJECTED|UNREACHABLE/ });
   await t.rejects(Rdma.connect({ address: 'localhost', port: 1 } as never), { code: 'ERR_INVALID_ARG_VALUE' });
   const ac = new AbortController();
@@ -184,7 +189,7 @@ t.test('rdma_cm: connecting to a port nobody listens on is rejected', guest, asy
   await t.rejects(Rdma.connect({ address: ADDR, port: 1, signal: ac.signal }), { code: 'ABORT_ERR' });
 });
 
-t.test('registerDmaBuf on rxe: EOPNOTSUPP, saying the driver has no dma-buf MRs', guest, async (t) => {
+t.test('registerDmaBuf on rxe: EOPNOTSUPP, saying the driver has no dma-buf MRs', rxeOnly, async (t) => {
   using ctx = Rdma.open(DEV);
   using pd = ctx.allocPd();
   const { ioctlSync, ioc, Fd } = await import('../../lib/index');
