@@ -140,8 +140,24 @@ export type {
   NvmeRwOptions,
   NvmeStatusError,
 } from './nvme';
-/** An NVMe namespace or controller: identify(), O_DIRECT read/write (P2P into a P2pBuffer), passthru(). */
-export const Nvme = nvmes.Nvme;
+/**
+ * NVMe: `open()` gives a namespace or controller handle (identify(), O_DIRECT
+ * read/write, peer to peer into a P2pBuffer, passthru()); `maxInFlight` and
+ * `queue` are the thread-pool guard. The class is reached through open()
+ * (a type only here), as the RDMA classes are through Rdma.
+ */
+export const Nvme = Object.freeze({
+  open: (devicePath: string, options?: nvmes.NvmeOpenOptions): nvmes.Nvme => nvmes.Nvme.open(devicePath, options),
+  get maxInFlight(): number {
+    return nvmes.Nvme.maxInFlight;
+  },
+  set maxInFlight(n: number) {
+    nvmes.Nvme.maxInFlight = n;
+  },
+  get queue(): { inFlight: number; waiting: number } {
+    return nvmes.Nvme.queue;
+  },
+});
 export type Nvme = nvmes.Nvme;
 /** Decodes an NVMe status field: SCT, SC, name, DNR. */
 export const nvmeStatus = nvmes.nvmeStatus;
