@@ -230,10 +230,20 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     timedOut = true;
     child.kill('SIGKILL');
   }, timeoutSec * 1000);
+  // QEMU is our child, not the caller's: a harness told to stop (CI's
+  // timeout, kill) takes the guest with it instead of leaving it running.
+  let stoppedBy: NodeJS.Signals | undefined;
+  const stop = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
+    child.kill('SIGKILL');
+  };
+  const stopSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP'];
+  for (const sig of stopSignals) process.once(sig, stop);
   const qemuStatus = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve(code));
   }).finally(() => {
+    for (const sig of stopSignals) process.off(sig, stop);
     clearTimeout(timer);
     fs.closeSync(qemuStderr);
     relayStop.abort();
@@ -257,7 +267,8 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   const splats = [...findSplats(consoleLog), ...findSplats(read('kmemleak'))];
 
   let reason: string | undefined;
-  if (timedOut) reason = `the guest did not finish within ${timeoutSec} s`;
+  if (stoppedBy) reason = `stopped by ${stoppedBy}`;
+  else if (timedOut) reason = `the guest did not finish within ${timeoutSec} s`;
   else if (exitCode === null) {
     const panic = /Kernel panic - .*/.exec(consoleLog);
     reason = panic
