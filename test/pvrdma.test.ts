@@ -10,24 +10,9 @@ import * as path from 'node:path';
 import { qemuArgs, QemuArgsOptions } from '../lib/vm/qemu-args';
 import { gidAddress, gidAddressCommand, parseGidEvent, parsePvrdmaBackend } from '../lib/vm/pvrdma';
 import { OP_MAD, OP_REG, OP_UNREG, RDMACM_MUX_MSG_SIZE, startRdmacmMux } from '../lib/vm/rdmacm-mux';
+import { baseQemuOptions, valueOf } from './qemu-args-fixture';
 
-const base: QemuArgsOptions = {
-  kernel: '/k/bzImage',
-  init: '/repo/scripts/vm/init',
-  resultsDir: '/r',
-  projectDir: '/repo',
-  nvmeImages: ['/r/nvme0.img', '/r/nvme1.img'],
-  topology: 'switch',
-  accel: 'tcg',
-  memoryMiB: 1024,
-  cpus: 1,
-  cmbMiB: 64,
-  hugepages: 16,
-};
-
-function valueOf(args: string[], flag: string): string[] {
-  return args.flatMap((a, i) => (args[i - 1] === flag ? [a] : []));
-}
+const base: QemuArgsOptions = { ...baseQemuOptions, memoryMiB: 1024, cpus: 1 };
 
 t.test('pvrdma sits in function 1 of the vmxnet3 slot, backed by the given device', async (t) => {
   const args = qemuArgs({ ...base, pvrdma: { ibdev: 'rxe0', netdev: 'eth0' } });

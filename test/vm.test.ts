@@ -1,26 +1,11 @@
 // The harness's pure parts: the QEMU command line per topology and kernel
 // splat detection (the TAP counting is test/tap-summary.test.ts).
 import t from 'tap';
-import { qemuArgs, QemuArgsOptions, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps } from '../lib/vm/qemu-args';
+import { qemuArgs, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps } from '../lib/vm/qemu-args';
 import { findSplats } from '../lib/vm/splats';
+import { baseQemuOptions, valueOf } from './qemu-args-fixture';
 
-const base: QemuArgsOptions = {
-  kernel: '/k/bzImage',
-  init: '/repo/scripts/vm/init',
-  resultsDir: '/r',
-  projectDir: '/repo',
-  nvmeImages: ['/r/nvme0.img', '/r/nvme1.img'],
-  topology: 'switch',
-  accel: 'tcg',
-  memoryMiB: 2048,
-  cpus: 2,
-  cmbMiB: 64,
-  hugepages: 16,
-};
-
-function valueOf(args: string[], flag: string): string[] {
-  return args.flatMap((a, i) => (args[i - 1] === flag ? [a] : []));
-}
+const base = baseQemuOptions;
 
 t.test('switch topology puts both NVMe controllers behind one PCIe switch', async (t) => {
   const args = qemuArgs(base);

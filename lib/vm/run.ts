@@ -92,6 +92,11 @@ export function resolveKernel(kernel: string, debug: boolean, log: (l: string) =
   return path.join(r.stdout.trim(), 'bzImage');
 }
 
+/** What the guest's tests are told the kernel is (P2PDMA_KERNEL). */
+function kernelLabel(kernel: string): KernelName | 'custom' {
+  return kernel === 'baseline' || kernel === 'patched' ? kernel : 'custom';
+}
+
 function shellQuote(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
@@ -109,7 +114,6 @@ const PVRDMA_INNER_CPUS = 1;
 function runNestedPvrdma(o: VmOptions, kernel: string, log: (l: string) => void): Promise<VmResult> {
   const innerMiB = o.memoryMiB ?? PVRDMA_INNER_MIB;
   const innerTimeout = o.timeoutSec ?? 2400;
-  const named = o.kernel === 'baseline' || o.kernel === 'patched' ? o.kernel : 'custom';
   const inner = [
     'node', path.join(PROJECT_DIR, 'dist', 'cli.js'), 'vm', 'run',
     '--kernel', kernel, '--accel', 'tcg', '--pvrdma-backend', 'rxe0:eth0',
@@ -122,7 +126,7 @@ function runNestedPvrdma(o: VmOptions, kernel: string, log: (l: string) => void)
     ...(o.keep ? ['--keep'] : []),
     ...(o.rwDirs ?? []).flatMap((d) => ['--rwdir', path.resolve(d)]),
     // The inner run boots a bzImage path; tell its tests which kernel that is.
-    ...Object.entries({ P2PDMA_KERNEL: named, P2PDMA_DEBUG_KERNEL: o.debug ? '1' : '0', ...o.env })
+    ...Object.entries({ P2PDMA_KERNEL: kernelLabel(o.kernel), P2PDMA_DEBUG_KERNEL: o.debug ? '1' : '0', ...o.env })
       .flatMap(([k, v]) => ['--env', `${k}=${v}`]),
     '--', ...(o.command ?? []),
   ];
@@ -174,7 +178,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     P2PDMA_MODE: o.shell ? 'shell' : 'run',
     P2PDMA_TOPOLOGY: topology,
     P2PDMA_IOMMU: o.iommu ? '1' : '0',
-    P2PDMA_KERNEL: o.kernel === 'baseline' || o.kernel === 'patched' ? o.kernel : 'custom',
+    P2PDMA_KERNEL: kernelLabel(o.kernel),
     // The kernel's build directory: its selftests/ and headers/ for the guest suite.
     P2PDMA_KERNEL_DIR: path.dirname(kernel),
     P2PDMA_DEBUG_KERNEL: o.debug ? '1' : '0',
