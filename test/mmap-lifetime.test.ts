@@ -70,6 +70,13 @@ t.test('unmap() during msync() with a view alive: msync settles, one munmap afte
   t.same(r.after, { mmap: 1, munmap: 1, pinned: 0 });
 });
 
+t.test('unmap() during msync() with no ArrayBuffer made unmaps when it settles', async (t) => {
+  const r = scenario('unmapDuringMsyncNoView');
+  t.same(r.whilePending, { mmap: 1, munmap: 0, pinned: 0 }, 'the worker holds the range until msync returns');
+  t.same(r.settled, { mmap: 1, munmap: 1, pinned: 0 }, 'unmapped exactly once when it settles');
+  t.equal(r.stillMapped, false, 'gone from /proc/self/maps');
+});
+
 t.test('.buffer in a transfer list (worker postMessage, structuredClone) is refused or copied', async (t) => {
   const r = scenario('transferList');
   // Node 20 copies buffers it may not transfer; Node 22+ refuses them.

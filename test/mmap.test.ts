@@ -182,17 +182,6 @@ t.test('msync failures are system errors', async (t) => {
   await t.rejects(map.msync(constants.MS_SYNC | constants.MS_ASYNC), { code: 'EINVAL', syscall: 'msync' });
 });
 
-t.test('unmap() during msync() with no ArrayBuffer made unmaps when it settles', async (t) => {
-  using m = sizedMemfd(pageSize, 'p2pdma-test-mmap-async');
-  const before = native.counters();
-  const map = mmap(m, pageSize);
-  const p = map.msync();
-  map.unmap();
-  await p;
-  t.equal(native.counters().munmap - before.munmap, 1, 'unmapped exactly once');
-  t.same(testMaps().filter((l) => l.includes('p2pdma-test-mmap-async')), []);
-});
-
 t.test('mmap failures are system errors with syscall and fd', async (t) => {
   t.throws(() => mmap(0x7ffffff0, pageSize), { code: 'EBADF', errno: -9, syscall: 'mmap', fd: 0x7ffffff0 });
   const fd = fs.openSync('/dev/null', 'r');
