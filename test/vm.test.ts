@@ -2,7 +2,7 @@
 // splat detection (the TAP counting is test/tap-summary.test.ts).
 import t from 'tap';
 import { qemuArgs, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps } from '../lib/vm/qemu-args';
-import { findSplats } from '../lib/vm/splats';
+import { findSplats, unknownSplats } from '../lib/vm/splats';
 import { baseQemuOptions, valueOf } from './qemu-args-fixture';
 
 const base = baseQemuOptions;
@@ -100,6 +100,36 @@ t.test('splats: KASAN, lockdep, WARN, BUG, panic and kmemleak are found', async 
     'unreferenced object 0xffff888000000000 (size 64):',
   ].join('\n');
   t.same(findSplats(log).map((s) => s.line), [2, 3, 4, 5, 6, 7]);
+});
+
+// 6.12's own pciehp report on every device_del (console.log of a DEBUG run).
+const pciehpReport = (acquiring: string, holding: string) => [
+  '[  522.425220] ======================================================',
+  '[  522.425919] WARNING: possible circular locking dependency detected',
+  '[  522.426734] 6.12.118+ #2 Not tainted',
+  '[  522.427088] ------------------------------------------------------',
+  '[  522.427549] irq/26-pciehp/47 is trying to acquire lock:',
+  `[  522.428070] ffff8880075cf300 ${acquiring}{.+.+}-{3:3}, at: pciehp_unconfigure_device+0x127/0x1b0`,
+  '[  522.430572] ',
+  '               but task is already holding lock:',
+  `[  522.431017] ffffffff8262f4c8 ${holding}{+.+.}-{3:3}, at: pciehp_unconfigure_device+0x93/0x1b0`,
+];
+
+t.test('splats: 6.12 pciehp reset_lock vs pci_rescan_remove_lock is listed as known, not failed', async (t) => {
+  const log = ['[  516.3] pcieport 0000:02:01.0: pciehp: Slot(1-1): Button press', ...pciehpReport('(&ctrl->reset_lock/1)', '(pci_rescan_remove_lock)')].join('\n');
+  const found = findSplats(log);
+  t.equal(found.length, 1);
+  t.match(found[0], { line: 3, known: /pciehp/ });
+  t.same(unknownSplats(found), []);
+});
+
+t.test('splats: a lockdep report that only looks like the known one still fails', async (t) => {
+  const other = findSplats(pciehpReport('(&vma_p2p->lock)', '(pci_rescan_remove_lock)').join('\n'));
+  t.equal(unknownSplats(other).length, 1, 'another lock in the same function');
+  const cut = findSplats(pciehpReport('(&ctrl->reset_lock/1)', '(pci_rescan_remove_lock)').slice(0, 6).join('\n'));
+  t.equal(unknownSplats(cut).length, 1, 'a report without its held lock is not recognised');
+  const afterKasan = findSplats(['[1.0] BUG: KASAN: use-after-free in rxe_mr_copy+0x1/0x2', ...pciehpReport('(&ctrl->reset_lock/1)', '(pci_rescan_remove_lock)')].join('\n'));
+  t.same(unknownSplats(afterKasan).map((s) => s.line), [1], 'a KASAN report beside it still fails');
 });
 
 t.test('splats: a clean boot log has none', async (t) => {

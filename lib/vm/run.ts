@@ -13,7 +13,7 @@ import { HOST_CONTROL_SOCKET, QMP_SOCKET, qemuArgs, Topology } from './qemu-args
 import { relayGuestRequests } from './host-control';
 import { PVRDMA_MAD_SOCKET, PVRDMA_QMP_SOCKET, PvrdmaBackend, relayGids } from './pvrdma';
 import { startRdmacmMux } from './rdmacm-mux';
-import { findSplats, Splat } from './splats';
+import { findSplats, Splat, unknownSplats } from './splats';
 import { packageRoot } from '../package-root';
 
 export const PROJECT_DIR = packageRoot;
@@ -268,7 +268,9 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   const rcText = read('rc').trim();
   const exitCode = rcText === '' ? null : Number(rcText);
   const consoleLog = read('console.log');
-  const splats = [...findSplats(consoleLog), ...findSplats(read('kmemleak'))];
+  const allSplats = [...findSplats(consoleLog), ...findSplats(read('kmemleak'))];
+  const splats = unknownSplats(allSplats);
+  for (const k of allSplats.filter((s) => s.known)) log(`known upstream kernel report, not failed: ${k.text} (${k.known})`);
 
   let reason: string | undefined;
   if (stoppedBy) reason = `stopped by ${stoppedBy}`;
