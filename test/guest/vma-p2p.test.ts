@@ -15,6 +15,7 @@ import {
 } from './helpers';
 
 const selftestDir = path.join(process.env.P2PDMA_KERNEL_DIR ?? '', 'selftests');
+const iommu = process.env.P2PDMA_IOMMU === '1';
 
 /** Each kselftest and the map type it must print for the importer. */
 const KSELFTESTS: Record<string, string> = {
@@ -69,7 +70,11 @@ if (!inGuest || kernel === 'baseline') {
     });
 
     for (const [, result, name, directive, reason] of cases) {
-      t.test(`${bin}: ${name}`, async (t) => {
+      // Behind the vIOMMU a PCI importer's addresses are IOVAs: the test
+      // module refuses to emulate its DMA with the CPU (series v2), and the
+      // kselftest skips the data check with that reason. Any other skip fails.
+      const iommuSkip = directive === 'SKIP' && iommu && /behind an IOMMU/.test(reason ?? '');
+      t.test(`${bin}: ${name}`, iommuSkip ? { skip: reason } : {}, async (t) => {
         if (directive === 'SKIP') t.fail(`skipped on the patched kernel: ${reason || 'no reason given'}`);
         else t.equal(result, 'ok', name) || t.comment(output);
       });
