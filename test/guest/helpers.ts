@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { Topology } from '../../lib/vm/qemu-args';
 
@@ -68,6 +69,22 @@ export function nvmeControllers(): NvmeController[] {
       return []; // a controller being hot-unplugged while we look
     }
   });
+}
+
+/** The controller with this serial (unplugged ones are absent). */
+export function nvmeController(serial: string): NvmeController | undefined {
+  return nvmeControllers().find((c) => c.serial === serial);
+}
+
+/** Poll `probe` every 200 ms until it gives a value, for a device to come or go. */
+export async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 120_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(200);
+  }
 }
 
 /** A zeroed buffer of `length` bytes aligned to 4 KiB, as O_DIRECT wants. */

@@ -5,30 +5,17 @@
 // file alone: other files use that controller.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { hostQmp } from '../../lib/vm/guest-control';
 import { nvmeDeviceProps } from '../../lib/vm/qemu-args';
-import { alignedBuffer, guest, nvmeControllers, readSysfs, topology, type NvmeController } from './helpers';
+import { alignedBuffer, guest, nvmeController, readSysfs, topology, waitFor } from './helpers';
 
 const SERIAL = 'p2pdma1';
 const opts = guest.skip ? guest : { skip: topology === 'switch' ? false : `the ${topology} topology has no hot-plug slot (NVMe on the root complex)` };
 
-function controller(serial: string): NvmeController | undefined {
-  return nvmeControllers().find((c) => c.serial === serial);
-}
 
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 t.test('device_del of the NVMe behind a switch downstream port unplugs it; device_add brings it back', opts, async (t) => {
-  const before = controller(SERIAL);
+  const before = nvmeController(SERIAL);
   t.ok(before, `controller ${SERIAL} present before`);
   if (!before) return;
   const p2pmem = `/sys/bus/pci/devices/${before.bdf}/p2pmem`;
@@ -36,11 +23,11 @@ t.test('device_del of the NVMe behind a switch downstream port unplugs it; devic
 
   await hostQmp('device_del', { id: 'nvme1' });
   t.notOk(fs.existsSync(`/sys/bus/pci/devices/${before.bdf}`), `PCI function ${before.bdf} removed`);
-  t.notOk(controller(SERIAL), 'controller gone from /sys/class/nvme');
-  t.ok(controller('p2pdma0'), 'the other controller stays');
+  t.notOk(nvmeController(SERIAL), 'controller gone from /sys/class/nvme');
+  t.ok(nvmeController('p2pdma0'), 'the other controller stays');
 
   await hostQmp('device_add', nvmeDeviceProps(1, cmbBytes >> 20, 'switch'));
-  const after = await waitFor('the replugged controller', () => controller(SERIAL));
+  const after = await waitFor('the replugged controller', () => nvmeController(SERIAL));
   t.equal(after.bdf, before.bdf, 'same slot, same PCI address');
   const published = await waitFor('its CMB published as p2pmem', () =>
     fs.existsSync(`${p2pmem}/published`) && readSysfs(`${p2pmem}/published`) === '1' ? true : undefined);

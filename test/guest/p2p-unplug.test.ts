@@ -11,30 +11,17 @@
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { hostQmp } from '../../lib/vm/guest-control';
 import { nvmeDeviceProps } from '../../lib/vm/qemu-args';
 import { findSplats, unknownSplats } from '../../lib/vm/splats';
-import { inGuest, ivshmemBdf, ivshmemNode, nvmeControllers, patchedOnly, readSysfs, topology, type NvmeController } from './helpers';
+import { inGuest, ivshmemBdf, ivshmemNode, nvmeControllers, nvmeController, patchedOnly, readSysfs, topology, waitFor } from './helpers';
 import { HeldMr, holdProgram } from './p2p-hold';
 
 const bin = inGuest ? holdProgram() : undefined;
 const MR_BYTES = 1 << 20;
 const KMEMLEAK = /kmemleak: \d+ new suspected/;
 
-function controller(serial: string): NvmeController | undefined {
-  return nvmeControllers().find((c) => c.serial === serial);
-}
 
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 120_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 /** Write to a sysfs file in a child with a deadline: a removal that hangs fails the test instead of the run. */
 function sysfsWrite(file: string, value: string, timeoutS = 120): { ok: boolean; detail: string } {
@@ -90,7 +77,7 @@ t.test('sysfs remove of the NVMe function whose CMB an MR maps', needsBin, async
     t.notOk(fs.existsSync(`/sys/bus/pci/devices/${c.bdf}`), `${c.bdf} removed`);
   });
   t.ok(sysfsWrite('/sys/bus/pci/rescan', '1').ok, 'rescan');
-  const back = await waitFor(`controller ${c.serial} back`, () => controller(c.serial));
+  const back = await waitFor(`controller ${c.serial} back`, () => nvmeController(c.serial));
   await waitFor('its CMB published', () =>
     fs.existsSync(`${back.p2pmem}/published`) && readSysfs(`${back.p2pmem}/published`) === '1' ? true : undefined);
 });
@@ -114,7 +101,7 @@ const switchOnly = needsBin.skip ? needsBin
 
 t.test('QEMU device_del of the NVMe behind a switch downstream port while an MR maps its CMB', switchOnly, async (t) => {
   if (!t.ok(bin, 'p2p_mr_hold built')) return;
-  const c = controller('p2pdma1');
+  const c = nvmeController('p2pdma1');
   if (!t.ok(c, 'controller p2pdma1')) return;
   const cmbBytes = Number(readSysfs(`${c!.p2pmem}/size`));
   await holdAcross(t, `${c!.p2pmem}/allocate`, async () => {
@@ -123,7 +110,7 @@ t.test('QEMU device_del of the NVMe behind a switch downstream port while an MR 
     t.pass(`${c!.bdf} removed by pciehp`);
   });
   await hostQmp('device_add', nvmeDeviceProps(1, cmbBytes >> 20, 'switch'));
-  const back = await waitFor('the replugged controller', () => controller('p2pdma1'));
+  const back = await waitFor('the replugged controller', () => nvmeController('p2pdma1'));
   await waitFor('its CMB published', () =>
     fs.existsSync(`${back.p2pmem}/published`) && readSysfs(`${back.p2pmem}/published`) === '1' ? true : undefined);
 });

@@ -28,8 +28,8 @@ export interface Setup {
 }
 
 /** A context, a PD and a connected loopback pair, closed when the test ends. */
-export function setup(t: Test, cap?: { maxSendWr?: number; maxRecvWr?: number }): Setup {
-  const ctx = Rdma.open(DEV);
+export function setup(t: Test, cap?: { maxSendWr?: number; maxRecvWr?: number }, device = DEV): Setup {
+  const ctx = Rdma.open(device);
   const pd = ctx.allocPd();
   const [a, b] = Rdma.loopbackPair(pd, { cap });
   const mrs: MemoryRegion[] = [];

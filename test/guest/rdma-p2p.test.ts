@@ -10,8 +10,9 @@
 // REVOKE make the next RDMA on the MR fail with a remote access error.
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
-import { Fd, ioc, ioctlSync, mmap, Rdma, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib/index';
+import { Fd, ioc, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib/index';
 import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers, patchedOnly } from './helpers';
+import { pattern, setup } from './rdma-helpers';
 
 const SIZE = 1 << 20;
 // Clear of topology.test.ts's first MiB of each namespace.
@@ -20,15 +21,6 @@ const NVME_OFFSET = 8 << 20;
 const IVSHMEM_P2P_IOCTL_INFO = ioc.ior(0xb9, 0, 24);
 const IVSHMEM_P2P_IOCTL_REVOKE = ioc.io(0xb9, 1);
 
-function pattern(n: number, seed: number): Buffer {
-  const b = Buffer.alloc(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    b[i] = s >>> 16;
-  }
-  return b;
-}
 
 interface Rig {
   pd: ProtectionDomain;
@@ -37,26 +29,15 @@ interface Rig {
   host(seed: number): { buf: Buffer; mr: MemoryRegion };
 }
 
+// Peer-to-peer MRs are rxe's (the series converts no other driver).
 function rig(t: Test): Rig {
-  const ctx = Rdma.open('rxe0');
-  const pd = ctx.allocPd();
-  const [a, b] = Rdma.loopbackPair(pd);
-  const mrs: MemoryRegion[] = [];
-  t.teardown(() => {
-    a.close();
-    b.close();
-    for (const m of mrs) m.close();
-    pd.close();
-    ctx.close();
-  });
+  const s = setup(t, undefined, 'rxe0');
   return {
-    pd,
-    a,
+    pd: s.pd,
+    a: s.a,
     host(seed) {
       const buf = pattern(SIZE, seed);
-      const mr = pd.registerMemorySync(buf, 'local-write');
-      mrs.push(mr);
-      return { buf, mr };
+      return { buf, mr: s.mr(buf, 'local-write') };
     },
   };
 }
