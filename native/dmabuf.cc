@@ -51,19 +51,32 @@ int32_t OffsetArg(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<int32_t>(d);
 }
 
+// (fd, request, view, fdOffset), the arguments both forms share.
+struct IoctlFdArgs {
+  int fd;
+  uint32_t req;
+  int32_t offset;
+  void* data;
+  size_t bytes;
+};
+
+IoctlFdArgs ParseIoctlFdArgs(const Napi::CallbackInfo& info) {
+  IoctlFdArgs a;
+  a.fd = FdArg(info, 0);
+  a.req = U32Arg(info, 1);
+  a.offset = OffsetArg(info, 3);
+  ArgView(info, 2, a.offset, &a.data, &a.bytes);
+  return a;
+}
+
 // ioctlFd(fd, request, view, fdOffset) -> Fd. The kernel works on the view
 // in place; throws SysError('ioctl').
 Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0);
-  uint32_t req = U32Arg(info, 1);
-  int32_t offset = OffsetArg(info, 3);
-  void* data;
-  size_t bytes;
-  ArgView(info, 2, offset, &data, &bytes);
-  int r = ::ioctl(fd, static_cast<unsigned long>(req), data);
-  if (r == -1) ThrowSys(env, errno, "ioctl", fd);
-  return FdWrap::New(env, NewFd(r, static_cast<uint8_t*>(data), offset));
+  IoctlFdArgs a = ParseIoctlFdArgs(info);
+  int r = ::ioctl(a.fd, static_cast<unsigned long>(a.req), a.data);
+  if (r == -1) ThrowSys(env, errno, "ioctl", a.fd);
+  return FdWrap::New(env, NewFd(r, static_cast<uint8_t*>(a.data), a.offset));
 }
 
 // The promise form: the view is copied in, and back when it settles (if it
@@ -105,13 +118,8 @@ class IoctlFdWorker : public PromiseWorker {
 // ioctlFdAsync(fd, request, view, fdOffset, keepAlive?) -> Promise<Fd>.
 Napi::Value IoctlFdAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0);
-  uint32_t req = U32Arg(info, 1);
-  int32_t offset = OffsetArg(info, 3);
-  void* data;
-  size_t bytes;
-  ArgView(info, 2, offset, &data, &bytes);
-  auto* w = new IoctlFdWorker(env, fd, req, offset, info[2], data, bytes);
+  IoctlFdArgs a = ParseIoctlFdArgs(info);
+  auto* w = new IoctlFdWorker(env, a.fd, a.req, a.offset, info[2], a.data, a.bytes);
   w->Keep(info[4]);
   return w->Start();
 }
