@@ -232,6 +232,8 @@ export interface RdmaDeviceInfo {
 
 const NODE_TYPE: Record<number, string> = { 1: 'CA', 2: 'SWITCH', 3: 'ROUTER', 4: 'RNIC', 5: 'USNIC', 6: 'USNIC_UDP', 7: 'UNSPECIFIED' };
 const ZERO_GID = /^[0:]+$/;
+// enum ibv_gid_type, named as sysfs' gid_attrs/types names them.
+const GID_TYPE: Record<number, string> = { 0: 'IB/RoCE v1', 1: 'IB/RoCE v1', 2: 'RoCE v2' };
 
 function readOr(file: string): string | undefined {
   try {
@@ -411,6 +413,7 @@ export class RdmaContext extends RdmaResource {
     query(): Omit<RdmaDeviceAttributes, 'name' | 'ports'> & { physPortCnt: number };
     queryPort(port: number): { state: number; activeMtu: number; maxMtu: number; gidTblLen: number; lid: number; linkLayer: number };
     queryGid(port: number, index: number): Buffer;
+    queryGidTable(maxEntries: number): { index: number; port: number; gid: Buffer; type: number }[] | null;
   };
 
   /** @internal use Rdma.open() */
@@ -451,6 +454,23 @@ export class RdmaContext extends RdmaResource {
     toInt('index', index, 0x7fffffff, this.queryGid);
     this.check(this.queryGid);
     return call(this.queryGid, () => this.native.queryGid(port, index));
+  }
+
+  /**
+   * The port's valid GID table entries: one ibv_query_gid_table() call, or
+   * sysfs where libibverbs predates it (rdma-core < 31). Without `netdev`
+   * names, which sysfs has (Rdma.devices()).
+   */
+  gids(port = 1): RdmaGid[] {
+    toInt('port', port, 255, this.gids);
+    this.check(this.gids);
+    const max = this.queryPort(port).gidTblLen;
+    const table = max === 0 ? [] : call(this.gids, () => this.native.queryGidTable(max));
+    if (table === null) return ports(this.name, '/sys').find((p) => p.port === port)?.gids ?? [];
+    return table
+      .filter((e) => e.port === port)
+      .map((e) => ({ index: e.index, gid: gidString(e.gid), ...(GID_TYPE[e.type] ? { type: GID_TYPE[e.type] } : {}) }))
+      .sort((a, b) => a.index - b.index);
   }
 
   /** ibv_alloc_pd. */
@@ -868,11 +888,11 @@ function createQp(pd: ProtectionDomain, options: QueuePairOptions, caller: Funct
 }
 
 /** The GID a QP on `port` sends from: RoCE v2 IPv4-mapped first, then any RoCE v2, then index 0. */
-function defaultGidIndex(device: string, port: number): number {
-  const p = ports(device, '/sys').find((x) => x.port === port);
-  if (p === undefined || p.gids.length === 0) return 0;
-  const v2 = p.gids.filter((g) => g.type === 'RoCE v2');
-  return (v2.find((g) => g.gid.startsWith('0000:0000:0000:0000:0000:ffff:')) ?? v2[0] ?? p.gids[0]).index;
+function defaultGidIndex(context: RdmaContext, port: number): number {
+  const gids = context.gids(port);
+  if (gids.length === 0) return 0;
+  const v2 = gids.filter((g) => g.type === 'RoCE v2');
+  return (v2.find((g) => g.gid.startsWith('0000:0000:0000:0000:0000:ffff:')) ?? v2[0] ?? gids[0]).index;
 }
 
 function gidString(b: Buffer): string {
@@ -927,7 +947,7 @@ export class QueuePair extends RdmaResource {
     validateObject(options, 'options', this.info);
     this.check(this.info);
     const portNum = options.portNum === undefined ? 1 : toInt('options.portNum', options.portNum, 255, this.info);
-    const gidIndex = options.gidIndex ?? defaultGidIndex(this.pd.context.name, portNum);
+    const gidIndex = options.gidIndex ?? defaultGidIndex(this.pd.context, portNum);
     const port = this.pd.context.queryPort(portNum);
     const gid = this.pd.context.queryGid(portNum, gidIndex);
     return { qpNum: this.qpNum, psn: this.#psn, portNum, lid: port.lid, gid: gidString(gid), gidIndex, mtu: port.activeMtu };

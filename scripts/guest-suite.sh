@@ -35,11 +35,11 @@ run_one() { # index source-file
 	echo $? > "$work/$1.rc"
 }
 
-# Files that change the machine under the others (hot unplug, and the
-# series' unplug tests), or that need it quiet (p2pmem's pool-capacity
-# checks: another file holding CMB memory makes a 48 MiB allocation fail),
-# run alone, after the rest.
-is_exclusive() { case $1 in */hotplug.test.ts | */p2pmem.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }
+# Files that change the machine under the others (hot unplug, the series'
+# unplug tests, REVOKE of every ivshmem mapping), or that need it quiet
+# (p2pmem's pool-capacity checks: another file holding CMB memory makes a
+# 48 MiB allocation fail), run alone, after the rest.
+is_exclusive() { case $1 in */hotplug.test.ts | */p2pmem.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts) return 0 ;; esac; return 1; }
 # Unplugs through pciehp trip 6.12's own lockdep report (lib/vm/splats.ts),
 # after which lockdep is off for the rest of the boot: those files go last.
 is_last() { case $1 in */hotplug.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }

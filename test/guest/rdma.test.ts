@@ -35,6 +35,10 @@ t.test('open() and query(): device and port attributes', guest, async (t) => {
   t.equal(q.ports[0].linkLayer, 'Ethernet');
   t.ok(q.ports[0].activeMtu >= 1024, `active MTU ${q.ports[0].activeMtu}`);
   t.equal(ctx.queryGid(1, 0).length, 16);
+  // One ioctl for the table; the same entries as sysfs lists.
+  const fromSysfs = Rdma.devices().find((d) => d.name === DEV)!.ports[0].gids.map(({ index, gid, type }) => ({ index, gid, type }));
+  t.same(ctx.gids(1), fromSysfs, 'gids() matches the kernel\'s sysfs GID table');
+  t.throws(() => ctx.gids(2), { code: 'EINVAL', syscall: 'ibv_query_port' }, 'rxe has one port');
   t.throws(() => Rdma.open('nosuchdev0'), { code: 'ENODEV', message: new RegExp(`nosuchdev0.*${DEV}`) });
 });
 
