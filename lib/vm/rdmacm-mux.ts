@@ -18,11 +18,15 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 
 /**
- * sizeof(RdmaCmMuxMsg) on x86_64: header (msg_type, op_code, 16-byte sgid,
- * err_code) 28, umad_len 4, then struct ib_user_mad (64, libibumad's layout)
- * and 256 bytes of MAD.
+ * sizeof(RdmaCmMuxMsg) on x86_64, QEMU 7.2's contrib/rdmacm-mux/rdmacm-mux.h:
+ * the header (msg_type, op_code, union ibv_gid sgid, err_code: 28 bytes)
+ * is padded to 32 because ibv_gid holds two 64-bit fields; then umad_len
+ * (4) and struct ib_user_mad (64, libibumad's layout) with 256 bytes of MAD:
+ * 356, padded to 360. QEMU reads exactly this much per answer while holding
+ * its big lock, so an answer 8 bytes short (352, as first written here)
+ * froze the second-level guest at its first GID registration.
  */
-export const RDMACM_MUX_MSG_SIZE = 352;
+export const RDMACM_MUX_MSG_SIZE = 360;
 
 const MSG_TYPE_RESP = 1;
 export const OP_REG = 0;
