@@ -116,7 +116,7 @@ export async function relayGids(qmpPath: string, signal: AbortSignal, log: (line
         () => log(`pvrdma: ip ${args.join(' ')}`),
         (e: Error & { stderr?: string }) => {
           // The inner guest may announce an address the backend already has.
-          if (!/File exists|Cannot assign/.test(e.stderr ?? '')) log(`pvrdma: ip ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
+          if (!/File exists|Cannot assign|already assigned/.test(e.stderr ?? '')) log(`pvrdma: ip ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
         },
       );
     });
