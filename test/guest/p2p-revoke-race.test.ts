@@ -10,23 +10,22 @@
 import t from 'tap';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Fd, ioc, ioctlSync, mmap, Rdma, type MemoryRegion } from '../../lib/index';
+import { Rdma, type MemoryRegion } from '../../lib/index';
 import { ivshmemBdf, ivshmemNode, patchedOnly } from './helpers';
+import { mapIvshmemP2p } from './ivshmem-p2p';
 import { pattern } from './rdma-helpers';
 
 const SIZE = 256 << 10;
 const ROUNDS = 40;
-// include/uapi/misc/ivshmem_p2p.h: struct ivshmem_p2p_info { u64 size, bus_addr; u32 active_maps, revokes; }
-const IVSHMEM_P2P_IOCTL_INFO = ioc.ior(0xb9, 0, 24);
 const ACCESS = ['local-write', 'remote-write', 'remote-read'] as const;
 
 /** The invalidating thread: REVOKE and clear_refs in turn until told to stop. */
 const INVALIDATOR = `
   const { parentPort, workerData } = require('node:worker_threads');
   const fs = require('node:fs');
-  const { Fd, ioc, ioctlSync } = require(workerData.lib);
+  const { Fd, ioctlSync } = require(workerData.lib);
+  const { IVSHMEM_P2P_IOCTL_REVOKE: REVOKE } = require(workerData.ivshmem);
   const fd = Fd.open(workerData.node, 'r+');
-  const REVOKE = ioc.io(0xb9, 1);
   let stop = false, revokes = 0, clears = 0, error;
   parentPort.on('message', () => { stop = true; });
   (function loop() {
@@ -52,15 +51,7 @@ t.test('RDMA WRITE/READ on the ivshmem BAR while REVOKE and clear_refs loop: rig
   const bdf = ivshmemBdf();
   const node = bdf && ivshmemNode(bdf);
   if (!t.ok(node, 'ivshmem_p2p bound')) return;
-  const fd = Fd.open(node!, 'r+');
-  t.teardown(() => fd.close());
-  const map = mmap(fd, SIZE, { prot: 'rw', flags: 'shared' });
-  t.teardown(() => map.unmap());
-  const info = () => {
-    const b = Buffer.alloc(24);
-    ioctlSync(fd, IVSHMEM_P2P_IOCTL_INFO, b);
-    return { activeMaps: b.readUInt32LE(16), revokes: b.readUInt32LE(20) };
-  };
+  const { map, info } = mapIvshmemP2p(t, node!, SIZE);
   const revokesBefore = info().revokes;
 
   const ctx = Rdma.open('rxe0');
@@ -76,7 +67,7 @@ t.test('RDMA WRITE/READ on the ivshmem BAR while REVOKE and clear_refs loop: rig
 
   const worker = new Worker(INVALIDATOR, {
     eval: true,
-    workerData: { lib: path.join(__dirname, '..', '..', 'lib', 'index'), node },
+    workerData: { lib: path.join(__dirname, '..', '..', 'lib', 'index'), ivshmem: path.join(__dirname, 'ivshmem-p2p'), node },
   });
   const counts = new Promise<{ revokes: number; clears: number; error?: string }>((resolve) => worker.once('message', resolve));
 

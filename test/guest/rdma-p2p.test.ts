@@ -10,16 +10,14 @@
 // REVOKE make the next RDMA on the MR fail with a remote access error.
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
-import { Fd, ioc, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib/index';
+import { Fd, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib/index';
 import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers, patchedOnly } from './helpers';
+import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
 import { pattern, setup } from './rdma-helpers';
 
 const SIZE = 1 << 20;
 // Clear of topology.test.ts's first MiB of each namespace.
 const NVME_OFFSET = 8 << 20;
-// include/uapi/misc/ivshmem_p2p.h: struct ivshmem_p2p_info { u64 size, bus_addr; u32 active_maps, revokes; }
-const IVSHMEM_P2P_IOCTL_INFO = ioc.ior(0xb9, 0, 24);
-const IVSHMEM_P2P_IOCTL_REVOKE = ioc.io(0xb9, 1);
 
 
 interface Rig {
@@ -116,15 +114,7 @@ t.test('patched: an MR on the ivshmem BAR; REVOKE makes the next RDMA fail clean
   const node = ivshmemNode(ivBdf!);
   if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;
   const r = rig(t);
-  const fd = Fd.open(node!, 'r+');
-  t.teardown(() => fd.close());
-  const map = mmap(fd, SIZE, { prot: 'rw', flags: 'shared' });
-  t.teardown(() => map.unmap());
-  const info = () => {
-    const b = Buffer.alloc(24);
-    ioctlSync(fd, IVSHMEM_P2P_IOCTL_INFO, b);
-    return { activeMaps: b.readUInt32LE(16), revokes: b.readUInt32LE(20) };
-  };
+  const { fd, map, info } = mapIvshmemP2p(t, node!, SIZE);
   map.write(Buffer.alloc(SIZE, 0x5a));
   const bar = r.pd.registerMemorySync(map, [...ACCESS]);
   t.equal(info().activeMaps, 1, 'the MR holds one p2p mapping of the BAR');
