@@ -12,7 +12,10 @@
 #   scripts/guest-suite.sh [test/guest/NAME.test.ts...]
 # With P2PDMA_NODE set, that node binary runs the files.
 # With P2PDMA_TAP_OUT set, the whole TAP stream is also written there (a
-# --rwdir on the host, read by scripts/tap-summary.mjs).
+# --rwdir on the host, read by scripts/tap-summary.mjs), and each file's TAP
+# as soon as that file ends, in P2PDMA_TAP_OUT's name with .files/ for .tap:
+# a run that times out (the nested pvrdma lane) still shows what finished and
+# which file was running.
 set -u
 cd "$(dirname "$0")/.."
 compiled=dist/guest-tests
@@ -23,6 +26,18 @@ compiled=dist/guest-tests
 node=${P2PDMA_NODE:-node}
 echo "# guest suite on node $("$node" --version), kernel $(uname -r)"
 work=$(mktemp -d)
+partial=
+if [ -n "${P2PDMA_TAP_OUT:-}" ]; then
+	partial=${P2PDMA_TAP_OUT%.tap}.files
+	rm -rf "$partial" && mkdir -p "$partial"
+fi
+# Where a file's TAP goes when it ends: $partial/INDEX-NAME.tap.
+publish() { # index source-file rc seconds
+	[ -n "$partial" ] || return 0
+	local name=$partial/$1-$(basename "$2" .test.ts)
+	{ cat "$work/$1.tap"; echo "# $2: exit $3, $4 s"; } > "$name.tap"
+	rm -f "$name.running"
+}
 run_one() { # index source-file
 	local js=$compiled/${2%.ts}.js
 	if [ ! -f "$js" ]; then
@@ -30,9 +45,13 @@ run_one() { # index source-file
 		echo 1 > "$work/$1.rc"
 		return
 	fi
+	local began=$SECONDS rc
+	[ -n "$partial" ] && date -u +%T > "$partial/$1-$(basename "$2" .test.ts).running"
 	# tap's own per-file timeout (30 s) is too short under TCG with KASAN.
 	TAP_TIMEOUT=${TAP_TIMEOUT:-600} "$node" "$js" > "$work/$1.tap" 2>&1
-	echo $? > "$work/$1.rc"
+	rc=$?
+	echo $rc > "$work/$1.rc"
+	publish "$1" "$2" $rc $((SECONDS - began))
 }
 
 # Files that change the machine under the others (hot unplug, the series'
@@ -46,6 +65,12 @@ is_exclusive() { case $1 in */hotplug.test.ts | */p2pmem.test.ts | */vma-p2p.tes
 is_last() { case $1 in */hotplug.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }
 
 start=$SECONDS
+# Under TCG inside TCG (the pvrdma lane) node's own start-up is the unknown.
+if [ "${P2PDMA_RDMA:-}" = pvrdma ]; then
+	t0=$(date +%s%N)
+	"$node" -e 0
+	echo "# node -e 0: $((($(date +%s%N) - t0) / 1000000)) ms" | tee ${partial:+"$partial/node-startup.txt"}
+fi
 i=0 running=0
 for file in "$@"; do
 	i=$((i + 1))

@@ -61,7 +61,10 @@ t.test("rdma-core's ibv_rc_pingpong runs an RC loopback through pvrdma", lane, a
     client = spawnSync('ibv_rc_pingpong', [...args, '127.0.0.1'], { encoding: 'utf8', timeout: 120_000 });
     if (!/Couldn't connect/.test(client.stderr)) break;
   }
+  // A server whose client never got through waits for it forever.
+  const killer = setTimeout(() => server.kill('SIGKILL'), 60_000);
   const serverStatus = await exited;
+  clearTimeout(killer);
   t.equal(client!.status, 0, `client: ${client!.stdout}${client!.stderr}`);
   t.equal(serverStatus, 0, `server: ${serverOut}`);
   t.match(client!.stdout, /\d+ bytes in [\d.]+ seconds/, 'data moved both ways, checked (-c)');
