@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Build a guest kernel from Debian's linux-source-6.12, cached outside the clone.
 #
-#   scripts/kernel/build.sh [--debug] [--print-path] [--patches DIR] baseline|patched
+#   scripts/kernel/build.sh [--debug] [--print-path] [--patches DIR] [--first N] baseline|patched
 #
 # baseline: pristine source; patched: the series in DIR (default
 # kernel-patches/, a quilt-style 'series' file naming git format-patch files)
-# applied, plus patched.config. The config is allnoconfig + base.config (a
+# applied, plus patched.config; --first N applies only the first N patches
+# (scripts/kernel/bisect-build.sh builds each prefix of the series that way,
+# in one object dir of its own, and config symbols a later patch adds are
+# not required to stick). The config is allnoconfig + base.config (a
 # minimal headless q35 guest) + p2pdma.config (+ patched.config, + debug.config
 # for --debug). P2PDMA_CCACHE=1 sends compiles through ccache (setup installs
 # it): a cold build then costs about a third more, a rebuild of a tree ccache
@@ -24,13 +27,15 @@ jobs=${P2PDMA_JOBS:-$(($(nproc) + 1))}
 # Bump when a change here changes what gets built (part of the cache key).
 recipe=2
 
-usage="usage: $0 [--debug] [--print-path] [--patches DIR] baseline|patched"
-debug=0 print_path=0 variant= patch_dir=$repo/kernel-patches
+usage="usage: $0 [--debug] [--print-path] [--patches DIR] [--first N] baseline|patched"
+debug=0 print_path=0 variant= patch_dir=$repo/kernel-patches first=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--debug) debug=1 ;;
 	--print-path) print_path=1 ;;
 	--patches) patch_dir=$(cd "${2:?$usage}" && pwd); shift ;;
+	--first) first=${2:?$usage}; shift
+		[[ $first =~ ^[1-9][0-9]*$ ]] || { echo "--first takes a patch count >= 1" >&2; exit 2; } ;;
 	baseline|patched) variant=$1 ;;
 	*) echo "$usage" >&2; exit 2 ;;
 	esac
@@ -39,6 +44,13 @@ done
 [ -n "$variant" ] || { echo "$usage" >&2; exit 2; }
 name=$variant
 [ $debug = 1 ] && name=$variant-debug
+if [ -n "$first" ]; then
+	[ "$variant" = patched ] || { echo "--first needs the patched variant" >&2; exit 2; }
+	# One object dir for every prefix: each build only recompiles what the
+	# next patch touches.
+	build_name=$name-bisect
+	name=$name-first$first
+fi
 
 start=$SECONDS
 say() { printf '[kernel %s %3ds] %s\n' "$name" $((SECONDS - start)) "$*" >&2; }
@@ -54,6 +66,10 @@ if [ "$variant" = patched ]; then
 		line=${line//[[:space:]]/}
 		[ -n "$line" ] && patches+=("$patch_dir/$line")
 	done < "$patch_dir/series"
+	if [ -n "$first" ]; then
+		[ "$first" -le ${#patches[@]} ] || die "--first $first: the series has ${#patches[@]} patches"
+		patches=("${patches[@]:0:$first}")
+	fi
 fi
 fragments=("$here/base.config" "$here/p2pdma.config")
 [ "$variant" = patched ] && fragments+=("$here/patched.config")
@@ -99,8 +115,8 @@ fi
 # src/ and obj/ side by side, so every variant's compiler command lines and
 # line markers name the same relative paths (../src/mm/...): ccache then
 # shares objects between variants whose sources and flags agree.
-tree=$cache/build/$name/src
-obj=$cache/build/$name/obj
+tree=$cache/build/${build_name:-$name}/src
+obj=$cache/build/${build_name:-$name}/obj
 if [ ! -d "$tree" ]; then
 	git -C "$gitsrc" worktree prune
 	git -C "$gitsrc" worktree add -q --detach "$tree" pristine
@@ -138,7 +154,11 @@ for f in "${fragments[@]}"; do
 		case $line in
 		CONFIG_*=n) sym=${line%%=*}
 			grep -qx "$sym=[ym].*" "$obj/.config" && { say "config: $sym is set, wanted off"; missing=1; } ;;
-		CONFIG_*=*) grep -qxF "$line" "$obj/.config" || { say "config: $line did not stick"; missing=1; } ;;
+		CONFIG_*=*) grep -qxF "$line" "$obj/.config" && continue
+			sym=${line%%=*}
+			# A prefix of the series may not define the symbol yet.
+			[ -n "$first" ] && ! grep -rqE --include='Kconfig*' "^(menu)?config ${sym#CONFIG_}[[:space:]]*$" "$tree" && continue
+			say "config: $line did not stick"; missing=1 ;;
 		esac
 	done < "$f"
 done
@@ -147,7 +167,7 @@ done
 cc=gcc
 if [ "${P2PDMA_CCACHE:-0}" = 1 ] && command -v ccache >/dev/null; then
 	cc="ccache gcc"
-	export CCACHE_DIR=${CCACHE_DIR:-$cache/ccache} CCACHE_BASEDIR=$cache/build/$name CCACHE_NOHASHDIR=1
+	export CCACHE_DIR=${CCACHE_DIR:-$cache/ccache} CCACHE_BASEDIR=$cache/build/${build_name:-$name} CCACHE_NOHASHDIR=1
 	# Kernel builds embed timestamps via macros ccache would refuse to cache;
 	# the prefix map names the variant's absolute source path and only
 	# changes __FILE__ to the same relative path in every variant.
