@@ -13,8 +13,8 @@ export const IVSHMEM_P2P_IOCTL_REVOKE = ioc.io(0xb9, 1);
 export interface IvshmemP2pMapping {
   fd: Fd;
   map: Mapping;
-  /** Attachments not yet released, and REVOKEs so far (IVSHMEM_P2P_IOCTL_INFO). */
-  info(): { activeMaps: number; revokes: number };
+  /** The BAR, attachments not yet released, and REVOKEs so far (IVSHMEM_P2P_IOCTL_INFO). */
+  info(): { size: bigint; busAddr: bigint; activeMaps: number; revokes: number };
 }
 
 /** Opens `node` (/dev/ivshmem_p2pN) and maps `size` bytes of its BAR, shared and writable. */
@@ -29,7 +29,7 @@ export function mapIvshmemP2p(t: Test, node: string, size: number): IvshmemP2pMa
     info() {
       const b = Buffer.alloc(24);
       ioctlSync(fd, IVSHMEM_P2P_IOCTL_INFO, b);
-      return { activeMaps: b.readUInt32LE(16), revokes: b.readUInt32LE(20) };
+      return { size: b.readBigUInt64LE(0), busAddr: b.readBigUInt64LE(8), activeMaps: b.readUInt32LE(16), revokes: b.readUInt32LE(20) };
     },
   };
 }
