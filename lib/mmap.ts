@@ -1,8 +1,8 @@
 /**
  * mmap(2) as a `Mapping`: external ArrayBuffers over the mapped pages (no
  * copy) for mappings JS may read and write, copying `read()`/`write()` for
- * the others, and an explicit, idempotent `unmap()`. See `Mapping` for what
- * keeps JS from ever touching unmapped memory.
+ * the others, `mprotect()`, and an explicit, idempotent `unmap()`. See
+ * `Mapping` for what keeps JS from ever touching unmapped memory.
  */
 import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
@@ -174,6 +174,20 @@ function protName(prot: number): string {
   return names.join(' | ') || `0x${prot.toString(16)}`;
 }
 
+/**
+ * Error with code ERR_P2PDMA_MAPPING_BUSY: mprotect() would take access from
+ * `stuck` ArrayBuffers over the mapping that it cannot detach.
+ */
+function viewsError(prot: number, stuck: number, caller: Function): CodedError {
+  const n = stuck === 1 ? '1 ArrayBuffer' : `${stuck} ArrayBuffers`;
+  const e = new Error(
+    `mprotect(${protName(prot)}) refused: ${n} over this mapping cannot be detached (moved by transfer(), or collected but not yet finalized) and would fault`,
+  ) as CodedError;
+  e.code = 'ERR_P2PDMA_MAPPING_BUSY';
+  Error.captureStackTrace(e, caller);
+  return e;
+}
+
 /** Error with code ERR_P2PDMA_MAPPING_ACCESS: the mapping's protection forbids the access. */
 function accessError(prot: number, needs: string, what: string, caller: Function): CodedError {
   const e = new Error(`${what} needs a mapping with ${needs}; this one is mapped ${protName(prot)}`) as CodedError;
@@ -202,6 +216,12 @@ function toIndex(name: string, value: unknown, max: number, caller: Function): n
  *   `ArrayBuffer.prototype.transfer()`) or an fs.read() still in flight then
  *   reads zeros and writes into nothing, never into the device or into a
  *   later mapping. The address range is munmap()ed once, after that GC.
+ * - `mprotect()` to anything short of 'rw' detaches `.buffer` and every
+ *   window, as unmap() does (`.buffer` is a new ArrayBuffer once the
+ *   mapping is 'rw' again), and refuses with ERR_P2PDMA_MAPPING_BUSY,
+ *   changing nothing, while an ArrayBuffer it cannot detach (moved by
+ *   `transfer()`) may still reach the pages: unlike after unmap(), those
+ *   stay the mapping's, so no zero pages can stand in for them.
  * - `mmap()` refuses a range past the last page of a regular file (memfds
  *   included), which would fault with SIGBUS on first touch.
  *
@@ -213,7 +233,11 @@ function toIndex(name: string, value: unknown, max: number, caller: Function): n
  * when the device is unbound; the next access raises SIGBUS.
  * (IVSHMEM_P2P_IOCTL_REVOKE alone is harmless to the CPU: the next access
  * maps the BAR again.) Unmap device mappings before unbinding or removing
- * the device; no library can turn such a fault into a JS exception.
+ * the device; no library can turn such a fault into a JS exception. Nor
+ * can it see native code still working on an ArrayBuffer of the mapping
+ * from another thread (`crypto.randomFill()`, zlib, another addon) when
+ * `mprotect()` takes access away: let that settle first. System calls in
+ * flight on it (`fs.read()`, NVMe I/O) fail with EFAULT instead.
  */
 export class Mapping implements Disposable {
   /** Length in bytes, as requested. */
@@ -222,12 +246,11 @@ export class Mapping implements Disposable {
   readonly offset: bigint;
   /** Start address of the mapping in this process. */
   readonly address: bigint;
-  /** The PROT_* bits it was mapped with. */
-  readonly prot: number;
   /** The handle the mapping came from, kept alive as long as the mapping is. */
   readonly source: Fd | undefined;
   readonly #native: NativeMapping;
   #buffer: ArrayBuffer | undefined;
+  #prot: number;
   #unmapped = false;
 
   /** @internal use mmap(): anything else throws ERR_ILLEGAL_CONSTRUCTOR. */
@@ -236,17 +259,22 @@ export class Mapping implements Disposable {
     this.#native = nativeMapping;
     this.length = length;
     this.offset = offset;
-    this.prot = prot;
+    this.#prot = prot;
     this.address = nativeMapping.address();
     this.source = source;
   }
 
+  /** The PROT_* bits it is mapped with: mmap()'s, then the last mprotect()'s. */
+  get prot(): number {
+    return this.#prot;
+  }
+
   /**
-   * The whole mapping as one ArrayBuffer (no copy; the same one every time).
-   * After unmap() it is detached: byteLength 0, and views over it read as
-   * empty. Throws ERR_P2PDMA_MAPPING_ACCESS unless mapped 'rw', and
-   * ERR_OUT_OF_RANGE when `length` exceeds `maxViewLength` (a GPU BAR over
-   * 4 GiB on Node 20): use `window()` then.
+   * The whole mapping as one ArrayBuffer (no copy; the same one every time
+   * until mprotect() detaches it). After unmap() it is detached: byteLength
+   * 0, and views over it read as empty. Throws ERR_P2PDMA_MAPPING_ACCESS
+   * unless mapped 'rw', and ERR_OUT_OF_RANGE when `length` exceeds
+   * `maxViewLength` (a GPU BAR over 4 GiB on Node 20): use `window()` then.
    */
   get buffer(): ArrayBuffer {
     if (this.#buffer !== undefined) return this.#buffer;
@@ -266,7 +294,7 @@ export class Mapping implements Disposable {
 
   /**
    * A new ArrayBuffer over `length` bytes at `offset` (no copy), at most
-   * `maxViewLength` bytes. Detached by unmap() like `.buffer`.
+   * `maxViewLength` bytes. Detached by unmap() and mprotect() like `.buffer`.
    */
   window(offset: number, length?: number): ArrayBuffer {
     const off = toIndex('offset', offset, this.length, this.window);
@@ -284,7 +312,7 @@ export class Mapping implements Disposable {
     const off = toIndex('offset', offset, this.length, this.read);
     const len = toIndex('length', length === undefined ? this.length - off : length, this.length - off, this.read);
     if (this.#unmapped) throw closedError('Mapping', this.read);
-    if ((this.prot & C.PROT_READ) === 0) throw accessError(this.prot, 'PROT_READ', 'read()', this.read);
+    if ((this.#prot & C.PROT_READ) === 0) throw accessError(this.#prot, 'PROT_READ', 'read()', this.read);
     const out = Buffer.allocUnsafe(len);
     this.#native.read(off, out);
     return out;
@@ -296,7 +324,7 @@ export class Mapping implements Disposable {
     const off = toIndex('offset', offset, this.length, this.write);
     toIndex('source.byteLength', viewByteLength(source), this.length - off, this.write);
     if (this.#unmapped) throw closedError('Mapping', this.write);
-    if ((this.prot & C.PROT_WRITE) === 0) throw accessError(this.prot, 'PROT_WRITE', 'write()', this.write);
+    if ((this.#prot & C.PROT_WRITE) === 0) throw accessError(this.#prot, 'PROT_WRITE', 'write()', this.write);
     this.#native.write(off, source);
   }
 
@@ -346,12 +374,42 @@ export class Mapping implements Disposable {
     }
   }
 
+  /**
+   * mprotect(2) over the whole mapping (part of it would split the kernel's
+   * VMA, and the pieces of a device mapping never merge again). `prot` as in
+   * mmap(). Sync, like mmap() and unmap(): it changes page tables, no I/O.
+   * When the protection changes, the kernel invalidates the range for mmu
+   * notifiers (a driver's or an RDMA ODP MR's mirror of the pages).
+   *
+   * `prot`, read() and write() follow the new protection. Short of 'rw' it
+   * detaches `.buffer` and every window, which then read as empty; once 'rw'
+   * again, `.buffer` is a new ArrayBuffer over the same bytes. Throws
+   * ERR_P2PDMA_MAPPING_BUSY while an ArrayBuffer it cannot detach may still
+   * reach the pages (see `Mapping`), ERR_P2PDMA_CLOSED after unmap(), and
+   * mprotect(2)'s errors as SystemErrors with `syscall: 'mprotect'` (EACCES:
+   * write access to a shared mapping of a file opened read-only); it changes
+   * nothing when it throws.
+   */
+  mprotect(prot: Prot): void {
+    const bits = toProt(prot, this.mprotect);
+    if (this.#unmapped) throw closedError('Mapping', this.mprotect);
+    let stuck: number;
+    try {
+      stuck = this.#native.mprotect(bits);
+    } catch (e) {
+      throw fromNative(e, {}, this.mprotect);
+    }
+    if (stuck > 0) throw viewsError(bits, stuck, this.mprotect);
+    this.#prot = bits;
+    if ((bits & RW) !== RW) this.#buffer = undefined;
+  }
+
   [Symbol.dispose](): void {
     this.unmap();
   }
 
   #checkViews(what: string, caller: Function): void {
-    if ((this.prot & RW) !== RW) throw accessError(this.prot, 'PROT_READ | PROT_WRITE', what, caller);
+    if ((this.#prot & RW) !== RW) throw accessError(this.#prot, 'PROT_READ | PROT_WRITE', what, caller);
   }
 }
 

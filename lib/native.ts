@@ -21,6 +21,12 @@ export interface NativeMapping {
   unmap(): boolean;
   msync(flags: number): void;
   msyncAsync(flags: number): Promise<void>;
+  /**
+   * mprotect(2) over the whole mapping; throws a native SysError. Short of
+   * PROT_READ | PROT_WRITE it detaches every ArrayBuffer it made; returns 0,
+   * or (changing nothing) how many of them it could not detach.
+   */
+  mprotect(prot: number): number;
 }
 
 /** What every native resource (native/resource.h) has. */

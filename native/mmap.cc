@@ -14,6 +14,11 @@
 // could land at a freed address), and the munmap itself waits until every
 // view's JS object and backing store are gone and no async msync runs.
 //
+// mprotect() to anything short of PROT_READ | PROT_WRITE detaches the views
+// the same way (they need both), and refuses, changing nothing, while a view
+// it cannot detach may still reach the pages: the device pages stay mapped
+// there, so no tombstone can catch what that view would touch.
+//
 // Everything here runs on the JS thread except MsyncWorker::Run, which only
 // reads addr/len.
 #include <errno.h>
@@ -22,6 +27,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <utility>
 #include <vector>
 
 #include "async.h"
@@ -63,6 +69,7 @@ struct View {
   bool creating = true;
   bool object_gone = false;
   bool store_gone = false;
+  bool detached = false;  // by unmap() or mprotect(): no transfer() can have moved it since
 };
 
 // munmap once nothing but (at most) the wrapper can reach the range and the
@@ -124,6 +131,21 @@ void Tombstone(MapState* s) {
   g_pinned++;
 }
 
+// The view's ArrayBuffer if it is alive and attached, else nullptr (collected,
+// detached by us, or moved away by transfer()).
+napi_value Attached(napi_env env, View* v) {
+  napi_value ab = nullptr;
+  if (v->object == nullptr || napi_get_reference_value(env, v->object, &ab) != napi_ok || ab == nullptr) return nullptr;
+  bool detached = true;
+  if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok || detached) return nullptr;
+  return ab;
+}
+
+void Detach(napi_env env, View* v, napi_value ab) {
+  v->detached = true;
+  napi_detach_arraybuffer(env, ab);
+}
+
 Napi::Value NewView(Napi::Env env, MapState* s, size_t off, size_t len) {
   auto* v = new View(s);
   napi_value ab;
@@ -157,6 +179,7 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
                            InstanceMethod<&MappingWrap::Write>("write"),
                            InstanceMethod<&MappingWrap::Msync>("msync"),
                            InstanceMethod<&MappingWrap::MsyncAsync>("msyncAsync"),
+                           InstanceMethod<&MappingWrap::Mprotect>("mprotect"),
                        });
   }
 
@@ -241,10 +264,8 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
     // A copy: a finalizer run from Detach must not change what we iterate.
     std::vector<View*> views = s->views;
     for (View* v : views) {
-      napi_value ab = nullptr;
-      if (v->object == nullptr || napi_get_reference_value(env, v->object, &ab) != napi_ok || ab == nullptr) continue;
-      bool detached = true;
-      if (napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && !detached) napi_detach_arraybuffer(env, ab);
+      napi_value ab = Attached(env, v);
+      if (ab != nullptr) Detach(env, v, ab);
     }
     if (!s->views.empty()) Tombstone(s);
     Settle(s);
@@ -261,6 +282,35 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
   }
 
   Napi::Value MsyncAsync(const Napi::CallbackInfo& info);
+
+  // mprotect(prot) over the whole range -> 0, or the number of views it
+  // cannot detach (nothing changed then); throws SysError. Without both
+  // PROT_READ and PROT_WRITE the views would fault, so it detaches them once
+  // the protection has changed. A view whose store may outlive its detached
+  // or collected object (moved by transfer(), or collected but not yet
+  // finalized) cannot be detached: it refuses then.
+  Napi::Value Mprotect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int prot = static_cast<int>(U32Arg(info, 0));
+    MapState* s = state_;
+    if (s->unmapped) ThrowSys(env, EBADF, "mprotect");
+    std::vector<std::pair<View*, napi_value>> detach;
+    if ((prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE)) {
+      uint32_t stuck = 0;
+      for (View* v : s->views) {
+        if (v->store_gone || v->detached) continue;
+        napi_value ab = Attached(env, v);
+        if (ab == nullptr)
+          stuck++;
+        else
+          detach.emplace_back(v, ab);
+      }
+      if (stuck > 0) return Napi::Number::New(env, stuck);
+    }
+    if (::mprotect(s->addr, s->len, prot) == -1) ThrowSys(env, errno, "mprotect");
+    for (auto& [v, ab] : detach) Detach(env, v, ab);
+    return Napi::Number::New(env, 0);
+  }
 
   MapState* state_ = nullptr;
 };

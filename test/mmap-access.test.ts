@@ -44,6 +44,17 @@ t.test('numeric prot without PROT_WRITE gets no .buffer', async (t) => {
   t.same(r['5'].read, [0x11]);
 });
 
+t.test("mprotect('read') detaches .buffer and windows taken before: empty, and writes through them go nowhere", async (t) => {
+  t.same(r.mprotect, {
+    byteLength: 0,
+    view: [0, 'undefined'],
+    window: [0, 'undefined'],
+    file: [0x33, 0x33],
+    buffer: refused('PROT_READ | PROT_WRITE', 'PROT_READ', '.buffer'),
+    read: [0x33],
+  });
+});
+
 t.test('a range past the last page of a memfd is refused before mmap(2)', async (t) => {
   using empty = memfd('p2pdma-test-access-empty');
   using small = memfd('p2pdma-test-access-small');

@@ -77,6 +77,35 @@ t.test('unmap() during msync() with no ArrayBuffer made unmaps when it settles',
   t.equal(r.stillMapped, false, 'gone from /proc/self/maps');
 });
 
+t.test(
+  "mprotect('read') is refused while .buffer moved by transfer() lives, and works once it is collected",
+  { skip: hasTransfer ? false : `ArrayBuffer.prototype.transfer() does not exist on Node ${process.version}` },
+  async (t) => {
+    const r = scenario('mprotectTransfer');
+    t.same(r.refused, {
+      code: 'ERR_P2PDMA_MAPPING_BUSY',
+      message: 'mprotect(PROT_READ) refused: 1 ArrayBuffer over this mapping cannot be detached (moved by transfer(), or collected but not yet finalized) and would fault',
+    });
+    t.equal(r.protWhileMoved, 3, 'still PROT_READ | PROT_WRITE');
+    t.same(r.fileWhileMoved, [0x55], 'writes through the moved buffer still reach the file');
+    t.ok((r.rounds as number) > 0, 'mprotect() succeeded once the moved buffer was collected');
+    t.equal(r.protAfter, 1);
+    t.same(r.read, [0x55]);
+    t.equal(r.after, 1, 'unmapped once');
+    t.equal(r.balanced, true);
+  },
+);
+
+t.test("an fs.read() in flight into .buffer across mprotect('read') fails with EFAULT, no crash", async (t) => {
+  const r = scenario('pendingReadMprotect');
+  t.equal(r.viewLength, 0, 'the view is detached at once');
+  t.equal(r.read, 'EFAULT', "the kernel's copy into the read-only pages faulted");
+  t.same(r.mapping, [0x11], 'nothing was written');
+  t.same(r.file, [0x11]);
+  t.ok((r.rounds as number) > 0, 'unmapped once the view was collected');
+  t.equal(r.balanced, true);
+});
+
 t.test('.buffer in a transfer list (worker postMessage, structuredClone) is refused or copied', async (t) => {
   const r = scenario('transferList');
   // Node 20 copies buffers it may not transfer; Node 22+ refuses them.

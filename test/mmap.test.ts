@@ -15,6 +15,21 @@ function sizedMemfd(size: number, name = 'p2pdma-test-mmap'): Fd {
   return m;
 }
 
+/** The /proc/self/maps line that starts at the mapping's address: its range and permissions. */
+function vmaOf(map: Mapping): { range: string; perms: string } | undefined {
+  const hex = (a: bigint) => a.toString(16).padStart(8, '0');
+  const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => l.startsWith(`${hex(map.address)}-`));
+  if (line === undefined) return undefined;
+  const [range, perms] = line.split(' ');
+  return { range, perms };
+}
+
+/** The whole mapping as one VMA with `perms`. */
+function wholeVma(map: Mapping, perms: string): { range: string; perms: string } {
+  const hex = (a: bigint) => a.toString(16).padStart(8, '0');
+  return { range: `${hex(map.address)}-${hex(map.address + BigInt(map.length))}`, perms };
+}
+
 t.test('a shared memfd mapping round-trips data through .buffer', async (t) => {
   using m = sizedMemfd(2 * pageSize);
   using map = mmap(m, 2 * pageSize);
@@ -180,6 +195,135 @@ t.test('msync failures are system errors', async (t) => {
   using map = mmap(m, pageSize);
   t.throws(() => map.msyncSync(constants.MS_SYNC | constants.MS_ASYNC), { code: 'EINVAL', syscall: 'msync' });
   await t.rejects(map.msync(constants.MS_SYNC | constants.MS_ASYNC), { code: 'EINVAL', syscall: 'msync' });
+});
+
+t.test("mprotect('read') refuses write(), keeps read(), and changes the whole VMA to r--s", async (t) => {
+  using m = sizedMemfd(2 * pageSize);
+  using map = mmap(m, 2 * pageSize);
+  map.write(Buffer.from([1, 2]), pageSize);
+  t.same(vmaOf(map), wholeVma(map, 'rw-s'));
+  t.equal(map.mprotect('read'), undefined);
+  t.equal(map.prot, constants.PROT_READ);
+  t.same(vmaOf(map), wholeVma(map, 'r--s'), 'one VMA, not split');
+  t.throws(() => map.write(Buffer.from([9]), pageSize), {
+    code: 'ERR_P2PDMA_MAPPING_ACCESS',
+    message: 'write() needs a mapping with PROT_WRITE; this one is mapped PROT_READ',
+  });
+  t.same([...map.read(pageSize, 2)], [1, 2], 'read() still copies, and the refused write() left the bytes alone');
+  t.throws(() => map.buffer, { code: 'ERR_P2PDMA_MAPPING_ACCESS' }, 'no .buffer over read-only pages');
+  t.throws(() => map.window(0, 1), { code: 'ERR_P2PDMA_MAPPING_ACCESS' }, 'nor a window');
+});
+
+t.test("mprotect('rw') after 'read' restores write() and hands out a new .buffer over the same bytes", async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const old = map.buffer;
+  new Uint8Array(old).set([4, 5, 6]);
+  map.mprotect('read');
+  map.mprotect('rw');
+  t.equal(map.prot, constants.PROT_READ | constants.PROT_WRITE);
+  t.same(vmaOf(map), wholeVma(map, 'rw-s'));
+  const fresh = map.buffer;
+  t.not(fresh, old, 'a new ArrayBuffer');
+  t.equal(old.byteLength, 0, 'the old one stays detached');
+  t.equal(fresh.byteLength, pageSize);
+  t.equal(map.buffer, fresh, 'then the same one every time');
+  t.same([...new Uint8Array(fresh, 0, 3)], [4, 5, 6], 'the same bytes');
+  new Uint8Array(fresh)[3] = 7;
+  map.write(Buffer.from([8]), 4);
+  const back = Buffer.alloc(5);
+  fs.readSync(m.fd, back, 0, 5, 0);
+  t.same([...back], [4, 5, 6, 7, 8], 'writes through .buffer and write() reach the file');
+});
+
+t.test("mprotect('rw') on an 'rw' mapping keeps .buffer and windows attached", async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const buffer = map.buffer;
+  const win = map.window(8, 8);
+  map.mprotect('rw');
+  t.equal(map.buffer, buffer, 'the same ArrayBuffer');
+  t.equal(buffer.byteLength, pageSize);
+  t.equal(win.byteLength, 8);
+  new Uint8Array(win)[0] = 3;
+  t.same([...map.read(8, 1)], [3]);
+});
+
+t.test("mprotect('none') refuses read() and write(); 'read' then makes read() work again", async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  map.write(Buffer.from([0x42]));
+  map.mprotect('none');
+  t.equal(map.prot, constants.PROT_NONE);
+  t.same(vmaOf(map), wholeVma(map, '---s'));
+  t.throws(() => map.read(0, 1), { code: 'ERR_P2PDMA_MAPPING_ACCESS', message: 'read() needs a mapping with PROT_READ; this one is mapped PROT_NONE' });
+  t.throws(() => map.write(Buffer.from([1])), { code: 'ERR_P2PDMA_MAPPING_ACCESS', message: 'write() needs a mapping with PROT_WRITE; this one is mapped PROT_NONE' });
+  map.mprotect(constants.PROT_READ);
+  t.same([...map.read(0, 1)], [0x42]);
+});
+
+t.test('mprotect() refuses bad prot values as mmap() does, changing nothing', async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const buffer = map.buffer;
+  const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
+  const value = expectCode(TypeError, 'ERR_INVALID_ARG_VALUE');
+  const range = expectCode(RangeError, 'ERR_OUT_OF_RANGE');
+  t.throws(() => map.mprotect('x' as never), { ...value, message: "The argument 'prot' must be 'read', 'write', 'rw', 'none' or PROT_* bits. Received 'x'" });
+  t.throws(() => map.mprotect('exec' as never), value);
+  t.throws(() => map.mprotect(-1), range, 'negative');
+  t.throws(() => map.mprotect(1.5), range, 'fractional');
+  t.throws(() => map.mprotect(2 ** 31), range, 'over 2^31-1');
+  t.throws(() => map.mprotect(undefined as never), type, 'missing');
+  t.throws(() => map.mprotect(1n as never), type, 'bigint');
+  t.throws(() => map.mprotect(null as never), type, 'null');
+  t.equal(map.prot, constants.PROT_READ | constants.PROT_WRITE);
+  t.same(vmaOf(map), wholeVma(map, 'rw-s'));
+  t.equal(map.buffer, buffer);
+  t.equal(buffer.byteLength, pageSize, '.buffer still attached');
+});
+
+t.test('mprotect(2) failures are system errors with syscall mprotect, changing nothing', async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  const buffer = map.buffer;
+  t.throws(() => map.mprotect(constants.PROT_READ | 0x40), { code: 'EINVAL', errno: -22, syscall: 'mprotect', message: 'EINVAL: invalid argument, mprotect' }, 'a PROT_* bit the kernel does not know');
+  t.equal(map.prot, constants.PROT_READ | constants.PROT_WRITE);
+  t.equal(buffer.byteLength, pageSize, 'nothing was detached');
+});
+
+t.test('mprotect(PROT_WRITE) on a shared mapping of a file opened read-only fails with EACCES', async (t) => {
+  const file = tempFile(pageSize);
+  const fd = fs.openSync(file, 'r');
+  using map = mmap(fd, pageSize, { prot: 'read' });
+  t.throws(() => map.mprotect(constants.PROT_WRITE), { code: 'EACCES', errno: -13, syscall: 'mprotect', message: 'EACCES: permission denied, mprotect' });
+  t.equal(map.prot, constants.PROT_READ, 'prot unchanged');
+  t.same(vmaOf(map), wholeVma(map, 'r--s'));
+  t.throws(() => map.write(Buffer.from([1])), { code: 'ERR_P2PDMA_MAPPING_ACCESS' });
+  t.same([...map.read(0, 2)], [0, 1]);
+  map.unmap();
+  fs.closeSync(fd);
+  fs.rmSync(path.dirname(file), { recursive: true });
+});
+
+t.test('mprotect() after unmap() throws ERR_P2PDMA_CLOSED', async (t) => {
+  using m = sizedMemfd(pageSize);
+  const map = mmap(m, pageSize);
+  map.unmap();
+  t.throws(() => map.mprotect('read'), { code: 'ERR_P2PDMA_CLOSED', message: 'Mapping is closed' });
+  t.throws(() => map.mprotect('x' as never), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'), 'arguments are checked first, as msyncSync() does');
+  t.equal(map.prot, constants.PROT_READ | constants.PROT_WRITE);
+});
+
+t.test('mprotect() while an msync() runs on the thread pool: both complete', async (t) => {
+  using m = sizedMemfd(pageSize);
+  using map = mmap(m, pageSize);
+  map.write(Buffer.from([1]));
+  const p = map.msync();
+  map.mprotect('read');
+  t.equal(await p, undefined, 'msync() resolved');
+  t.equal(map.prot, constants.PROT_READ);
+  t.same([...map.read(0, 1)], [1]);
 });
 
 t.test('mmap failures are system errors with syscall and fd', async (t) => {
