@@ -17,7 +17,7 @@ const base: QemuArgsOptions = { ...baseQemuOptions, memoryMiB: 1024, cpus: 1 };
 t.test('pvrdma sits in function 1 of the vmxnet3 slot, backed by the given device', async (t) => {
   const args = qemuArgs({ ...base, pvrdma: { ibdev: 'rxe0', netdev: 'eth0' } });
   const devices = valueOf(args, '-device');
-  t.ok(devices.includes('vmxnet3,netdev=pv0,addr=10.0,multifunction=on'));
+  t.ok(devices.includes('vmxnet3,netdev=pv0,mac=52:54:00:12:34:57,addr=10.0,multifunction=on'), 'not the first level eth0\'s MAC (QEMU\'s default)');
   t.ok(devices.includes('pvrdma,ibdev=rxe0,netdev=eth0,mad-chardev=mad,addr=10.1'));
   t.notOk(devices.some((d) => d.startsWith('virtio-net')), 'vmxnet3 is the only NIC, so it is eth0');
   t.ok(valueOf(args, '-qmp').includes('unix:/r/qmp-pvrdma.sock,server=on,wait=off'), 'a second monitor for GID events');

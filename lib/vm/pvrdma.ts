@@ -31,6 +31,14 @@ export const PVRDMA_QMP_SOCKET = 'qmp-pvrdma.sock';
 export const PVRDMA_MAD_SOCKET = 'mad.sock';
 /** PCI slot of the vmxnet3 (function 0) + pvrdma (function 1) pair. */
 const PVRDMA_SLOT = 0x10;
+/**
+ * The second level's vmxnet3 MAC. QEMU's default (52:54:00:12:34:56) is also
+ * the first level's eth0 MAC, which made the inner link-local GID the same as
+ * the backend rxe0's GID 0, and QEMU 7.2's pvrdma treats backend GID index 0
+ * as "not found" ("Failed to get bk sgid_idx for sgid_idx 0" on every RC
+ * send, then a loop under the big lock that froze the second level).
+ */
+export const PVRDMA_MAC = '52:54:00:12:34:57';
 
 /** Parses "IBDEV:NETDEV", the form of `vm run --pvrdma-backend`. */
 export function parsePvrdmaBackend(spec: string): PvrdmaBackend {
@@ -49,7 +57,7 @@ export function pvrdmaArgs(resultsDir: string, backend: PvrdmaBackend): string[]
   const slot = PVRDMA_SLOT.toString(16);
   return [
     '-netdev', 'user,id=pv0,restrict=on',
-    '-device', `vmxnet3,netdev=pv0,addr=${slot}.0,multifunction=on`,
+    '-device', `vmxnet3,netdev=pv0,mac=${PVRDMA_MAC},addr=${slot}.0,multifunction=on`,
     '-chardev', `socket,id=mad,path=${resultsDir}/${PVRDMA_MAD_SOCKET}`,
     '-device', `pvrdma,ibdev=${backend.ibdev},netdev=${backend.netdev},mad-chardev=mad,addr=${slot}.1`,
     '-qmp', `unix:${resultsDir}/${PVRDMA_QMP_SOCKET},server=on,wait=off`,
