@@ -13,6 +13,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+# shellcheck source=scripts/kernel/series.sh
+. "$here/series.sh"
 opts=() patch_dir=$repo/kernel-patches
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
-mapfile -t series < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$patch_dir/series" | grep -v '^$')
+mapfile -t series < <(series_patches "$patch_dir")
 results=() failed=0
 for n in $(seq 1 ${#series[@]}); do
 	start=$SECONDS

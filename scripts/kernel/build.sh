@@ -21,6 +21,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+# shellcheck source=scripts/kernel/series.sh
+. "$here/series.sh"
 cache=${P2PDMA_CACHE:-$HOME/.cache/p2pdma}
 tarball=/usr/src/linux-source-6.12.tar.xz
 jobs=${P2PDMA_JOBS:-$(($(nproc) + 1))}
@@ -61,11 +63,8 @@ src_version=$(dpkg-query -W -f='${Version}' linux-source-6.12)
 
 patches=()
 if [ "$variant" = patched ]; then
-	while read -r line; do
-		line=${line%%#*}
-		line=${line//[[:space:]]/}
-		[ -n "$line" ] && patches+=("$patch_dir/$line")
-	done < "$patch_dir/series"
+	mapfile -t patches < <(series_patches "$patch_dir")
+	patches=("${patches[@]/#/$patch_dir/}")
 	if [ -n "$first" ]; then
 		[ "$first" -le ${#patches[@]} ] || die "--first $first: the series has ${#patches[@]} patches"
 		patches=("${patches[@]:0:$first}")
