@@ -12,10 +12,10 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ioctlSync, Rdma, type Mapping, type MemoryRegion, type ProtectionDomain } from '../../lib/index';
+import { ioctlSync, type Mapping, type MemoryRegion, type ProtectionDomain } from '../../lib/index';
 import { ivshmemBdf, ivshmemNode, patchedOnly } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
-import { pattern } from './rdma-helpers';
+import { pattern, setup } from './rdma-helpers';
 
 const SIZE = 256 << 10;
 const ROUNDS = 40;
@@ -72,32 +72,29 @@ async function registerBar(pd: ProtectionDomain, map: Mapping): Promise<MemoryRe
   }
 }
 
-/** rxe0's protection domain, and the ivshmem_p2p device node. */
-function rig(t: Test) {
+/**
+ * rxe0's loopback pair (rdma-helpers' setup()), a shared mapping of the
+ * ivshmem BAR and an MR on it, all closed when the test ends.
+ */
+async function barRig(t: Test) {
   const bdf = ivshmemBdf();
   const node = bdf && ivshmemNode(bdf);
-  if (!node) return undefined;
-  const ctx = Rdma.open('rxe0');
-  t.teardown(() => ctx.close());
-  const pd = ctx.allocPd();
-  t.teardown(() => pd.close());
-  return { node, pd };
+  if (!t.ok(node, 'ivshmem_p2p bound')) return undefined;
+  const rdma = setup(t, undefined, 'rxe0');
+  const ivshmem = mapIvshmemP2p(t, node!, SIZE);
+  const bar = await registerBar(rdma.pd, ivshmem.map);
+  t.teardown(() => bar.close());
+  return { ...rdma, ...ivshmem, node: node!, bar };
 }
 
 t.test('a WRITE and a READ on an MR the exporter just revoked complete, after an RNR NAK, with the data', patchedOnly, async (t) => {
-  const r = rig(t);
-  if (!t.ok(r, 'ivshmem_p2p bound')) return;
-  const { map, fd, info } = mapIvshmemP2p(t, r!.node, SIZE);
+  const r = await barRig(t);
+  if (!r) return;
+  const { a, bar, map, fd, info } = r;
   const src = pattern(SIZE, 3);
-  const srcMr = r!.pd.registerMemorySync(src, 'local-write');
-  t.teardown(() => srcMr.close());
+  const srcMr = r.mr(src, 'local-write');
   const back = Buffer.alloc(SIZE);
-  const backMr = r!.pd.registerMemorySync(back, 'local-write');
-  t.teardown(() => backMr.close());
-  const bar = await registerBar(r!.pd, map);
-  t.teardown(() => bar.close());
-  const [a, b] = Rdma.loopbackPair(r!.pd);
-  t.teardown(() => { a.close(); b.close(); });
+  const backMr = r.mr(back, 'local-write');
   const { size, busAddr } = info();
   t.equal(info().activeMaps, 1, 'the MR holds one mapping of the BAR');
   t.ok(barIoremaps(busAddr, size).length > 0, 'rxe ioremap()ed the BAR for the MR');
@@ -122,21 +119,16 @@ t.test('a WRITE and a READ on an MR the exporter just revoked complete, after an
 });
 
 t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect loop: all complete with the right data', patchedOnly, async (t) => {
-  const r = rig(t);
-  if (!t.ok(r, 'ivshmem_p2p bound')) return;
-  const { map, info } = mapIvshmemP2p(t, r!.node, SIZE);
+  const r = await barRig(t);
+  if (!r) return;
+  const { a, bar, map, info } = r;
   const revokesBefore = info().revokes;
   const back = Buffer.alloc(SIZE);
-  const backMr = r!.pd.registerMemorySync(back, 'local-write');
-  t.teardown(() => backMr.close());
-  const bar = await registerBar(r!.pd, map);
-  t.teardown(() => bar.close());
-  const [a, b] = Rdma.loopbackPair(r!.pd);
-  t.teardown(() => { a.close(); b.close(); });
+  const backMr = r.mr(back, 'local-write');
 
   const worker = new Worker(INVALIDATOR, {
     eval: true,
-    workerData: { lib: path.join(__dirname, '..', '..', 'lib', 'index'), ivshmem: path.join(__dirname, 'ivshmem-p2p'), node: r!.node },
+    workerData: { lib: path.join(__dirname, '..', '..', 'lib', 'index'), ivshmem: path.join(__dirname, 'ivshmem-p2p'), node: r.node },
   });
   const counts = new Promise<{ revokes: number; clears: number; error?: string }>((resolve) => worker.once('message', resolve));
   // mprotect of the whole mapping, from read-only back to read-write: each
@@ -155,7 +147,7 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const src = pattern(SIZE, round);
-      const srcMr = r!.pd.registerMemorySync(src, 'local-write');
+      const srcMr = r.pd.registerMemorySync(src, 'local-write');
       try {
         await a.write(srcMr, bar);
         if (!map.read(0, SIZE).equals(src)) unexpected.push(`round ${round}: WRITE completed but the BAR does not hold its data`);
@@ -188,16 +180,11 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
 });
 
 t.test('memory that is gone ends the MR: a WRITE after munmap fails with a remote access error', patchedOnly, async (t) => {
-  const r = rig(t);
-  if (!t.ok(r, 'ivshmem_p2p bound')) return;
-  const { map, info } = mapIvshmemP2p(t, r!.node, SIZE);
+  const r = await barRig(t);
+  if (!r) return;
+  const { a, bar, map, info } = r;
   const src = pattern(SIZE, 9);
-  const srcMr = r!.pd.registerMemorySync(src, 'local-write');
-  t.teardown(() => srcMr.close());
-  const bar = await registerBar(r!.pd, map);
-  t.teardown(() => bar.close());
-  const [a, b] = Rdma.loopbackPair(r!.pd);
-  t.teardown(() => { a.close(); b.close(); });
+  const srcMr = r.mr(src, 'local-write');
 
   await a.write(srcMr, bar);
   map.unmap();
