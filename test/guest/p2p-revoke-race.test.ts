@@ -134,12 +134,17 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
   // mprotect of the whole mapping, from read-only back to read-write: each
   // call invalidates, and a remap in between finds no write access (EPERM)
   // and is tried again on the next access.
+  // Random 10-110 ms gaps: flipping every 15 ms, invalidations came faster
+  // than a remap completes under KASAN on a loaded TCG host, and a READ
+  // response outwaited rxe's 100 ms bound (one DEBUG run in three).
   let protects = 0;
-  const flipper = setInterval(() => {
+  let flipper: NodeJS.Timeout | undefined;
+  (function flip() {
     map.mprotect('read');
     map.mprotect('rw');
     protects += 2;
-  }, 15);
+    flipper = setTimeout(flip, 10 + Math.random() * 100);
+  })();
 
   const naks = rnrNaksSent();
   const unexpected: string[] = [];
@@ -163,7 +168,7 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
       }
     }
   } finally {
-    clearInterval(flipper);
+    clearTimeout(flipper);
     worker.postMessage('stop');
   }
   const done = await counts;
