@@ -109,8 +109,10 @@ t.test('a WRITE and a READ on an MR the exporter just revoked complete, after an
   t.equal(info().activeMaps, 1, 'rxe mapped the BAR again');
 
   ioctlSync(fd, IVSHMEM_P2P_IOCTL_REVOKE);
+  const readNaks = rnrNaksSent();
   await a.read(backMr, bar);
   t.ok(back.equals(src), 'a READ after another REVOKE reads the BAR');
+  t.ok(rnrNaksSent() > readNaks, `rxe answered it with an RNR NAK too, before any response (send_rnr_err ${readNaks} -> ${rnrNaksSent()})`);
   t.equal(info().activeMaps, 1, 'mapped again for the READ');
 
   bar.close();
@@ -134,16 +136,18 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
   // mprotect of the whole mapping, from read-only back to read-write: each
   // call invalidates, and a remap in between finds no write access (EPERM)
   // and is tried again on the next access.
-  // Random 10-110 ms gaps: flipping every 15 ms, invalidations came faster
-  // than a remap completes under KASAN on a loaded TCG host, and a READ
-  // response outwaited rxe's 100 ms bound (one DEBUG run in three).
+  // Random 10-110 ms gaps. P2PDMA_RACE_FLIP_MS=N flips every N ms instead,
+  // to stress by hand: every 15 ms, before rxe NAKed a READ that finds its
+  // MR revoked, a READ response outwaited rxe's 100 ms bound in one DEBUG
+  // run in three.
+  const fixedGap = Number(process.env.P2PDMA_RACE_FLIP_MS) || 0;
   let protects = 0;
   let flipper: NodeJS.Timeout | undefined;
   (function flip() {
     map.mprotect('read');
     map.mprotect('rw');
     protects += 2;
-    flipper = setTimeout(flip, 10 + Math.random() * 100);
+    flipper = setTimeout(flip, fixedGap || 10 + Math.random() * 100);
   })();
 
   const naks = rnrNaksSent();
