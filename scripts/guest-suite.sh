@@ -31,10 +31,15 @@ if [ -n "${P2PDMA_TAP_OUT:-}" ]; then
 	partial=${P2PDMA_TAP_OUT%.tap}.files
 	rm -rf "$partial" && mkdir -p "$partial"
 fi
-# Where a file's TAP goes when it ends: $partial/INDEX-NAME.tap.
+# Each file's TAP, while it runs: $partial/INDEX-NAME.running (the start
+# time, then the TAP so far); when it ends: $partial/INDEX-NAME.tap.
+partial_name() { # index source-file
+	echo "$partial/$1-$(basename "$2" .test.ts)"
+}
 publish() { # index source-file rc seconds
 	[ -n "$partial" ] || return 0
-	local name=$partial/$1-$(basename "$2" .test.ts)
+	local name
+	name=$(partial_name "$1" "$2")
 	{ cat "$work/$1.tap"; echo "# $2: exit $3, $4 s"; } > "$name.tap"
 	rm -f "$name.running"
 }
@@ -45,11 +50,14 @@ run_one() { # index source-file
 		echo 1 > "$work/$1.rc"
 		return
 	fi
-	local began=$SECONDS rc
-	[ -n "$partial" ] && date -u +%T > "$partial/$1-$(basename "$2" .test.ts).running"
+	local began=$SECONDS rc live=/dev/null
+	if [ -n "$partial" ]; then
+		live=$(partial_name "$1" "$2").running
+		echo "# started $(date -u +%T) UTC" > "$live"
+	fi
 	# tap's own per-file timeout (30 s) is too short under TCG with KASAN.
-	TAP_TIMEOUT=${TAP_TIMEOUT:-600} "$node" "$js" > "$work/$1.tap" 2>&1
-	rc=$?
+	TAP_TIMEOUT=${TAP_TIMEOUT:-600} "$node" "$js" 2>&1 | tee -a "$live" > "$work/$1.tap"
+	rc=${PIPESTATUS[0]}
 	echo $rc > "$work/$1.rc"
 	publish "$1" "$2" $rc $((SECONDS - began))
 }
