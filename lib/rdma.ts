@@ -20,6 +20,7 @@
  * rejects those promises with IBV_WC_WR_FLUSH_ERR at once.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 import { abortError, type CodedError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
@@ -30,6 +31,7 @@ import { Poller } from './poll';
 const C = native.rdmaConstants;
 const DEFERRED = 1;
 const ENOMEM = 12;
+const EOPNOTSUPP = 95;
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -356,13 +358,32 @@ function resolveTarget(target: unknown, o: RegisterOptions, caller: Function): R
   return { args: [target as ArrayBufferView, offset, length], length, mapping: undefined };
 }
 
-/** EFAULT on a mapping of device memory: the kernel cannot pin it. */
-function explainRegister(e: unknown, mapping: Mapping | undefined): unknown {
+/** The kernel driver behind an RDMA device, from sysfs ('' when unknown). */
+function rdmaDriver(device: string): string {
+  try {
+    return path.basename(fs.readlinkSync(`/sys/class/infiniband/${device}/device/driver`));
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * EFAULT on a mapping of device memory: the kernel cannot pin it. EFAULT on
+ * host memory from QEMU's pvrdma: its device refuses what most buffers are.
+ */
+function explainRegister(e: unknown, mapping: Mapping | undefined, device: string): unknown {
   const err = e as SystemError;
+  if (mapping === undefined && err?.code === 'EFAULT' && rdmaDriver(device) === 'vmw_pvrdma') {
+    err.message +=
+      `: ${device} is a pvrdma device; QEMU's (up to 9.0, which removed it) refuses memory that does not start on a page boundary ` +
+      'when it spans more pages than its length rounded up to pages (a Buffer of 4096 bytes usually does): register page-aligned memory, such as a Mapping';
+  }
   if (mapping !== undefined && err?.code === 'EFAULT') {
+    const driver = rdmaDriver(device);
     err.message +=
       ': this kernel cannot pin peer (device) memory for RDMA: get_user_pages() refuses p2pmem and VM_PFNMAP/VM_IO mappings ' +
-      '(NVMe CMB, PCI BARs). The kernel-patches/ series adds the p2p_map path that lets a memory region cover them.';
+      '(NVMe CMB, PCI BARs). The kernel-patches/ series adds the p2p_map path that lets a memory region cover them' +
+      (driver === '' || driver === 'rdma_rxe' ? '.' : `, in the RDMA drivers it converts (rxe), not in ${driver}.`);
   }
   return err;
 }
@@ -483,7 +504,8 @@ export class RdmaContext extends RdmaResource {
    * A completion queue of at least `size` entries with its own completion
    * channel. `{ busyPoll: true }` polls it from the event loop instead of
    * waiting for the channel: lower latency, one core burnt while work is
-   * outstanding (benchmarks only).
+   * outstanding (benchmarks, and devices that never signal the channel:
+   * QEMU's pvrdma raises no completion interrupt).
    */
   createCq(size: number, options: { busyPoll?: boolean } = {}): CompletionQueue {
     toInt('size', size, 0x7fffffff, this.createCq);
@@ -555,7 +577,7 @@ export class ProtectionDomain extends RdmaResource {
       () => new MemoryRegion(this, mr, target, a.names, r.length),
       (e: unknown) => {
         mr.close();
-        throw explainRegister(rdmaError(e), r.mapping);
+        throw explainRegister(rdmaError(e), r.mapping, this.context.name);
       },
     );
   }
@@ -571,7 +593,7 @@ export class ProtectionDomain extends RdmaResource {
       mr.register(...(r.args as [bigint, number]), a.bits);
     } catch (e) {
       mr.close();
-      const err = explainRegister(rdmaError(e), r.mapping) as Error;
+      const err = explainRegister(rdmaError(e), r.mapping, this.context.name) as Error;
       Error.captureStackTrace(err, this.registerMemorySync);
       throw err;
     }
@@ -916,6 +938,8 @@ export class QueuePair extends RdmaResource {
   declare readonly native: NativeRdmaQp;
   #state: (typeof STATE_NAMES)[number] = 'RESET';
   #psn: number;
+  #maxRdAtomic: number | undefined;
+  #maxRdAtomicWhy = '';
   #sends = 0;
   #recvs = 0;
   /** @internal closed after the QP (loopbackPair's CQ, rdma_cm's own objects). */
@@ -942,6 +966,15 @@ export class QueuePair extends RdmaResource {
     return { send: this.#sends, recv: this.#recvs };
   }
 
+  /**
+   * RDMA READs this QP may have outstanding, as `connect()` set it (the
+   * device's `maxQpInitRdAtom`, at most 16, or the `maxRdAtomic` asked for);
+   * undefined when something else connected it.
+   */
+  get maxRdAtomic(): number | undefined {
+    return this.#maxRdAtomic;
+  }
+
   /** What a peer passes to its `connect()`. */
   info(options: { portNum?: number; gidIndex?: number } = {}): QueuePairInfo {
     validateObject(options, 'options', this.info);
@@ -957,15 +990,21 @@ export class QueuePair extends RdmaResource {
    * Connects to a peer QP without rdma_cm: RESET -> INIT -> RTR -> RTS, with
    * the peer's GID (RoCE) as the destination. The QP grants remote write,
    * read and atomic; each MR's access flags decide what peers may do.
+   * `maxRdAtomic` caps the RDMA READs it may have outstanding (default 16,
+   * never more than the device offers); with 0, `read()` is refused with
+   * EOPNOTSUPP instead of waiting forever (QEMU's pvrdma offers 0).
    */
-  connect(remote: QueuePairInfo, options: { portNum?: number; gidIndex?: number } = {}): void {
+  connect(remote: QueuePairInfo, options: { portNum?: number; gidIndex?: number; maxRdAtomic?: number } = {}): void {
     validateObject(remote, 'remote', this.connect);
+    validateObject(options, 'options', this.connect);
+    const askedRd = options.maxRdAtomic === undefined ? 16 : toInt('options.maxRdAtomic', options.maxRdAtomic, 255, this.connect);
     const dgid = gidBytes(remote.gid, this.connect);
     toInt('remote.qpNum', remote.qpNum, 0xffffff, this.connect);
     toInt('remote.psn', remote.psn, 0xffffff, this.connect);
-    const mine = this.info(options);
+    const mine = this.info({ portNum: options.portNum, gidIndex: options.gidIndex });
     const mtu = MTU_ENUM[Math.min(mine.mtu, remote.mtu ?? mine.mtu)] ?? 3;
     const dev = call(this.connect, () => this.pd.context.query());
+    const rdAtomic = Math.min(askedRd, dev.maxQpInitRdAtom);
     this.#modify({ qpState: C.IBV_QPS_INIT, pkeyIndex: 0, portNum: mine.portNum, qpAccessFlags: QP_ACCESS }, 'INIT');
     this.#modify(
       {
@@ -980,9 +1019,11 @@ export class QueuePair extends RdmaResource {
       'RTR',
     );
     this.#modify(
-      { qpState: C.IBV_QPS_RTS, timeout: 14, retryCnt: 7, rnrRetry: 7, sqPsn: this.#psn, maxRdAtomic: Math.min(16, dev.maxQpInitRdAtom) },
+      { qpState: C.IBV_QPS_RTS, timeout: 14, retryCnt: 7, rnrRetry: 7, sqPsn: this.#psn, maxRdAtomic: rdAtomic },
       'RTS',
     );
+    this.#maxRdAtomic = rdAtomic;
+    this.#maxRdAtomicWhy = askedRd === 0 ? 'connect() was asked for maxRdAtomic 0' : `${this.pd.context.name} offers maxQpInitRdAtom ${dev.maxQpInitRdAtom}`;
   }
 
   #modify(attrs: Record<string, unknown>, to: (typeof STATE_NAMES)[number]): void {
@@ -1057,6 +1098,12 @@ export class QueuePair extends RdmaResource {
       if (local !== undefined && local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
       const wrId = nextWrId++;
       const mrArgs = local === undefined ? [null, 0, 0] : [local.mr.native, local.offset, want];
+      if (op === 'read' && this.#maxRdAtomic === 0) {
+        // Posted anyway it would wait forever for a read credit.
+        const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
+        e.message = `EOPNOTSUPP: this QP may have no RDMA READ outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
+        throw e;
+      }
       if (op === 'write' || op === 'read') {
         const remote = toRemote((wr as { remote: unknown }).remote, caller);
         const roff = (wr as { remoteOffset?: number }).remoteOffset === undefined ? 0 : toInt('remoteOffset', (wr as { remoteOffset?: number }).remoteOffset, Number.MAX_SAFE_INTEGER, caller);
@@ -1243,12 +1290,12 @@ export const Rdma = {
   /**
    * Two RC QPs on `pd`, connected to each other through the device (the
    * loopback every RDMA test starts with), sharing a new CQ that closes
-   * with the last of them.
+   * with the last of them (`busyPoll` as in `createCq()`).
    */
-  loopbackPair(pd: ProtectionDomain, options: { cqSize?: number; cap?: QueuePairOptions['cap'] } = {}): [QueuePair, QueuePair] {
+  loopbackPair(pd: ProtectionDomain, options: { cqSize?: number; cap?: QueuePairOptions['cap']; busyPoll?: boolean } = {}): [QueuePair, QueuePair] {
     if (!(pd instanceof ProtectionDomain)) throw invalidArgType('pd', 'an instance of ProtectionDomain', pd, Rdma.loopbackPair);
     validateObject(options, 'options', Rdma.loopbackPair);
-    const cq = pd.context.createCq(options.cqSize ?? 512);
+    const cq = pd.context.createCq(options.cqSize ?? 512, { busyPoll: options.busyPoll });
     const qps: QueuePair[] = [];
     try {
       qps.push(createQp(pd, { sendCq: cq, cap: options.cap }, Rdma.loopbackPair));

@@ -1,6 +1,7 @@
 // RDMA through the addon on rxe0: failed completions, bad input, flushes,
 // lifetimes under close, detached buffers and worker teardown.
 import t from 'tap';
+import { Rdma } from '../../lib/index';
 import { guest, inGuest } from './helpers';
 import { pattern, setup } from './rdma-helpers';
 
@@ -43,6 +44,7 @@ t.test('bad input: deregistered MR, closed QP, lengths beyond the MR, a full que
   t.throws(() => s.pd.registerMemorySync(new ArrayBuffer(0)), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => s.pd.registerMemorySync(Buffer.alloc(16), undefined, { offset: 8, length: 16 }), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => s.pd.registerMemorySync('nope' as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => Rdma.loopbackPair(s.pd, { busyPoll: 'yes' as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /busyPoll/ });
   // One more write than the send queue holds (the provider rounds the 4
   // asked for up): refused before posting anything.
   const cap = s.a.cap.maxSendWr;
@@ -60,6 +62,32 @@ t.test('bad input: deregistered MR, closed QP, lengths beyond the MR, a full que
   const ab = new ArrayBuffer(4096);
   structuredClone(ab, { transfer: [ab] });
   t.throws(() => s.pd.registerMemorySync(ab), { code: 'ERR_OUT_OF_RANGE', message: /detached/ });
+});
+
+t.test('a QP connected with maxRdAtomic 0 refuses READ up front and still WRITEs', guest, async (t) => {
+  const s = setup(t);
+  const cq = s.ctx.createCq(16);
+  const a = s.pd.createQp({ sendCq: cq });
+  const b = s.pd.createQp({ sendCq: cq });
+  t.teardown(() => {
+    a.close();
+    b.close();
+    cq.close();
+  });
+  t.equal(a.maxRdAtomic, undefined, 'unknown before connect()');
+  t.throws(() => a.connect(b.info(), { maxRdAtomic: -1 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.equal(a.state, 'RESET', 'a refused option changes nothing');
+  a.connect(b.info(), { maxRdAtomic: 0 });
+  b.connect(a.info());
+  t.equal(a.maxRdAtomic, 0);
+  t.ok(b.maxRdAtomic! > 0, `the peer keeps rxe's ${b.maxRdAtomic}`);
+  const src = s.mr(pattern(4096, 5), 'local-write');
+  const dstBuf = Buffer.alloc(4096);
+  const dst = s.mr(dstBuf);
+  await t.rejects(a.read(src, dst), { code: 'EOPNOTSUPP', errno: -95, syscall: 'ibv_post_send', message: /asked for maxRdAtomic 0/ });
+  t.same(a.outstanding, { send: 0, recv: 0 });
+  await a.write(src, dst);
+  t.ok(dstBuf.equals(pattern(4096, 5)), 'WRITE on the same QP');
 });
 
 t.test('closing a QP with work in flight rejects it as flushed', guest, async (t) => {
