@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-
+import { memfd, mmap } from '../../lib/index';
 import type { Topology } from '../../lib/vm/qemu-args';
 
 export const inGuest = process.env.P2PDMA_GUEST === '1';
@@ -87,10 +87,16 @@ export async function waitFor<T>(what: string, probe: () => T | undefined, timeo
   }
 }
 
-/** A zeroed buffer of `length` bytes aligned to 4 KiB, as O_DIRECT wants. */
+/**
+ * A zeroed buffer of `length` bytes that starts on a page boundary, as
+ * O_DIRECT and QEMU's pvrdma want: a shared mapping of its own memfd (a
+ * Buffer's address is not visible from JS, so slicing one cannot align it).
+ * The mapping goes when the buffer is garbage collected.
+ */
 export function alignedBuffer(length: number): Buffer {
-  const raw = Buffer.alloc(length + 4096);
-  return raw.subarray((4096 - (raw.byteOffset % 4096)) % 4096).subarray(0, length);
+  using fd = memfd('aligned-buffer');
+  fs.ftruncateSync(fd.fd, length);
+  return Buffer.from(mmap(fd, length).buffer);
 }
 
 /** The PCI function of QEMU's ivshmem-plain device (1af4:1110), if any. */
