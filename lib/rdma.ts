@@ -373,13 +373,14 @@ function rdmaDriver(device: string): string {
  */
 function explainRegister(e: unknown, mapping: Mapping | undefined, device: string): unknown {
   const err = e as SystemError;
-  if (mapping === undefined && err?.code === 'EFAULT' && rdmaDriver(device) === 'vmw_pvrdma') {
+  if (err?.code !== 'EFAULT') return err;
+  const driver = rdmaDriver(device);
+  if (mapping === undefined && driver === 'vmw_pvrdma') {
     err.message +=
       `: ${device} is a pvrdma device; QEMU's (up to 9.0, which removed it) refuses memory that does not start on a page boundary ` +
       'when it spans more pages than its length rounded up to pages (a Buffer of 4096 bytes usually does): register page-aligned memory, such as a Mapping';
   }
-  if (mapping !== undefined && err?.code === 'EFAULT') {
-    const driver = rdmaDriver(device);
+  if (mapping !== undefined) {
     err.message +=
       ': this kernel cannot pin peer (device) memory for RDMA: get_user_pages() refuses p2pmem and VM_PFNMAP/VM_IO mappings ' +
       '(NVMe CMB, PCI BARs). The kernel-patches/ series adds the p2p_map path that lets a memory region cover them' +
@@ -1089,6 +1090,12 @@ export class QueuePair extends RdmaResource {
       validateObject(wr, 'wr', caller);
       const op = wr.op;
       if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv') throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send' or 'recv'", caller);
+      if (op === 'read' && this.#maxRdAtomic === 0) {
+        // Posted anyway it would wait forever for a read credit.
+        const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
+        e.message = `EOPNOTSUPP: this QP may have no RDMA READ outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
+        throw e;
+      }
       const local = wr.local === null && (op === 'send' || op === 'recv') ? undefined : toLocal(wr.local, caller);
       const want = wr.length === undefined ? (local?.length ?? 0) : toInt('length', wr.length, 0xffffffff, caller);
       if (local !== undefined && want > local.length) throw outOfRange('length', `<= ${local.length} (the local buffer's length)`, want, caller);
@@ -1098,12 +1105,6 @@ export class QueuePair extends RdmaResource {
       if (local !== undefined && local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
       const wrId = nextWrId++;
       const mrArgs = local === undefined ? [null, 0, 0] : [local.mr.native, local.offset, want];
-      if (op === 'read' && this.#maxRdAtomic === 0) {
-        // Posted anyway it would wait forever for a read credit.
-        const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
-        e.message = `EOPNOTSUPP: this QP may have no RDMA READ outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
-        throw e;
-      }
       if (op === 'write' || op === 'read') {
         const remote = toRemote((wr as { remote: unknown }).remote, caller);
         const roff = (wr as { remoteOffset?: number }).remoteOffset === undefined ? 0 : toInt('remoteOffset', (wr as { remoteOffset?: number }).remoteOffset, Number.MAX_SAFE_INTEGER, caller);

@@ -5,13 +5,11 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { guest, readSysfs } from '../helpers';
+import { readSysfs } from '../helpers';
 import { Rdma } from '../../../lib/index';
-import { DEV, hostMemory, pattern, setup } from '../rdma-helpers';
+import { hostMemory, pattern, pvrdmaLane as lane, setup } from '../rdma-helpers';
 
-const onPvrdma = process.env.P2PDMA_RDMA === 'pvrdma';
-const lane = guest.skip ? guest : { skip: onPvrdma ? false : 'runs only in the pvrdma lane (make test-pvrdma)' };
-export const PVRDMA_DEVICE = 'vmw_pvrdma0';
+const PVRDMA_DEVICE = 'vmw_pvrdma0';
 const PVRDMA_ID = ['0x15ad', '0x0820'];
 const VMXNET3_ID = ['0x15ad', '0x07b0'];
 const V4_GID = '0000:0000:0000:0000:0000:ffff:0a00:020f'; // 10.0.2.15, the guest's eth0
@@ -149,7 +147,7 @@ function completionIrqs(): number {
 // vectors count no interrupt. The lane's RDMA tests therefore poll their CQ
 // (rdma-helpers' setup(): loopbackPair's busyPoll).
 t.test("QEMU's pvrdma raises no completion interrupt: an event-driven CQ never hears of a SEND", lane, async (t) => {
-  const ctx = Rdma.open(DEV);
+  const ctx = Rdma.open(PVRDMA_DEVICE);
   const pd = ctx.allocPd();
   const [a, b] = Rdma.loopbackPair(pd);
   const msg = Buffer.from(hostMemory(4096)).fill(0x3c);

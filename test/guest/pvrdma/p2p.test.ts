@@ -8,11 +8,10 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import { Fd, mmap } from '../../../lib/index';
-import { guest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers } from '../helpers';
+import { ivshmemBdf, ivshmemNode, kernel, nvmeControllers } from '../helpers';
 import { mapIvshmemP2p } from '../ivshmem-p2p';
-import { onPvrdma, setup } from '../rdma-helpers';
+import { pvrdmaLane as lane, setup } from '../rdma-helpers';
 
-const lane = guest.skip ? guest : { skip: onPvrdma ? false : 'runs only in the pvrdma lane (make test-pvrdma)' };
 const SIZE = 1 << 20;
 const ACCESS = ['local-write', 'remote-write', 'remote-read'] as const;
 const REFUSED = {
