@@ -25,6 +25,8 @@ vm options:
   --topology switch|host-bridge|none
                                    where the two NVMe controllers sit (default: switch)
   --iommu                          an Intel vIOMMU in front of the PCI devices (intel_iommu=on)
+  --acs-pair                       the ivshmem BAR and a pci-testdev as two functions behind one
+                                   ACS-capable root port (P2P map type set by the port's ACS bits)
   --rdma rxe|pvrdma                the RDMA device (default: rxe; pvrdma nests a second guest, slow)
   --accel auto|tcg|kvm             (default: auto = KVM only where a probe boot works)
   --tcg-thread multi|single        TCG vCPU threading (default: multi, one host thread per vCPU)
@@ -56,6 +58,7 @@ async function vm(sub: string, argv: string[]): Promise<number> {
       debug: { type: 'boolean', default: false },
       topology: { type: 'string', default: 'switch' },
       iommu: { type: 'boolean', default: false },
+      'acs-pair': { type: 'boolean', default: false },
       accel: { type: 'string', default: 'auto' },
       'tcg-thread': { type: 'string', default: 'multi' },
       timeout: { type: 'string' },
@@ -95,6 +98,7 @@ async function vm(sub: string, argv: string[]): Promise<number> {
     debug: values.debug,
     topology,
     iommu: values.iommu,
+    acsPair: values['acs-pair'],
     accel: values.accel as 'auto' | 'tcg' | 'kvm',
     tcgThread: values['tcg-thread'] as 'multi' | 'single',
     command: positionals,

@@ -86,7 +86,7 @@ if [ $kernels_ok = 1 ]; then
 	# lib/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
 	# until its own device_del; it runs in the baseline lane (docs/harness.md).
 	vm_suite patched-debug "--kernel patched --debug --topology switch" \
-		$(ls test/guest/*.test.ts | grep -v /hotplug.test.ts)
+		$(ls test/guest/*.test.ts | grep -v -e /hotplug.test.ts -e /p2p-map-type-change.test.ts)
 	vm_suite topology-host-bridge "--kernel patched --debug --topology host-bridge" \
 		test/guest/topology.test.ts test/guest/vma-p2p.test.ts \
 		test/guest/p2pmem.test.ts test/guest/nvme.test.ts test/guest/p2p-unplug.test.ts
@@ -98,6 +98,11 @@ if [ $kernels_ok = 1 ]; then
 	vm_suite viommu "--kernel patched --debug --topology switch --iommu" \
 		test/guest/iommu.test.ts test/guest/devices.test.ts test/guest/vma-p2p.test.ts \
 		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts
+	# A map type that changes under a live mapping (ACS redirect on the root
+	# port above ivshmem and its importer): releasing must undo what mapping
+	# did, which the vIOMMU checks.
+	vm_suite acs-pair "--kernel patched --debug --topology host-bridge --iommu --acs-pair" \
+		test/guest/p2p-map-type-change.test.ts
 else
 	printf 'not ok 1 - kernel build failed\n' > "$out/kernels.tap"
 	suites+=("kernels=$out/kernels.tap")

@@ -1,7 +1,7 @@
 // The harness's pure parts: the QEMU command line per topology and kernel
 // splat detection (the TAP counting is test/tap-summary.test.ts).
 import t from 'tap';
-import { qemuArgs, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps } from '../lib/vm/qemu-args';
+import { qemuArgs, ACS_PORT, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps } from '../lib/vm/qemu-args';
 import { findSplats, unknownSplats } from '../lib/vm/splats';
 import { baseQemuOptions, valueOf } from './qemu-args-fixture';
 
@@ -74,6 +74,18 @@ t.test('--iommu adds an Intel vIOMMU before every other device and turns it on',
   const on = qemuArgs({ ...base, iommu: true });
   t.equal(valueOf(on, '-device')[0], 'intel-iommu,intremap=off');
   t.ok(valueOf(on, '-append')[0].split(' ').includes('intel_iommu=on'));
+});
+
+t.test('--acs-pair puts ivshmem and a pci-testdev behind one root port, which must come first', async (t) => {
+  const off = valueOf(qemuArgs(base), '-device');
+  t.ok(off.includes('ivshmem-plain,memdev=ivshmem'), 'ivshmem on the root complex by default');
+  t.notOk(off.some((d) => d.startsWith('pci-testdev')));
+  const on = valueOf(qemuArgs({ ...base, acsPair: true }), '-device');
+  const port = on.indexOf(`pcie-root-port,id=${ACS_PORT},chassis=4,slot=4`);
+  const ivshmem = on.indexOf(`ivshmem-plain,memdev=ivshmem,bus=${ACS_PORT},addr=0.0,multifunction=on`);
+  const testdev = on.indexOf(`pci-testdev,bus=${ACS_PORT},addr=0.1`);
+  t.ok(port >= 0 && ivshmem > port && testdev > port, `port ${port}, ivshmem ${ivshmem}, pci-testdev ${testdev}`);
+  t.equal(on.filter((d) => d.startsWith('ivshmem-plain')).length, 1, 'one ivshmem');
 });
 
 t.test('QMP and the guest control port live in the results directory', async (t) => {

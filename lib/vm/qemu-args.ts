@@ -22,6 +22,9 @@ export const EXPECTED_MAP_TYPE: Record<Topology, string> = {
   none: 'NOT_SUPPORTED',
 };
 
+/** The root port of QemuArgsOptions.acsPair. */
+export const ACS_PORT = 'rpacs';
+
 /** QMP socket in the run's results directory. */
 export const QMP_SOCKET = 'qmp.sock';
 /** Host end of the guest's control port (virtserialport). */
@@ -51,6 +54,14 @@ export interface QemuArgsOptions {
   hugepages: number;
   /** An Intel vIOMMU (DMA remapping) in front of every PCI device. */
   iommu?: boolean;
+  /**
+   * The ivshmem BAR and a pci-testdev as functions 0 and 1 of one slot behind
+   * an ACS-capable PCIe root port, instead of ivshmem on the root complex:
+   * the P2P map type between the two is BUS_ADDR while the port's ACS
+   * redirect bits are clear and goes through the host bridge once they are
+   * set, so a test can change the answer under a live mapping.
+   */
+  acsPair?: boolean;
   /**
    * A pvrdma device backed by this RDMA device of the machine QEMU runs on,
    * instead of the virtio-net NIC that carries rxe (the nested pvrdma lane).
@@ -124,7 +135,14 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
       : ['-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0']),
     // A RAM-backed BAR without struct pages, for the BAR exporter.
     '-object', `memory-backend-ram,id=ivshmem,size=16M${shared}`,
-    '-device', 'ivshmem-plain,memdev=ivshmem',
+    ...(o.acsPair
+      ? [
+          // QEMU's root ports have ACS (its switch ports do not).
+          '-device', `pcie-root-port,id=${ACS_PORT},chassis=4,slot=4`,
+          '-device', `ivshmem-plain,memdev=ivshmem,bus=${ACS_PORT},addr=0.0,multifunction=on`,
+          '-device', `pci-testdev,bus=${ACS_PORT},addr=0.1`,
+        ]
+      : ['-device', 'ivshmem-plain,memdev=ivshmem']),
   ];
   if (o.topology === 'switch') {
     args.push(

@@ -30,6 +30,8 @@ export interface VmOptions {
   topology?: Topology;
   /** An Intel vIOMMU in front of the PCI devices (intel_iommu=on). */
   iommu?: boolean;
+  /** ivshmem and a pci-testdev behind one ACS-capable root port (QemuArgsOptions.acsPair). */
+  acsPair?: boolean;
   /** TCG's vCPU threading (default multi: one host thread per vCPU). */
   tcgThread?: 'multi' | 'single';
   /** 'auto' boots with KVM only where a probe proved it works. */
@@ -178,6 +180,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     P2PDMA_MODE: o.shell ? 'shell' : 'run',
     P2PDMA_TOPOLOGY: topology,
     P2PDMA_IOMMU: o.iommu ? '1' : '0',
+    P2PDMA_ACS_PAIR: o.acsPair ? '1' : '0',
     P2PDMA_KERNEL: kernelLabel(o.kernel),
     // The kernel's build directory: its selftests/ and headers/ for the guest suite.
     P2PDMA_KERNEL_DIR: path.dirname(kernel),
@@ -200,6 +203,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     nvmeImages,
     topology,
     iommu: o.iommu ?? false,
+    acsPair: o.acsPair ?? false,
     tcgThread: o.tcgThread,
     accel: accelChoice.accel,
     memoryMiB: o.memoryMiB ?? 2048,
