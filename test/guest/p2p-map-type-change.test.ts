@@ -8,8 +8,10 @@
 // unmapping: a range mapped with bus addresses was dma_unmap_resource()d,
 // which behind the vIOMMU unmaps an IOVA never mapped (the IOMMU code
 // WARNs; the harness fails on it), and a range mapped through the IOMMU
-// was left mapped (a leaked IOVA). Runs in the acs-pair lane of make test:
-// a host bridge P2PDMA allows (--topology host-bridge), --iommu, --acs-pair.
+// was left mapped (a leaked IOVA). The same pair also gives the test
+// module an IOVA, through which it must refuse to emulate DMA (defect 4).
+// Runs in the acs-pair lane of make test: a host bridge P2PDMA allows
+// (--topology host-bridge), --iommu, --acs-pair.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -121,5 +123,15 @@ t.test('an attachment is released as it was mapped after the map type changed', 
     t.equal(dev.mapType(provider), 'BUS_ADDR', 'ACS redirect off: bus addresses now');
     dev.unmap();
     t.equal(bar.info().activeMaps, 0, 'released');
+  });
+
+  // v1's defect 4: its test module ioremap()ed whatever address it got, an
+  // IOVA here, and "emulated" the device's DMA on unrelated memory.
+  await t.test('the test module does not emulate DMA through an IOVA', async (t) => {
+    acs.write(saved | PCI_ACS_RR | PCI_ACS_CR);
+    const pa = dev.map(bar.map, PAGES);
+    t.not(pa[0], busAddr, 'mapped through the IOMMU');
+    t.throws(() => dev.read(bar.map, 1), { code: 'EOPNOTSUPP', syscall: 'ioctl' }, 'refused: the CPU cannot use the importer\'s IOVAs');
+    dev.unmap();
   });
 });

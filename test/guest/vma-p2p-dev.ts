@@ -14,6 +14,7 @@ const VMA_P2P_MAP_TYPE = ioc.iowr('P', 0xa1, 24);
 // struct vma_p2p_cmd { u64 addr, npages, ptr; u32 flags, reserved; u64 cpages; }
 const VMA_P2P_MAP = ioc.iowr('P', 0xa2, 40);
 const VMA_P2P_UNMAP = ioc.io('P', 0xa3);
+const VMA_P2P_READ = ioc.iowr('P', 0xa4, 40);
 
 const MAP_TYPES: Record<number, string> = { 1: 'NOT_SUPPORTED', 2: 'BUS_ADDR', 3: 'THRU_HOST_BRIDGE', 4: 'CPU' };
 
@@ -21,6 +22,31 @@ function devWords(bdf: string): [number, number, number] {
   const m = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/.exec(bdf);
   if (!m) throw new Error(`not a PCI address: ${bdf}`);
   return [parseInt(m[1], 16), parseInt(m[2], 16), (parseInt(m[3], 16) << 3) | parseInt(m[4], 16)];
+}
+
+const PAGE = 4096;
+
+function command(addr: bigint, pages: number, ptr: bigint): Buffer {
+  const cmd = Buffer.alloc(40);
+  cmd.writeBigUInt64LE(addr, 0);
+  cmd.writeBigUInt64LE(BigInt(pages), 8);
+  cmd.writeBigUInt64LE(ptr, 16);
+  return cmd;
+}
+
+/**
+ * The test module reads and writes through user pointers: memory whose
+ * address JS knows, a mapping of a memfd, unmapped when `use` returns.
+ */
+function withUserMemory<T>(bytes: number, use: (m: Mapping) => T): T {
+  using fd = memfd('vma-p2p-user');
+  fs.ftruncateSync(fd.fd, bytes);
+  const m = mmap(fd, bytes);
+  try {
+    return use(m);
+  } finally {
+    m.unmap();
+  }
 }
 
 export class VmaP2pImporter {
@@ -42,21 +68,18 @@ export class VmaP2pImporter {
 
   /** vma_p2p_map() of the first `pages` pages of `mapping`, read-only: the address of each page. */
   map(mapping: Mapping, pages: number): bigint[] {
-    // The kernel writes the addresses to a user pointer: memory whose
-    // address JS knows, a mapping of a memfd.
-    using fd = memfd('vma-p2p-pa');
-    fs.ftruncateSync(fd.fd, pages * 8);
-    const out = mmap(fd, pages * 8);
-    try {
-      const cmd = Buffer.alloc(40);
-      cmd.writeBigUInt64LE(mapping.address, 0);
-      cmd.writeBigUInt64LE(BigInt(pages), 8);
-      cmd.writeBigUInt64LE(out.address, 16);
-      ioctlSync(this.fd, VMA_P2P_MAP, cmd, { name: 'VMA_P2P_MAP' });
+    return withUserMemory(pages * 8, (out) => {
+      ioctlSync(this.fd, VMA_P2P_MAP, command(mapping.address, pages, out.address), { name: 'VMA_P2P_MAP' });
       return [...new BigUint64Array(out.buffer, 0, pages)];
-    } finally {
-      out.unmap();
-    }
+    });
+  }
+
+  /** The test module's emulated DMA read of the first `pages` pages of the mapped range. */
+  read(mapping: Mapping, pages: number): Buffer {
+    return withUserMemory(pages * PAGE, (out) => {
+      ioctlSync(this.fd, VMA_P2P_READ, command(mapping.address, pages, out.address), { name: 'VMA_P2P_READ' });
+      return Buffer.from(out.buffer.slice(0));
+    });
   }
 
   /** vma_p2p_unmap(). */
