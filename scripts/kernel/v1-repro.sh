@@ -29,4 +29,10 @@ for p in "$repo"/kernel-patches/v1-repro/*.patch; do
 	cp "$p" "$dir/"
 	basename "$p" >> "$dir/series"
 done
-"$here/build.sh" --debug --patches "$dir" "$@" patched
+# build.sh points the patched-debug link at what it built last: keep it on v2.
+link=${P2PDMA_CACHE:-$HOME/.cache/p2pdma}/kernel/patched-debug
+was=$(readlink "$link" || true)
+status=0
+"$here/build.sh" --debug --patches "$dir" "$@" patched || status=$?
+[ -n "$was" ] && ln -sfn "$was" "$link"
+exit $status
