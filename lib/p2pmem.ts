@@ -22,7 +22,7 @@ import { Fd } from './handle';
 import { ioc, ioctlSync } from './ioctl';
 import { Mapping, pageSize } from './mmap';
 import { native, type NativeMapping } from './native';
-import { normalizeBdf, Pci, readP2pmem, type P2pmemInfo, type PciDevice, type PciOptions } from './pci';
+import { acsControlOffset, normalizeBdf, Pci, PCI_ACS_REDIRECT, readP2pmem, type P2pmemInfo, type PciDevice, type PciOptions } from './pci';
 
 /** How a client reaches a provider's memory (the kernel's enum pci_p2pdma_map_type). */
 export type MapType = 'BUS_ADDR' | 'THRU_HOST_BRIDGE' | 'NOT_SUPPORTED';
@@ -72,11 +72,6 @@ const WHITELIST: ReadonlyArray<readonly [number, number, boolean]> = [
   [0x8086, 0x09a2, false],
 ];
 
-// include/uapi/linux/pci_regs.h
-const PCI_EXT_CAP_ID_ACS = 0x0d;
-const PCI_ACS_CTRL = 6;
-const PCI_ACS_REDIRECT = 0x04 | 0x08 | 0x20; // RR | CR | EC
-
 // lib/test_vma_p2p_uapi.h (kernel-patches/0006)
 const VMA_P2P_SET_IMPORTER = ioc.iow('P', 0xa0, 24);
 const VMA_P2P_MAP_TYPE = ioc.iowr('P', 0xa1, 24);
@@ -111,15 +106,8 @@ function acsRedirect(dev: PciDevice): boolean {
   } catch {
     return false;
   }
-  // Extended capabilities: a list from 0x100, each header id:16 ver:4 next:12.
-  let pos = 0x100;
-  for (let guard = 0; pos >= 0x100 && pos + 8 <= cfg.length && guard < 64; guard++) {
-    const h = cfg.readUInt32LE(pos);
-    if (h === 0 || h === 0xffffffff) return false;
-    if ((h & 0xffff) === PCI_EXT_CAP_ID_ACS) return (cfg.readUInt16LE(pos + PCI_ACS_CTRL) & PCI_ACS_REDIRECT) !== 0;
-    pos = h >>> 20;
-  }
-  return false;
+  const ctrl = acsControlOffset(cfg);
+  return ctrl !== undefined && (cfg.readUInt16LE(ctrl) & PCI_ACS_REDIRECT) !== 0;
 }
 
 function readCpu(file: string): { vendor: string; family: number } {

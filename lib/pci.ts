@@ -155,6 +155,32 @@ function parseBars(text: string | undefined): PciBar[] {
   return bars;
 }
 
+// include/uapi/linux/pci_regs.h: the ACS extended capability.
+const PCI_EXT_CAP_ID_ACS = 0x0d;
+const PCI_ACS_CTRL = 6;
+export const PCI_ACS_RR = 0x04;
+export const PCI_ACS_CR = 0x08;
+export const PCI_ACS_EC = 0x20;
+/** The ACS control bits that send peer-to-peer requests upstream. */
+export const PCI_ACS_REDIRECT = PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_EC;
+
+/**
+ * Offset of the ACS control register in a device's config space (its sysfs
+ * `config` file, which only root reads past 64 bytes), or undefined when the
+ * device has no ACS capability.
+ */
+export function acsControlOffset(config: Buffer): number | undefined {
+  // Extended capabilities: a list from 0x100, each header id:16 ver:4 next:12.
+  let pos = 0x100;
+  for (let guard = 0; pos >= 0x100 && pos + 8 <= config.length && guard < 64; guard++) {
+    const h = config.readUInt32LE(pos);
+    if (h === 0 || h === 0xffffffff) return undefined;
+    if ((h & 0xffff) === PCI_EXT_CAP_ID_ACS) return pos + PCI_ACS_CTRL;
+    pos = h >>> 20;
+  }
+  return undefined;
+}
+
 /** The p2pmem pool of the device at `dir`, if it registered one. */
 export function readP2pmem(dir: string): P2pmemInfo | undefined {
   const p = path.join(dir, 'p2pmem');

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { memfd, mmap } from '../../lib/index';
+import { memfd, mmap, type Mapping } from '../../lib/index';
 import type { Topology } from '../../lib/vm/qemu-args';
 
 export const inGuest = process.env.P2PDMA_GUEST === '1';
@@ -88,15 +88,22 @@ export async function waitFor<T>(what: string, probe: () => T | undefined, timeo
 }
 
 /**
+ * `length` zeroed bytes of a shared mapping of their own memfd: page-aligned
+ * memory whose address JS knows (a Buffer's address is not visible from JS).
+ */
+export function memfdMapping(length: number): Mapping {
+  using fd = memfd('guest-test');
+  fs.ftruncateSync(fd.fd, length);
+  return mmap(fd, length);
+}
+
+/**
  * A zeroed buffer of `length` bytes that starts on a page boundary, as
- * O_DIRECT and QEMU's pvrdma want: a shared mapping of its own memfd (a
- * Buffer's address is not visible from JS, so slicing one cannot align it).
- * The mapping goes when the buffer is garbage collected.
+ * O_DIRECT and QEMU's pvrdma want (slicing a Buffer cannot align it). The
+ * mapping goes when the buffer is garbage collected.
  */
 export function alignedBuffer(length: number): Buffer {
-  using fd = memfd('aligned-buffer');
-  fs.ftruncateSync(fd.fd, length);
-  return Buffer.from(mmap(fd, length).buffer);
+  return Buffer.from(memfdMapping(length).buffer);
 }
 
 /** The PCI function of QEMU's ivshmem-plain device (1af4:1110), if any. */

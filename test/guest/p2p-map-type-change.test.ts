@@ -14,21 +14,14 @@
 // (--topology host-bridge), --iommu, --acs-pair.
 import t from 'tap';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { inGuest, ivshmemBdf, ivshmemNode, kernel, readSysfs } from './helpers';
+import { P2pMem, Pci } from '../../lib/index';
+import { acsControlOffset, PCI_ACS_CR, PCI_ACS_REDIRECT as REDIRECT, PCI_ACS_RR } from '../../lib/pci';
+import { inGuest, ivshmemBdf, ivshmemNode, kernel } from './helpers';
 import { mapIvshmemP2p } from './ivshmem-p2p';
 import { VmaP2pImporter } from './vma-p2p-dev';
 
 const PAGE = 4096;
 const PAGES = 4;
-const PCI = '/sys/bus/pci/devices';
-// include/uapi/linux/pci_regs.h: ACS extended capability and its control bits.
-const PCI_EXT_CAP_ID_ACS = 0x0d;
-const PCI_ACS_CTRL = 6;
-const PCI_ACS_RR = 0x04;
-const PCI_ACS_CR = 0x08;
-const PCI_ACS_EC = 0x20;
-const REDIRECT = PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_EC;
 
 const lane = process.env.P2PDMA_ACS_PAIR === '1';
 const skip = !inGuest
@@ -44,20 +37,9 @@ class AcsControl {
   private readonly offset: number;
 
   constructor(private readonly file: string) {
-    const config = fs.readFileSync(file);
-    let pos = 0x100;
-    let found = 0;
-    // Extended capabilities: a header of id (16 bits), version (4), next (12).
-    for (let hops = 0; pos >= 0x100 && pos + 4 <= config.length && hops < 64; hops++) {
-      const header = config.readUInt32LE(pos);
-      if ((header & 0xffff) === PCI_EXT_CAP_ID_ACS) {
-        found = pos;
-        break;
-      }
-      pos = header >>> 20;
-    }
-    if (!found) throw new Error(`${file}: no ACS capability`);
-    this.offset = found + PCI_ACS_CTRL;
+    const offset = acsControlOffset(fs.readFileSync(file));
+    if (offset === undefined) throw new Error(`${file}: no ACS capability`);
+    this.offset = offset;
   }
 
   read(): number {
@@ -83,18 +65,19 @@ class AcsControl {
   }
 }
 
+/** pci_p2pdma_map_type_dev() as the kernel answers now (through /dev/vma_p2p). */
+const mapType = (provider: string, importer: string) => P2pMem.topology(provider, importer).kernel;
+
 t.test('an attachment is released as it was mapped after the map type changed', { skip }, async (t) => {
   const provider = ivshmemBdf();
   if (!t.ok(provider, 'ivshmem-plain present') || !provider) return;
   const node = ivshmemNode(provider);
   if (!t.ok(node, 'ivshmem_p2p bound') || !node) return;
-  const port = path.basename(path.dirname(fs.realpathSync(`${PCI}/${provider}`)));
-  const importer = fs.readdirSync(PCI).find((bdf) =>
-    path.basename(path.dirname(fs.realpathSync(`${PCI}/${bdf}`))) === port &&
-    readSysfs(`${PCI}/${bdf}/vendor`) === '0x1b36' && readSysfs(`${PCI}/${bdf}/device`) === '0x0005');
+  const port = Pci.device(provider).upstream[0];
+  const importer = Pci.devices().find((d) => d.upstream[0] === port && d.vendorId === 0x1b36 && d.deviceId === 0x0005)?.bdf;
   if (!t.ok(importer, `a pci-testdev beside ${provider} behind ${port}`) || !importer) return;
 
-  const acs = new AcsControl(`${PCI}/${port}/config`);
+  const acs = new AcsControl(`${Pci.device(port).sysfsPath}/config`);
   const saved = acs.read();
   t.teardown(() => acs.write(saved));
   const dev = new VmaP2pImporter(t, importer);
@@ -103,24 +86,24 @@ t.test('an attachment is released as it was mapped after the map type changed', 
 
   await t.test('mapped with bus addresses, released after ACS redirect was turned on', async (t) => {
     acs.write(saved & ~REDIRECT);
-    t.equal(dev.mapType(provider), 'BUS_ADDR', 'ACS redirect off: peer-to-peer below the port');
+    t.equal(mapType(provider, importer), 'BUS_ADDR', 'ACS redirect off: peer-to-peer below the port');
     const pa = dev.map(bar.map, PAGES);
     t.same(pa, Array.from({ length: PAGES }, (_, i) => busAddr + BigInt(i * PAGE)), 'the BAR\'s bus addresses');
     t.equal(bar.info().activeMaps, 1, 'one attachment');
     acs.write(saved | PCI_ACS_RR | PCI_ACS_CR);
-    t.equal(dev.mapType(provider), 'THRU_HOST_BRIDGE', 'ACS redirect on: through the host bridge now');
+    t.equal(mapType(provider, importer), 'THRU_HOST_BRIDGE', 'ACS redirect on: through the host bridge now');
     dev.unmap();
     t.equal(bar.info().activeMaps, 0, 'released; nothing was DMA-unmapped (the kernel would WARN)');
   });
 
   await t.test('mapped through the IOMMU, released after ACS redirect was turned off', async (t) => {
     acs.write(saved | PCI_ACS_RR | PCI_ACS_CR);
-    t.equal(dev.mapType(provider), 'THRU_HOST_BRIDGE', 'ACS redirect on');
+    t.equal(mapType(provider, importer), 'THRU_HOST_BRIDGE', 'ACS redirect on');
     const pa = dev.map(bar.map, PAGES);
     t.not(pa[0], busAddr, 'an IOVA, not the bus address');
     t.same(pa, Array.from({ length: PAGES }, (_, i) => pa[0] + BigInt(i * PAGE)), 'one contiguous DMA mapping');
     acs.write(saved & ~REDIRECT);
-    t.equal(dev.mapType(provider), 'BUS_ADDR', 'ACS redirect off: bus addresses now');
+    t.equal(mapType(provider, importer), 'BUS_ADDR', 'ACS redirect off: bus addresses now');
     dev.unmap();
     t.equal(bar.info().activeMaps, 0, 'released');
   });

@@ -2,27 +2,19 @@
  * The kernel series' test importer, /dev/vma_p2p (lib/test_vma_p2p.c,
  * lib/test_vma_p2p_uapi.h), from a guest test: choose a PCI importer, import
  * a range of this process, give it back. These requests exist in v1 and v2
- * of the series alike.
+ * of the series alike. (The map type query is lib/p2pmem.ts's
+ * `P2pMem.topology().kernel`.)
  */
-import * as fs from 'node:fs';
 import type { Test } from 'tap';
-import { Fd, ioc, ioctlSync, memfd, mmap, type Mapping } from '../../lib/index';
+import { Fd, ioc, ioctlSync, Pci, type Mapping } from '../../lib/index';
+import { memfdMapping } from './helpers';
 
 // struct vma_p2p_dev { u32 flags, domain, bus, devfn, map_type, reserved; }
 const VMA_P2P_SET_IMPORTER = ioc.iow('P', 0xa0, 24);
-const VMA_P2P_MAP_TYPE = ioc.iowr('P', 0xa1, 24);
 // struct vma_p2p_cmd { u64 addr, npages, ptr; u32 flags, reserved; u64 cpages; }
 const VMA_P2P_MAP = ioc.iowr('P', 0xa2, 40);
 const VMA_P2P_UNMAP = ioc.io('P', 0xa3);
 const VMA_P2P_READ = ioc.iowr('P', 0xa4, 40);
-
-const MAP_TYPES: Record<number, string> = { 1: 'NOT_SUPPORTED', 2: 'BUS_ADDR', 3: 'THRU_HOST_BRIDGE', 4: 'CPU' };
-
-function devWords(bdf: string): [number, number, number] {
-  const m = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/.exec(bdf);
-  if (!m) throw new Error(`not a PCI address: ${bdf}`);
-  return [parseInt(m[1], 16), parseInt(m[2], 16), (parseInt(m[3], 16) << 3) | parseInt(m[4], 16)];
-}
 
 const PAGE = 4096;
 
@@ -34,14 +26,9 @@ function command(addr: bigint, pages: number, ptr: bigint): Buffer {
   return cmd;
 }
 
-/**
- * The test module reads and writes through user pointers: memory whose
- * address JS knows, a mapping of a memfd, unmapped when `use` returns.
- */
+/** The test module writes its answers through a user pointer: memory whose address JS knows. */
 function withUserMemory<T>(bytes: number, use: (m: Mapping) => T): T {
-  using fd = memfd('vma-p2p-user');
-  fs.ftruncateSync(fd.fd, bytes);
-  const m = mmap(fd, bytes);
+  const m = memfdMapping(bytes);
   try {
     return use(m);
   } finally {
@@ -54,16 +41,10 @@ export class VmaP2pImporter {
 
   /** Opens /dev/vma_p2p (closed when the test ends) for the PCI device `importer`. */
   constructor(t: Test, importer: string) {
+    const d = Pci.device(importer);
     this.fd = Fd.open('/dev/vma_p2p', 'r+');
     t.teardown(() => this.fd.close());
-    ioctlSync(this.fd, VMA_P2P_SET_IMPORTER, new Uint32Array([0, ...devWords(importer), 0, 0]), { name: 'VMA_P2P_SET_IMPORTER' });
-  }
-
-  /** pci_p2pdma_map_type_dev(provider, importer), as the kernel answers now. */
-  mapType(provider: string): string {
-    const q = new Uint32Array([0, ...devWords(provider), 0, 0]);
-    ioctlSync(this.fd, VMA_P2P_MAP_TYPE, q, { name: 'VMA_P2P_MAP_TYPE' });
-    return MAP_TYPES[q[4]] ?? `unknown (${q[4]})`;
+    ioctlSync(this.fd, VMA_P2P_SET_IMPORTER, new Uint32Array([0, d.domain, d.bus, (d.slot << 3) | d.function, 0, 0]), { name: 'VMA_P2P_SET_IMPORTER' });
   }
 
   /** vma_p2p_map() of the first `pages` pages of `mapping`, read-only: the address of each page. */
