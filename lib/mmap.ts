@@ -188,6 +188,15 @@ function viewsError(prot: number, stuck: number, caller: Function): CodedError {
   return e;
 }
 
+/** Error with code ERR_P2PDMA_BUSY: unmap() while a device may still reach the pages. */
+function usersError(users: Map<string, number>, caller: Function): CodedError {
+  const list = [...users].map(([what, n]) => `${n} ${what}${n === 1 ? '' : 's'}`).join(', ');
+  const e = new Error(`unmap() refused: ${list} on this mapping may still be reached by a device; close that first`) as CodedError;
+  e.code = 'ERR_P2PDMA_BUSY';
+  Error.captureStackTrace(e, caller);
+  return e;
+}
+
 /** Error with code ERR_P2PDMA_MAPPING_ACCESS: the mapping's protection forbids the access. */
 function accessError(prot: number, needs: string, what: string, caller: Function): CodedError {
   const e = new Error(`${what} needs a mapping with ${needs}; this one is mapped ${protName(prot)}`) as CodedError;
@@ -200,6 +209,19 @@ function toIndex(name: string, value: unknown, max: number, caller: Function): n
   if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value, caller);
   if (!Number.isSafeInteger(value) || value < 0 || value > max) throw outOfRange(name, `an integer >= 0 && <= ${max}`, value, caller);
   return value;
+}
+
+// The ArrayBuffers a Mapping handed out (`.buffer`, `window()`): they are its
+// pages, not memory V8 owns.
+const windows = new WeakMap<ArrayBuffer, { mapping: Mapping; offset: number }>();
+
+/**
+ * @internal The Mapping whose pages `ab` is (one from `.buffer` or
+ * `window()`), and the byte offset in the mapping where it starts;
+ * undefined for any other ArrayBuffer.
+ */
+export function mappingOf(ab: ArrayBuffer): { mapping: Mapping; offset: number } | undefined {
+  return windows.get(ab);
 }
 
 /**
@@ -252,6 +274,8 @@ export class Mapping implements Disposable {
   #buffer: ArrayBuffer | undefined;
   #prot: number;
   #unmapped = false;
+  /** What uses the pages outside JS (RDMA memory regions): unmap() waits for none. */
+  readonly #users = new Map<string, number>();
 
   /** @internal use mmap(): anything else throws ERR_ILLEGAL_CONSTRUCTOR. */
   constructor(nativeMapping: NativeMapping, length: number, offset: bigint, prot: number, source: Fd | undefined) {
@@ -289,6 +313,7 @@ export class Mapping implements Disposable {
       );
     }
     this.#buffer = this.#native.window(0, this.length);
+    windows.set(this.#buffer, { mapping: this, offset: 0 });
     return this.#buffer;
   }
 
@@ -304,7 +329,9 @@ export class Mapping implements Disposable {
     }
     if (this.#unmapped) throw closedError('Mapping', this.window);
     this.#checkViews('window()', this.window);
-    return this.#native.window(off, len);
+    const ab = this.#native.window(off, len);
+    windows.set(ab, { mapping: this, offset: off });
+    return ab;
   }
 
   /** Copies `length` bytes at `offset` into a new Buffer. Needs PROT_READ. */
@@ -337,9 +364,13 @@ export class Mapping implements Disposable {
    * Unmaps. Idempotent. Detaches `.buffer` and every window; if any of them
    * (or an msync()) may still reach the pages, the range stays reserved as
    * private zero pages and is munmap()ed once the last is collected.
+   * Throws ERR_P2PDMA_BUSY, changing nothing, while a device may still
+   * reach the pages through something that holds the mapping (an RDMA
+   * memory region on it: close that first).
    */
   unmap(): void {
     if (this.#unmapped) return;
+    if (this.#users.size > 0) throw usersError(this.#users, this.unmap);
     this.#unmapped = true;
     this.#native.unmap();
   }
@@ -406,6 +437,25 @@ export class Mapping implements Disposable {
 
   [Symbol.dispose](): void {
     this.unmap();
+  }
+
+  /**
+   * @internal A device may reach the pages until the returned release runs
+   * (an RDMA MR from registration to deregistration): unmap() refuses
+   * meanwhile. `what` names the user in the error. Throws
+   * ERR_P2PDMA_CLOSED after unmap().
+   */
+  hold(what: string, caller: Function): () => void {
+    if (this.#unmapped) throw closedError('Mapping', caller);
+    this.#users.set(what, (this.#users.get(what) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = this.#users.get(what)! - 1;
+      if (n === 0) this.#users.delete(what);
+      else this.#users.set(what, n);
+    };
   }
 
   #checkViews(what: string, caller: Function): void {

@@ -24,12 +24,21 @@
  * with it) for deep queues, as bench/nvme-p2p-copy.js does. The xSync forms
  * block the calling thread instead and are not counted.
  *
- * A buffer in flight stays referenced until its promise settles. A Mapping's
- * or P2pBuffer's pages stay reserved too (unmap() meanwhile leaves the I/O
- * writing into private zero pages). What no addon can pin is a plain
- * ArrayBuffer's memory moved away by `transfer()` or a `postMessage`
- * transfer during the I/O, as with `fs.read()`: do not transfer a buffer
- * before its I/O has settled.
+ * Memory in flight (the rule of every promise form in this package): the
+ * device works on memory JS cannot free under it. A Mapping's or P2pBuffer's
+ * pages (the Mapping itself, or an ArrayBuffer from its `.buffer` or
+ * `window()`) and a SharedArrayBuffer are used in place, zero-copy: the
+ * pages stay reserved until the I/O settles (unmap() meanwhile leaves it
+ * writing into private zero pages), and a SharedArrayBuffer can be neither
+ * detached nor shrunk. Any other ArrayBuffer (a Buffer, a resizable
+ * ArrayBuffer, views of them) can be transferred, detached or shrunk while
+ * the pool thread runs, which would free memory the device still writes:
+ * the promise forms stage its bytes in a page-aligned copy, and a read's data
+ * lands in the view when the promise settles, only if the view still spans
+ * the same bytes (a detached or resized view gets nothing; the promise
+ * still resolves with the byte count). The xSync forms run while no JS can
+ * and always work in place. For zero-copy I/O into host memory, use a
+ * SharedArrayBuffer or a Mapping of a memfd.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -37,7 +46,7 @@ import * as path from 'node:path';
 import { abortError, closedError, type CodedError, fromNative, invalidArgType, invalidArgValue, outOfRange, type SystemError, validateObject, wrap } from './errors';
 import { Fd, hold } from './handle';
 import { ioctlSync } from './ioctl';
-import { Mapping, maxViewLength } from './mmap';
+import { Mapping, mappingOf, maxViewLength } from './mmap';
 import { native } from './native';
 import { P2pBuffer, P2pMem, type P2pTopology } from './p2pmem';
 import { viewByteLength } from './views';
@@ -406,6 +415,18 @@ function toTarget(buf: unknown, name: string, caller: Function): Target {
   throw invalidArgType(name, 'an instance of TypedArray, DataView, ArrayBuffer, SharedArrayBuffer, Mapping or P2pBuffer', buf, caller);
 }
 
+// native/nvme.cc's staging flags for the promise forms.
+const BOUNCE_IN = 1;
+const BOUNCE_OUT = 2;
+
+/** Whether JS could free the target's memory while a pool thread uses it (see the module doc). */
+function detachable(target: Target): boolean {
+  if (target.mapping !== undefined) return false;
+  const ab = target.view.buffer;
+  if (typeof SharedArrayBuffer !== 'undefined' && ab instanceof SharedArrayBuffer) return false;
+  return mappingOf(ab as ArrayBuffer) === undefined;
+}
+
 function toU32(name: string, v: unknown, caller: Function, dflt = 0): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number') throw invalidArgType(name, 'of type number', v, caller);
@@ -688,7 +709,7 @@ export class Nvme implements Disposable, AsyncDisposable {
       return throttled(signal, caller, () =>
         this.#held(
           caller,
-          (fd) => native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this),
+          (fd) => native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this, detachable(target) ? (write ? BOUNCE_IN : BOUNCE_OUT) : 0),
           (e) => this.#ioError(e, target, write),
         ),
       );
@@ -799,7 +820,7 @@ export class Nvme implements Disposable, AsyncDisposable {
       const c = this.#command(command, this.passthru);
       return throttled(c.signal, this.passthru, () =>
         this.#held(this.passthru, (fd) =>
-          native.nvmePassthru(fd, c.admin, c.cmd, c.target?.view, c.target?.mapping ?? this).then(
+          native.nvmePassthru(fd, c.admin, c.cmd, c.target?.view, c.target?.mapping ?? this, c.target !== undefined && detachable(c.target) ? BOUNCE_IN | ((c.opcode & 2) !== 0 ? BOUNCE_OUT : 0) : 0).then(
             ({ status, result }) => {
               if (status !== 0) throw statusError(status, c.opcode, c.admin, this.path);
               return { result };

@@ -11,7 +11,15 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+#include <linux/dma-buf.h>
+#include <linux/dma-heap.h>
+#include <linux/magic.h>
+#include <linux/sync_file.h>
+#include <linux/udmabuf.h>
+
+#include <cstdio>
 
 #include <vector>
 
@@ -19,6 +27,7 @@
 #include "errors.h"
 #include "handle.h"
 #include "modules.h"
+#include "ioctl.h"
 #include "views.h"
 
 namespace p2pdma {
@@ -28,18 +37,63 @@ namespace {
 // a few thousand items at most).
 constexpr size_t kMaxArg = 1 << 20;
 
-// The new fd: the ioctl's result (offset < 0) or the s32 at `offset`.
-int NewFd(int result, const uint8_t* arg, int offset) {
-  if (offset < 0) return result;
+// What each request these entry points serve hands back: a dma-buf or a
+// sync_file. Any other request is refused before the syscall, so a wrong
+// request number can never make a number the ioctl left alone (stdin,
+// libuv's epoll fd) look like a new fd to adopt and later close.
+enum class NewFdKind { kNone, kDmaBuf, kSyncFile };
+
+struct DrmPrimeHandle {  // struct drm_prime_handle (drm/drm.h is libdrm's)
+  uint32_t handle;
+  uint32_t flags;
   int32_t fd;
-  memcpy(&fd, arg + offset, sizeof fd);
-  return fd;
+};
+constexpr unsigned long kDrmIoctlPrimeHandleToFd = _IOWR('d', 0x2d, DrmPrimeHandle);
+
+NewFdKind KindOf(uint32_t req) {
+  switch (req) {
+    case DMA_HEAP_IOCTL_ALLOC:
+    case UDMABUF_CREATE:
+    case UDMABUF_CREATE_LIST:
+    case kDrmIoctlPrimeHandleToFd:
+      return NewFdKind::kDmaBuf;
+    case DMA_BUF_IOCTL_EXPORT_SYNC_FILE:
+    case SYNC_IOC_MERGE:
+      return NewFdKind::kSyncFile;
+    default:
+      return NewFdKind::kNone;
+  }
 }
 
-void ArgView(const Napi::CallbackInfo& info, size_t i, int offset, void** data, size_t* bytes) {
+// The new fd: the ioctl's result (offset < 0) or the s32 at `offset`; -1
+// unless it is a close-on-exec file of the kind the request creates (each of
+// them makes its fd close-on-exec: lib/ asks for it where the request has
+// flags, sync_file's always are).
+int NewFd(int result, const uint8_t* arg, int offset, NewFdKind kind) {
+  int32_t fd = result;
+  if (offset >= 0) memcpy(&fd, arg + offset, sizeof fd);
+  if (fd < 0) return -1;
+  int flags = ::fcntl(fd, F_GETFD);
+  if (flags == -1 || (flags & FD_CLOEXEC) == 0) return -1;
+  if (kind == NewFdKind::kDmaBuf) {
+    struct statfs st;
+    return ::fstatfs(fd, &st) == 0 && static_cast<unsigned long>(st.f_type) == DMA_BUF_MAGIC ? fd : -1;
+  }
+  char path[32], link[32];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = ::readlink(path, link, sizeof link - 1);
+  if (n < 0) return -1;
+  link[n] = 0;
+  return strcmp(link, "anon_inode:sync_file") == 0 ? fd : -1;
+}
+
+void ArgView(const Napi::CallbackInfo& info, size_t i, uint32_t req, int offset, void** data, size_t* bytes) {
   Napi::Env env = info.Env();
+  if (KindOf(req) == NewFdKind::kNone) ThrowRange(env, "request (not one that creates a dma-buf or sync_file)");
   if (!ViewBytes(env, info[i], data, bytes)) ThrowType(env, "arg");
   if (*bytes > kMaxArg) ThrowRange(env, "arg");
+  // The kernel reads and writes what the request encodes, whatever the view.
+  if (*bytes < EncodedSize(req)) ThrowRange(env, "view smaller than the request's size");
   if (offset >= 0 && static_cast<size_t>(offset) + 4 > *bytes) ThrowRange(env, "fdOffset");
 }
 
@@ -65,7 +119,7 @@ IoctlFdArgs ParseIoctlFdArgs(const Napi::CallbackInfo& info) {
   a.fd = FdArg(info, 0);
   a.req = U32Arg(info, 1);
   a.offset = OffsetArg(info, 3);
-  ArgView(info, 2, a.offset, &a.data, &a.bytes);
+  ArgView(info, 2, a.req, a.offset, &a.data, &a.bytes);
   return a;
 }
 
@@ -76,7 +130,9 @@ Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
   IoctlFdArgs a = ParseIoctlFdArgs(info);
   int r = ::ioctl(a.fd, static_cast<unsigned long>(a.req), a.data);
   if (r == -1) ThrowSys(env, errno, "ioctl", a.fd);
-  return FdWrap::New(env, NewFd(r, static_cast<uint8_t*>(a.data), a.offset));
+  int nfd = NewFd(r, static_cast<uint8_t*>(a.data), a.offset, KindOf(a.req));
+  if (nfd < 0) ThrowSys(env, EBADF, "ioctl", a.fd);  // it returned no new fd
+  return FdWrap::New(env, nfd);
 }
 
 // The promise form: the view is copied in, and back when it settles (if it
@@ -95,10 +151,15 @@ class IoctlFdWorker : public PromiseWorker {
 
  protected:
   void Run() override {
-    result_ = ::ioctl(fd_, req_, copy_.data());
-    if (result_ == -1) err_ = errno;
+    int r = ::ioctl(fd_, req_, copy_.data());
+    if (r == -1) {
+      err_ = errno;
+      return;
+    }
+    nfd_ = NewFd(r, copy_.data(), offset_, KindOf(static_cast<uint32_t>(req_)));
+    if (nfd_ < 0) err_ = EBADF;  // it returned no new fd
   }
-  Napi::Value Result(Napi::Env env) override { return FdWrap::New(env, NewFd(result_, copy_.data(), offset_)); }
+  Napi::Value Result(Napi::Env env) override { return FdWrap::New(env, nfd_); }
   void Settled(Napi::Env env) override {
     void* data = nullptr;
     size_t bytes = 0;
@@ -110,7 +171,7 @@ class IoctlFdWorker : public PromiseWorker {
   int fd_;
   unsigned long req_;
   int offset_;
-  int result_ = 0;
+  int nfd_ = -1;
   Napi::ObjectReference view_;
   std::vector<uint8_t> copy_;
 };

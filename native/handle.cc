@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "modules.h"
+#include "views.h"
 
 namespace p2pdma {
 
@@ -42,11 +43,35 @@ Napi::Value FdWrap::Release(const Napi::CallbackInfo& info) {
 
 Napi::Value FdWrap::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
 
+bool IntrinsicTypedArrayByteLength(napi_env env, napi_value v, size_t* bytes) {
+  EnvState* s = EnvState::Get(Napi::Env(env));
+  if (s == nullptr || s->typed_array_byte_length.IsEmpty()) return false;
+  napi_value n;
+  if (napi_call_function(env, v, s->typed_array_byte_length.Value(), 0, nullptr, &n) != napi_ok) {
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
+    return false;
+  }
+  double d;
+  if (napi_get_value_double(env, n, &d) != napi_ok || !(d >= 0) || d > 9007199254740991.0) return false;
+  *bytes = static_cast<size_t>(d);
+  return true;
+}
+
 void InitHandle(Napi::Env env, Napi::Object exports) {
   EnvState::Init(env);
+  EnvState* s = EnvState::Get(env);
   Napi::Function fd = FdWrap::Define(env);
-  EnvState::Get(env)->fd_class = Napi::Persistent(fd);
+  s->fd_class = Napi::Persistent(fd);
   exports.Set("Fd", fd);
+  // Taken now, before user code could redefine anything.
+  Napi::Object global = env.Global();
+  Napi::Value u8proto = global.Get("Uint8Array").As<Napi::Object>().Get("prototype");
+  napi_value typed_array_proto;
+  NAPI_THROW_IF_FAILED_VOID(env, napi_get_prototype(env, u8proto, &typed_array_proto));
+  Napi::Function describe = global.Get("Object").As<Napi::Object>().Get("getOwnPropertyDescriptor").As<Napi::Function>();
+  Napi::Value desc = describe.Call({Napi::Value(env, typed_array_proto), Napi::String::New(env, "byteLength")});
+  s->typed_array_byte_length = Napi::Persistent(desc.As<Napi::Object>().Get("get").As<Napi::Function>());
 }
 
 }  // namespace p2pdma

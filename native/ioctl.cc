@@ -17,6 +17,7 @@
 
 #include "async.h"
 #include "errors.h"
+#include "ioctl.h"
 #include "modules.h"
 #include "views.h"
 
@@ -26,13 +27,6 @@ namespace {
 // The promise form copies a view's bytes; larger views are refused (the
 // encoded size of a request is at most 16383 bytes on every architecture).
 constexpr size_t kMaxAsyncCopy = 16384;
-
-// The bytes a request says the kernel reads or writes; 0 for _IO and
-// old-style requests, which encode no size (lib/ioctl.ts checks the ones it
-// knows). Checked by the promise form, which copies that many bytes anyway.
-inline size_t EncodedSize(uint32_t req) {
-  return _IOC_DIR(req) != _IOC_NONE ? _IOC_SIZE(req) : 0;
-}
 
 // The three sync entry points are raw Node-API callbacks, not
 // node-addon-api ones: every Node-API call costs a few nanoseconds, and on
@@ -167,17 +161,11 @@ class IoctlWorker : public PromiseWorker {
     // lib/ioctl.ts has already rejected with AbortError: the caller was told
     // the call did not complete, so its view must not change.
     if (!signal_.IsEmpty() && signal_.Value().Get("aborted").ToBoolean()) return;
-    napi_value view = view_.Value();
-    napi_value ab = nullptr;
-    napi_typedarray_type type;
-    size_t length = 0, bytes = 0;
+    // The view as it is now: detached, shrunk or resized views (length 0 or
+    // another size) get nothing back.
+    size_t bytes = 0;
     void* data = nullptr;
-    if (napi_get_typedarray_info(env, view, &type, &length, &data, &ab, nullptr) == napi_ok)
-      bytes = length * ElementSize(type);
-    else if (napi_get_dataview_info(env, view, &bytes, &data, &ab, nullptr) != napi_ok)
-      return;
-    bool detached = true;
-    if (ab == nullptr || napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok || detached) return;
+    if (!ViewBytes(env, view_.Value(), &data, &bytes)) return;
     if (data == nullptr || bytes != copy_.size()) return;
     ::memcpy(data, copy_.data(), bytes);
   }

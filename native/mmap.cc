@@ -187,11 +187,19 @@ class MappingWrap : public Napi::ObjectWrap<MappingWrap> {
   explicit MappingWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MappingWrap>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsNumber()) ThrowType(env, "fd");
-    int fd = info[0].As<Napi::Number>().Int32Value();
+    // Int32Value() wraps (2**32 + fd would map fd): exact integers only.
+    double fdv = info[0].As<Napi::Number>().DoubleValue();
+    if (!IsIntegerIn(fdv, -1, INT32_MAX)) ThrowRange(env, "fd");
+    int fd = static_cast<int>(fdv);
     uint64_t len = U64Arg(info, 1);
     if (!info[2].IsNumber() || !info[3].IsNumber()) ThrowType(env, "prot/flags");
-    int prot = info[2].As<Napi::Number>().Int32Value();
-    int flags = info[3].As<Napi::Number>().Int32Value();
+    double protv = info[2].As<Napi::Number>().DoubleValue();
+    double flagsv = info[3].As<Napi::Number>().DoubleValue();
+    if (!IsIntegerIn(protv, 0, INT32_MAX) || !IsIntegerIn(flagsv, 0, INT32_MAX)) ThrowRange(env, "prot/flags");
+    int prot = static_cast<int>(protv);
+    int flags = static_cast<int>(flagsv);
+    // fd -1 only with MAP_ANONYMOUS, which ignores it.
+    if (fd == -1 && (flags & MAP_ANONYMOUS) == 0) ThrowRange(env, "fd");
     uint64_t off = U64Arg(info, 4);
     if (len == 0 || len > SIZE_MAX || off > static_cast<uint64_t>(INT64_MAX)) ThrowType(env, "length/offset");
 

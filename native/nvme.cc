@@ -1,12 +1,18 @@
 // NVMe I/O behind lib/nvme.ts: pread/pwrite (the fd is O_DIRECT) and the
 // 64-bit passthrough ioctls, each as a sync call and a thread-pool promise.
 //
-// The buffer is used in place (O_DIRECT and P2P need its real address): the
-// worker keeps the view, and so its ArrayBuffer, referenced until it settles.
-// A Mapping's views pin its address range (native/mmap.cc), so an unmap()
-// meanwhile leaves the I/O writing into a tombstone, never into a later
-// mapping. lib/nvme.ts checks alignment, bounds and the in-flight cap.
+// Memory JS cannot free under the device is used in place (O_DIRECT and P2P
+// need its real address): a Mapping's views pin its address range
+// (native/mmap.cc), so an unmap() meanwhile leaves the I/O writing into a
+// tombstone; a SharedArrayBuffer can be neither detached nor shrunk. The
+// promise forms on any other ArrayBuffer work on a page-aligned copy of the
+// bytes (lib/nvme.ts asks for it): JS can transfer, detach or resize such a
+// buffer while the pool thread runs, and its memory may then be freed and
+// reused. The copy goes back when the I/O settles only if the view still
+// spans the same bytes. The sync forms run while no JS can, in place.
+// lib/nvme.ts checks alignment, bounds and the in-flight cap.
 #include <errno.h>
+#include <stdlib.h>
 #include <linux/nvme_ioctl.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -38,6 +44,54 @@ int64_t DoIo(int fd, bool write, char* data, size_t len, uint64_t pos) {
     done += static_cast<size_t>(n);
   }
   return static_cast<int64_t>(done);
+}
+
+// Where a promise form's data lives while the pool thread works: the
+// caller's bytes, or an aligned copy of them (kBounceIn: filled from the
+// view at the start; kBounceOut: copied back into it when settled).
+constexpr uint32_t kBounceIn = 1;
+constexpr uint32_t kBounceOut = 2;
+
+class Staging {
+ public:
+  ~Staging() { free(copy_); }
+  // Throws ENOMEM when the copy cannot be had.
+  void Init(Napi::Env env, Napi::Value view, char* data, size_t len, uint32_t bounce) {
+    data_ = data;
+    len_ = len;
+    bounce_ = bounce;
+    if (bounce_ == 0 || len_ == 0) return;
+    void* p = nullptr;
+    if (posix_memalign(&p, 4096, len_) != 0) ThrowSys(env, ENOMEM, "posix_memalign");
+    copy_ = static_cast<char*>(p);
+    if ((bounce_ & kBounceIn) != 0) ::memcpy(copy_, data_, len_);
+    else ::memset(copy_, 0, len_);
+    view_ = Napi::Persistent(view.As<Napi::Object>());
+  }
+  char* data() const { return copy_ != nullptr ? copy_ : data_; }
+  // On the JS thread: the copy back, if the view still spans the same bytes
+  // (not detached, transferred or resized meanwhile).
+  void Settle(Napi::Env env, bool ok) {
+    if (copy_ == nullptr || (bounce_ & kBounceOut) == 0 || !ok) return;
+    void* now = nullptr;
+    size_t bytes = 0;
+    if (!ViewBytes(env, view_.Value(), &now, &bytes) || now != data_ || bytes != len_) return;
+    ::memcpy(data_, copy_, len_);
+  }
+
+ private:
+  char* data_ = nullptr;
+  size_t len_ = 0;
+  uint32_t bounce_ = 0;
+  char* copy_ = nullptr;
+  Napi::ObjectReference view_;
+};
+
+uint32_t BounceArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info[i].IsUndefined()) return 0;
+  uint32_t b = U32Arg(info, i);
+  if (b > (kBounceIn | kBounceOut)) ThrowRange(info.Env(), "bounce");
+  return b;
 }
 
 struct Passthru {
@@ -76,30 +130,35 @@ Napi::Value PassthruResult(Napi::Env env, const Passthru& p) {
 
 class IoWorker : public PromiseWorker {
  public:
-  IoWorker(Napi::Env env, int fd, bool write, char* data, size_t len, uint64_t pos)
+  IoWorker(Napi::Env env, int fd, bool write, size_t len, uint64_t pos)
       : PromiseWorker(env, "p2pdma:nvme-io", write ? "write" : "read", fd),
-        fd_(fd), write_(write), data_(data), len_(len), pos_(pos) {}
+        fd_(fd), write_(write), len_(len), pos_(pos) {}
+  Staging& staging() { return staging_; }
 
  protected:
   void Run() override {
-    result_ = DoIo(fd_, write_, data_, len_, pos_);
+    result_ = DoIo(fd_, write_, staging_.data(), len_, pos_);
     if (result_ < 0) err_ = static_cast<int>(-result_);
   }
   Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(result_)); }
+  void Settled(Napi::Env env) override { staging_.Settle(env, err_ == 0); }
 
  private:
   int fd_;
   bool write_;
-  char* data_;
   size_t len_;
   uint64_t pos_;
   int64_t result_ = 0;
+  Staging staging_;
 };
 
 class PassthruWorker : public PromiseWorker {
  public:
   PassthruWorker(Napi::Env env, int fd, bool admin, const Passthru& p)
       : PromiseWorker(env, "p2pdma:nvme-passthru", "ioctl", fd), fd_(fd), admin_(admin), p_(p) {}
+  Staging& staging() { return staging_; }
+  // The command's data pointer: the staged copy if there is one.
+  void UseStaging() { p_.cmd.addr = reinterpret_cast<uintptr_t>(staging_.data()); }
 
  protected:
   void Run() override {
@@ -110,11 +169,13 @@ class PassthruWorker : public PromiseWorker {
     else p_.status = r;
   }
   Napi::Value Result(Napi::Env env) override { return PassthruResult(env, p_); }
+  void Settled(Napi::Env env) override { staging_.Settle(env, err_ == 0); }
 
  private:
   int fd_;
   bool admin_;
   Passthru p_;
+  Staging staging_;
 };
 
 // (fd, write, view, position) -> the view's bytes, validated.
@@ -142,7 +203,7 @@ Napi::Value IoSync(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(r));
 }
 
-// nvmeIo(fd, write, view, position, keepAlive?) -> Promise<bytes>.
+// nvmeIo(fd, write, view, position, keepAlive?, bounce?) -> Promise<bytes>.
 Napi::Value Io(const Napi::CallbackInfo& info) {
   int fd;
   bool write;
@@ -150,7 +211,14 @@ Napi::Value Io(const Napi::CallbackInfo& info) {
   size_t len;
   uint64_t pos;
   IoArgs(info, &fd, &write, &data, &len, &pos);
-  auto* w = new IoWorker(info.Env(), fd, write, data, len, pos);
+  uint32_t bounce = BounceArg(info, 5);
+  auto* w = new IoWorker(info.Env(), fd, write, len, pos);
+  try {
+    w->staging().Init(info.Env(), info[2], data, len, bounce);
+  } catch (...) {
+    delete w;
+    throw;
+  }
   w->Keep(info[2]);
   w->Keep(info[4]);
   return w->Start();
@@ -172,7 +240,7 @@ Napi::Value PassthruSync(const Napi::CallbackInfo& info) {
   return PassthruResult(env, p);
 }
 
-// nvmePassthru(fd, admin, cmd, data?, keepAlive?) -> Promise<{ status, result }>.
+// nvmePassthru(fd, admin, cmd, data?, keepAlive?, bounce?) -> Promise<{ status, result }>.
 Napi::Value PassthruAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0);
@@ -180,7 +248,15 @@ Napi::Value PassthruAsync(const Napi::CallbackInfo& info) {
   Passthru p;
   bool has_data;
   ReadCmd(env, info[2], info[3], &p, &has_data);
+  uint32_t bounce = has_data ? BounceArg(info, 5) : 0;
   auto* w = new PassthruWorker(env, fd, admin, p);
+  try {
+    w->staging().Init(env, info[3], reinterpret_cast<char*>(static_cast<uintptr_t>(p.cmd.addr)), p.cmd.data_len, bounce);
+  } catch (...) {
+    delete w;
+    throw;
+  }
+  w->UseStaging();
   w->Keep(info[3]);
   w->Keep(info[4]);
   return w->Start();

@@ -52,6 +52,8 @@ class EnvState {
   Napi::FunctionReference fd_class;
   // rdma_cm ids made for incoming connections (native/rdma_cm.cc).
   Napi::FunctionReference rdma_cm_id_class;
+  // %TypedArray%.prototype.byteLength's getter (native/views.h).
+  Napi::FunctionReference typed_array_byte_length;
 
  private:
   static void OnTeardown(napi_async_cleanup_hook_handle handle, void* arg);

@@ -1,4 +1,5 @@
-// The bytes behind a TypedArray or DataView argument.
+// The bytes behind a TypedArray or DataView argument: the one place native
+// code learns how many bytes a view spans.
 #pragma once
 
 #include <node_api.h>
@@ -7,7 +8,12 @@
 
 namespace p2pdma {
 
-inline size_t ElementSize(napi_typedarray_type t) {
+// Bytes per element of the kinds N-API names; 0 for any other. N-API leaves
+// `type` untouched for kinds it predates (Float16Array on Node 24), so a
+// caller starts from kUnknownView and never guesses a size.
+constexpr napi_typedarray_type kUnknownView = static_cast<napi_typedarray_type>(-1);
+
+inline size_t KnownElementSize(napi_typedarray_type t) {
   switch (t) {
     case napi_int8_array:
     case napi_uint8_array:
@@ -20,21 +26,36 @@ inline size_t ElementSize(napi_typedarray_type t) {
     case napi_uint32_array:
     case napi_float32_array:
       return 4;
-    default:  // float64, bigint64, biguint64
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
       return 8;
+    default:
+      return 0;
   }
 }
 
+// %TypedArray%.prototype.byteLength applied to `v` (captured at load, so a
+// redefined own `byteLength` cannot lie): the size of a kind N-API does not
+// name. False if it cannot be had.
+bool IntrinsicTypedArrayByteLength(napi_env env, napi_value v, size_t* bytes);
+
 // Data pointer (at byteOffset) and byte length of a TypedArray or DataView;
-// false if `v` is neither. Works for views of a SharedArrayBuffer too (a
-// view's ArrayBuffer() does not: napi_get_arraybuffer_info refuses it). A
-// detached view has length 0.
+// false if `v` is neither or its size cannot be known (callers refuse it).
+// Works for views of a SharedArrayBuffer too (a view's ArrayBuffer() does
+// not: napi_get_arraybuffer_info refuses it). A detached view, or a
+// length-tracking one whose resizable buffer shrank below its offset, has
+// length 0.
 inline bool ViewBytes(napi_env env, napi_value v, void** data, size_t* bytes) {
-  napi_typedarray_type type;
-  size_t length;
+  napi_typedarray_type type = kUnknownView;
+  size_t length = 0;
   if (napi_get_typedarray_info(env, v, &type, &length, data, nullptr, nullptr) == napi_ok) {
-    *bytes = length * ElementSize(type);
-    return true;
+    size_t elem = KnownElementSize(type);
+    if (elem != 0) {
+      *bytes = length * elem;
+      return true;
+    }
+    return IntrinsicTypedArrayByteLength(env, v, bytes);
   }
   return napi_get_dataview_info(env, v, bytes, data, nullptr, nullptr) == napi_ok;
 }

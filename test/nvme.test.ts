@@ -5,6 +5,9 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 import { Nvme, nvmeStatus } from '../lib/index';
 import { native } from '../lib/native';
@@ -67,6 +70,77 @@ t.test('the native I/O primitive reads and writes a whole view in place, sync an
   t.throws(() => native.nvmeIoSync(fd, false, {} as never, 0), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
   t.throws(() => native.nvmeIoSync(fd, false, back, 2 ** 63 as never), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
   t.equal(native.viewAddress(back.subarray(3)) - native.viewAddress(back), 3);
+});
+
+// Issue 22 defect 3: the pool thread must never write into memory JS freed.
+// The pool's threads are parked on reads of FIFOs, so the read below waits
+// in libuv's queue while its buffer is transferred away and collected and
+// new buffers take its memory; then the pool is let go.
+t.test('a read staged for a detachable buffer never writes into memory JS freed meanwhile', async (t) => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const size = 16384;
+  const file = path.join(os.tmpdir(), `${TEST_PREFIX}-nvme-detach`);
+  fs.writeFileSync(file, Buffer.alloc(size, 0x42));
+  const fd = fs.openSync(file, 'r');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${TEST_PREFIX}-fifo-`));
+  const fifos: number[] = [];
+  t.teardown(() => {
+    fs.closeSync(fd);
+    for (const f of fifos) fs.closeSync(f);
+    fs.rmSync(file, { force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const poolSize = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  const parked: Promise<number>[] = [];
+  for (let i = 0; i < poolSize; i++) {
+    execFileSync('mkfifo', [`${dir}/f${i}`]);
+    // O_RDWR: open() does not wait for a writer; read() waits for data.
+    const f = fs.openSync(`${dir}/f${i}`, fs.constants.O_RDWR);
+    fifos.push(f);
+    parked.push(new Promise((resolve, reject) => fs.read(f, Buffer.alloc(1), 0, 1, null, (e, n) => (e ? reject(e) : resolve(n)))));
+  }
+  let victim: Uint8Array | undefined = new Uint8Array(size);
+  const io = native.nvmeIo(fd, false, victim, 0, undefined, 2 /* BOUNCE_OUT, as lib/nvme.ts asks for a plain ArrayBuffer */);
+  structuredClone(victim.buffer, { transfer: [victim.buffer] });
+  t.equal(victim.byteLength, 0, 'the view is detached, its memory moved to a buffer no one holds');
+  const view = victim;
+  victim = undefined;
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+  const fresh: Uint8Array[] = [];
+  for (let i = 0; i < 256; i++) fresh.push(new Uint8Array(size).fill(0xaa));
+  for (const f of fifos) fs.writeSync(f, Buffer.from([1]));
+  await Promise.all(parked);
+  t.equal(await io, size, 'the read completed and reports its bytes');
+  t.equal(view.byteLength, 0, 'the detached view got nothing');
+  const hit = fresh.findIndex((b) => b.some((x) => x !== 0xaa));
+  t.equal(hit, -1, 'no buffer allocated after the transfer was written by the read');
+});
+
+t.test('a staged read lands in the view when it settles, and a staged write sends the bytes of the call', async (t) => {
+  const file = path.join(os.tmpdir(), `${TEST_PREFIX}-nvme-stage`);
+  const fd = fs.openSync(file, 'w+');
+  t.teardown(() => {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  });
+  const out = Buffer.alloc(4096, 7);
+  const w = native.nvmeIo(fd, true, out, 0, undefined, 1);
+  out.fill(9); // after the call: the staged copy holds the 7s
+  t.equal(await w, 4096);
+  const back = Buffer.alloc(4096);
+  t.equal(await native.nvmeIo(fd, false, back, 0, undefined, 2), 4096);
+  t.ok(back.every((b) => b === 7), 'the write sent the bytes the view had when it was called');
+  const ab = new (ArrayBuffer as unknown as new (n: number, o: object) => ArrayBuffer)(4096, { maxByteLength: 8192 });
+  const shrinking = new Uint8Array(ab, 0, 4096);
+  const r = native.nvmeIo(fd, false, shrinking, 0, undefined, 2);
+  (ab as unknown as { resize(n: number): void }).resize(1024);
+  t.equal(await r, 4096);
+  t.same(new Uint8Array(ab).every((b) => b === 0), true, 'a view resized meanwhile got nothing back');
+  t.throws(() => native.nvmeIo(fd, false, back, 0, undefined, 4), expectCode(RangeError, 'ERR_OUT_OF_RANGE'));
 });
 
 t.test('no fd or mapping leaked', async (t) => leaks.check(t));
