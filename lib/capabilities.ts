@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { listDrmNodes } from './drm-nodes';
 import { invalidArgType, invalidArgValue, validateObject } from './errors';
 import { native } from './native';
 
@@ -30,8 +31,12 @@ export interface DrmNode {
   name: string;
   path: string;
   type: 'render' | 'primary';
-  /** Kernel driver (`'vgem'`, `'amdgpu'`...) when sysfs tells. */
+  /** Kernel driver (`'vgem'`, `'amdgpu'`...): what DRM_IOCTL_VERSION says, else what sysfs suggests. */
   driver?: string;
+  /** Where `driver` came from: the node (`'ioctl'`) or sysfs (the node could not be opened). */
+  driverFrom?: 'ioctl' | 'sysfs';
+  /** The device's bus in sysfs (`'pci'`, `'platform'`, `'faux'`...). */
+  bus?: string;
   /** Whether this process may open it read-write. */
   accessible: boolean;
 }
@@ -126,23 +131,6 @@ function readText(p: string): string | undefined {
   }
 }
 
-function linkName(p: string): string | undefined {
-  try {
-    return path.basename(fs.readlinkSync(p));
-  } catch {
-    return undefined;
-  }
-}
-
-function platformDeviceName(device: string): string | undefined {
-  try {
-    const real = fs.realpathSync(device);
-    return path.basename(path.dirname(real)) === 'platform' ? path.basename(real) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function absent<T extends Capability>(cap: T, reason: string): T {
   return { ...cap, available: false, reason };
 }
@@ -170,19 +158,19 @@ function udmabuf(dev: string): UdmabufCapability {
 
 function drm(dev: string, sys: string): DrmCapability {
   const dir = path.join(dev, 'dri');
-  const { names, error } = list(dir);
+  const { error } = list(dir);
   const nodes: DrmNode[] = [];
-  for (const name of names) {
-    const type = name.startsWith('renderD') ? 'render' : name.startsWith('card') ? 'primary' : undefined;
-    if (type === undefined) continue;
-    const p = path.join(dir, name);
-    const node: DrmNode = { name, path: p, type, accessible: canAccess(p, fs.constants.R_OK | fs.constants.W_OK) };
-    const device = path.join(sys, 'class', 'drm', name, 'device');
-    // vgem and vkms are bare platform devices with no driver link: their
-    // device is named after the driver.
-    const driver = linkName(path.join(device, 'driver')) ?? platformDeviceName(device);
-    if (driver !== undefined) node.driver = driver;
-    nodes.push(node);
+  if (error === undefined) {
+    // DRM_IOCTL_VERSION first (each device's render node, opened read-only),
+    // sysfs where a node cannot be opened: since 6.15 vgem and vkms are faux
+    // devices whose sysfs `driver` is faux_driver (lib/drm-nodes.ts).
+    for (const f of listDrmNodes({ devDir: dev, sysDir: sys })) {
+      const node: DrmNode = { name: f.name, path: f.path, type: f.type, accessible: canAccess(f.path, fs.constants.R_OK | fs.constants.W_OK) };
+      if (f.driver !== undefined) node.driver = f.driver;
+      if (f.driverFrom !== undefined) node.driverFrom = f.driverFrom;
+      if (f.bus !== undefined) node.bus = f.bus;
+      nodes.push(node);
+    }
   }
   const cap: DrmCapability = { available: false, nodes };
   if (error === 'ENOENT') return absent(cap, `${dir} does not exist (no DRM driver loaded; CONFIG_DRM_VGEM gives one without a GPU)`);

@@ -4,10 +4,9 @@
  * i915), PRIME export to and import from dma-bufs, and vgem's test fences.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-
 import { closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from './errors';
-import { Fd, type FdLike, toFd } from './handle';
+import { Fd, type FdLike, hold, toFd } from './handle';
+import { listDrmNodes, type DrmVersionProbe } from './drm-nodes';
 import { ioc, ioctlSync, registerRequests } from './ioctl';
 import { mmap, type Mapping, type Prot } from './mmap';
 import { native } from './native';
@@ -51,8 +50,19 @@ export interface DrmNodeInfo {
   path: string;
   /** 'primary' (card*, KMS and dumb buffers) or 'render' (renderD*, no modesetting). */
   type: 'primary' | 'render';
-  /** The kernel driver, from sysfs (`vgem`, `amdgpu`, `i915`...), when known. */
+  /**
+   * The kernel driver (`vgem`, `amdgpu`, `i915`...), when known: the name
+   * DRM_IOCTL_VERSION reports, else (node not openable) what sysfs suggests.
+   */
   driver?: string;
+  /** Where `driver` came from: the node itself (`'ioctl'`) or sysfs. */
+  driverFrom?: 'ioctl' | 'sysfs';
+  /** The device's sysfs directory (`/sys/devices/faux/vgem` on 6.15+, `/sys/devices/platform/vgem` before). */
+  sysfsDevice?: string;
+  /** The device's bus in sysfs: `'pci'`, `'platform'`, `'faux'`... */
+  bus?: string;
+  /** What sysfs says drives the device (the bound driver, or a platform/faux device's own name). */
+  sysfsDriver?: string;
 }
 
 /** What DRM_IOCTL_VERSION reports. */
@@ -62,22 +72,9 @@ export interface DrmVersion {
   major: number;
   minor: number;
   patchlevel: number;
+  /** The driver's date; deprecated in the kernel, which reports `'0'` for drivers without one (vgem since 6.14). */
   date: string;
   desc: string;
-}
-
-function driverOf(node: string): string | undefined {
-  const device = path.join('/sys/class/drm', node, 'device');
-  try {
-    return path.basename(fs.readlinkSync(path.join(device, 'driver')));
-  } catch {
-    // vgem is a bare platform device named after the driver.
-    try {
-      return path.basename(fs.realpathSync(device)).replace(/\.\d+$/, '');
-    } catch {
-      return undefined;
-    }
-  }
 }
 
 function u32(name: string, v: unknown, min: number, caller: Function): number {
@@ -95,9 +92,96 @@ function ioctlNamed(fd: number, request: number, arg: ArrayBufferView, name: str
   }
 }
 
+function gemClose(fd: number, handle: number, caller: Function): void {
+  const arg = Buffer.alloc(8);
+  arg.writeUInt32LE(handle, 0);
+  ioctlNamed(fd, drmRequests.DRM_IOCTL_GEM_CLOSE, arg, 'DRM_IOCTL_GEM_CLOSE', caller);
+}
+
 /**
- * A GEM buffer object handle on one DrmDevice (a u32, not an fd). Close it
- * (GEM_CLOSE) when done; closing the device frees all of them.
+ * One GEM handle of one DrmDevice, shared by every GemBuffer object that
+ * names it. The kernel keeps one handle per buffer object per open file
+ * (PRIME import of a buffer the file already has returns the same number)
+ * and does not count references: a single GEM_CLOSE frees it and the number
+ * is reused. So, as Mesa's and libdrm_amdgpu's handle tables do, the handle
+ * is closed once, when its last GemBuffer closes.
+ */
+interface GemEntry {
+  readonly handle: number;
+  /** The device's fd, open for as long as this entry holds the device (refs > 0). */
+  readonly fd: number;
+  readonly size: number;
+  readonly pitch: number | undefined;
+  /** GemBuffer objects holding this entry. */
+  refs: number;
+  /** False once GEM_CLOSEd, or once found closed behind our back (the number came back for a new buffer). */
+  live: boolean;
+  /** Releases the hold on the device (its close(2) waits for it). */
+  unhold: () => void;
+  readonly table: Map<number, GemEntry>;
+  readonly device: DrmDevice;
+}
+
+function describeGem(entry: GemEntry): string {
+  return `GemBuffer (handle ${entry.handle})`;
+}
+
+/** Drops one reference; the last one GEM_CLOSEs (unless the device is closing anyway) and releases the device. */
+function unref(entry: GemEntry, caller: Function): void {
+  if (--entry.refs > 0) return;
+  if (entry.table.get(entry.handle) === entry) entry.table.delete(entry.handle);
+  const wasLive = entry.live;
+  entry.live = false;
+  try {
+    // A device that is closing frees every handle with its close(2), which
+    // waits for this hold: no GEM_CLOSE needed.
+    if (wasLive && !entry.device.closed) gemClose(entry.fd, entry.handle, caller);
+  } finally {
+    entry.unhold();
+  }
+}
+
+// The GC backstop: a GemBuffer collected while open drops its reference,
+// with a warning, like an Fd closed on garbage collection. The last one
+// GEM_CLOSEs. (At the end of a worker or the process, no JS runs: the
+// device's fd is closed natively, which frees all its handles.)
+const gemFinalizer = new FinalizationRegistry<GemEntry>(function gcClose(entry) {
+  const last = entry.refs === 1;
+  process.emitWarning(
+    last ? `Closing GEM handle ${entry.handle} on garbage collection` : `Dropping a reference to GEM handle ${entry.handle} on garbage collection`,
+    {
+      type: 'Warning',
+      code: 'P2PDMA_GC_CLOSE',
+      detail: "Its GemBuffer was garbage collected while open. Call close() on it, or declare it with 'using'.",
+    },
+  );
+  try {
+    unref(entry, gcClose);
+  } catch (e) {
+    const w = new Error(`GEM_CLOSE of ${describeGem(entry)} on garbage collection failed: ${(e as Error).message}`, { cause: e }) as Error & { code: string };
+    w.name = 'Warning';
+    w.code = 'P2PDMA_CLOSE_FAILED';
+    process.emitWarning(w);
+  }
+});
+
+/** Set by DrmDevice around `new GemBuffer()` for a handle the kernel just created. */
+let creating = false;
+/** The device's handle table and a hold on it (module-private accessors, set in DrmDevice's static block). */
+let tableOf: (device: DrmDevice) => Map<number, GemEntry>;
+
+/**
+ * A GEM buffer object handle on one DrmDevice (a u32, not an fd). Every
+ * GemBuffer naming one handle of one device shares it: importing a dma-buf
+ * the device already has (its own export, or a second import) gives a new
+ * GemBuffer for the same handle, and the handle is GEM_CLOSEd when the last
+ * of them is closed. close() is idempotent per object.
+ *
+ * A GemBuffer is a child of its device (the handle model of lib/handle.ts):
+ * closing the device while buffers are open makes the device read as closed
+ * at once, but its fd (and so every handle on it) stays until the last
+ * buffer is closed; the buffers keep working meanwhile. A GemBuffer
+ * collected while open is closed with a `P2PDMA_GC_CLOSE` warning.
  */
 export class GemBuffer implements Disposable {
   readonly device: DrmDevice;
@@ -106,18 +190,55 @@ export class GemBuffer implements Disposable {
   readonly size: number;
   /** Bytes per row, for dumb buffers. */
   readonly pitch: number | undefined;
+  readonly #entry: GemEntry;
   #closed = false;
 
-  /** @internal made by DrmDevice */
+  /**
+   * Takes a reference to GEM handle `handle` of `device` (which then owns
+   * it: the last reference GEM_CLOSEs it). When the device already has a
+   * GemBuffer for it, the new object shares that handle and its size and
+   * pitch. Normally made by DrmDevice (createDumb, importBuffer...).
+   */
   constructor(device: DrmDevice, handle: number, size: number, pitch?: number) {
+    const fresh = creating;
+    creating = false;
+    if (!(device instanceof DrmDevice)) throw invalidArgType('device', 'an instance of DrmDevice', device, new.target);
+    u32('handle', handle, 1, new.target);
+    if (typeof size !== 'number') throw invalidArgType('size', 'of type number', size, new.target);
+    if (!Number.isSafeInteger(size) || size < 0) throw outOfRange('size', `an integer >= 0 && <= ${Number.MAX_SAFE_INTEGER}`, size, new.target);
+    if (pitch !== undefined) u32('pitch', pitch, 0, new.target);
+    const fd = device.fd; // throws ERR_P2PDMA_CLOSED
+    const table = tableOf(device);
+    let entry = table.get(handle);
+    if (entry !== undefined && fresh) {
+      // The kernel handed out a number we still track: it was closed behind
+      // our back. The old objects must never GEM_CLOSE the new buffer.
+      entry.live = false;
+      table.delete(handle);
+      entry = undefined;
+    }
+    if (entry === undefined) {
+      entry = { handle, fd, size, pitch, refs: 0, live: true, unhold: hold(device), table, device };
+      table.set(handle, entry);
+    }
+    entry.refs++;
+    this.#entry = entry;
     this.device = device;
     this.handle = handle;
-    this.size = size;
-    this.pitch = pitch;
+    this.size = entry.size;
+    this.pitch = entry.pitch;
+    gemFinalizer.register(this, entry, this);
   }
 
+  /** Whether this object was closed (or its handle was lost: see the class doc). */
   get closed(): boolean {
-    return this.#closed || this.device.closed;
+    return this.#closed || !this.#entry.live;
+  }
+
+  /** @internal the device fd, for as long as this buffer holds it. */
+  fdFor(caller: Function): number {
+    if (this.closed) throw closedError(describeGem(this.#entry), caller);
+    return this.#entry.fd;
   }
 
   /**
@@ -126,34 +247,47 @@ export class GemBuffer implements Disposable {
    */
   map(options: { prot?: Prot } = {}): Mapping {
     validateObject(options, 'options', this.map);
-    if (this.closed) throw closedError(`GemBuffer (handle ${this.handle})`, this.map);
+    const fd = this.fdFor(this.map);
     const arg = Buffer.alloc(16);
     arg.writeUInt32LE(this.handle, 0);
-    ioctlNamed(this.device.fd, drmRequests.DRM_IOCTL_MODE_MAP_DUMB, arg, 'DRM_IOCTL_MODE_MAP_DUMB', this.map);
+    ioctlNamed(fd, drmRequests.DRM_IOCTL_MODE_MAP_DUMB, arg, 'DRM_IOCTL_MODE_MAP_DUMB', this.map);
     const offset = arg.readBigUInt64LE(8);
-    return mmap(this.device, this.size, { prot: options.prot ?? 'rw', offset, flags: 'shared' });
+    return mmap(fd, this.size, { prot: options.prot ?? 'rw', offset, flags: 'shared' });
   }
 
   /** Exports the buffer as a dma-buf (PRIME); see DrmDevice.exportBuffer. */
   export(options: { rw?: boolean } = {}): DmaBuf {
-    return this.device.exportBuffer(this, options);
+    const fd = this.fdFor(this.export);
+    return exportHandle(fd, this.handle, options, this.export);
   }
 
-  /** GEM_CLOSE. Idempotent; does nothing once the device is closed. */
+  /**
+   * Drops this object's reference; GEM_CLOSE when it was the last one.
+   * Idempotent. Throws GEM_CLOSE's error (the object is closed anyway).
+   */
   close(): void {
-    if (this.closed) {
-      this.#closed = true;
-      return;
-    }
+    if (this.#closed) return;
     this.#closed = true;
-    const arg = Buffer.alloc(8);
-    arg.writeUInt32LE(this.handle, 0);
-    ioctlNamed(this.device.fd, drmRequests.DRM_IOCTL_GEM_CLOSE, arg, 'DRM_IOCTL_GEM_CLOSE', this.close);
+    gemFinalizer.unregister(this);
+    unref(this.#entry, this.close);
   }
 
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** PRIME_HANDLE_TO_FD on `fd`. */
+function exportHandle(fd: number, handle: number, options: unknown, caller: Function): DmaBuf {
+  validateObject(options, 'options', caller);
+  const { rw = true } = options as { rw?: unknown };
+  if (typeof rw !== 'boolean') throw invalidArgType('options.rw', 'of type boolean', rw, caller);
+  // struct drm_prime_handle { __u32 handle; __u32 flags; __s32 fd; }
+  const arg = Buffer.alloc(12);
+  arg.writeUInt32LE(handle, 0);
+  arg.writeUInt32LE((C.O_CLOEXEC | (rw ? C.O_RDWR : 0)) >>> 0, 4);
+  arg.writeInt32LE(-1, 8);
+  return ioctlNewFd(DmaBuf, fd, drmRequests.DRM_IOCTL_PRIME_HANDLE_TO_FD, arg, 8, caller);
 }
 
 export interface CreateDumbOptions {
@@ -171,16 +305,46 @@ export interface CreateBufferOptions {
 /** An open DRM device. Open with `Drm.open()`. */
 export class DrmDevice extends Fd {
   #version: DrmVersion | undefined;
+  /** GEM handle -> its entry, for every handle a GemBuffer of this device holds. */
+  readonly #gem = new Map<number, GemEntry>();
+
+  static {
+    tableOf = (device: DrmDevice) => device.#gem;
+  }
 
   /** DRM_IOCTL_VERSION (cached). */
   version(): DrmVersion {
+    const fd = this.fdFor(this.version);
     if (this.#version !== undefined) return this.#version;
     try {
-      this.#version = Object.freeze(native.drmVersion(this.fd));
+      this.#version = Object.freeze(native.drmVersion(fd));
     } catch (e) {
       throw fromNative(e, { request: 'DRM_IOCTL_VERSION' }, this.version);
     }
     return this.#version;
+  }
+
+  /** @internal this.fd, with `caller` in the stack of ERR_P2PDMA_CLOSED. */
+  fdFor(caller: Function): number {
+    if (this.closed) throw closedError(`${this.constructor.name}`, caller);
+    return this.fd;
+  }
+
+  /** A GemBuffer for a handle the kernel just created; GEM_CLOSE if that fails. */
+  #adopt(handle: number, size: number, pitch: number | undefined, caller: Function): GemBuffer {
+    creating = true;
+    try {
+      return new GemBuffer(this, handle, size, pitch);
+    } catch (e) {
+      creating = false;
+      try {
+        gemClose(this.fd, handle, caller);
+      } catch {
+        // the constructor's error is the one to report
+      }
+      Error.captureStackTrace(e as Error, caller);
+      throw e;
+    }
   }
 
   /** A dumb buffer (MODE_CREATE_DUMB): needs a card (primary) node. */
@@ -189,13 +353,14 @@ export class DrmDevice extends Fd {
     const width = u32('options.width', options.width, 1, this.createDumb);
     const height = u32('options.height', options.height, 1, this.createDumb);
     const bpp = u32('options.bpp', options.bpp ?? 32, 1, this.createDumb);
+    const fd = this.fdFor(this.createDumb);
     // struct drm_mode_create_dumb { __u32 height, width, bpp, flags; __u32 handle, pitch; __u64 size; }
     const arg = Buffer.alloc(32);
     arg.writeUInt32LE(height, 0);
     arg.writeUInt32LE(width, 4);
     arg.writeUInt32LE(bpp, 8);
-    ioctlNamed(this.fd, drmRequests.DRM_IOCTL_MODE_CREATE_DUMB, arg, 'DRM_IOCTL_MODE_CREATE_DUMB', this.createDumb);
-    return new GemBuffer(this, arg.readUInt32LE(16), Number(arg.readBigUInt64LE(24)), arg.readUInt32LE(20));
+    ioctlNamed(fd, drmRequests.DRM_IOCTL_MODE_CREATE_DUMB, arg, 'DRM_IOCTL_MODE_CREATE_DUMB', this.createDumb);
+    return this.#adopt(arg.readUInt32LE(16), Number(arg.readBigUInt64LE(24)), arg.readUInt32LE(20), this.createDumb);
   }
 
   /**
@@ -208,26 +373,27 @@ export class DrmDevice extends Fd {
     if (!Number.isSafeInteger(size) || size <= 0) throw outOfRange('size', `an integer > 0 && <= ${Number.MAX_SAFE_INTEGER}`, size, this.createBuffer);
     validateObject(options, 'options', this.createBuffer);
     const { domain = 'gtt' } = options;
+    const d = typeof domain === 'string' && Object.hasOwn(AMDGPU_GEM_DOMAIN, domain) ? AMDGPU_GEM_DOMAIN[domain] : undefined;
+    if (d === undefined) throw invalidArgValue('options.domain', domain, "must be 'vram' or 'gtt'", this.createBuffer);
+    const fd = this.fdFor(this.createBuffer);
     const driver = this.version().name;
     if (driver === 'amdgpu') {
-      const d = AMDGPU_GEM_DOMAIN[domain as string];
-      if (d === undefined) throw invalidArgValue('options.domain', domain, "must be 'vram' or 'gtt'", this.createBuffer);
       // union drm_amdgpu_gem_create { in: { __u64 bo_size, alignment, domains, domain_flags; } out: { __u32 handle; } }
       const arg = Buffer.alloc(32);
       arg.writeBigUInt64LE(BigInt(size), 0);
       arg.writeBigUInt64LE(4096n, 8);
       arg.writeBigUInt64LE(d, 16);
-      ioctlNamed(this.fd, drmRequests.DRM_IOCTL_AMDGPU_GEM_CREATE, arg, 'DRM_IOCTL_AMDGPU_GEM_CREATE', this.createBuffer);
-      return new GemBuffer(this, arg.readUInt32LE(0), size);
+      ioctlNamed(fd, drmRequests.DRM_IOCTL_AMDGPU_GEM_CREATE, arg, 'DRM_IOCTL_AMDGPU_GEM_CREATE', this.createBuffer);
+      return this.#adopt(arg.readUInt32LE(0), size, undefined, this.createBuffer);
     }
     if (driver === 'i915') {
       // struct drm_i915_gem_create { __u64 size; __u32 handle; __u32 pad; }
       const arg = Buffer.alloc(16);
       arg.writeBigUInt64LE(BigInt(size), 0);
-      ioctlNamed(this.fd, drmRequests.DRM_IOCTL_I915_GEM_CREATE, arg, 'DRM_IOCTL_I915_GEM_CREATE', this.createBuffer);
-      return new GemBuffer(this, arg.readUInt32LE(8), Number(arg.readBigUInt64LE(0)));
+      ioctlNamed(fd, drmRequests.DRM_IOCTL_I915_GEM_CREATE, arg, 'DRM_IOCTL_I915_GEM_CREATE', this.createBuffer);
+      return this.#adopt(arg.readUInt32LE(8), Number(arg.readBigUInt64LE(0)), undefined, this.createBuffer);
     }
-    const e = sysError(EOPNOTSUPP, 'ioctl', { fd: this.fd, request: 'GEM_CREATE' }, this.createBuffer);
+    const e = sysError(EOPNOTSUPP, 'ioctl', { fd, request: 'GEM_CREATE' }, this.createBuffer);
     e.message = `EOPNOTSUPP: createBuffer() supports amdgpu and i915, not the '${driver}' driver (use createDumb() for a dumb buffer), ioctl GEM_CREATE`;
     throw e;
   }
@@ -235,29 +401,39 @@ export class DrmDevice extends Fd {
   /** PRIME_HANDLE_TO_FD: the buffer as a dma-buf (read-write unless `rw: false`). */
   exportBuffer(buffer: GemBuffer | number, options: { rw?: boolean } = {}): DmaBuf {
     const handle = this.#handleOf(buffer, this.exportBuffer);
-    validateObject(options, 'options', this.exportBuffer);
-    const { rw = true } = options;
-    if (typeof rw !== 'boolean') throw invalidArgType('options.rw', 'of type boolean', rw, this.exportBuffer);
-    // struct drm_prime_handle { __u32 handle; __u32 flags; __s32 fd; }
-    const arg = Buffer.alloc(12);
-    arg.writeUInt32LE(handle, 0);
-    arg.writeUInt32LE((C.O_CLOEXEC | (rw ? C.O_RDWR : 0)) >>> 0, 4);
-    arg.writeInt32LE(-1, 8);
-    return ioctlNewFd(DmaBuf, this.fd, drmRequests.DRM_IOCTL_PRIME_HANDLE_TO_FD, arg, 8, this.exportBuffer);
+    return exportHandle(this.fdFor(this.exportBuffer), handle, options, this.exportBuffer);
   }
 
   /**
    * PRIME_FD_TO_HANDLE: a dma-buf as a buffer object of this device. A
-   * buffer this device exported comes back as its original handle (the
-   * kernel dedups), so close only one of the two.
+   * dma-buf this device already has (its own export, or one imported
+   * before) comes back as the same handle, which the kernel does not count:
+   * the new GemBuffer shares it with the others, and GEM_CLOSE runs when the
+   * last of them is closed. Close each one.
    */
   importBuffer(dmabuf: DmaBuf | FdLike): GemBuffer {
     const n = toFd(dmabuf, this.importBuffer);
+    const fd = this.fdFor(this.importBuffer);
+    // struct drm_prime_handle { __u32 handle; __u32 flags; __s32 fd; }
     const arg = Buffer.alloc(12);
     arg.writeInt32LE(n, 8);
-    ioctlNamed(this.fd, drmRequests.DRM_IOCTL_PRIME_FD_TO_HANDLE, arg, 'DRM_IOCTL_PRIME_FD_TO_HANDLE', this.importBuffer);
-    const size = dmabuf instanceof DmaBuf ? dmabuf.size : fs.fstatSync(n).size;
-    return new GemBuffer(this, arg.readUInt32LE(0), size);
+    ioctlNamed(fd, drmRequests.DRM_IOCTL_PRIME_FD_TO_HANDLE, arg, 'DRM_IOCTL_PRIME_FD_TO_HANDLE', this.importBuffer);
+    const handle = arg.readUInt32LE(0);
+    const known = this.#gem.get(handle);
+    if (known !== undefined && known.live) return new GemBuffer(this, handle, known.size, known.pitch);
+    let size: number;
+    try {
+      size = dmabuf instanceof DmaBuf ? dmabuf.size : fs.fstatSync(n).size;
+    } catch (e) {
+      try {
+        gemClose(fd, handle, this.importBuffer);
+      } catch {
+        // report the first error
+      }
+      Error.captureStackTrace(e as Error, this.importBuffer);
+      throw e;
+    }
+    return this.#adopt(handle, size, undefined, this.importBuffer);
   }
 
   /**
@@ -275,7 +451,7 @@ export class DrmDevice extends Fd {
     const arg = Buffer.alloc(16);
     arg.writeUInt32LE(handle, 0);
     arg.writeUInt32LE(write ? VGEM_FENCE_WRITE : 0, 4);
-    ioctlNamed(this.fd, drmRequests.DRM_IOCTL_VGEM_FENCE_ATTACH, arg, 'DRM_IOCTL_VGEM_FENCE_ATTACH', this.vgemFenceAttach);
+    ioctlNamed(this.fdFor(this.vgemFenceAttach), drmRequests.DRM_IOCTL_VGEM_FENCE_ATTACH, arg, 'DRM_IOCTL_VGEM_FENCE_ATTACH', this.vgemFenceAttach);
     return arg.readUInt32LE(8);
   }
 
@@ -286,7 +462,7 @@ export class DrmDevice extends Fd {
     // struct drm_vgem_fence_signal { __u32 fence; __u32 flags; }
     const arg = Buffer.alloc(8);
     arg.writeUInt32LE(id, 0);
-    ioctlNamed(this.fd, drmRequests.DRM_IOCTL_VGEM_FENCE_SIGNAL, arg, 'DRM_IOCTL_VGEM_FENCE_SIGNAL', this.vgemFenceSignal);
+    ioctlNamed(this.fdFor(this.vgemFenceSignal), drmRequests.DRM_IOCTL_VGEM_FENCE_SIGNAL, arg, 'DRM_IOCTL_VGEM_FENCE_SIGNAL', this.vgemFenceSignal);
   }
 
   #handleOf(buffer: unknown, caller: Function): number {
@@ -308,27 +484,41 @@ export class DrmDevice extends Fd {
   }
 }
 
+/** Options for listing DRM nodes (tests point them at a fake tree). */
+export interface DrmDevicesOptions {
+  /** Where /dev is. Default `'/dev'`. */
+  devDir?: string;
+  /** Where /sys is. Default `'/sys'`. */
+  sysDir?: string;
+}
+
+function toNodeListOptions(options: unknown, caller: Function): { devDir: string; sysDir: string } {
+  validateObject(options, 'options', caller);
+  const { devDir = '/dev', sysDir = '/sys' } = options as DrmDevicesOptions;
+  for (const [name, v] of [['devDir', devDir], ['sysDir', sysDir]] as const) {
+    if (typeof v !== 'string') throw invalidArgType(`options.${name}`, 'of type string', v, caller);
+    if (v.includes('\0')) throw invalidArgValue(`options.${name}`, v, 'must not contain null bytes', caller);
+  }
+  return { devDir, sysDir };
+}
+
+/** Drm.devices() with an injectable DRM_IOCTL_VERSION probe (host tests). @internal */
+export function drmDevices(options: DrmDevicesOptions = {}, probe?: DrmVersionProbe): DrmNodeInfo[] {
+  const o = toNodeListOptions(options, Drm.devices);
+  return listDrmNodes({ ...o, probe }).map(({ name: _name, ...info }) => info);
+}
+
 /** DRM devices: listing and opening. */
 export const Drm = Object.freeze({
-  /** The card and render nodes under /dev/dri, with their drivers. [] without DRM. */
-  devices(): DrmNodeInfo[] {
-    let names: string[];
-    try {
-      names = fs.readdirSync(DRM_DIR);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
-    const nodes: DrmNodeInfo[] = [];
-    for (const name of names.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))) {
-      const type = name.startsWith('renderD') ? 'render' : /^card\d+$/.test(name) ? 'primary' : undefined;
-      if (type === undefined) continue;
-      const node: DrmNodeInfo = { path: path.join(DRM_DIR, name), type };
-      const driver = driverOf(name);
-      if (driver !== undefined) node.driver = driver;
-      nodes.push(node);
-    }
-    return nodes;
+  /**
+   * The card and render nodes under /dev/dri, with their drivers. [] without
+   * DRM. The driver is what DRM_IOCTL_VERSION says (each device's render
+   * node, else its card node, is opened read-only and asked); sysfs adds
+   * the device's place and bus, and names the driver when the node cannot be
+   * opened (`driverFrom: 'sysfs'`).
+   */
+  devices(options: DrmDevicesOptions = {}): DrmNodeInfo[] {
+    return drmDevices(options);
   },
 
   /**

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { capabilities } from '../lib/index';
+import { fakeDrm, VGEM_FAUX } from './fake-sysfs';
 import { expectCode, leakGuard } from './helpers';
 
 const leaks = leakGuard();
@@ -42,6 +43,17 @@ t.test('an empty tree reports everything absent with reasons', async (t) => {
   fs.rmSync(root, { recursive: true });
 });
 
+t.test('DRM on a 7.x tree: vgem, a faux device bound to faux_driver, is still vgem (issue 29)', async (t) => {
+  const root = fakeDrm(VGEM_FAUX);
+  t.teardown(() => fs.rmSync(root, { recursive: true }));
+  const caps = capabilities({ devDir: `${root}/dev`, sysDir: `${root}/sys`, libibverbs: 'libc.so.6' });
+  t.same(caps.drm.nodes.map((n) => [n.name, n.driver, n.driverFrom, n.bus]), [
+    ['card0', 'vgem', 'sysfs', 'faux'],
+    ['renderD128', 'vgem', 'sysfs', 'faux'],
+  ]);
+  t.equal(caps.drm.available, true);
+});
+
 t.test('a populated tree is parsed', async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'p2pdma-test-caps-'));
   const w = (p: string, s = '') => {
@@ -73,7 +85,7 @@ t.test('a populated tree is parsed', async (t) => {
     available: true,
     nodes: [
       { name: 'card0', path: `${root}/dev/dri/card0`, type: 'primary', accessible: true },
-      { name: 'renderD128', path: `${root}/dev/dri/renderD128`, type: 'render', accessible: true, driver: 'vgem' },
+      { name: 'renderD128', path: `${root}/dev/dri/renderD128`, type: 'render', accessible: true, driver: 'vgem', driverFrom: 'sysfs' },
     ],
   });
   t.same(caps.p2pmem, {

@@ -123,3 +123,58 @@ export const ROOT: FakeDevice[] = [
 
 export const AMD_ZEN = 'vendor_id\t: AuthenticAMD\ncpu family\t: 23\n';
 export const AMD_K8 = 'vendor_id\t: AuthenticAMD\ncpu family\t: 15\n';
+
+/** A DRM node of a fake tree: `/dev/dri/<name>` and its sysfs class entry. */
+export interface FakeDrmNode {
+  /** `'card0'`, `'renderD128'` */
+  name: string;
+  /** The device, below /sys/devices: `'faux/vgem'`, `'platform/vgem'`, `'pci0000:00/0000:00:02.0'`. */
+  device: string;
+  /** Its bus (the `subsystem` link): `'faux'`, `'platform'`, `'pci'`. */
+  bus?: string;
+  /** The bound driver (the `driver` link), if any. */
+  driver?: string;
+}
+
+/**
+ * A fake /dev/dri plus /sys/class/drm and /sys/devices, laid out as the
+ * kernel does (/sys/class/drm/<node> -> ../../devices/<device>/drm/<node>,
+ * whose `device` link points back at the device). The /dev/dri entries are
+ * regular files: DRM_IOCTL_VERSION cannot answer for them. Returns the root
+ * (use `${root}/dev` and `${root}/sys`).
+ */
+export function fakeDrm(nodes: FakeDrmNode[], root = fs.mkdtempSync(path.join(os.tmpdir(), `${TEST_PREFIX}-drm-`))): string {
+  const sys = path.join(root, 'sys');
+  fs.mkdirSync(path.join(root, 'dev', 'dri'), { recursive: true });
+  fs.mkdirSync(path.join(sys, 'class', 'drm'), { recursive: true });
+  for (const n of nodes) {
+    fs.writeFileSync(path.join(root, 'dev', 'dri', n.name), '');
+    const dev = path.join(sys, 'devices', n.device);
+    const cls = path.join(dev, 'drm', n.name);
+    fs.mkdirSync(cls, { recursive: true });
+    fs.symlinkSync(`../../../${path.basename(dev)}`, path.join(cls, 'device'));
+    fs.symlinkSync(path.relative(path.join(sys, 'class', 'drm'), cls), path.join(sys, 'class', 'drm', n.name));
+    if (n.bus !== undefined && !fs.existsSync(path.join(dev, 'subsystem'))) {
+      fs.mkdirSync(path.join(sys, 'bus', n.bus), { recursive: true });
+      fs.symlinkSync(path.relative(dev, path.join(sys, 'bus', n.bus)), path.join(dev, 'subsystem'));
+    }
+    if (n.driver !== undefined && !fs.existsSync(path.join(dev, 'driver'))) {
+      const drv = path.join(sys, 'bus', n.bus ?? 'platform', 'drivers', n.driver);
+      fs.mkdirSync(drv, { recursive: true });
+      fs.symlinkSync(path.relative(dev, drv), path.join(dev, 'driver'));
+    }
+  }
+  return root;
+}
+
+/** vgem up to 6.14: a platform device named vgem, no driver bound. */
+export const VGEM_PLATFORM: FakeDrmNode[] = [
+  { name: 'card0', device: 'platform/vgem', bus: 'platform' },
+  { name: 'renderD128', device: 'platform/vgem', bus: 'platform' },
+];
+
+/** vgem since 6.15 (7.3 checked): a faux device, bound to faux_driver. */
+export const VGEM_FAUX: FakeDrmNode[] = [
+  { name: 'card0', device: 'faux/vgem', bus: 'faux', driver: 'faux_driver' },
+  { name: 'renderD128', device: 'faux/vgem', bus: 'faux', driver: 'faux_driver' },
+];

@@ -2,8 +2,9 @@
 // vgem fences against waitIdle and sync_file (the igt dmabuf_sync_file and
 // prime_vgem ideas, as tap tests).
 import t from 'tap';
+import * as fs from 'node:fs';
 
-import { DmaBuf, Drm, DrmDevice, SyncFile } from '../../lib/index';
+import { capabilities, DmaBuf, Drm, DrmDevice, SyncFile } from '../../lib/index';
 import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
 
@@ -16,16 +17,34 @@ function vgem(): DrmDevice {
   return Drm.open({ driver: 'vgem' });
 }
 
-t.test('Drm.devices() lists vgem\'s card and render nodes; version() names the driver', guest, async (t) => {
+t.test('Drm.devices() lists vgem\'s card and render nodes; the driver comes from DRM_IOCTL_VERSION, sysfs adds the device (issue 29)', guest, async (t) => {
   const nodes = Drm.devices().filter((n) => n.driver === 'vgem');
   t.same(nodes.map((n) => n.type).sort(), ['primary', 'render']);
+  // 6.12: a platform device with no driver bound; 6.15+: a faux device bound to faux_driver.
+  const faux = fs.existsSync('/sys/devices/faux/vgem');
+  for (const n of nodes) {
+    t.equal(n.driverFrom, 'ioctl', `${n.path}: named by the node itself`);
+    t.equal(n.sysfsDevice, faux ? '/sys/devices/faux/vgem' : '/sys/devices/platform/vgem');
+    t.equal(n.bus, faux ? 'faux' : 'platform');
+    t.equal(n.sysfsDriver, 'vgem');
+  }
   using d = vgem();
   const v = d.version();
   t.equal(v.name, 'vgem');
   t.type(v.major, 'number');
   t.ok(v.desc.length > 0, `desc '${v.desc}'`);
+  t.ok(v.date.length > 0, `date '${v.date}' (the kernel says '0' once drivers have none)`);
   using r = Drm.open({ driver: 'vgem', type: 'render' });
   t.equal(r.version().name, 'vgem');
+  d.close();
+  t.throws(() => d.version(), { code: 'ERR_P2PDMA_CLOSED' }, 'a closed device does not answer from its cache');
+});
+
+t.test('capabilities() names vgem from DRM_IOCTL_VERSION too', guest, async (t) => {
+  const drm = capabilities().drm;
+  const nodes = drm.nodes.filter((n) => n.driver === 'vgem');
+  t.equal(nodes.length, 2);
+  t.ok(nodes.every((n) => n.driverFrom === 'ioctl'));
 });
 
 t.test('a dumb buffer round-trips data through MAP_DUMB and the PRIME dma-buf mapping', guest, async (t) => {
@@ -56,13 +75,88 @@ t.test('fdinfo shows the PRIME exporter and the name set by setName', guest, asy
   t.equal(buf.info().name, 'p2pdma-vgem');
 });
 
-t.test('importBuffer of our own export gives back the same handle', guest, async (t) => {
-  using d = vgem();
-  using bo = d.createDumb({ width: W, height: H });
+t.test('importBuffer of our own export shares the handle: GEM_CLOSE once, when the last object closes (issue 22 defect 6)', guest, async (t) => {
+  using d = vgem(); // a fresh file: handles start at 1
+  const bo = d.createDumb({ width: W, height: H });
   using buf = d.exportBuffer(bo);
-  const back = d.importBuffer(buf);
-  t.equal(back.handle, bo.handle);
-  t.equal(back.size, bo.size);
+  const b1 = d.importBuffer(buf);
+  const b2 = d.importBuffer(buf);
+  t.equal(b1.handle, bo.handle, 'the kernel gives back the same handle');
+  t.equal(b2.handle, bo.handle);
+  t.equal(b1.size, bo.size);
+  t.equal(b1.pitch, bo.pitch, 'the shared handle keeps what createDumb learned');
+  t.not(b1, b2, 'one object per import');
+  const handle = bo.handle;
+
+  bo.close();
+  t.ok(bo.closed);
+  t.notOk(b1.closed);
+  {
+    using again = b1.export();
+    t.equal(again.size, bo.size, 'the handle survives closing the first object');
+  }
+  b1.close();
+  b1.close(); // idempotent
+  t.notOk(b2.closed);
+  {
+    using m = b2.map();
+    t.equal(m.length, bo.size, 'and closing the second');
+  }
+  b2.close();
+  t.throws(() => d.exportBuffer(handle), { code: 'ENOENT', request: 'DRM_IOCTL_PRIME_HANDLE_TO_FD' }, 'the last close GEM_CLOSEd it');
+
+  // The kernel reuses the number for a new buffer: closing the old objects
+  // again must not touch it.
+  using c = d.createDumb({ width: W, height: H });
+  t.equal(c.handle, handle, 'the number came back');
+  {
+    using m = c.map();
+    new Uint8Array(m.buffer).fill(0xa5);
+  }
+  bo.close();
+  b1.close();
+  b2.close();
+  t.notOk(c.closed);
+  using cbuf = d.exportBuffer(c);
+  using cm = cbuf.map();
+  t.ok(cbuf.withCpuAccess('read', () => new Uint8Array(cm.buffer).every((x) => x === 0xa5)), 'the new buffer survived, with its data');
+});
+
+t.test('a second import while the first is open, then close in any order; an import of a foreign dma-buf twice shares too', guest, async (t) => {
+  using d = vgem();
+  using other = Drm.open({ driver: 'vgem', type: 'render' });
+  using src = d.createDumb({ width: W, height: H });
+  using exported = src.export();
+  // `other` is another open file of vgem: the dma-buf is foreign to it.
+  const i1 = other.importBuffer(exported);
+  const i2 = other.importBuffer(exported.fd);
+  t.equal(i1.handle, i2.handle);
+  t.equal(i2.size, i1.size);
+  i2.close();
+  t.notOk(i1.closed);
+  using again = i1.export();
+  t.equal(again.size, src.size);
+  i1.close();
+  t.throws(() => other.exportBuffer(i1.handle), { code: 'ENOENT' }, 'closed with the last object');
+});
+
+t.test('closing the DrmDevice with buffers open: they keep working, the fd goes with the last one', guest, async (t) => {
+  const d = vgem();
+  const fd = d.fd;
+  const bo = d.createDumb({ width: W, height: H });
+  d.close();
+  t.ok(d.closed);
+  t.throws(() => d.createDumb({ width: W, height: H }), { code: 'ERR_P2PDMA_CLOSED' });
+  t.notOk(bo.closed);
+  {
+    using m = bo.map();
+    new Uint8Array(m.buffer).fill(1);
+    using buf = bo.export();
+    t.equal(buf.size, bo.size);
+  }
+  t.ok(fs.existsSync(`/proc/self/fd/${fd}`), 'still open for the buffer');
+  bo.close();
+  t.notOk(fs.existsSync(`/proc/self/fd/${fd}`), 'closed with it');
 });
 
 t.test('GEM_CLOSE: a closed handle can no longer be exported', guest, async (t) => {
