@@ -10,6 +10,19 @@
  *
  * Without `pd`, a connection opens the device its address routes to and
  * makes a PD and a CQ for itself (`connection.pd`, `.cq`), closed with it.
+ *
+ * Errors: a failing event channel (an epoll error, or rdma_get_cm_event
+ * failing) rejects every pending `connect()`, `accept()` and
+ * `waitDisconnect()` on it with that error, and later `accept()`s at once.
+ * When the peer disconnects (or the device goes away), the connection moves
+ * its QP to the error state (our QP is not librdmacm's, so nothing else
+ * would): its posted work requests complete as flushed
+ * (IBV_WC_WR_FLUSH_ERR) instead of waiting for `close()`.
+ *
+ * Lifetimes: a Listener or Connection nobody references and nobody waits on
+ * is garbage collected with a P2PDMA_GC_CLOSE warning, its rdma_cm id and
+ * event channel closed by their finalizers; a Connection stays while its
+ * `qp` is referenced.
  */
 import * as net from 'node:net';
 
@@ -67,12 +80,31 @@ function toEndpoint(o: unknown, caller: Function): CmEndpoint {
   return { address, port };
 }
 
+/** An event for an id, or the error that ended its channel. */
+type CmHandler = (ev: NativeCmEvent | Error) => void;
+
+/** Channels someone waits on (connect, accept, waitDisconnect): kept reachable. */
+const busyChannels = new Set<Channel>();
+// A channel collected while open: its native finalizer destroys it; this
+// stops the Poller watching it.
+const channelPollers = new FinalizationRegistry<Poller>((p) => p.close());
+
+const gcWarning = new FinalizationRegistry<string>((what) => {
+  process.emitWarning(`Closing ${what} on garbage collection`, {
+    type: 'Warning',
+    code: 'P2PDMA_GC_CLOSE',
+    detail: `Its handle was garbage collected while open. Call close() on it, or declare it with 'using'.`,
+  });
+});
+
 /** One event channel and the ids on it, with a handler per id. */
 class Channel {
   readonly n: NativeCmChannel;
-  readonly handlers = new Map<NativeCmId, (ev: NativeCmEvent) => void>();
+  readonly handlers = new Map<NativeCmId, CmHandler>();
   #poller: Poller;
   #closed = false;
+  /** Why the channel failed (a Poller error, rdma_get_cm_event failing): no event comes any more. */
+  error: Error | undefined;
 
   constructor() {
     try {
@@ -83,10 +115,23 @@ class Channel {
       if (err.code === 'ENOENT') err.message += ': /dev/infiniband/rdma_cm is missing: the kernel has no RDMA/CM for userspace (CONFIG_INFINIBAND_ADDR_TRANS, module rdma_ucm)';
       throw err;
     }
-    this.#poller = new Poller(this.n.fd, (err) => this.#onReadable(err), { ref: false });
+    // The callback reaches the channel weakly: the watcher holds itself
+    // while active, and must not hold an idle channel (and its ids) with it.
+    const self = new WeakRef(this);
+    const poller: Poller = new Poller(
+      this.n.fd,
+      (err) => {
+        const ch = self.deref();
+        if (ch === undefined) poller.close();
+        else ch.#onReadable(err);
+      },
+      { ref: false },
+    );
+    this.#poller = poller;
+    channelPollers.register(this, poller, this);
   }
 
-  id(handler: (ev: NativeCmEvent) => void): NativeCmId {
+  id(handler: CmHandler): NativeCmId {
     const id = new native.CmId(this.n);
     this.handlers.set(id, handler);
     return id;
@@ -97,7 +142,14 @@ class Channel {
   /** Keeps the event loop alive while someone waits on the channel (counted). */
   ref(on: boolean): void {
     this.#refs += on ? 1 : -1;
-    if (this.#refs === (on ? 1 : 0)) (on ? this.#poller.ref() : this.#poller.unref());
+    if (this.#refs !== (on ? 1 : 0)) return;
+    if (on) {
+      busyChannels.add(this);
+      this.#poller.ref();
+    } else {
+      busyChannels.delete(this);
+      this.#poller.unref();
+    }
   }
 
   drop(id: NativeCmId): void {
@@ -113,17 +165,23 @@ class Channel {
       for (const id of this.handlers.keys()) id.close();
       this.handlers.clear();
     }
-    this.n.onclose = () => this.#poller.close();
-    if (this.n.close() !== 1) this.#poller.close();
+    channelPollers.unregister(this);
+    const poller = this.#poller;
+    this.n.onclose = () => poller.close();
+    if (this.n.close() !== 1) poller.close();
   }
 
   #onReadable(err: Error | null): void {
-    if (err !== null) return;
+    if (err !== null) {
+      this.fail(err);
+      return;
+    }
     for (;;) {
       let ev: NativeCmEvent | undefined;
       try {
         ev = this.n.getEvent();
-      } catch {
+      } catch (e) {
+        this.fail(rdmaError(e) as Error);
         return;
       }
       if (ev === undefined) return;
@@ -134,7 +192,22 @@ class Channel {
       else if (ev.name === 'RDMA_CM_EVENT_CONNECT_REQUEST') ev.id?.close();
     }
   }
+
+  /**
+   * @internal (tests) The channel can deliver no more events: every id's
+   * handler gets `err` (pending connect/accept/waitDisconnect reject).
+   */
+  fail(err: Error): void {
+    if (this.error !== undefined) return;
+    this.error = err;
+    // Level-triggered: a channel that stays readable would call back forever.
+    this.#poller.stop();
+    for (const h of [...this.handlers.values()]) h(err);
+  }
 }
+
+/** The Connection of a QP: kept alive while its QP is referenced. */
+const connectionOf = new WeakMap<QueuePair, Connection>();
 
 /** A connected RC queue pair and the rdma_cm id that carries it. */
 export class Connection implements Disposable, AsyncDisposable {
@@ -146,7 +219,8 @@ export class Connection implements Disposable, AsyncDisposable {
   #ownsChannel: boolean;
   #closed = false;
   #disconnected = false;
-  #onDisconnect: (() => void)[] = [];
+  #error: Error | undefined;
+  #onDisconnect: ((err?: Error) => void)[] = [];
 
   /** @internal */
   constructor(qp: QueuePair, id: NativeCmId, channel: Channel, ownsChannel: boolean) {
@@ -157,16 +231,40 @@ export class Connection implements Disposable, AsyncDisposable {
     const info = id.info();
     this.local = info.local ?? { address: '', port: 0 };
     this.remote = info.remote ?? { address: '', port: 0 };
+    connectionOf.set(qp, this);
+    gcWarning.register(this, 'Connection', this);
     channel.handlers.set(id, (ev) => {
+      if (ev instanceof Error) {
+        this.#error = ev;
+        for (const f of this.#onDisconnect.splice(0)) f(ev);
+        return;
+      }
       if (ev.name === 'RDMA_CM_EVENT_DISCONNECTED' || ev.name === 'RDMA_CM_EVENT_DEVICE_REMOVAL') {
         this.#disconnected = true;
+        this.#flush();
         for (const f of this.#onDisconnect.splice(0)) f();
       }
     });
   }
 
+  /**
+   * The peer is gone: move our QP to ERR so that the device completes its
+   * posted work requests as flushed (librdmacm does this only for a QP it
+   * made, id->qp, which ours is not).
+   */
+  #flush(): void {
+    if (this.qp.closed) return;
+    const r = this.qp.native.modify({ qpState: C.IBV_QPS_ERR });
+    if (r === 0) this.qp.setState('ERR');
+  }
+
   get pd(): ProtectionDomain {
     return this.qp.pd;
+  }
+
+  /** @internal (tests) fails its event channel as an epoll or rdma_get_cm_event error would. */
+  failChannel(err: Error): void {
+    this.#channel.fail(err);
   }
 
   get context(): RdmaContext {
@@ -178,14 +276,19 @@ export class Connection implements Disposable, AsyncDisposable {
     return this.#disconnected;
   }
 
-  /** Resolves when the peer disconnects. */
+  /**
+   * Resolves when the peer disconnects (or this connection is closed);
+   * rejects with the error when the event channel fails.
+   */
   waitDisconnect(): Promise<void> {
     if (this.#disconnected || this.#closed) return Promise.resolve();
+    if (this.#error !== undefined) return Promise.reject(this.#error);
     this.#channel.ref(true);
-    return new Promise((resolve) =>
-      this.#onDisconnect.push(() => {
+    return new Promise((resolve, reject) =>
+      this.#onDisconnect.push((err) => {
         this.#channel.ref(false);
-        resolve();
+        if (err !== undefined) reject(err);
+        else resolve();
       }),
     );
   }
@@ -201,6 +304,7 @@ export class Connection implements Disposable, AsyncDisposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    gcWarning.unregister(this);
     if (!this.#disconnected) this.#id.disconnect();
     this.qp.close();
     this.#channel.drop(this.#id);
@@ -299,6 +403,10 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
     };
     const id = ch.id((ev) =>
       step(() => {
+        if (ev instanceof Error) {
+          finish(ev);
+          return;
+        }
         switch (ev.name) {
           case 'RDMA_CM_EVENT_ADDR_RESOLVED':
             check(id.resolveRoute(o.timeoutMs), 'rdma_resolve_route');
@@ -347,6 +455,11 @@ export class Listener implements Disposable {
     this.#ch = new Channel();
     try {
       this.#id = this.#ch.id((ev) => {
+        // The channel failed: the waiting accept()s see ch.error.
+        if (ev instanceof Error) {
+          for (const w of this.#waiters.splice(0)) w();
+          return;
+        }
         if (ev.name !== 'RDMA_CM_EVENT_CONNECT_REQUEST' || ev.id === undefined) return;
         this.#queue.push(ev);
         this.#waiters.shift()?.();
@@ -360,6 +473,12 @@ export class Listener implements Disposable {
     const local = this.#id.info().local;
     this.address = local?.address ?? ep.address;
     this.port = local?.port ?? ep.port;
+    gcWarning.register(this, `Listener (${this.address} port ${this.port})`, this);
+  }
+
+  /** @internal (tests) fails its event channel as an epoll or rdma_get_cm_event error would. */
+  failChannel(err: Error): void {
+    this.#ch.fail(err);
   }
 
   get closed(): boolean {
@@ -376,6 +495,7 @@ export class Listener implements Disposable {
       o = toOptions(options, this.accept);
       if (o.signal?.aborted) throw abortError(o.signal.reason, this.accept);
       if (this.#closed) throw closedError('Listener', this.accept);
+      if (this.#ch.error !== undefined) throw this.#ch.error;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -407,12 +527,17 @@ export class Listener implements Disposable {
           finish(closedError('Listener'));
           return;
         }
+        if (this.#ch.error !== undefined) {
+          finish(this.#ch.error);
+          return;
+        }
         const ev = this.#queue.shift()!;
         id = ev.id!;
         const cid = id;
         try {
           this.#ch.handlers.set(cid, (e) => {
-            if (e.name === 'RDMA_CM_EVENT_ESTABLISHED') finish(null, new Connection(qp!, cid, this.#ch, false));
+            if (e instanceof Error) finish(e);
+            else if (e.name === 'RDMA_CM_EVENT_ESTABLISHED') finish(null, new Connection(qp!, cid, this.#ch, false));
             else finish(cmError(e, 'rdma_cm accept failed'));
           });
           qp = makeQp(cid, o, this.accept);
@@ -436,6 +561,7 @@ export class Listener implements Disposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    gcWarning.unregister(this);
     for (const ev of this.#queue.splice(0)) {
       ev.id?.reject();
       ev.id?.close();

@@ -14,17 +14,55 @@
  * polls the CQ from the event loop instead (setImmediate), for latency
  * benchmarks: it burns a core while work is outstanding.
  *
+ * A drain polls until the CQ is empty, however many completions wait:
+ * the channel signals only completions that arrive after it is re-armed.
+ *
+ * Memory under an MR: the NIC, and any peer granted remote access, reads
+ * and writes the registered pages until the MR is deregistered, whatever JS
+ * does meanwhile. So an MR takes only memory that JS cannot free under it:
+ * - `pd.allocMemory(length)` (pyverbs' `MR(pd, length, access)`): a
+ *   page-aligned shared memfd mapping (sealed against shrinking) that the
+ *   MR owns, exposes as `mr.mapping`, and unmaps when its deregistration
+ *   has completed;
+ * - a `Mapping` (a memfd, p2pmem, a `P2pBuffer`, a BAR), or an ArrayBuffer
+ *   the Mapping made (`map.buffer`, `map.window()`) and views of it: the MR
+ *   holds the Mapping from the call on, so `unmap()` throws ERR_P2PDMA_BUSY
+ *   until the MR is closed and its deregistration has completed;
+ * - a `SharedArrayBuffer` or a view of one (`Buffer.from(new
+ *   SharedArrayBuffer(n))`): it cannot be detached or shrunk, and the MR
+ *   keeps it referenced.
+ * A non-shared ArrayBuffer, or a view of one (Buffer, Uint8Array, DataView,
+ * resizable ArrayBuffers), is refused with ERR_INVALID_ARG_VALUE before any
+ * syscall: `transfer()` or a `postMessage` transfer frees its memory while
+ * the NIC or a peer may still write into it. dma-bufs go through
+ * `registerDmaBuf()`, which holds the dma-buf open.
+ *
  * Lifetimes (native/rdma.h): an MR keeps its PD and its memory alive, a PD
  * its context, a QP its PD and CQs; closing a parent first defers its
  * teardown until the children are closed. Closing a QP with work in flight
- * rejects those promises with IBV_WC_WR_FLUSH_ERR at once.
+ * rejects those promises with IBV_WC_WR_FLUSH_ERR at once; the MRs they
+ * used stay registered until the QP is destroyed. A CQ that is garbage
+ * collected while open and idle (no work outstanding) is closed with a
+ * P2PDMA_GC_CLOSE warning, like every handle here; one with work
+ * outstanding stays reachable until that work completes. A deferred
+ * teardown that fails rejects `await obj[Symbol.asyncDispose]()`, or, when
+ * nobody awaits it, emits a P2PDMA_CLOSE_FAILED warning (as `Fd` does).
+ *
+ * AbortSignal: `registerMemory()` and `allocMemory()` check `signal`
+ * before pinning starts; once ibv_reg_mr runs on the pool, an abort does
+ * not recall it and the promise settles with its result, as an NVMe
+ * command already in the device does. Work requests take no signal: once
+ * posted, the device owns them and nothing recalls one; `qp.close()` ends
+ * them all (their promises reject with IBV_WC_WR_FLUSH_ERR).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { types } from 'node:util';
 
 import { abortError, type CodedError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
-import { Mapping } from './mmap';
+import { memfd } from './memfd';
+import { Mapping, mappingOf, mmap } from './mmap';
 import { native, type NativeRdmaCq, type NativeRdmaMr, type NativeRdmaQp, type NativeResource } from './native';
 import { Poller } from './poll';
 
@@ -118,6 +156,14 @@ const gcWarning = new FinalizationRegistry<string>((what) => {
   });
 });
 
+/** As lib/handle.ts warns for an Fd: a deferred teardown failed and nobody awaited it. */
+function warnCloseFailed(what: string, cause: Error): void {
+  const w = new Error(`Deferred close of ${what} failed: ${cause.message}`, { cause }) as CodedError;
+  w.name = 'Warning';
+  w.code = 'P2PDMA_CLOSE_FAILED';
+  process.emitWarning(w);
+}
+
 /**
  * What every RDMA object has: close() (idempotent; with children or work
  * in flight the teardown waits for them), `using` / `await using`, and a
@@ -128,6 +174,7 @@ export abstract class RdmaResource implements Disposable, AsyncDisposable {
   readonly native: NativeResource;
   #closed = false;
   #pending: Promise<void> | undefined;
+  #awaited = false;
 
   /** @internal */
   constructor(n: NativeResource) {
@@ -156,6 +203,8 @@ export abstract class RdmaResource implements Disposable, AsyncDisposable {
     this.#pending.catch(() => undefined);
     this.native.onclose = (r) => {
       this.native.onclose = undefined;
+      // Nobody awaits it: say so rather than lose the error.
+      if (r < 0 && !this.#awaited) warnCloseFailed(this.describe(), sysError(-r, this.teardownCall));
       settle(r);
       this.didClose();
     };
@@ -178,6 +227,7 @@ export abstract class RdmaResource implements Disposable, AsyncDisposable {
     } catch (e) {
       return Promise.reject(e);
     }
+    this.#awaited = true;
     return this.#pending!;
   }
 
@@ -311,7 +361,12 @@ function toAccess(access: unknown, caller: Function): { bits: number; names: Rdm
   return { bits, names };
 }
 
-/** What `registerMemory` takes: host memory, or a mapping (of a memfd, p2pmem, a dma-buf, a BAR). */
+/**
+ * What `registerMemory` takes: memory JS cannot free under the device (see
+ * the module doc): a Mapping (of a memfd, p2pmem, a dma-buf, a BAR), an
+ * ArrayBuffer a Mapping made (`.buffer`, `window()`), a SharedArrayBuffer,
+ * or a view of either. A non-shared ArrayBuffer and its views are refused.
+ */
 export type RdmaTarget = ArrayBuffer | SharedArrayBuffer | ArrayBufferView | Mapping;
 
 export interface RegisterOptions {
@@ -319,14 +374,18 @@ export interface RegisterOptions {
   offset?: number;
   /** Byte length. Default: the rest of the target. */
   length?: number;
-  /** For the promise form: checked before pinning starts. */
+  /**
+   * For the promise form: checked before pinning starts. Once ibv_reg_mr
+   * runs an abort does not recall it: the promise settles with its result.
+   */
   signal?: AbortSignal;
 }
 
 interface Resolved {
-  /** Arguments for native register(). */
-  args: [ArrayBuffer | SharedArrayBuffer | ArrayBufferView, number, number] | [bigint, number];
+  /** Arguments for native register(): a view of the shared memory, or a Mapping's address. */
+  args: [Uint8Array, number, number] | [bigint, number];
   length: number;
+  /** The Mapping whose pages these are (the target, or the one behind its ArrayBuffer). */
   mapping: Mapping | undefined;
 }
 
@@ -336,26 +395,98 @@ function toInt(name: string, v: unknown, max: number, caller: Function): number 
   return v;
 }
 
-function resolveTarget(target: unknown, o: RegisterOptions, caller: Function): Resolved {
+/** What to register instead of detachable memory. */
+const MEMORY_ADVICE = 'use pd.allocMemory(length), a SharedArrayBuffer (e.g. Buffer.from(new SharedArrayBuffer(n))) or a Mapping';
+
+/** ERR_INVALID_ARG_VALUE for memory backed by a non-shared ArrayBuffer. */
+function detachableError(target: object, bytes: number, caller: Function): CodedError {
+  const kind = Buffer.isBuffer(target) ? 'Buffer' : (target.constructor?.name ?? 'ArrayBuffer view');
+  const resizable = (types.isArrayBuffer(target) ? target : (target as ArrayBufferView).buffer) as ArrayBuffer & { resizable?: boolean };
+  return invalidArgValue(
+    'target',
+    `${kind} of ${bytes} bytes`,
+    `must be memory that JS cannot free under the device: a non-shared${resizable.resizable === true ? ', resizable' : ''} ArrayBuffer ` +
+      "(or a view of one) can be detached by transfer() or postMessage() and its memory freed while the NIC or a remote peer still writes into it; " +
+      MEMORY_ADVICE,
+    caller,
+  );
+}
+
+/** @internal exported for tests: the memory behind `target`, refused unless JS cannot free it. */
+export function resolveTarget(target: unknown, o: RegisterOptions, caller: Function): Resolved {
   let size: number;
+  let mapping: Mapping | undefined;
+  // Where the target starts in the mapping, or the shared bytes.
+  let base = 0;
+  let shared: Uint8Array | undefined;
   if (target instanceof Mapping) {
-    if (target.unmapped) throw closedError('Mapping', caller);
+    mapping = target;
     size = target.length;
-  } else if (target instanceof ArrayBuffer || target instanceof SharedArrayBuffer) {
-    size = target.byteLength;
-  } else if (ArrayBuffer.isView(target)) {
-    size = target.byteLength;
   } else {
-    throw invalidArgType('target', 'an instance of ArrayBuffer, SharedArrayBuffer, TypedArray, DataView or Mapping', target, caller);
+    let ab: ArrayBufferLike;
+    let viewOffset = 0;
+    if (types.isAnyArrayBuffer(target)) {
+      ab = target;
+      size = target.byteLength;
+    } else if (ArrayBuffer.isView(target)) {
+      ab = target.buffer;
+      viewOffset = target.byteOffset;
+      size = target.byteLength;
+    } else {
+      throw invalidArgType('target', 'an instance of Mapping, SharedArrayBuffer, ArrayBuffer, TypedArray or DataView', target, caller);
+    }
+    if (types.isSharedArrayBuffer(ab)) {
+      shared = new Uint8Array(ab, viewOffset, size);
+    } else {
+      const m = mappingOf(ab as ArrayBuffer);
+      if (m === undefined) throw detachableError(target as object, size, caller);
+      mapping = m.mapping;
+      base = m.offset + viewOffset;
+    }
   }
+  if (mapping?.unmapped) throw closedError('Mapping', caller);
   const offset = o.offset === undefined ? 0 : toInt('options.offset', o.offset, size, caller);
   const length = o.length === undefined ? size - offset : toInt('options.length', o.length, size - offset, caller);
   if (length === 0) {
     // A detached buffer reads as empty: say so rather than "0".
     throw outOfRange('options.length', `> 0 (the target has ${size - offset} bytes${size === 0 ? '; a detached ArrayBuffer has none' : ''})`, length, caller);
   }
-  if (target instanceof Mapping) return { args: [target.address + BigInt(offset), length], length, mapping: target };
-  return { args: [target as ArrayBufferView, offset, length], length, mapping: undefined };
+  if (mapping !== undefined) return { args: [mapping.address + BigInt(base + offset), length], length, mapping };
+  return { args: [shared!, offset, length], length, mapping: undefined };
+}
+
+/**
+ * A shared memfd of `length` bytes, sealed against shrinking, mapped 'rw'
+ * (page-aligned): memory for `allocMemory`. The fd is closed; the mapping
+ * keeps the file.
+ */
+function sharedMemory(length: number, caller: Function): Mapping {
+  const fd = memfd('p2pdma-rdma-mr', { allowSealing: true });
+  try {
+    fs.ftruncateSync(fd.fd, length);
+    native.addSeals(fd.fd, native.sealConstants.F_SEAL_SHRINK);
+    return mmap(fd.fd, length);
+  } catch (e) {
+    throw rdmaError(e, caller);
+  } finally {
+    fd.close();
+  }
+}
+
+/** Whether `map` maps device memory (a device node, a sysfs resource, a dma-buf), from /proc/self/maps. */
+function isDeviceMapping(map: Mapping): boolean {
+  let maps: string;
+  try {
+    maps = fs.readFileSync('/proc/self/maps', 'utf8');
+  } catch {
+    return true;
+  }
+  for (const line of maps.split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m === null || map.address < BigInt(`0x${m[1]}`) || map.address >= BigInt(`0x${m[2]}`)) continue;
+    return /^\/dev\/|^\/sys\/|dmabuf/.test(m[3]);
+  }
+  return true;
 }
 
 /** The kernel driver behind an RDMA device, from sysfs ('' when unknown). */
@@ -371,10 +502,13 @@ function rdmaDriver(device: string): string {
  * EFAULT on a mapping of device memory: the kernel cannot pin it. EFAULT on
  * host memory from QEMU's pvrdma: its device refuses what most buffers are.
  */
-function explainRegister(e: unknown, mapping: Mapping | undefined, device: string): unknown {
+function explainRegister(e: unknown, target: Mapping | undefined, device: string): unknown {
   const err = e as SystemError;
   if (err?.code !== 'EFAULT') return err;
   const driver = rdmaDriver(device);
+  // A Mapping of host memory (a memfd: allocMemory's, or behind a Buffer's
+  // ArrayBuffer) is not device memory.
+  const mapping = target !== undefined && isDeviceMapping(target) ? target : undefined;
   if (mapping === undefined && driver === 'vmw_pvrdma') {
     err.message +=
       `: ${device} is a pvrdma device; QEMU's (up to 9.0, which removed it) refuses memory that does not start on a page boundary ` +
@@ -548,57 +682,127 @@ export class ProtectionDomain extends RdmaResource {
 
   /**
    * Registers memory (ibv_reg_mr) on the thread pool: pinning a large
-   * region takes a while. The MR keeps `target` alive until it is closed.
-   * On a mapping of device memory (p2pmem, a PCI BAR) a kernel without
-   * kernel-patches/ rejects with EFAULT, saying so.
+   * region takes a while. Only memory JS cannot free under the device (see
+   * the module doc): a Mapping (held from this call until the MR's
+   * deregistration has completed: its `unmap()` throws ERR_P2PDMA_BUSY
+   * meanwhile), an ArrayBuffer a Mapping made, or a SharedArrayBuffer or a
+   * view of one (kept referenced). A non-shared ArrayBuffer or a view of
+   * one (a Buffer...) is refused with ERR_INVALID_ARG_VALUE before any
+   * syscall. On a mapping of device memory (p2pmem, a PCI BAR) a kernel
+   * without kernel-patches/ rejects with EFAULT, saying so.
    */
   registerMemory(target: RdmaTarget, access?: RdmaAccess | readonly RdmaAccess[], options: RegisterOptions = {}): Promise<MemoryRegion> {
-    let r: Resolved;
-    let a: { bits: number; names: RdmaAccess[] };
-    let mr: NativeRdmaMr;
+    return this.#register(target, access, options, false, this.registerMemory);
+  }
+
+  /** registerMemory, blocking. */
+  registerMemorySync(target: RdmaTarget, access?: RdmaAccess | readonly RdmaAccess[], options: Omit<RegisterOptions, 'signal'> = {}): MemoryRegion {
+    return this.#registerSync(target, access, options, false, this.registerMemorySync);
+  }
+
+  /**
+   * Allocates `length` bytes of memory for RDMA and registers them, as
+   * pyverbs' `MR(pd, length, access)` does: a page-aligned shared memfd
+   * mapping, zeroed and sealed against shrinking, that the MR owns. Read and
+   * write it through `mr.mapping` (`.buffer`, `read()`, `write()`); it is
+   * unmapped when the MR's deregistration has completed. `signal` is checked
+   * before pinning starts.
+   */
+  allocMemory(length: number, access?: RdmaAccess | readonly RdmaAccess[], options: { signal?: AbortSignal } = {}): Promise<MemoryRegion> {
+    let map: Mapping;
     try {
-      validateObject(options, 'options', this.registerMemory);
-      if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, this.registerMemory);
-      a = toAccess(access, this.registerMemory);
-      r = resolveTarget(target, options, this.registerMemory);
-      if (options.signal?.aborted) throw abortError(options.signal.reason, this.registerMemory);
-      this.check(this.registerMemory);
-      mr = call(this.registerMemory, () => new native.RdmaMr(this.native));
+      map = this.#alloc(length, access, options, this.allocMemory);
     } catch (e) {
       return Promise.reject(e);
     }
+    return this.#register(map, access, options, true, this.allocMemory);
+  }
+
+  /** allocMemory, blocking. */
+  allocMemorySync(length: number, access?: RdmaAccess | readonly RdmaAccess[]): MemoryRegion {
+    const map = this.#alloc(length, access, {}, this.allocMemorySync);
+    return this.#registerSync(map, access, {}, true, this.allocMemorySync);
+  }
+
+  #alloc(length: number, access: unknown, options: { signal?: AbortSignal }, caller: Function): Mapping {
+    toInt('length', length, Number.MAX_SAFE_INTEGER, caller);
+    if (length === 0) throw outOfRange('length', '>= 1', length, caller);
+    validateObject(options, 'options', caller);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, caller);
+    toAccess(access, caller);
+    if (options.signal?.aborted) throw abortError(options.signal.reason, caller);
+    this.check(caller);
+    return sharedMemory(length, caller);
+  }
+
+  #register(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): Promise<MemoryRegion> {
+    let r: Resolved;
+    let a: { bits: number; names: RdmaAccess[] };
+    let mr: NativeRdmaMr;
+    let release: (() => void) | undefined;
+    try {
+      validateObject(options, 'options', caller);
+      if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, caller);
+      a = toAccess(access, caller);
+      r = resolveTarget(target, options, caller);
+      if (options.signal?.aborted) throw abortError(options.signal.reason, caller);
+      this.check(caller);
+      mr = call(caller, () => new native.RdmaMr(this.native));
+      // Before the pool thread pins: an unmap() now would let the MR pin
+      // whatever is mapped at that address next.
+      release = r.mapping?.hold('memory region', caller);
+    } catch (e) {
+      if (owned) (target as Mapping).unmap();
+      return Promise.reject(e);
+    }
+    const failed = () => {
+      mr.close();
+      release?.();
+      if (owned) (target as Mapping).unmap();
+    };
     let p: Promise<NativeRdmaMr>;
     try {
       p = mr.registerAsync(...(r.args as [bigint, number]), a.bits);
     } catch (e) {
-      mr.close();
-      return Promise.reject(rdmaError(e));
+      failed();
+      return Promise.reject(rdmaError(e, caller));
     }
     return p.then(
-      () => new MemoryRegion(this, mr, target, a.names, r.length),
+      () => new MemoryRegion(this, mr, owned ? undefined : target, a.names, r.length, { mapping: r.mapping, release, owned }),
       (e: unknown) => {
-        mr.close();
+        failed();
         throw explainRegister(rdmaError(e), r.mapping, this.context.name);
       },
     );
   }
 
-  /** registerMemory, blocking. */
-  registerMemorySync(target: RdmaTarget, access?: RdmaAccess | readonly RdmaAccess[], options: Omit<RegisterOptions, 'signal'> = {}): MemoryRegion {
-    validateObject(options, 'options', this.registerMemorySync);
-    const a = toAccess(access, this.registerMemorySync);
-    const r = resolveTarget(target, options, this.registerMemorySync);
-    this.check(this.registerMemorySync);
-    const mr = call(this.registerMemorySync, () => new native.RdmaMr(this.native));
+  #registerSync(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): MemoryRegion {
+    let r: Resolved;
+    let a: { bits: number; names: RdmaAccess[] };
+    let mr: NativeRdmaMr;
+    let release: (() => void) | undefined;
+    try {
+      validateObject(options, 'options', caller);
+      a = toAccess(access, caller);
+      r = resolveTarget(target, options, caller);
+      this.check(caller);
+      mr = call(caller, () => new native.RdmaMr(this.native));
+      release = r.mapping?.hold('memory region', caller);
+    } catch (e) {
+      if (owned) (target as Mapping).unmap();
+      throw e;
+    }
     try {
       mr.register(...(r.args as [bigint, number]), a.bits);
     } catch (e) {
       mr.close();
+      release?.();
+      if (owned) (target as Mapping).unmap();
       const err = explainRegister(rdmaError(e), r.mapping, this.context.name) as Error;
-      Error.captureStackTrace(err, this.registerMemorySync);
+      Error.captureStackTrace(err, caller);
       throw err;
     }
-    return new MemoryRegion(this, mr, target, a.names, r.length);
+    return new MemoryRegion(this, mr, owned ? undefined : target, a.names, r.length, { mapping: r.mapping, release, owned });
   }
 
   /**
@@ -647,17 +851,31 @@ export class ProtectionDomain extends RdmaResource {
   }
 }
 
+/** The memory under an MR, let go once its deregistration has completed (or by the GC backstop). */
+interface MrMemory {
+  mapping: Mapping | undefined;
+  /** Releases the Mapping's hold (unmap() works again). */
+  release: (() => void) | undefined;
+  /** allocMemory's own mapping: unmapped then. */
+  owned: boolean;
+}
+
+function freeMemory(m: MrMemory): void {
+  m.release?.();
+  if (m.owned) m.mapping?.unmap();
+}
+
+// An MR collected while open: the native finalizer deregisters it; this lets
+// go of the Mapping it held.
+const mrMemory = new FinalizationRegistry<MrMemory>(freeMemory);
+
 /**
- * A registered memory region. It keeps its target referenced, and the NIC
- * has the pages pinned until close().
- *
- * Host memory that JS can detach is a hazard no library can fully close:
- * an ArrayBuffer moved away by `transfer()` (or `postMessage`) and then
- * collected frees memory the MR still pins, and a peer allowed to write
- * (remote-write) then writes into whatever the allocator put there. Local
- * work requests on such an MR are refused (ERR_P2PDMA_CLOSED); for memory
- * peers write into, register a Mapping (e.g. of a memfd): its pages stay the
- * file's, whatever JS does with the views.
+ * A registered memory region. It keeps its memory referenced, and the NIC
+ * has the pages pinned until close() (and, with work requests in flight,
+ * until they complete). A Mapping under it (`mapping`) cannot be unmapped
+ * (ERR_P2PDMA_BUSY) until the deregistration has completed; allocMemory's
+ * own mapping is unmapped then. See the module doc for what memory an MR
+ * takes.
  */
 export class MemoryRegion extends RdmaResource implements RemoteRegion {
   readonly pd: ProtectionDomain;
@@ -667,13 +885,27 @@ export class MemoryRegion extends RdmaResource implements RemoteRegion {
   readonly addr: bigint;
   readonly length: number;
   readonly access: readonly RdmaAccess[];
-  /** What was registered (kept alive by the MR). */
+  /** What was registered (kept alive by the MR); undefined for allocMemory's. */
   readonly target: RdmaTarget | Fd | undefined;
+  /**
+   * The Mapping whose pages the MR covers: allocMemory's (owned by the MR),
+   * the Mapping registered, or the one behind a registered `map.buffer` or
+   * `map.window()`. Undefined for shared memory and dma-bufs.
+   */
+  readonly mapping: Mapping | undefined;
   /** @internal */
   declare readonly native: NativeRdmaMr;
+  readonly #memory: MrMemory;
 
   /** @internal */
-  constructor(pd: ProtectionDomain, n: NativeRdmaMr, target: RdmaTarget | Fd | undefined, access: RdmaAccess[], length: number) {
+  constructor(
+    pd: ProtectionDomain,
+    n: NativeRdmaMr,
+    target: RdmaTarget | Fd | undefined,
+    access: RdmaAccess[],
+    length: number,
+    memory: MrMemory = { mapping: undefined, release: undefined, owned: false },
+  ) {
     super(n);
     const i = n.info()!;
     this.pd = pd;
@@ -683,6 +915,14 @@ export class MemoryRegion extends RdmaResource implements RemoteRegion {
     this.length = length;
     this.access = Object.freeze(access);
     this.target = target;
+    this.mapping = memory.mapping;
+    this.#memory = memory;
+    if (memory.mapping !== undefined) mrMemory.register(this, memory, this);
+  }
+
+  protected override didClose(): void {
+    mrMemory.unregister(this);
+    freeMemory(this.#memory);
   }
 
   #uses = 0;
@@ -733,7 +973,19 @@ interface Pending {
 }
 
 const WC_STRIDE = 6;
+/** Completions per ibv_poll_cq call; a drain polls until the CQ is empty. */
+const DRAIN_BATCH = 256;
 let nextWrId = 1;
+
+/**
+ * CQs with work outstanding: reachable (their promises must settle) however
+ * the caller holds them. An idle CQ is not in it, and its Poller reaches it
+ * only weakly, so an unreferenced idle CQ is collected (the GC backstop).
+ */
+const busyCqs = new Set<CompletionQueue>();
+// A CQ collected while open: the native finalizer destroys it; this stops
+// the Poller watching its channel.
+const cqPollers = new FinalizationRegistry<Poller>((p) => p.close());
 
 export class CompletionQueue extends RdmaResource {
   readonly context: RdmaContext;
@@ -754,8 +1006,22 @@ export class CompletionQueue extends RdmaResource {
     this.size = n.cqe;
     this.busyPoll = busyPoll;
     if (!busyPoll) {
-      // Unref'd while idle: an idle CQ does not keep the process alive.
-      this.#poller = new Poller(n.fd, (err) => (err === null ? this.#drain() : this.#fail(err)), { ref: false });
+      // Unref'd while idle: an idle CQ does not keep the process alive. The
+      // callback reaches the CQ weakly: the watcher holds itself while
+      // active, and must not hold an idle CQ with it.
+      const self = new WeakRef(this);
+      const poller: Poller = new Poller(
+        n.fd,
+        (err) => {
+          const cq = self.deref();
+          if (cq === undefined) poller.close();
+          else if (err === null) cq.#drain();
+          else cq.#fail(err);
+        },
+        { ref: false },
+      );
+      this.#poller = poller;
+      cqPollers.register(this, poller, this);
     }
   }
 
@@ -768,6 +1034,7 @@ export class CompletionQueue extends RdmaResource {
   add(wrId: number, p: Pending): void {
     this.pending.set(wrId, p);
     if (this.pending.size !== 1) return;
+    busyCqs.add(this);
     if (this.#poller !== undefined) this.#poller.ref();
     else this.#spin();
   }
@@ -777,7 +1044,10 @@ export class CompletionQueue extends RdmaResource {
     const p = this.pending.get(wrId);
     if (p === undefined) return undefined;
     this.pending.delete(wrId);
-    if (this.pending.size === 0) this.#poller?.unref();
+    if (this.pending.size === 0) {
+      busyCqs.delete(this);
+      this.#poller?.unref();
+    }
     return p;
   }
 
@@ -799,7 +1069,9 @@ export class CompletionQueue extends RdmaResource {
   #drain(): void {
     let wc: Float64Array;
     try {
-      wc = this.native.drain(256);
+      // Polls until the CQ is empty (native/rdma.cc): completions left in
+      // it would wait for a channel event that may never come.
+      wc = this.native.drain(DRAIN_BATCH);
     } catch (e) {
       this.#fail(rdmaError(e) as Error);
       return;
@@ -831,6 +1103,7 @@ export class CompletionQueue extends RdmaResource {
 
   // Keep delivering completions until the QPs on it are gone.
   protected override didClose(): void {
+    cqPollers.unregister(this);
     this.#poller?.close();
   }
 }
@@ -1111,7 +1384,7 @@ export class QueuePair extends RdmaResource {
         if (remote.length !== undefined && roff + want > remote.length) {
           throw outOfRange('length', `<= ${remote.length - Math.min(roff, remote.length)} (the remote region's length after remoteOffset)`, want, caller);
         }
-        sends.push([wrId, OPCODE[op], ...mrArgs, remote.addr + BigInt(roff), remote.rkey]);
+        sends.push([wrId, OPCODE[op], ...mrArgs, remoteAddress(remote, roff, want, caller), remote.rkey]);
       } else if (op === 'send') {
         sends.push([wrId, OPCODE.send, ...mrArgs]);
       } else {
@@ -1152,18 +1425,29 @@ export class QueuePair extends RdmaResource {
 
   #submit(list: unknown[][], kind: 'send' | 'recv', entries: { wrId: number }[], caller: Function): void {
     if (list.length === 0) return;
+    const verb = kind === 'send' ? 'ibv_post_send' : 'ibv_post_recv';
     let posted: number;
-    let err: number;
+    let e: Error;
     try {
+      let err: number;
       [posted, err] = kind === 'send' ? this.native.postSend(list) : this.native.postRecv(list);
-    } catch (e) {
-      [posted, err] = [0, 22];
-      void e;
+      if (err === 0) return;
+      // Those after the failed one were never posted: no completion will come.
+      e = sysError(-err, verb, {}, caller);
+      if (this.#state !== 'RTS' && kind === 'send') e.message += ` (the queue pair is in ${this.#state}; connect it first)`;
+    } catch (x) {
+      // Nothing was posted. An argument the native side refused (a bug
+      // here: the JS checks come first) reads as EINVAL with its reason;
+      // anything else keeps its own error.
+      posted = 0;
+      const code = (x as { code?: unknown })?.code;
+      if (code === 'ERR_INVALID_ARG_TYPE' || code === 'ERR_OUT_OF_RANGE') {
+        e = sysError(22, verb, {}, caller);
+        e.message += ` (${(x as Error).message})`;
+      } else {
+        e = rdmaError(x, caller) as Error;
+      }
     }
-    if (err === 0) return;
-    // Those after the failed one were never posted: no completion will come.
-    const e = sysError(-err, kind === 'send' ? 'ibv_post_send' : 'ibv_post_recv', {}, caller);
-    if (this.#state !== 'RTS' && kind === 'send') e.message += ` (the queue pair is in ${this.#state}; connect it first)`;
     const cq = kind === 'send' ? this.sendCq : this.recvCq;
     for (const { wrId } of entries.slice(posted)) {
       const p = cq.remove(wrId);
@@ -1180,21 +1464,27 @@ export class QueuePair extends RdmaResource {
     else this.#sends--;
   }
 
+  /** MR holds of the requests flushed by close(): released once the QP is destroyed. */
+  #releaseAfterClose: (() => void)[] = [];
+
   protected override willClose(): void {
     // The kernel flushes them when the QP is destroyed; no completion will
-    // reach us, so they are rejected here, at once.
+    // reach us, so they are rejected here, at once. The device may touch
+    // their memory until destroy_qp returns: their MRs stay registered
+    // until then (didClose).
     for (const cq of new Set([this.sendCq, this.recvCq])) {
       for (const [wrId, p] of [...cq.pending]) {
         if (p.qp !== this) continue;
         cq.remove(wrId);
         this.completed(p);
-        for (const r of p.release) r();
+        this.#releaseAfterClose.push(...p.release);
         p.reject(completionError(WC_WR_FLUSH_ERR, 0, wrId, p.op, 'work request flushed: the queue pair was closed'));
       }
     }
   }
 
   protected override didClose(): void {
+    for (const r of this.#releaseAfterClose.splice(0)) r();
     for (const o of this.owned.splice(0)) o.close();
   }
 
@@ -1207,12 +1497,16 @@ export class QueuePair extends RdmaResource {
   }
 }
 
-/** Whether registered host memory was detached (transfer(), postMessage) since. */
-function detached(target: unknown): boolean {
-  if (target instanceof ArrayBuffer) return target.byteLength === 0;
-  if (ArrayBuffer.isView(target)) return target.buffer.byteLength === 0;
-  if (target instanceof Mapping) return target.unmapped;
-  return false;
+/**
+ * @internal exported for tests: `remote.addr + offset`, refused when that
+ * range (`length` bytes from there) would run past 2^64 and wrap.
+ */
+export function remoteAddress(remote: RemoteRegion, offset: number, length: number, caller: Function): bigint {
+  const addr = remote.addr + BigInt(offset);
+  if (addr + BigInt(length) > 2n ** 64n) {
+    throw outOfRange('remoteOffset', `<= ${2n ** 64n - BigInt(length) - remote.addr} (remote.addr ${remote.addr} + remoteOffset + length must not pass 2^64)`, offset, caller);
+  }
+  return addr;
 }
 
 function toLocal(v: unknown, caller: Function): { mr: MemoryRegion; offset: number; length: number } {
@@ -1228,7 +1522,6 @@ function toLocal(v: unknown, caller: Function): { mr: MemoryRegion; offset: numb
   }
   if (!(mr instanceof MemoryRegion)) throw invalidArgType('local', 'a MemoryRegion or { mr, offset?, length? }', v, caller);
   if (mr.closed) throw closedError('MemoryRegion (deregistered)', caller);
-  if (detached(mr.target)) throw closedError('MemoryRegion (its ArrayBuffer was detached or transferred)', caller);
   if (offset > mr.length) throw outOfRange('local.offset', `<= ${mr.length} (the memory region's length)`, offset, caller);
   if (length === undefined) length = mr.length - offset;
   if (offset + length > mr.length) throw outOfRange('local.length', `<= ${mr.length - offset} (the memory region's length after offset)`, length, caller);

@@ -12,6 +12,7 @@
 #include "async.h"
 #include "errors.h"
 #include "modules.h"
+#include "views.h"
 
 namespace p2pdma {
 namespace {
@@ -46,33 +47,10 @@ bool BytesOf(Napi::Value v, uint8_t** data, size_t* len) {
     *data = static_cast<uint8_t*>(d);
     return true;
   }
-  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
-    napi_typedarray_type type;
-    size_t n;
-    void* d;
-    napi_value ab;
-    size_t off;
-    napi_get_typedarray_info(env, v, &type, &n, &d, &ab, &off);
-    size_t elem = 1;
-    switch (type) {
-      case napi_int16_array: case napi_uint16_array: elem = 2; break;
-      case napi_int32_array: case napi_uint32_array: case napi_float32_array: elem = 4; break;
-      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
-      default: break;
-    }
-    *data = static_cast<uint8_t*>(d);
-    *len = n * elem;
-    return true;
-  }
-  if (napi_is_dataview(env, v, &is) == napi_ok && is) {
-    void* d;
-    napi_value ab;
-    size_t off;
-    napi_get_dataview_info(env, v, len, &d, &ab, &off);
-    *data = static_cast<uint8_t*>(d);
-    return true;
-  }
-  return false;
+  void* d = nullptr;
+  if (!ViewBytes(env, v, &d, len)) return false;
+  *data = static_cast<uint8_t*>(d);
+  return true;
 }
 
 Napi::Value U64(Napi::Env env, uint64_t v) { return Napi::BigInt::New(env, v); }
@@ -405,8 +383,10 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
   int fl = ::fcntl(ch_->fd, F_GETFL);
   if (fl == -1 || ::fcntl(ch_->fd, F_SETFL, fl | O_NONBLOCK) == -1) {
     int err = errno;
+    int fd = ch_->fd;  // ch_ is freed by destroy_comp_channel
     v_->destroy_comp_channel(ch_);
-    ThrowSys(env, err, "fcntl", ch_->fd);
+    ch_ = nullptr;
+    ThrowSys(env, err, "fcntl", fd);
   }
   errno = 0;
   cq_ = v_->create_cq(c->ctx(), static_cast<int>(cqe), nullptr, ch_, 0);
@@ -451,14 +431,18 @@ Napi::Value RdmaCq::GetCqe(const Napi::CallbackInfo& info) { return Napi::Number
 // Completions, flattened: stride 6.
 constexpr int kWcStride = 6;
 
-// drain(max) -> Float64Array [wr_id, status, opcode, byte_len, vendor_err,
-// qp_num]*: consumes the channel's events (if any), re-arms the CQ, then
-// polls until empty (or `max` completions), so none that arrived before
-// the re-arm is missed. Never blocks. Works after close() until the
-// teardown (QPs still on the CQ keep completing).
+// drain(batch) -> Float64Array [wr_id, status, opcode, byte_len,
+// vendor_err, qp_num]*: consumes the channel's events (if any), re-arms the
+// CQ, then polls `batch` (1..4096) at a time until a poll returns fewer than
+// asked, i.e. until the CQ is empty. Never stops at a count: the channel
+// signals only completions that arrive after the re-arm, so any left behind
+// would wait for one that may never come. The total is bounded by the work
+// requests outstanding (a CQ holds at most cqe). Never blocks. Works after
+// close() until the teardown (QPs still on the CQ keep completing).
 Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint32_t max = U32Arg(info, 0);
+  uint32_t batch = U32Arg(info, 0);
+  if (batch < 1 || batch > 4096) ThrowRange(env, "batch");
   if (cq_ == nullptr) ThrowSys(env, EBADF, "ibv_poll_cq");
   bool evented = false;
   for (;;) {
@@ -478,10 +462,10 @@ Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
     if (r != 0) ThrowSys(env, r, "ibv_req_notify_cq");
   }
   std::vector<double> out;
-  ibv_wc wc[32];
-  while (out.size() / kWcStride < max) {
-    int want = static_cast<int>(std::min<size_t>(32, max - out.size() / kWcStride));
-    int n = ibv_poll_cq(cq_, want, wc);
+  std::vector<ibv_wc> wc(batch);
+  for (;;) {
+    int want = static_cast<int>(batch);
+    int n = ibv_poll_cq(cq_, want, wc.data());
     if (n < 0) ThrowSys(env, -n > 0 ? -n : EIO, "ibv_poll_cq");
     for (int i = 0; i < n; i++) {
       out.push_back(static_cast<double>(wc[i].wr_id));

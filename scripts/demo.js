@@ -57,7 +57,8 @@ function rdmaIntoCmb(provider) {
     }
     open.unshift(cmb);
     console.log(`  memory region on the CMB: lkey ${cmb.lkey}, rkey ${cmb.rkey}, ${SIZE >> 10} KiB, registered in ${Number(process.hrtime.bigint() - t0) / 1e3 | 0} us`);
-    const src = Buffer.alloc(SIZE);
+    // An MR takes memory JS cannot free under the NIC: shared, not a plain Buffer.
+    const src = Buffer.from(new SharedArrayBuffer(SIZE));
     for (let i = 0; i < SIZE; i++) src[i] = (i * 7 + (i >> 10)) & 0xff;
     const srcMr = pd.registerMemorySync(src, 'local-write');
     open.unshift(srcMr);
@@ -66,7 +67,7 @@ function rdmaIntoCmb(provider) {
     const ws = Number(process.hrtime.bigint() - w0) / 1e9;
     const landed = map.read(0, SIZE).equals(src);
     console.log(`  RDMA WRITE host -> CMB: ${(SIZE / ws / 1e6).toFixed(1)} MB/s, seen through the mapping: ${landed ? 'yes' : 'NO'}`);
-    const back = Buffer.alloc(SIZE);
+    const back = Buffer.from(new SharedArrayBuffer(SIZE));
     const backMr = pd.registerMemorySync(back, 'local-write');
     open.unshift(backMr);
     await a.read(backMr, cmb);

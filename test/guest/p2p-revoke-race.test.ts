@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { ioctlSync, type Mapping, type MemoryRegion, type ProtectionDomain } from '../../lib/index';
 import { ivshmemBdf, ivshmemNode, patchedOnly } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
-import { pattern, setup } from './rdma-helpers';
+import { hostBuffer, hostPattern, setup } from './rdma-helpers';
 
 const SIZE = 256 << 10;
 const ROUNDS = 40;
@@ -91,9 +91,9 @@ t.test('a WRITE and a READ on an MR the exporter just revoked complete, after an
   const r = await barRig(t);
   if (!r) return;
   const { a, bar, map, fd, info } = r;
-  const src = pattern(SIZE, 3);
+  const src = hostPattern(SIZE, 3);
   const srcMr = r.mr(src, 'local-write');
-  const back = Buffer.alloc(SIZE);
+  const back = hostBuffer(SIZE);
   const backMr = r.mr(back, 'local-write');
   const { size, busAddr } = info();
   t.equal(info().activeMaps, 1, 'the MR holds one mapping of the BAR');
@@ -125,7 +125,7 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
   if (!r) return;
   const { a, bar, map, info } = r;
   const revokesBefore = info().revokes;
-  const back = Buffer.alloc(SIZE);
+  const back = hostBuffer(SIZE);
   const backMr = r.mr(back, 'local-write');
 
   const worker = new Worker(INVALIDATOR, {
@@ -155,7 +155,7 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
   let completed = 0;
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      const src = pattern(SIZE, round);
+      const src = hostPattern(SIZE, round);
       const srcMr = r.pd.registerMemorySync(src, 'local-write');
       try {
         await a.write(srcMr, bar);
@@ -192,7 +192,7 @@ t.test('memory that is gone ends the MR: a WRITE after munmap fails with a remot
   const r = await barRig(t);
   if (!r) return;
   const { a, bar, map, info } = r;
-  const src = pattern(SIZE, 9);
+  const src = hostPattern(SIZE, 9);
   const srcMr = r.mr(src, 'local-write');
 
   await a.write(srcMr, bar);

@@ -2,13 +2,13 @@
 // lifetimes under close, detached buffers and worker teardown.
 import t from 'tap';
 import { Rdma } from '../../lib/index';
-import { guest, inGuest } from './helpers';
-import { pattern, setup } from './rdma-helpers';
+import { guest, inGuest, memfdMapping } from './helpers';
+import { DEV, pattern, setup } from './rdma-helpers';
 
 t.test('a bad rkey fails the WRITE with a remote access error', guest, async (t) => {
   const s = setup(t);
-  const srcMr = s.mr(Buffer.alloc(4096, 1), 'local-write');
-  const dstMr = s.mr(Buffer.alloc(4096));
+  const srcMr = s.mr(s.buffer(4096, 1), 'local-write');
+  const dstMr = s.mr(s.buffer(4096));
   await t.rejects(s.a.write(srcMr, { addr: dstMr.addr, rkey: (dstMr.rkey ^ 0xff00) >>> 0 }), {
     code: 'ERR_P2PDMA_RDMA_COMPLETION',
     status: 'IBV_WC_REM_ACCESS_ERR',
@@ -19,30 +19,30 @@ t.test('a bad rkey fails the WRITE with a remote access error', guest, async (t)
 
 t.test('missing access flags: the peer refuses, the API refuses what it can see', guest, async (t) => {
   const s = setup(t);
-  const srcMr = s.mr(Buffer.alloc(4096, 1), 'local-write');
-  const readOnly = s.mr(Buffer.alloc(4096), ['local-write', 'remote-read']);
+  const srcMr = s.mr(s.buffer(4096, 1), 'local-write');
+  const readOnly = s.mr(s.buffer(4096), ['local-write', 'remote-read']);
   const e = await s.a.write(srcMr, readOnly).then(() => undefined, (x: unknown) => x as { status: string; vendorErr: number; wrId: number });
   t.equal(e?.status, 'IBV_WC_REM_ACCESS_ERR', 'WRITE into an MR without remote-write');
   t.equal(typeof e?.vendorErr, 'number');
   t.ok(Number.isInteger(e?.wrId));
   // A fresh pair: the failed one went to the error state.
   const s2 = setup(t);
-  const noLocal = s2.mr(Buffer.alloc(4096), 'remote-read');
-  const remote = s2.mr(Buffer.alloc(4096));
+  const noLocal = s2.mr(s2.buffer(4096), 'remote-read');
+  const remote = s2.mr(s2.buffer(4096));
   await t.rejects(s2.a.read(noLocal, remote), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
-  t.throws(() => s2.pd.registerMemorySync(Buffer.alloc(4096), 'remote-write'), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
-  t.throws(() => s2.pd.registerMemorySync(Buffer.alloc(4096), 'remote-everything' as never), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => s2.pd.registerMemorySync(s2.buffer(4096), 'remote-write'), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
+  t.throws(() => s2.pd.registerMemorySync(s2.buffer(4096), 'remote-everything' as never), { code: 'ERR_INVALID_ARG_VALUE' });
 });
 
 t.test('bad input: deregistered MR, closed QP, lengths beyond the MR, a full queue', guest, async (t) => {
   const s = setup(t, { maxSendWr: 4 });
-  const src = s.mr(Buffer.alloc(8192), 'local-write');
-  const dst = s.mr(Buffer.alloc(4096));
+  const src = s.mr(s.buffer(8192), 'local-write');
+  const dst = s.mr(s.buffer(4096));
   await t.rejects(s.a.write(src, dst), { code: 'ERR_OUT_OF_RANGE', message: /remote region/ });
   await t.rejects(s.a.write({ mr: src, offset: 4096, length: 8192 }, dst), { code: 'ERR_OUT_OF_RANGE' });
   await t.rejects(s.a.write(src, dst, 1 << 20), { code: 'ERR_OUT_OF_RANGE' });
-  t.throws(() => s.pd.registerMemorySync(new ArrayBuffer(0)), { code: 'ERR_OUT_OF_RANGE' });
-  t.throws(() => s.pd.registerMemorySync(Buffer.alloc(16), undefined, { offset: 8, length: 16 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => s.pd.registerMemorySync(new SharedArrayBuffer(0)), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => s.pd.registerMemorySync(s.buffer(16), undefined, { offset: 8, length: 16 }), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => s.pd.registerMemorySync('nope' as never), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => Rdma.loopbackPair(s.pd, { busyPoll: 'yes' as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /busyPoll/ });
   // One more write than the send queue holds (the provider rounds the 4
@@ -53,15 +53,15 @@ t.test('bad input: deregistered MR, closed QP, lengths beyond the MR, a full que
   t.throws(() => s.a.post(wrs), { code: 'ENOMEM', syscall: 'ibv_post_send', message: new RegExp(`send queue holds ${cap} work requests, 0 are outstanding`) });
   t.same(s.a.outstanding, { send: 0, recv: 0 }, 'nothing posted');
   await Promise.all(s.a.post(wrs.slice(0, cap)));
-  const gone = s.mr(Buffer.alloc(4096), 'local-write');
+  const gone = s.mr(s.buffer(4096), 'local-write');
   gone.close();
   await t.rejects(s.a.write(gone, dst), { code: 'ERR_P2PDMA_CLOSED', message: /deregistered/ });
   s.a.close();
   await t.rejects(s.a.write(src, dst, 16), { code: 'ERR_P2PDMA_CLOSED' });
-  // Unmapped mappings and detached buffers.
+  // Detachable memory, even once detached, is refused before any verb.
   const ab = new ArrayBuffer(4096);
   structuredClone(ab, { transfer: [ab] });
-  t.throws(() => s.pd.registerMemorySync(ab), { code: 'ERR_OUT_OF_RANGE', message: /detached/ });
+  t.throws(() => s.pd.registerMemorySync(ab), { code: 'ERR_INVALID_ARG_VALUE', message: /non-shared ArrayBuffer/ });
 });
 
 t.test('a QP connected with maxRdAtomic 0 refuses READ up front and still WRITEs', guest, async (t) => {
@@ -81,8 +81,8 @@ t.test('a QP connected with maxRdAtomic 0 refuses READ up front and still WRITEs
   b.connect(a.info());
   t.equal(a.maxRdAtomic, 0);
   t.ok(b.maxRdAtomic! > 0, `the peer keeps rxe's ${b.maxRdAtomic}`);
-  const src = s.mr(pattern(4096, 5), 'local-write');
-  const dstBuf = Buffer.alloc(4096);
+  const src = s.mr(s.pattern(4096, 5), 'local-write');
+  const dstBuf = s.buffer(4096);
   const dst = s.mr(dstBuf);
   await t.rejects(a.read(src, dst), { code: 'EOPNOTSUPP', errno: -95, syscall: 'ibv_post_send', message: /asked for maxRdAtomic 0/ });
   t.same(a.outstanding, { send: 0, recv: 0 });
@@ -90,21 +90,38 @@ t.test('a QP connected with maxRdAtomic 0 refuses READ up front and still WRITEs
   t.ok(dstBuf.equals(pattern(4096, 5)), 'WRITE on the same QP');
 });
 
-t.test('closing a QP with work in flight rejects it as flushed', guest, async (t) => {
+t.test('closing a QP with work in flight rejects it as flushed; its MRs are deregistered after destroy_qp', guest, async (t) => {
   const s = setup(t);
-  const inbox = s.mr(Buffer.alloc(4096), 'local-write');
+  const inbox = s.mr(s.buffer(4096), 'local-write');
   const recvs = [s.b.recv(inbox), s.b.recv(inbox)];
   t.same(s.b.outstanding, { send: 0, recv: 2 });
   // The MR stays registered while they are in flight: close defers.
   inbox.close();
+  t.equal(inbox.native.inFlight(), 1, 'held by the receives');
+  // Order of the teardowns: the device may write into the receive buffers
+  // until the QP is destroyed, so the MR must go after it.
+  const order: string[] = [];
+  const mrDone = inbox.native.onclose!;
+  inbox.native.onclose = (r: number) => {
+    order.push('ibv_dereg_mr');
+    mrDone(r);
+  };
+  const qpNative = s.b.native as unknown as { close(): number };
+  const qpClose = qpNative.close.bind(qpNative);
+  qpNative.close = () => {
+    const r = qpClose();
+    order.push('ibv_destroy_qp');
+    return r;
+  };
   s.b.close();
+  t.same(order, ['ibv_destroy_qp', 'ibv_dereg_mr'], 'QP destroyed first, then the MR its requests used');
   for (const p of recvs) await t.rejects(p, { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_WR_FLUSH_ERR', op: 'recv' });
 });
 
 t.test('an MR closed while a WRITE uses it is deregistered after the completion', guest, async (t) => {
   const s = setup(t);
-  const src = s.mr(pattern(1 << 20, 5), 'local-write');
-  const dstBuf = Buffer.alloc(1 << 20);
+  const src = s.mr(s.pattern(1 << 20, 5), 'local-write');
+  const dstBuf = s.buffer(1 << 20);
   const dst = s.mr(dstBuf);
   const p = s.a.write(src, dst);
   src.close();
@@ -113,15 +130,82 @@ t.test('an MR closed while a WRITE uses it is deregistered after the completion'
   t.ok(dstBuf.equals(src.target as Buffer));
 });
 
-t.test('an MR whose ArrayBuffer was transferred away is refused for local work', guest, async (t) => {
+t.test('an ArrayBuffer that transfer() could free under the NIC is refused; its own Mapping and shared memory are not', guest, async (t) => {
   const s = setup(t);
   const ab = new ArrayBuffer(8192);
-  const mr = s.mr(ab, 'local-write');
-  const dst = s.mr(Buffer.alloc(8192));
-  // ArrayBuffer.prototype.transfer() is Node 22+; structuredClone moves it on 20 too.
-  const moved = structuredClone(ab, { transfer: [ab] });
-  await t.rejects(s.a.write(mr, dst), { code: 'ERR_P2PDMA_CLOSED', message: /detached or transferred/ });
-  t.equal(moved.byteLength, 8192);
+  for (const target of [ab, Buffer.alloc(8192), new Uint8Array(ab), new DataView(ab)]) {
+    t.throws(() => s.pd.registerMemorySync(target, ['local-write', 'remote-write']), {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: /transfer\(\) or postMessage\(\).*pd\.allocMemory\(length\), a SharedArrayBuffer/,
+    });
+    await t.rejects(s.pd.registerMemory(target, 'local-write'), { code: 'ERR_INVALID_ARG_VALUE' });
+  }
+  // A Mapping's own ArrayBuffer is its pages: registered as the Mapping.
+  const mem = s.mr(s.buffer(8192), 'local-write');
+  const map = memfdMapping(8192);
+  const viaBuffer = s.mr(new Uint8Array(map.buffer, 4096), ['local-write', 'remote-write']);
+  t.equal(viaBuffer.mapping, map);
+  t.equal(viaBuffer.length, 4096);
+  t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY' }, 'held through its buffer');
+  new Uint8Array(mem.target as Buffer).fill(0x77);
+  await s.a.write(mem, viaBuffer, 4096);
+  t.ok(map.read(4096, 4096).equals(Buffer.alloc(4096, 0x77)), 'the WRITE landed in the mapping');
+  viaBuffer.close();
+  map.unmap();
+});
+
+t.test('a registered Mapping cannot be unmapped until its MR is closed (ERR_P2PDMA_BUSY), then can', guest, async (t) => {
+  const s = setup(t);
+  const map = memfdMapping(65536);
+  // The hold is taken by the call itself, before the pool thread pins.
+  const pending = s.pd.registerMemory(map, ['local-write', 'remote-write']);
+  t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY', message: /1 memory region/ }, 'refused while registering');
+  const mr = await pending;
+  t.equal(mr.mapping, map);
+  t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY' }, 'refused while registered');
+  t.equal(map.unmapped, false);
+  // With a WRITE in flight, close() defers the deregistration: still held.
+  const src = s.mr(s.pattern(65536, 3), 'local-write');
+  const w = s.a.write(src, mr);
+  mr.close();
+  t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY' }, 'refused until the deregistration completes');
+  await w;
+  await mr[Symbol.asyncDispose]();
+  map.unmap();
+  t.equal(map.unmapped, true, 'unmapped once the MR is gone');
+  // A failed registration lets go at once.
+  const map2 = memfdMapping(4096);
+  const ctx2 = Rdma.open(DEV);
+  const pd2 = ctx2.allocPd();
+  pd2.close();
+  t.throws(() => pd2.registerMemorySync(map2, 'local-write'), { code: 'ERR_P2PDMA_CLOSED' });
+  map2.unmap();
+  ctx2.close();
+});
+
+t.test('allocMemory: memory the MR owns, unmapped with it; RDMA WRITE and READ round trip', guest, async (t) => {
+  const s = setup(t);
+  const a = await s.pd.allocMemory(65536, ['local-write', 'remote-write', 'remote-read']);
+  const b = s.pd.allocMemorySync(65536, ['local-write', 'remote-write', 'remote-read']);
+  t.equal(a.length, 65536);
+  t.equal(a.target, undefined);
+  const am = a.mapping!;
+  const bm = b.mapping!;
+  t.equal(am.address % 4096n, 0n, 'page-aligned');
+  t.equal(a.addr, am.address);
+  t.ok(Buffer.from(am.buffer).equals(Buffer.alloc(65536)), 'zeroed');
+  t.throws(() => am.unmap(), { code: 'ERR_P2PDMA_BUSY' }, 'the MR holds its memory');
+  const data = pattern(65536, 21);
+  am.write(data);
+  await s.a.write(a, b);
+  t.ok(bm.read().equals(data), 'WRITE landed in the other MR');
+  bm.write(pattern(4096, 22), 8192);
+  await s.a.post([{ op: 'read', local: { mr: a, offset: 4096, length: 4096 }, remote: b, remoteOffset: 8192 }])[0];
+  t.ok(am.read(4096, 4096).equals(pattern(4096, 22)), 'READ brought it back');
+  a.close();
+  await b[Symbol.asyncDispose]();
+  t.equal(am.unmapped, true, 'unmapped when its MR closed');
+  t.equal(bm.unmapped, true);
 });
 
 t.test('a worker that exits with open RDMA objects and work in flight tears them down', guest, async (t) => {
@@ -134,7 +218,7 @@ t.test('a worker that exits with open RDMA objects and work in flight tears them
     const ctx = Rdma.open('rxe0');
     const pd = ctx.allocPd();
     const [a, b] = Rdma.loopbackPair(pd);
-    const mr = pd.registerMemorySync(Buffer.alloc(1 << 16), ['local-write', 'remote-write']);
+    const mr = pd.allocMemorySync(1 << 16, ['local-write', 'remote-write']);
     for (let i = 0; i < 8; i++) b.recv(mr).catch(() => {});
     a.write(mr, mr).catch(() => {});
     parentPort.postMessage('ready');
@@ -152,10 +236,10 @@ t.test('a worker that exits with open RDMA objects and work in flight tears them
   }
   // The device still works for this thread.
   const s = setup(t);
-  const src = s.mr(Buffer.alloc(64, 7), 'local-write');
-  const dst = s.mr(Buffer.alloc(64));
+  const src = s.mr(s.buffer(64, 7), 'local-write');
+  const dst = s.mr(s.buffer(64));
   await s.a.write(src, dst);
-  t.ok((dst.target as Buffer).equals(Buffer.alloc(64, 7)));
+  t.ok(Buffer.from(dst.target as Buffer).equals(Buffer.alloc(64, 7)));
 });
 
 if (!inGuest) t.pass('guest-only file');

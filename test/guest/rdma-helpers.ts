@@ -27,12 +27,24 @@ function fillPattern(b: Buffer, seed: number): Buffer {
 }
 
 /**
- * Zeroed host memory to register. QEMU 7.2's pvrdma refuses most memory
+ * Zeroed host memory to register: memory JS cannot free under the NIC (an
+ * MR refuses a plain ArrayBuffer). QEMU 7.2's pvrdma refuses most memory
  * that does not start on a page boundary (test/guest/pvrdma/device.test.ts),
- * so there it is page-aligned; on rxe, a plain ArrayBuffer (unaligned).
+ * so there it is a Mapping's page-aligned ArrayBuffer; on rxe, a
+ * SharedArrayBuffer (unaligned).
  */
-export function hostMemory(n: number): ArrayBuffer {
-  return onPvrdma ? (alignedBuffer(n).buffer as ArrayBuffer) : new ArrayBuffer(n);
+export function hostMemory(n: number): ArrayBuffer | SharedArrayBuffer {
+  return onPvrdma ? (alignedBuffer(n).buffer as ArrayBuffer) : new SharedArrayBuffer(n);
+}
+
+/** `Buffer.from(hostMemory(n))`: a Buffer an MR takes. */
+export function hostBuffer(n: number, fill = 0): Buffer {
+  return Buffer.from(hostMemory(n)).fill(fill);
+}
+
+/** `pattern(n, seed)` in `hostBuffer(n)`. */
+export function hostPattern(n: number, seed: number): Buffer {
+  return fillPattern(hostBuffer(n), seed);
 }
 
 export interface Setup {
@@ -40,7 +52,7 @@ export interface Setup {
   pd: ProtectionDomain;
   a: QueuePair;
   b: QueuePair;
-  mr(buf: Buffer | ArrayBuffer, access?: Parameters<ProtectionDomain['registerMemorySync']>[1]): MemoryRegion;
+  mr(buf: ArrayBufferView | ArrayBuffer | SharedArrayBuffer, access?: Parameters<ProtectionDomain['registerMemorySync']>[1]): MemoryRegion;
   /** `hostMemory()` as a Buffer, filled with `fill`. */
   buffer(n: number, fill?: number): Buffer;
   /** `hostMemory()` holding `pattern(n, seed)`. */
@@ -71,8 +83,8 @@ export function setup(t: Test, cap?: { maxSendWr?: number; maxRecvWr?: number },
       mrs.push(m);
       return m;
     },
-    buffer: (n, fill = 0) => Buffer.from(hostMemory(n)).fill(fill),
-    pattern: (n, seed) => fillPattern(Buffer.from(hostMemory(n)), seed),
+    buffer: hostBuffer,
+    pattern: hostPattern,
   };
 }
 

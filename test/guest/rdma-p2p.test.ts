@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import { Fd, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib/index';
 import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers, patchedOnly } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
-import { pattern, setup } from './rdma-helpers';
+import { hostPattern, pattern, setup } from './rdma-helpers';
 
 const SIZE = 1 << 20;
 // Clear of topology.test.ts's first MiB of each namespace.
@@ -35,7 +35,7 @@ function rig(t: Test): Rig {
     pd: s.pd,
     a: s.a,
     host(seed) {
-      const buf = pattern(SIZE, seed);
+      const buf = hostPattern(SIZE, seed);
       return { buf, mr: s.mr(buf, 'local-write') };
     },
   };
@@ -68,7 +68,7 @@ t.test('baseline: an MR on an NVMe CMB fails with EFAULT naming kernel-patches/'
   t.throws(() => r.pd.registerMemorySync(map, [...ACCESS]), { code: 'EFAULT', message: /p2p_map/ });
 });
 
-t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round trip, munmap revokes', patchedOnly, async (t) => {
+t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round trip, unmap waits for the MR', patchedOnly, async (t) => {
   const c = ctrls[0];
   if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
   const r = rig(t);
@@ -105,9 +105,13 @@ t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round t
     fs.closeSync(ns);
   }
 
-  // munmap: the exporter revokes the MR's p2p mapping.
+  // The API refuses to unmap memory an MR covers (issue 22): the MR would
+  // pin whatever is mapped there next. (That a munmap() under a p2p MR
+  // revokes it in the kernel is the series' kselftests' to check.)
+  t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY', message: /1 memory region/ }, 'unmap() refused while the MR covers the CMB');
+  await cmb[Symbol.asyncDispose]();
   map.unmap();
-  await t.rejects(r.a.write(r.host(4).mr, cmb), { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_REM_ACCESS_ERR' }, 'RDMA WRITE after munmap fails cleanly');
+  t.ok(map.unmapped, 'unmapped once the MR is deregistered');
 });
 
 t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it again', patchedOnly, async (t) => {

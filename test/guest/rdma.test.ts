@@ -4,7 +4,7 @@
 import t from 'tap';
 import { memfd, mmap, Rdma } from '../../lib/index';
 import { guest, inGuest } from './helpers';
-import { ADDR, DEV, hostMemory, onPvrdma, pattern, setup } from './rdma-helpers';
+import { ADDR, DEV, hostBuffer, hostMemory, hostPattern, onPvrdma, setup } from './rdma-helpers';
 
 // rdma_cm needs CM MADs relayed to the backend, which the pvrdma lane's
 // rdmacm-mux stand-in refuses; rxe is the device without dma-buf MRs.
@@ -166,20 +166,20 @@ t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', c
   t.equal(client.remote.port, listener.port);
   t.equal(client.context.name, DEV);
 
-  const srvBuf = Buffer.alloc(65536);
+  const srvBuf = hostBuffer(65536);
   const srvMr = await server.pd.registerMemory(srvBuf, ['local-write', 'remote-write', 'remote-read']);
-  const cliBuf = pattern(65536, 11);
+  const cliBuf = hostPattern(65536, 11);
   const cliMr = await client.pd.registerMemory(cliBuf, 'local-write');
   t.teardown(() => {
     srvMr.close();
     cliMr.close();
   });
   // The server tells the client where its buffer is, by SEND.
-  const adv = Buffer.alloc(16);
+  const adv = hostBuffer(16);
   adv.writeBigUInt64LE(srvMr.addr, 0);
   adv.writeUInt32LE(srvMr.rkey, 8);
   const advMr = server.pd.registerMemorySync(adv, 'local-write');
-  const got = Buffer.alloc(16);
+  const got = hostBuffer(16);
   const gotMr = client.pd.registerMemorySync(got, 'local-write');
   t.teardown(() => {
     advMr.close();
@@ -193,7 +193,7 @@ t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', c
   await client.qp.write(cliMr, remote);
   t.ok(srvBuf.equals(cliBuf), 'WRITE through rdma_cm landed');
   srvBuf.fill(0x33, 0, 4096);
-  const readBack = Buffer.alloc(4096);
+  const readBack = hostBuffer(4096);
   const rbMr = client.pd.registerMemorySync(readBack, 'local-write');
   t.teardown(() => rbMr.close());
   await client.qp.read(rbMr, remote);
@@ -203,6 +203,127 @@ t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', c
   client.close();
   await bye;
   t.ok(server.disconnected, 'the server saw DISCONNECTED');
+});
+
+t.test('completions beyond one drain batch all settle: 128 receives then 128 sends on each QP of a default loopbackPair', guest, async (t) => {
+  // 512 completions on one CQ: more than one drain batch (256). rxe signals
+  // the channel only for completions after the re-arm, so a drain that
+  // stopped at a count left the rest waiting for ever.
+  const s = setup(t);
+  const recv = Array.from({ length: 128 }, () => ({ op: 'recv' as const, local: null }));
+  const send = Array.from({ length: 128 }, () => ({ op: 'send' as const, local: null }));
+  const promises = [...s.a.post(recv), ...s.b.post(recv), ...s.a.post(send), ...s.b.post(send)];
+  let settled = 0;
+  let failed = 0;
+  const all = Promise.all(promises.map((p) => p.then(() => settled++, () => (failed++, settled++))));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise((r) => (timer = setTimeout(r, 90_000)));
+  await Promise.race([all, timeout]);
+  clearTimeout(timer);
+  t.equal(settled, 512, 'all 512 work requests settled');
+  t.equal(failed, 0, 'none failed');
+  t.same(s.a.outstanding, { send: 0, recv: 0 });
+  t.same(s.b.outstanding, { send: 0, recv: 0 });
+});
+
+t.test('GC backstop: an unreferenced idle CQ and rdma_cm listener are collected, with a warning and their fds closed', guest, async (t) => {
+  const v8 = await import('node:v8');
+  const vm = await import('node:vm');
+  const fs = await import('node:fs');
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  // Completion channels are anon inodes; rdma_cm channels /dev/infiniband/rdma_cm.
+  const count = () => {
+    let cq = 0;
+    let cm = 0;
+    for (const fd of fs.readdirSync('/proc/self/fd')) {
+      let target = '';
+      try {
+        target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (target.includes('infinibandevent')) cq++;
+      if (target === '/dev/infiniband/rdma_cm') cm++;
+    }
+    return { cq, cm };
+  };
+  const warnings: string[] = [];
+  const onWarning = (w: Error & { code?: string }) => {
+    if (w.code === 'P2PDMA_GC_CLOSE') warnings.push(w.message);
+  };
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
+  using ctx = Rdma.open(DEV);
+  const before = count();
+  (() => {
+    for (let i = 0; i < 4; i++) ctx.createCq(16);
+    if (!onPvrdma) Rdma.listen({ address: ADDR, port: 0 });
+  })();
+  const made = count();
+  t.ok(made.cq - before.cq >= 4, `completion channels open (${made.cq - before.cq} fds with the pollers' dups)`);
+  for (let i = 0; i < 10; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const after = count();
+  t.same(after, before, 'their fds are closed');
+  t.equal(warnings.filter((m) => /Closing CompletionQueue on garbage collection/.test(m)).length, 4, 'a P2PDMA_GC_CLOSE warning per CQ');
+  if (!onPvrdma) t.ok(warnings.some((m) => /Closing Listener .* on garbage collection/.test(m)), 'and for the listener');
+  // A CQ with work outstanding is not collected while its promises wait.
+  const s = setup(t);
+  const p = s.b.recv(null);
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+  await s.a.send(null);
+  t.equal((await p).byteLen, 0, 'the receive still completed');
+});
+
+t.test('rdma_cm: a peer disconnect flushes the posted receives; a failed channel rejects pending waits', cmOnly, async (t) => {
+  using listener = Rdma.listen({ address: ADDR, port: 0 });
+  const accepted = listener.accept();
+  const client = await Rdma.connect({ address: ADDR, port: listener.port });
+  const server = await accepted;
+  t.teardown(() => {
+    client.close();
+    server.close();
+  });
+  const inbox = await server.pd.allocMemory(4096, 'local-write');
+  t.teardown(() => inbox.close());
+  const recvs = [server.qp.recv(inbox), server.qp.recv(inbox)];
+  const bye = server.waitDisconnect();
+  client.close();
+  await bye;
+  t.equal(server.qp.state, 'ERR', 'the QP was moved to the error state');
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((r) => (timer = setTimeout(() => r('still pending after 30 s'), 30_000)));
+  for (const p of recvs) {
+    const e = await Promise.race([p.then(() => 'resolved', (x: { status?: string }) => x.status ?? String(x)), timeout]);
+    t.equal(e, 'IBV_WC_WR_FLUSH_ERR', 'a posted receive completed as flushed, before close()');
+  }
+  clearTimeout(timer);
+  t.same(server.qp.outstanding, { send: 0, recv: 0 });
+
+  // A channel that fails (an epoll error, rdma_get_cm_event failing) settles what waits on it.
+  const waiting = listener.accept();
+  const boom = Object.assign(new Error('EBADF: bad file descriptor, rdma_get_cm_event'), { code: 'EBADF' });
+  listener.failChannel(boom);
+  await t.rejects(waiting, { code: 'EBADF' }, 'a pending accept() rejects with the error');
+  await t.rejects(listener.accept(), { code: 'EBADF' }, 'and a later one at once');
+  using l2 = Rdma.listen({ address: ADDR, port: 0 });
+  const acc2 = l2.accept();
+  const c2 = await Rdma.connect({ address: ADDR, port: l2.port });
+  const s2 = await acc2;
+  t.teardown(() => {
+    c2.close();
+    s2.close();
+  });
+  const w = c2.waitDisconnect();
+  c2.failChannel(boom);
+  await t.rejects(w, { code: 'EBADF' }, 'a pending waitDisconnect() rejects with it');
 });
 
 t.test('rdma_cm: connecting to a port nobody listens on is rejected', cmOnly, async (t) => {
