@@ -15,6 +15,7 @@
  * /dev/vma_p2p: pci_p2pdma_map_type_dev()), `kernel` reports it too.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { type CodedError, fromNative, invalidArgType, outOfRange, validateObject } from './errors';
@@ -35,6 +36,8 @@ export interface P2pMemOptions extends PciOptions {
   cpuinfo?: string;
   /** The patched kernel's test importer. Default `/dev/vma_p2p`; `null` skips the kernel query. */
   vmaP2p?: string | null;
+  /** The kernel release whose P2PDMA whitelist the estimate uses (it grew after 6.12). Default `os.release()`. */
+  kernelRelease?: string;
 }
 
 export interface P2pTopology {
@@ -58,19 +61,48 @@ export interface P2pTopology {
   kernel: MapType | undefined;
 }
 
-// drivers/pci/p2pdma.c: pci_p2pdma_whitelist[] (Linux 6.12).
-const WHITELIST: ReadonlyArray<readonly [number, number, boolean]> = [
-  [0x8086, 0x3c00, true],
-  [0x8086, 0x3c01, true],
-  [0x8086, 0x2f00, true],
-  [0x8086, 0x2f01, true],
-  [0x8086, 0x2030, false],
-  [0x8086, 0x2031, false],
-  [0x8086, 0x2032, false],
-  [0x8086, 0x2033, false],
-  [0x8086, 0x2020, false],
-  [0x8086, 0x09a2, false],
+// drivers/pci/p2pdma.c: pci_p2pdma_whitelist[]: [vendor, device (-1: any),
+// REQ_SAME_HOST_BRIDGE, added after 6.12]. The last group is in 7.3 and not
+// in 6.12; it applies on kernels newer than 6.12 (one of 6.13-7.2 may lack
+// some of them: the estimate then says whitelisted where that kernel does not).
+const WHITELIST: ReadonlyArray<readonly [number, number, boolean, boolean]> = [
+  [0x8086, 0x3c00, true, false],
+  [0x8086, 0x3c01, true, false],
+  [0x8086, 0x2f00, true, false],
+  [0x8086, 0x2f01, true, false],
+  [0x8086, 0x2030, false, false],
+  [0x8086, 0x2031, false, false],
+  [0x8086, 0x2032, false, false],
+  [0x8086, 0x2033, false, false],
+  [0x8086, 0x2020, false, false],
+  [0x8086, 0x09a2, false, false],
+  // Intel DSA/IAX (SPR, GNR-D, DMR) and QAT (4xxx...6xxx) as root ports
+  [0x8086, 0x0b25, false, true],
+  [0x8086, 0x0cfe, false, true],
+  [0x8086, 0x11fb, false, true],
+  [0x8086, 0x1212, false, true],
+  [0x8086, 0x1216, false, true],
+  [0x8086, 0x4940, false, true],
+  [0x8086, 0x4942, false, true],
+  [0x8086, 0x4944, false, true],
+  [0x8086, 0x4946, false, true],
+  [0x8086, 0x4948, false, true],
+  // Google SoCs: any device
+  [0x1ae0, -1, false, true],
+  // NVIDIA CPUs
+  [0x10de, 0x2f95, false, true],
+  [0x10de, 0x2f96, false, true],
+  [0x10de, 0x2f97, false, true],
+  [0x10de, 0x2f98, false, true],
 ];
+
+/** Whether a kernel release string (`uname -r`) is newer than 6.12; unparsable reads as newer. */
+function newerThan612(release: string): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (m === null) return true;
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  return maj > 6 || (maj === 6 && min > 12);
+}
 
 // lib/test_vma_p2p_uapi.h (kernel-patches/0006)
 const VMA_P2P_SET_IMPORTER = ioc.iow('P', 0xa0, 24);
@@ -86,6 +118,8 @@ function p2pError(code: string, message: string, caller: Function, cause?: unkno
 
 function toOptions(options: unknown, caller: Function): P2pMemOptions {
   validateObject(options, 'options', caller);
+  const { kernelRelease } = options as P2pMemOptions;
+  if (kernelRelease !== undefined && typeof kernelRelease !== 'string') throw invalidArgType('options.kernelRelease', 'of type string', kernelRelease, caller);
   return options as P2pMemOptions;
 }
 
@@ -132,9 +166,11 @@ function hostBridgeOf(dev: PciDevice, all: PciDevice[]): PciDevice | undefined {
   return undefined;
 }
 
-function whitelisted(bridge: PciDevice | undefined, sameHostBridge: boolean): boolean {
+function whitelisted(bridge: PciDevice | undefined, sameHostBridge: boolean, release: string): boolean {
   if (bridge === undefined) return false;
-  const e = WHITELIST.find(([v, d]) => v === bridge.vendorId && d === bridge.deviceId);
+  const newer = newerThan612(release);
+  // As the kernel: the first entry that matches vendor and device decides.
+  const e = WHITELIST.find(([v, d, , late]) => v === bridge.vendorId && (d === -1 || d === bridge.deviceId) && (!late || newer));
   return e !== undefined && (!e[2] || sameHostBridge);
 }
 
@@ -184,8 +220,9 @@ function estimate(provider: PciDevice, client: PciDevice, options: P2pMemOptions
   const cpuAllowsP2p = cpu.vendor === 'AuthenticAMD' && cpu.family >= 0x17;
   const hb = hostBridgeOf(provider, all);
   const sameHost = provider.rootBus === client.rootBus;
-  const hbOk = whitelisted(hb, sameHost) && (sameHost || whitelisted(hostBridgeOf(client, all), false));
-  const hostBridge = hb && { bdf: hb.bdf, vendorId: hb.vendorId, deviceId: hb.deviceId, whitelisted: whitelisted(hb, sameHost) };
+  const release = options.kernelRelease ?? os.release();
+  const hbOk = whitelisted(hb, sameHost, release) && (sameHost || whitelisted(hostBridgeOf(client, all), false, release));
+  const hostBridge = hb && { bdf: hb.bdf, vendorId: hb.vendorId, deviceId: hb.deviceId, whitelisted: whitelisted(hb, sameHost, release) };
   const base = { provider: provider.bdf, client: client.bdf, commonBridge: common, acsRedirect: acs, hostBridge, cpuAllowsP2p };
   const distance = distA + distB;
   const pair = `${client.bdf} -> ${provider.bdf}`;

@@ -93,6 +93,18 @@ t.test('a whitelisted host bridge allows THRU_HOST_BRIDGE on any CPU', async (t)
   t.match(topo.reason, /8086:2030 is in the kernel's P2PDMA whitelist/);
 });
 
+t.test('the whitelist follows the kernel: bridges added after 6.12 (7.3\'s list) count only on newer kernels (issue 29)', async (t) => {
+  for (const [vendor, device, name] of [[0x8086, 0x0b25, 'Intel DSA (SPR)'], [0x1ae0, 0x1234, 'any Google device'], [0x10de, 0x2f95, 'NVIDIA CPU']] as const) {
+    const devs = ROOT.map((d) => (d.at.endsWith('00:00.0') ? { ...d, vendor, device } : d));
+    const o = tree(devs, AMD_K8);
+    t.equal(P2pMem.topology('0000:00:04.0', '0000:00:03.0', { ...o, kernelRelease: '6.12.48+deb13-amd64' }).mapType, 'NOT_SUPPORTED', `${name}: not on 6.12`);
+    t.equal(P2pMem.topology('0000:00:04.0', '0000:00:03.0', { ...o, kernelRelease: '7.3.4+bpo-amd64' }).mapType, 'THRU_HOST_BRIDGE', `${name}: on 7.3`);
+  }
+  const o = tree(ROOT.map((d) => (d.at.endsWith('00:00.0') ? { ...d, device: 0x2030 } : d)), AMD_K8);
+  t.equal(P2pMem.topology('0000:00:04.0', '0000:00:03.0', { ...o, kernelRelease: '6.12.0' }).mapType, 'THRU_HOST_BRIDGE', 'the 6.12 entries on both');
+  t.throws(() => P2pMem.topology('0000:00:04.0', '0000:00:03.0', { ...o, kernelRelease: 7 as never }), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
+});
+
 t.test('topology() refuses bad arguments', async (t) => {
   const o = tree(SWITCH);
   t.throws(() => P2pMem.topology({} as never, '0000:03:00.0', o), expectCode(TypeError, 'ERR_INVALID_ARG_TYPE'));
