@@ -20,7 +20,8 @@
         "native/drm.cc",
         "native/rdma_lib.cc",
         "native/rdma.cc",
-        "native/rdma_cm.cc"
+        "native/rdma_cm.cc",
+        "native/uapi.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

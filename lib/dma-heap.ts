@@ -11,6 +11,7 @@ import { requests } from './ioctl';
 import { native } from './native';
 import { DmaBuf } from './dmabuf';
 import { ioctlNewFd, ioctlNewFdAsync } from './dmabuf-ioctl';
+import { uapi } from './uapi';
 
 /** Where heaps appear. */
 export const DMA_HEAP_DIR = '/dev/dma_heap';
@@ -55,11 +56,11 @@ function allocArg(size: unknown, options: unknown, caller: Function): Buffer {
   else if (typeof heapFlags === 'bigint' && heapFlags >= 0n && heapFlags <= U64_MAX) hf = heapFlags;
   else if (typeof heapFlags === 'number' || typeof heapFlags === 'bigint') throw outOfRange('options.heapFlags', `>= 0 && <= ${U64_MAX}`, heapFlags, caller);
   else throw invalidArgType('options.heapFlags', 'of type number or bigint', heapFlags, caller);
-  // struct dma_heap_allocation_data { __u64 len; __u32 fd; __u32 fd_flags; __u64 heap_flags; }
-  const arg = Buffer.alloc(24);
-  arg.writeBigUInt64LE(len, 0);
-  arg.writeUInt32LE(((fdFlags | C.O_CLOEXEC) >>> 0), 12);
-  arg.writeBigUInt64LE(hf, 16);
+  const L = uapi.dma_heap_allocation_data;
+  const arg = Buffer.alloc(L.size);
+  arg.writeBigUInt64LE(len, L.fields.len);
+  arg.writeUInt32LE(((fdFlags | C.O_CLOEXEC) >>> 0), L.fields.fd_flags);
+  arg.writeBigUInt64LE(hf, L.fields.heap_flags);
   return arg;
 }
 

@@ -20,6 +20,7 @@ import { pollOnce } from './poll';
 import { ioctlNewFd } from './dmabuf-ioctl';
 import { type DmaBufInfo, parseDmaBufFdinfo } from './dmabuf-fdinfo';
 import { pollBlocking, SyncFile, syncTimeout, type WaitOptions } from './sync-file';
+import { uapi } from './uapi';
 
 /** Which direction of CPU access (or of fences) is meant. */
 export type AccessMode = 'read' | 'write' | 'rw';
@@ -122,7 +123,7 @@ export class CpuAccess implements Disposable {
 // One argument for every DMA_BUF_IOCTL_SYNC (the call is synchronous):
 // struct dma_buf_sync { __u64 flags; }, written as its low 32-bit word (the
 // flags fit in 3 bits) so the hot path makes no BigInt.
-const syncArg = new Uint32Array(2);
+const syncArg = new Uint32Array(uapi.dma_buf_sync.size / 4);
 const LOW = os.endianness() === 'LE' ? 0 : 1;
 const SYNC = requests.DMA_BUF_IOCTL_SYNC;
 
@@ -262,10 +263,11 @@ export class DmaBuf extends Fd {
    */
   exportSyncFile(mode: AccessMode): SyncFile {
     const bits = toMode(mode, this.exportSyncFile);
-    const arg = Buffer.alloc(8);
-    arg.writeUInt32LE(bits, 0);
-    arg.writeInt32LE(-1, 4);
-    return ioctlNewFd(SyncFile, this.fd, requests.DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg, 4, this.exportSyncFile);
+    const L = uapi.dma_buf_export_sync_file;
+    const arg = Buffer.alloc(L.size);
+    arg.writeUInt32LE(bits, L.fields.flags);
+    arg.writeInt32LE(-1, L.fields.fd);
+    return ioctlNewFd(SyncFile, this.fd, requests.DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg, L.fields.fd, this.exportSyncFile);
   }
 
   /**
@@ -276,9 +278,10 @@ export class DmaBuf extends Fd {
   importSyncFile(syncFile: SyncFile | FdLike, mode: AccessMode): void {
     const sf = toFd(syncFile, this.importSyncFile);
     const bits = toMode(mode, this.importSyncFile);
-    const arg = Buffer.alloc(8);
-    arg.writeUInt32LE(bits, 0);
-    arg.writeInt32LE(sf, 4);
+    const L = uapi.dma_buf_import_sync_file;
+    const arg = Buffer.alloc(L.size);
+    arg.writeUInt32LE(bits, L.fields.flags);
+    arg.writeInt32LE(sf, L.fields.fd);
     try {
       ioctlSync(this.fd, requests.DMA_BUF_IOCTL_IMPORT_SYNC_FILE, arg);
     } catch (e) {

@@ -8,6 +8,7 @@ import { abortError, invalidArgType, outOfRange, sysError, validateObject, wrap 
 import { Fd, type FdLike, holdDuring, toFd } from './handle';
 import { native } from './native';
 import { viewByteLength } from './views';
+import { uapi } from './uapi';
 
 /**
  * An ioctl argument:
@@ -142,19 +143,19 @@ function fionread(): number {
  */
 export const requests = Object.freeze({
   /** `struct dma_buf_sync { __u64 flags; }` */
-  DMA_BUF_IOCTL_SYNC: ioc.iow('b', 0, 8),
+  DMA_BUF_IOCTL_SYNC: ioc.iow('b', 0, uapi.dma_buf_sync.size),
   /** argument: pointer to a NUL-terminated name (<= 32 bytes) */
   DMA_BUF_SET_NAME: ioc.iow('b', 1, POINTER_SIZE),
   /** `struct dma_buf_export_sync_file { __u32 flags; __s32 fd; }` */
-  DMA_BUF_IOCTL_EXPORT_SYNC_FILE: ioc.iowr('b', 2, 8),
+  DMA_BUF_IOCTL_EXPORT_SYNC_FILE: ioc.iowr('b', 2, uapi.dma_buf_export_sync_file.size),
   /** `struct dma_buf_import_sync_file { __u32 flags; __s32 fd; }` */
-  DMA_BUF_IOCTL_IMPORT_SYNC_FILE: ioc.iow('b', 3, 8),
+  DMA_BUF_IOCTL_IMPORT_SYNC_FILE: ioc.iow('b', 3, uapi.dma_buf_import_sync_file.size),
   /** `struct dma_heap_allocation_data { __u64 len; __u32 fd; __u32 fd_flags; __u64 heap_flags; }` */
-  DMA_HEAP_IOCTL_ALLOC: ioc.iowr('H', 0, 24),
+  DMA_HEAP_IOCTL_ALLOC: ioc.iowr('H', 0, uapi.dma_heap_allocation_data.size),
   /** `struct udmabuf_create { __u32 memfd; __u32 flags; __u64 offset; __u64 size; }` */
-  UDMABUF_CREATE: ioc.iow('u', 0x42, 24),
+  UDMABUF_CREATE: ioc.iow('u', 0x42, uapi.udmabuf_create.size),
   /** `struct udmabuf_create_list { __u32 flags; __u32 count; struct udmabuf_create_item list[]; }` */
-  UDMABUF_CREATE_LIST: ioc.iow('u', 0x43, 8),
+  UDMABUF_CREATE_LIST: ioc.iow('u', 0x43, uapi.udmabuf_create_list.size),
   /** `int *` */
   FIONREAD: fionread(),
 });

@@ -50,6 +50,7 @@ import { Mapping, mappingOf, maxViewLength } from './mmap';
 import { native } from './native';
 import { P2pBuffer, P2pMem, type P2pTopology } from './p2pmem';
 import { viewByteLength } from './views';
+import { uapi } from './uapi';
 
 const K = native.nvmeConstants;
 
@@ -892,16 +893,20 @@ export class Nvme implements Disposable, AsyncDisposable {
       }
       target = { view: target.view.subarray(0, len), mapping: target.mapping };
     }
-    const cmd = new Uint8Array(80);
+    const L = uapi.nvme_passthru_cmd64;
+    const F = L.fields;
+    const cmd = new Uint8Array(L.size);
     const dv = new DataView(cmd.buffer);
-    dv.setUint8(0, opcode);
-    dv.setUint8(1, toU32('command.flags', c.flags, caller) & 0xff);
-    dv.setUint32(4, nsid, true);
-    dv.setUint32(8, toU32('command.cdw2', c.cdw2, caller), true);
-    dv.setUint32(12, toU32('command.cdw3', c.cdw3, caller), true);
-    const cdws = [c.cdw10, c.cdw11, c.cdw12, c.cdw13, c.cdw14, c.cdw15];
-    cdws.forEach((v, i) => dv.setUint32(40 + 4 * i, toU32(`command.cdw${10 + i}`, v, caller), true));
-    dv.setUint32(64, toU32('command.timeoutMs', c.timeoutMs, caller), true);
+    dv.setUint8(F.opcode, opcode);
+    dv.setUint8(F.flags, toU32('command.flags', c.flags, caller) & 0xff);
+    dv.setUint32(F.nsid, nsid, true);
+    dv.setUint32(F.cdw2, toU32('command.cdw2', c.cdw2, caller), true);
+    dv.setUint32(F.cdw3, toU32('command.cdw3', c.cdw3, caller), true);
+    const cdws = [
+      [F.cdw10, c.cdw10], [F.cdw11, c.cdw11], [F.cdw12, c.cdw12], [F.cdw13, c.cdw13], [F.cdw14, c.cdw14], [F.cdw15, c.cdw15],
+    ] as const;
+    cdws.forEach(([at, v], i) => dv.setUint32(at, toU32(`command.cdw${10 + i}`, v, caller), true));
+    dv.setUint32(F.timeout_ms, toU32('command.timeoutMs', c.timeoutMs, caller), true);
     const request = admin ? 'NVME_IOCTL_ADMIN64_CMD' : 'NVME_IOCTL_IO64_CMD';
     return { cmd, admin, opcode, signal, target, request };
   }

@@ -10,18 +10,19 @@ import { ioc, registerRequests } from './ioctl';
 import { native } from './native';
 import { pollOnce } from './poll';
 import { ioctlNewFd } from './dmabuf-ioctl';
+import { uapi } from './uapi';
 
 /** uapi linux/sync_file.h */
 export const syncFileRequests = Object.freeze({
   /** `struct sync_merge_data { char name[32]; __s32 fd2; __s32 fence; __u32 flags; __u32 pad; }` */
-  SYNC_IOC_MERGE: ioc.iowr('>', 3, 48),
+  SYNC_IOC_MERGE: ioc.iowr('>', 3, uapi.sync_merge_data.size),
   /** `struct sync_file_info { char name[32]; __s32 status; __u32 flags; __u32 num_fences; __u32 pad; __u64 sync_fence_info; }` */
-  SYNC_IOC_FILE_INFO: ioc.iowr('>', 4, 56),
+  SYNC_IOC_FILE_INFO: ioc.iowr('>', 4, uapi.sync_file_info.size),
 });
 registerRequests(syncFileRequests);
 
-const NAME_LEN = 32;
-const MERGE_FENCE_OFFSET = 36;
+// sync_merge_data.name is char[32], up to fd2.
+const NAME_LEN = uapi.sync_merge_data.fields.fd2;
 const TIMEOUT_MAX = 0x7fffffff;
 
 /** A fence's state: signalled, still pending, or signalled with an error. */
@@ -128,10 +129,11 @@ export class SyncFile extends Fd {
     if (bytes.length >= NAME_LEN || bytes.includes(0)) {
       throw outOfRange('name', `a string of at most ${NAME_LEN - 1} UTF-8 bytes with no NUL`, name, this.merge);
     }
-    const arg = Buffer.alloc(48);
-    bytes.copy(arg);
-    arg.writeInt32LE(fd2, 32);
-    return ioctlNewFd(SyncFile, this.fd, syncFileRequests.SYNC_IOC_MERGE, arg, MERGE_FENCE_OFFSET, this.merge);
+    const L = uapi.sync_merge_data;
+    const arg = Buffer.alloc(L.size);
+    bytes.copy(arg, L.fields.name);
+    arg.writeInt32LE(fd2, L.fields.fd2);
+    return ioctlNewFd(SyncFile, this.fd, syncFileRequests.SYNC_IOC_MERGE, arg, L.fields.fence, this.merge);
   }
 
   /** Resolves once every fence has signalled; rejects with the fence's error if one failed. */

@@ -13,6 +13,7 @@ import { pageSize } from './mmap';
 import { native } from './native';
 import { DmaBuf } from './dmabuf';
 import { FD_IS_RESULT, ioctlNewFd, ioctlNewFdAsync } from './dmabuf-ioctl';
+import { uapi } from './uapi';
 
 export const UDMABUF_PATH = '/dev/udmabuf';
 const UDMABUF_FLAGS_CLOEXEC = 0x01;
@@ -104,22 +105,23 @@ function prepare(items: readonly unknown[], list: boolean, caller: Function): Pr
     });
     let arg: Buffer;
     if (!list) {
-      // struct udmabuf_create { __u32 memfd; __u32 flags; __u64 offset; __u64 size; }
-      arg = Buffer.alloc(24);
-      arg.writeUInt32LE(slots[0].fd, 0);
-      arg.writeUInt32LE(UDMABUF_FLAGS_CLOEXEC, 4);
-      arg.writeBigUInt64LE(BigInt(slots[0].offset), 8);
-      arg.writeBigUInt64LE(BigInt(slots[0].size), 16);
+      const C1 = uapi.udmabuf_create;
+      arg = Buffer.alloc(C1.size);
+      arg.writeUInt32LE(slots[0].fd, C1.fields.memfd);
+      arg.writeUInt32LE(UDMABUF_FLAGS_CLOEXEC, C1.fields.flags);
+      arg.writeBigUInt64LE(BigInt(slots[0].offset), C1.fields.offset);
+      arg.writeBigUInt64LE(BigInt(slots[0].size), C1.fields.size);
     } else {
-      // struct udmabuf_create_list { __u32 flags; __u32 count; struct udmabuf_create_item list[]; }
-      // struct udmabuf_create_item { __u32 memfd; __u32 __pad; __u64 offset; __u64 size; }
-      arg = Buffer.alloc(8 + 24 * slots.length);
-      arg.writeUInt32LE(UDMABUF_FLAGS_CLOEXEC, 0);
-      arg.writeUInt32LE(slots.length, 4);
+      const L = uapi.udmabuf_create_list;
+      const I = uapi.udmabuf_create_item;
+      arg = Buffer.alloc(L.size + I.size * slots.length);
+      arg.writeUInt32LE(UDMABUF_FLAGS_CLOEXEC, L.fields.flags);
+      arg.writeUInt32LE(slots.length, L.fields.count);
       slots.forEach((s, i) => {
-        arg.writeUInt32LE(s.fd, 8 + 24 * i);
-        arg.writeBigUInt64LE(BigInt(s.offset), 8 + 24 * i + 8);
-        arg.writeBigUInt64LE(BigInt(s.size), 8 + 24 * i + 16);
+        const at = L.fields.list + I.size * i;
+        arg.writeUInt32LE(s.fd, at + I.fields.memfd);
+        arg.writeBigUInt64LE(BigInt(s.offset), at + I.fields.offset);
+        arg.writeBigUInt64LE(BigInt(s.size), at + I.fields.size);
       });
     }
     return { arg, request: list ? requests.UDMABUF_CREATE_LIST : requests.UDMABUF_CREATE, made, memfds };

@@ -20,5 +20,6 @@ void InitSyncFile(Napi::Env env, Napi::Object exports);
 void InitDrm(Napi::Env env, Napi::Object exports);
 void InitRdma(Napi::Env env, Napi::Object exports);
 void InitRdmaCm(Napi::Env env, Napi::Object exports);
+void InitUapi(Napi::Env env, Napi::Object exports);
 
 }  // namespace p2pdma
