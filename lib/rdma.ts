@@ -747,11 +747,12 @@ export class ProtectionDomain extends RdmaResource {
       r = resolveTarget(target, options, caller);
       if (options.signal?.aborted) throw abortError(options.signal.reason, caller);
       this.check(caller);
-      mr = call(caller, () => new native.RdmaMr(this.native));
       // Before the pool thread pins: an unmap() now would let the MR pin
       // whatever is mapped at that address next.
       release = r.mapping?.hold('memory region', caller);
+      mr = call(caller, () => new native.RdmaMr(this.native));
     } catch (e) {
+      release?.();
       if (owned) (target as Mapping).unmap();
       return Promise.reject(e);
     }
@@ -786,9 +787,10 @@ export class ProtectionDomain extends RdmaResource {
       a = toAccess(access, caller);
       r = resolveTarget(target, options, caller);
       this.check(caller);
-      mr = call(caller, () => new native.RdmaMr(this.native));
       release = r.mapping?.hold('memory region', caller);
+      mr = call(caller, () => new native.RdmaMr(this.native));
     } catch (e) {
+      release?.();
       if (owned) (target as Mapping).unmap();
       throw e;
     }

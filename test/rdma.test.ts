@@ -177,6 +177,14 @@ t.test('registerMemory and allocMemory: refusals come before any syscall', async
   t.throws(() => pd.allocMemorySync(65536, 'local-write'));
   await t.rejects(pd.allocMemory(65536, 'local-write'));
   t.equal(maps(), before, 'no mapping left behind by a failed allocMemory');
+  // A registration that fails lets go of the Mapping it held.
+  using fd = memfd('rdma-host-test');
+  fs.ftruncateSync(fd.fd, 4096);
+  const map = mmap(fd, 4096);
+  t.throws(() => pd.registerMemorySync(map, 'local-write'));
+  await t.rejects(pd.registerMemory(new Uint8Array(map.buffer), 'local-write'));
+  map.unmap();
+  t.equal(map.unmapped, true, 'unmap() works after failed registrations');
 });
 
 t.test('a remote address plus offset that would wrap past 2^64 is refused', async (t) => {
