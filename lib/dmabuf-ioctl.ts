@@ -8,6 +8,7 @@ import { abortError, fromNative } from './errors';
 import { adoptFd, type Fd, holdDuring } from './handle';
 import { requestName } from './ioctl';
 import { native } from './native';
+import { abortable } from './abort';
 
 /** The new fd is the ioctl's result rather than a field of the argument. */
 export const FD_IS_RESULT = -1;
@@ -51,25 +52,7 @@ export function ioctlNewFdAsync<T extends Fd>(
     },
   );
   if (signal === undefined) return call;
-  return new Promise<T>((resolve, reject) => {
-    let aborted = false;
-    const onAbort = (): void => {
-      aborted = true;
-      reject(abortError(signal.reason));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    call.then(
-      (h) => {
-        signal.removeEventListener('abort', onAbort);
-        if (!aborted) return resolve(h);
-        h.close();
-        afterAbort?.();
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        if (!aborted) return reject(e);
-        afterAbort?.();
-      },
-    );
-  });
+  // afterAbort runs once the syscall is over, whatever its outcome.
+  if (afterAbort !== undefined) call.then(() => signal.aborted && afterAbort(), () => signal.aborted && afterAbort());
+  return abortable(call, signal, undefined, (h) => h.close());
 }

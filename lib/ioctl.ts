@@ -9,6 +9,7 @@ import { Fd, type FdLike, holdDuring, toFd } from './handle';
 import { native } from './native';
 import { viewByteLength } from './views';
 import { uapi } from './uapi';
+import { abortable } from './abort';
 
 /**
  * An ioctl argument:
@@ -357,20 +358,5 @@ export function ioctl(fd: FdLike, request: number | bigint, arg?: IoctlArg, opti
   }
   const handle = fd instanceof Fd ? fd : undefined;
   const result = holdDuring(handle, () => wrap(native.ioctlAsync(n, req, a, handle, signal), { request: name ?? requestName(req) }));
-  if (signal === undefined) return result;
-  return new Promise<number>((resolve, reject) => {
-    const onAbort = (): void => reject(abortError(signal.reason));
-    signal.addEventListener('abort', onAbort, { once: true });
-    const done = (): void => signal.removeEventListener('abort', onAbort);
-    result.then(
-      (v) => {
-        done();
-        resolve(v);
-      },
-      (e: unknown) => {
-        done();
-        reject(e);
-      },
-    );
-  });
+  return abortable(result, signal);
 }

@@ -194,10 +194,10 @@ export interface Binding {
   /** pread/pwrite of the whole view at `position` (loops on short transfers) -> bytes; throws a native SysError. */
   nvmeIoSync(fd: number, write: boolean, view: ArrayBufferView, position: number | bigint): number;
   /** The same on the thread pool; `view` and `keepAlive` stay referenced until settled. */
-  nvmeIo(fd: number, write: boolean, view: ArrayBufferView, position: number | bigint, keepAlive?: object, bounce?: number): Promise<number>;
+  nvmeIo(fd: number, write: boolean, view: ArrayBufferView, position: number | bigint, keepAlive?: object, bounce?: number, signal?: AbortSignal): Promise<number>;
   /** NVME_IOCTL_ADMIN64_CMD (admin) or NVME_IOCTL_IO64_CMD with `cmd` (80 bytes) and `data` as its buffer. */
   nvmePassthruSync(fd: number, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined): { status: number; result: bigint };
-  nvmePassthru(fd: number, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined, keepAlive?: object, bounce?: number): Promise<{ status: number; result: bigint }>;
+  nvmePassthru(fd: number, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined, keepAlive?: object, bounce?: number, signal?: AbortSignal): Promise<{ status: number; result: bigint }>;
   /** The address of the view's first byte. */
   viewAddress(view: ArrayBufferView): number;
   nvmeConstants: Record<'NVME_IOCTL_ID' | 'NVME_IOCTL_ADMIN64_CMD' | 'NVME_IOCTL_IO64_CMD', number>;

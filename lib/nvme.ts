@@ -51,6 +51,7 @@ import { native } from './native';
 import { P2pBuffer, P2pMem, type P2pTopology } from './p2pmem';
 import { viewByteLength } from './views';
 import { uapi } from './uapi';
+import { abortable } from './abort';
 
 const K = native.nvmeConstants;
 
@@ -708,10 +709,14 @@ export class Nvme implements Disposable, AsyncDisposable {
       const signal = signalOf(options, caller);
       const { target, pos } = this.#checkIo(buf, offset, length, options as object, caller);
       return throttled(signal, caller, () =>
-        this.#held(
+        abortable(
+          this.#held(
+            caller,
+            (fd) => native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this, detachable(target) ? (write ? BOUNCE_IN : BOUNCE_OUT) : 0, signal),
+            (e) => this.#ioError(e, target, write),
+          ),
+          signal,
           caller,
-          (fd) => native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this, detachable(target) ? (write ? BOUNCE_IN : BOUNCE_OUT) : 0),
-          (e) => this.#ioError(e, target, write),
         ),
       );
     } catch (e) {
@@ -819,20 +824,18 @@ export class Nvme implements Disposable, AsyncDisposable {
   passthru(command: NvmePassthruCommand): Promise<NvmePassthruResult> {
     try {
       const c = this.#command(command, this.passthru);
-      return throttled(c.signal, this.passthru, () =>
-        this.#held(this.passthru, (fd) =>
-          native.nvmePassthru(fd, c.admin, c.cmd, c.target?.view, c.target?.mapping ?? this, c.target !== undefined && detachable(c.target) ? BOUNCE_IN | ((c.opcode & 2) !== 0 ? BOUNCE_OUT : 0) : 0).then(
-            ({ status, result }) => {
-              if (status !== 0) throw statusError(status, c.opcode, c.admin, this.path);
-              return { result };
-            },
-            (e: unknown) => {
-              throw c.target === undefined ? fromNative(e, { path: this.path, request: c.request }) : this.#ioError(e, c.target, (c.opcode & 1) === 1, c.request);
-            },
-          ),
-          (e) => e,
-        ),
-      );
+      const bounce = c.target !== undefined && detachable(c.target) ? BOUNCE_IN | ((c.opcode & 2) !== 0 ? BOUNCE_OUT : 0) : 0;
+      const run = (fd: number): Promise<NvmePassthruResult> =>
+        native.nvmePassthru(fd, c.admin, c.cmd, c.target?.view, c.target?.mapping ?? this, bounce, c.signal).then(
+          ({ status, result }) => {
+            if (status !== 0) throw statusError(status, c.opcode, c.admin, this.path);
+            return { result };
+          },
+          (e: unknown) => {
+            throw c.target === undefined ? fromNative(e, { path: this.path, request: c.request }) : this.#ioError(e, c.target, (c.opcode & 1) === 1, c.request);
+          },
+        );
+      return throttled(c.signal, this.passthru, () => abortable(this.#held(this.passthru, run, (e) => e), c.signal, this.passthru));
     } catch (e) {
       return Promise.reject(e);
     }

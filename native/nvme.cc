@@ -56,7 +56,10 @@ class Staging {
  public:
   ~Staging() { free(copy_); }
   // Throws ENOMEM when the copy cannot be had.
-  void Init(Napi::Env env, Napi::Value view, char* data, size_t len, uint32_t bounce) {
+  // `signal`: an AbortSignal; aborted by settlement, nothing is copied back
+  // (lib/abort.ts: an aborted operation's outcome is discarded).
+  void Init(Napi::Env env, Napi::Value view, char* data, size_t len, uint32_t bounce, Napi::Value signal) {
+    if (signal.IsObject()) signal_ = Napi::Persistent(signal.As<Napi::Object>());
     data_ = data;
     len_ = len;
     bounce_ = bounce;
@@ -73,6 +76,7 @@ class Staging {
   // (not detached, transferred or resized meanwhile).
   void Settle(Napi::Env env, bool ok) {
     if (copy_ == nullptr || (bounce_ & kBounceOut) == 0 || !ok) return;
+    if (!signal_.IsEmpty() && signal_.Value().Get("aborted").ToBoolean()) return;
     void* now = nullptr;
     size_t bytes = 0;
     if (!ViewBytes(env, view_.Value(), &now, &bytes) || now != data_ || bytes != len_) return;
@@ -85,6 +89,7 @@ class Staging {
   uint32_t bounce_ = 0;
   char* copy_ = nullptr;
   Napi::ObjectReference view_;
+  Napi::ObjectReference signal_;
 };
 
 uint32_t BounceArg(const Napi::CallbackInfo& info, size_t i) {
@@ -203,7 +208,7 @@ Napi::Value IoSync(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(r));
 }
 
-// nvmeIo(fd, write, view, position, keepAlive?, bounce?) -> Promise<bytes>.
+// nvmeIo(fd, write, view, position, keepAlive?, bounce?, signal?) -> Promise<bytes>.
 Napi::Value Io(const Napi::CallbackInfo& info) {
   int fd;
   bool write;
@@ -214,7 +219,7 @@ Napi::Value Io(const Napi::CallbackInfo& info) {
   uint32_t bounce = BounceArg(info, 5);
   auto* w = new IoWorker(info.Env(), fd, write, len, pos);
   try {
-    w->staging().Init(info.Env(), info[2], data, len, bounce);
+    w->staging().Init(info.Env(), info[2], data, len, bounce, info[6]);
   } catch (...) {
     delete w;
     throw;
@@ -240,7 +245,7 @@ Napi::Value PassthruSync(const Napi::CallbackInfo& info) {
   return PassthruResult(env, p);
 }
 
-// nvmePassthru(fd, admin, cmd, data?, keepAlive?, bounce?) -> Promise<{ status, result }>.
+// nvmePassthru(fd, admin, cmd, data?, keepAlive?, bounce?, signal?) -> Promise<{ status, result }>.
 Napi::Value PassthruAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0);
@@ -251,7 +256,7 @@ Napi::Value PassthruAsync(const Napi::CallbackInfo& info) {
   uint32_t bounce = has_data ? BounceArg(info, 5) : 0;
   auto* w = new PassthruWorker(env, fd, admin, p);
   try {
-    w->staging().Init(env, info[3], reinterpret_cast<char*>(static_cast<uintptr_t>(p.cmd.addr)), p.cmd.data_len, bounce);
+    w->staging().Init(env, info[3], reinterpret_cast<char*>(static_cast<uintptr_t>(p.cmd.addr)), p.cmd.data_len, bounce, info[6]);
   } catch (...) {
     delete w;
     throw;

@@ -141,6 +141,13 @@ t.test('a staged read lands in the view when it settles, and a staged write send
   t.equal(await r, 4096);
   t.same(new Uint8Array(ab).every((b) => b === 0), true, 'a view resized meanwhile got nothing back');
   t.throws(() => native.nvmeIo(fd, false, back, 0, undefined, 4), expectCode(RangeError, 'ERR_OUT_OF_RANGE'));
+  // lib/abort.ts: an aborted operation's outcome is discarded.
+  const ac = new AbortController();
+  const untouched = Buffer.alloc(4096);
+  const aborted = native.nvmeIo(fd, false, untouched, 0, undefined, 2, ac.signal);
+  ac.abort();
+  t.equal(await aborted, 4096, 'the read itself ran to its end');
+  t.ok(untouched.every((b) => b === 0), 'an aborted staged read copies nothing back');
 });
 
 t.test('no fd or mapping leaked', async (t) => leaks.check(t));
