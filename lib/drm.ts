@@ -235,8 +235,8 @@ export class GemBuffer implements Disposable {
     return this.#closed || !this.#entry.live;
   }
 
-  /** @internal the device fd, for as long as this buffer holds it. */
-  fdFor(caller: Function): number {
+  /** The device fd, for as long as this buffer holds it. */
+  #fdFor(caller: Function): number {
     if (this.closed) throw closedError(describeGem(this.#entry), caller);
     return this.#entry.fd;
   }
@@ -247,7 +247,7 @@ export class GemBuffer implements Disposable {
    */
   map(options: { prot?: Prot } = {}): Mapping {
     validateObject(options, 'options', this.map);
-    const fd = this.fdFor(this.map);
+    const fd = this.#fdFor(this.map);
     const arg = Buffer.alloc(16);
     arg.writeUInt32LE(this.handle, 0);
     ioctlNamed(fd, drmRequests.DRM_IOCTL_MODE_MAP_DUMB, arg, 'DRM_IOCTL_MODE_MAP_DUMB', this.map);
@@ -257,7 +257,7 @@ export class GemBuffer implements Disposable {
 
   /** Exports the buffer as a dma-buf (PRIME); see DrmDevice.exportBuffer. */
   export(options: { rw?: boolean } = {}): DmaBuf {
-    const fd = this.fdFor(this.export);
+    const fd = this.#fdFor(this.export);
     return exportHandle(fd, this.handle, options, this.export);
   }
 
@@ -314,7 +314,7 @@ export class DrmDevice extends Fd {
 
   /** DRM_IOCTL_VERSION (cached). */
   version(): DrmVersion {
-    const fd = this.fdFor(this.version);
+    const fd = this.#fdFor(this.version);
     if (this.#version !== undefined) return this.#version;
     try {
       this.#version = Object.freeze(native.drmVersion(fd));
@@ -324,8 +324,8 @@ export class DrmDevice extends Fd {
     return this.#version;
   }
 
-  /** @internal this.fd, with `caller` in the stack of ERR_P2PDMA_CLOSED. */
-  fdFor(caller: Function): number {
+  /** this.fd, with `caller` in the stack of ERR_P2PDMA_CLOSED. */
+  #fdFor(caller: Function): number {
     if (this.closed) throw closedError(`${this.constructor.name}`, caller);
     return this.fd;
   }
@@ -353,7 +353,7 @@ export class DrmDevice extends Fd {
     const width = u32('options.width', options.width, 1, this.createDumb);
     const height = u32('options.height', options.height, 1, this.createDumb);
     const bpp = u32('options.bpp', options.bpp ?? 32, 1, this.createDumb);
-    const fd = this.fdFor(this.createDumb);
+    const fd = this.#fdFor(this.createDumb);
     // struct drm_mode_create_dumb { __u32 height, width, bpp, flags; __u32 handle, pitch; __u64 size; }
     const arg = Buffer.alloc(32);
     arg.writeUInt32LE(height, 0);
@@ -375,7 +375,7 @@ export class DrmDevice extends Fd {
     const { domain = 'gtt' } = options;
     const d = typeof domain === 'string' && Object.hasOwn(AMDGPU_GEM_DOMAIN, domain) ? AMDGPU_GEM_DOMAIN[domain] : undefined;
     if (d === undefined) throw invalidArgValue('options.domain', domain, "must be 'vram' or 'gtt'", this.createBuffer);
-    const fd = this.fdFor(this.createBuffer);
+    const fd = this.#fdFor(this.createBuffer);
     const driver = this.version().name;
     if (driver === 'amdgpu') {
       // union drm_amdgpu_gem_create { in: { __u64 bo_size, alignment, domains, domain_flags; } out: { __u32 handle; } }
@@ -401,7 +401,7 @@ export class DrmDevice extends Fd {
   /** PRIME_HANDLE_TO_FD: the buffer as a dma-buf (read-write unless `rw: false`). */
   exportBuffer(buffer: GemBuffer | number, options: { rw?: boolean } = {}): DmaBuf {
     const handle = this.#handleOf(buffer, this.exportBuffer);
-    return exportHandle(this.fdFor(this.exportBuffer), handle, options, this.exportBuffer);
+    return exportHandle(this.#fdFor(this.exportBuffer), handle, options, this.exportBuffer);
   }
 
   /**
@@ -413,7 +413,7 @@ export class DrmDevice extends Fd {
    */
   importBuffer(dmabuf: DmaBuf | FdLike): GemBuffer {
     const n = toFd(dmabuf, this.importBuffer);
-    const fd = this.fdFor(this.importBuffer);
+    const fd = this.#fdFor(this.importBuffer);
     // struct drm_prime_handle { __u32 handle; __u32 flags; __s32 fd; }
     const arg = Buffer.alloc(12);
     arg.writeInt32LE(n, 8);
@@ -451,7 +451,7 @@ export class DrmDevice extends Fd {
     const arg = Buffer.alloc(16);
     arg.writeUInt32LE(handle, 0);
     arg.writeUInt32LE(write ? VGEM_FENCE_WRITE : 0, 4);
-    ioctlNamed(this.fdFor(this.vgemFenceAttach), drmRequests.DRM_IOCTL_VGEM_FENCE_ATTACH, arg, 'DRM_IOCTL_VGEM_FENCE_ATTACH', this.vgemFenceAttach);
+    ioctlNamed(this.#fdFor(this.vgemFenceAttach), drmRequests.DRM_IOCTL_VGEM_FENCE_ATTACH, arg, 'DRM_IOCTL_VGEM_FENCE_ATTACH', this.vgemFenceAttach);
     return arg.readUInt32LE(8);
   }
 
@@ -462,7 +462,7 @@ export class DrmDevice extends Fd {
     // struct drm_vgem_fence_signal { __u32 fence; __u32 flags; }
     const arg = Buffer.alloc(8);
     arg.writeUInt32LE(id, 0);
-    ioctlNamed(this.fdFor(this.vgemFenceSignal), drmRequests.DRM_IOCTL_VGEM_FENCE_SIGNAL, arg, 'DRM_IOCTL_VGEM_FENCE_SIGNAL', this.vgemFenceSignal);
+    ioctlNamed(this.#fdFor(this.vgemFenceSignal), drmRequests.DRM_IOCTL_VGEM_FENCE_SIGNAL, arg, 'DRM_IOCTL_VGEM_FENCE_SIGNAL', this.vgemFenceSignal);
   }
 
   #handleOf(buffer: unknown, caller: Function): number {
