@@ -4,9 +4,13 @@
 // in child processes (test/fixtures/sweep.ts), one per group of targets.
 // Each call must leave the child running, throw or reject only Errors with a
 // string `code`, and leave /proc/self/fd and the addon's mappings as they
-// were once what it returned is closed.
+// were once what it returned is closed. Views and buffers are of every kind
+// this Node has (test/fixtures/sweep-views.ts); a byte of an argument's
+// ArrayBuffer outside the view must not change, and the buffers of a call
+// that returns a promise are detached, transferred or resized while it is
+// pending. Run it on every Node line (scripts/node-line.sh).
 //
-// The seed is random and printed; replay a failure with
+// The seed is fixed and printed; replay a failure, or explore, with
 //   SWEEP_SEED=<seed>|random [SWEEP_ONLY=<target>] [SWEEP_RUNS=<n>] npx tap test/sweep.test.ts
 import t from 'tap';
 import * as fs from 'node:fs';
@@ -33,6 +37,8 @@ interface SweepReport {
   mmap: number;
   munmap: number;
   fdsLeft: string[];
+  stats: { guarded: number; guardChecks: number; promises: number; inFlight: Record<string, number> };
+  features: { typedArrays: string[]; transfer: boolean; transferToFixedLength: boolean };
 }
 
 t.comment(`sweep seed ${seed}, ${runs} runs per target (replay: SWEEP_SEED=${seed} npx tap test/sweep.test.ts)`);
@@ -62,6 +68,8 @@ for (const group of groupNames) {
     const traceFile = path.join(os.tmpdir(), `p2pdma-test-sweep-trace-${process.pid}-${group}`);
     const env: NodeJS.ProcessEnv = { SWEEP_GROUP: group, SWEEP_SEED: String(seed), SWEEP_RUNS: String(runs), SWEEP_TRACE: traceFile };
     if (process.env.SWEEP_ONLY !== undefined) env.SWEEP_ONLY = process.env.SWEEP_ONLY;
+    // Sequential: loading the TypeScript is most of each child's time, and
+    // two at a time on this 2-CPU machine took longer than one after another.
     const r = runTs(FIXTURE, ['--expose-gc'], env);
     const inProgress = fs.existsSync(traceFile) ? fs.readFileSync(traceFile, 'utf8').trim() : '';
     fs.rmSync(traceFile, { force: true });
@@ -70,7 +78,16 @@ for (const group of groupNames) {
     t.equal(r.status, 0, `the child exited normally (${where})`, { stderr: r.stderr.slice(-4000) });
     if (r.status !== 0) return;
     const rep = report<SweepReport>(r);
-    t.comment(`${group}: ${rep.targets.length} targets in ${rep.ms} ms`);
+    t.comment(`${group}: ${rep.targets.length} targets in ${rep.ms} ms; ${rep.stats.guardChecks} guard-byte checks, ${rep.stats.promises} promises, changed in flight: ${JSON.stringify(rep.stats.inFlight)}`);
+    if (group === 'ioctl') {
+      t.comment(`node ${process.version}: ${rep.features.typedArrays.join(', ')}; transfer() ${rep.features.transfer}, transferToFixedLength() ${rep.features.transferToFixedLength}`);
+      if (process.env.SWEEP_ONLY === undefined && runs >= 100) {
+        // The view checks must not be dead code: ioctl() takes views, on the thread pool.
+        t.ok(rep.stats.guardChecks > 50, 'views were guard-checked');
+        const kinds = Object.keys(rep.stats.inFlight);
+        t.ok(['detach', 'transfer', 'resize to 0', 'grow to max'].every((k) => kinds.includes(k)), `buffers detached, transferred, shrunk and grown while ioctl() was pending (${kinds.join(', ')})`);
+      }
+    }
     t.same(
       rep.failures.map((f) => `${f.target} (seed ${seed}): ${f.message}`),
       [],
