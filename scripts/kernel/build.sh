@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build a guest kernel from Debian's linux-source-6.12, cached outside the clone.
+# Build a guest kernel from Debian's linux-source-6.12 (or, with --source 7.3,
+# linux-source-7.3 from trixie-backports: scripts/kernel/fetch-source.sh),
+# cached outside the clone.
 #
-#   scripts/kernel/build.sh [--debug] [--print-path] [--patches DIR] [--first N] baseline|patched
+#   scripts/kernel/build.sh [--debug] [--print-path] [--patches DIR] [--first N] [--source VERSION] baseline|patched
 #
 # baseline: pristine source; patched: the series in DIR (default
 # kernel-patches/, a quilt-style 'series' file naming git format-patch files)
@@ -10,7 +12,9 @@
 # in one object dir of its own, and config symbols a later patch adds are
 # not required to stick). The config is allnoconfig + base.config (a
 # minimal headless q35 guest) + p2pdma.config (+ patched.config, + debug.config
-# for --debug). P2PDMA_CCACHE=1 sends compiles through ccache (setup installs
+# for --debug; + VERSION.config for another --source, whose '# gone:' lines
+# name symbols that version no longer has). The series applies to 6.12 only:
+# other sources build the baseline (stock) kernel. P2PDMA_CCACHE=1 sends compiles through ccache (setup installs
 # it): a cold build then costs about a third more, a rebuild of a tree ccache
 # has seen about a minute (docs/harness.md), so it is opt-in.
 # The result lands in $P2PDMA_CACHE/kernel/<variant>-<key>/ where key hashes the
@@ -24,13 +28,12 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=scripts/kernel/series.sh
 . "$here/series.sh"
 cache=${P2PDMA_CACHE:-$HOME/.cache/p2pdma}
-tarball=/usr/src/linux-source-6.12.tar.xz
 jobs=${P2PDMA_JOBS:-$(($(nproc) + 1))}
 # Bump when a change here changes what gets built (part of the cache key).
 recipe=2
 
-usage="usage: $0 [--debug] [--print-path] [--patches DIR] [--first N] baseline|patched"
-debug=0 print_path=0 variant= patch_dir=$repo/kernel-patches first=
+usage="usage: $0 [--debug] [--print-path] [--patches DIR] [--first N] [--source VERSION] baseline|patched"
+debug=0 print_path=0 variant= patch_dir=$repo/kernel-patches first= source=6.12
 while [ $# -gt 0 ]; do
 	case $1 in
 	--debug) debug=1 ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
 	--patches) patch_dir=$(cd "${2:?$usage}" && pwd); shift ;;
 	--first) first=${2:?$usage}; shift
 		[[ $first =~ ^[1-9][0-9]*$ ]] || { echo "--first takes a patch count >= 1" >&2; exit 2; } ;;
+	--source) source=${2:?$usage}; shift ;;
 	baseline|patched) variant=$1 ;;
 	*) echo "$usage" >&2; exit 2 ;;
 	esac
@@ -45,7 +49,9 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$variant" ] || { echo "$usage" >&2; exit 2; }
 name=$variant
-[ $debug = 1 ] && name=$variant-debug
+[ "$source" = 6.12 ] || name=$variant-$source
+[ $debug = 1 ] && name=$name-debug
+[ "$source" = 6.12 ] || [ "$variant" = baseline ] || { echo "--source $source: the series applies to 6.12; build the baseline" >&2; exit 2; }
 if [ -n "$first" ]; then
 	[ "$variant" = patched ] || { echo "--first needs the patched variant" >&2; exit 2; }
 	# One object dir for every prefix: each build only recompiles what the
@@ -58,8 +64,9 @@ start=$SECONDS
 say() { printf '[kernel %s %3ds] %s\n' "$name" $((SECONDS - start)) "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-[ -r "$tarball" ] || die "$tarball missing: run 'make setup' (apt-get install linux-source-6.12)"
-src_version=$(dpkg-query -W -f='${Version}' linux-source-6.12)
+pkg=linux-source-$source
+tarball=$("$here/fetch-source.sh" "$source") || die "no $pkg: run 'make setup' (6.12) or check the network (other versions)"
+src_version=$("$here/fetch-source.sh" --version "$source")
 
 patches=()
 if [ "$variant" = patched ]; then
@@ -73,6 +80,10 @@ fi
 fragments=("$here/base.config" "$here/p2pdma.config")
 [ "$variant" = patched ] && fragments+=("$here/patched.config")
 [ $debug = 1 ] && fragments+=("$here/debug.config")
+[ "$source" = 6.12 ] || fragments+=("$here/$source.config")
+# Symbols of the fragments that this source no longer has.
+gone=()
+[ "$source" = 6.12 ] || mapfile -t gone < <(sed -n 's/^# gone: \(CONFIG_[A-Z0-9_]*\).*/\1/p' "$here/$source.config")
 
 key=$( {
 	echo "recipe $recipe, $src_version"
@@ -90,12 +101,13 @@ fi
 # One git repo of the pristine tarball; one worktree and one object dir per
 # variant, so switching patches only rebuilds what the patches touch.
 gitsrc=$cache/src/linux
+[ "$source" = 6.12 ] || gitsrc=$cache/src/linux-$source
 if ! git -C "$gitsrc" rev-parse -q --verify pristine >/dev/null 2>&1; then
 	say "unpacking $tarball ($src_version)"
-	rm -rf "$cache/src"
+	rm -rf "$gitsrc" "$cache/src/$pkg"
 	mkdir -p "$cache/src"
 	tar -C "$cache/src" -xf "$tarball"
-	mv "$cache/src/linux-source-6.12" "$gitsrc"
+	mv "$cache/src/$pkg" "$gitsrc"
 	say "recording pristine source in git"
 	g() { git -C "$gitsrc" -c user.name=p2pdma -c user.email=p2pdma@localhost "$@"; }
 	g init -q
@@ -103,7 +115,7 @@ if ! git -C "$gitsrc" rev-parse -q --verify pristine >/dev/null 2>&1; then
 	# the background, competing with the compile for the CPU.
 	g config gc.auto 0
 	g add -f -A .
-	g commit -qm "linux-source-6.12 $src_version (Debian tarball)"
+	g commit -qm "$pkg $src_version (Debian tarball)"
 	# Debian's .gitignore ignores every top-level path; new files must show.
 	head -n -6 "$gitsrc/.gitignore" > "$gitsrc/.gitignore.new"
 	mv "$gitsrc/.gitignore.new" "$gitsrc/.gitignore"
@@ -155,6 +167,10 @@ for f in "${fragments[@]}"; do
 			grep -qx "$sym=[ym].*" "$obj/.config" && { say "config: $sym is set, wanted off"; missing=1; } ;;
 		CONFIG_*=*) grep -qxF "$line" "$obj/.config" && continue
 			sym=${line%%=*}
+			if [[ " ${gone[*]} " == *" $sym "* ]]; then
+				say "config: $sym is gone in $source (${source}.config says why)"
+				continue
+			fi
 			# A prefix of the series may not define the symbol yet.
 			[ -n "$first" ] && ! grep -rqE --include='Kconfig*' "^(menu)?config ${sym#CONFIG_}[[:space:]]*$" "$tree" && continue
 			say "config: $line did not stick"; missing=1 ;;
@@ -204,7 +220,7 @@ cp "$obj/arch/x86/boot/bzImage" "$obj/.config" "$out.tmp/"
 cp "$obj/System.map" "$out.tmp/"
 {
 	echo "variant=$name"
-	echo "source=linux-source-6.12 $src_version"
+	echo "source=$pkg $src_version"
 	echo "patches=${#patches[@]}"
 	echo "key=$key"
 	echo "built=$(date -u +%FT%TZ)"
