@@ -188,7 +188,10 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
   t.equal(info().activeMaps, 0, 'deregistering released the mapping');
 });
 
-t.test('memory that is gone ends the MR: a WRITE after munmap fails with a remote access error', patchedOnly, async (t) => {
+// The API no longer lets JS unmap memory an MR covers (issue 22: the MR
+// would pin whatever is mapped there next), so a munmap() under the MR is
+// the kernel series' kselftests' to check; here, the order the API keeps.
+t.test('the BAR mapping under an MR cannot be unmapped (ERR_P2PDMA_BUSY) until the MR is closed', patchedOnly, async (t) => {
   const r = await barRig(t);
   if (!r) return;
   const { a, bar, map, info } = r;
@@ -196,8 +199,10 @@ t.test('memory that is gone ends the MR: a WRITE after munmap fails with a remot
   const srcMr = r.mr(src, 'local-write');
 
   await a.write(srcMr, bar);
+  t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY', message: /1 memory region/ }, 'unmap() refused while the MR covers the BAR');
+  t.equal(info().activeMaps, 1, 'the MR still maps the BAR');
+  bar.close();
+  t.equal(info().activeMaps, 0, 'deregistering released the mapping');
   map.unmap();
-  t.equal(info().activeMaps, 0, 'munmap released the mapping');
-  await t.rejects(a.write(srcMr, bar), { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_REM_ACCESS_ERR' }, 'the WRITE fails: nothing to map again');
-  t.equal(info().activeMaps, 0, 'and nothing was mapped again');
+  t.ok(map.unmapped, 'and unmap() works then');
 });

@@ -108,11 +108,14 @@ t.test('closing a QP with work in flight rejects it as flushed; its MRs are dere
   };
   const qpNative = s.b.native as unknown as { close(): number };
   const qpClose = qpNative.close.bind(qpNative);
-  qpNative.close = () => {
-    const r = qpClose();
-    order.push('ibv_destroy_qp');
-    return r;
-  };
+  // (The prototype's method is read-only: shadow it on the instance.)
+  Object.defineProperty(qpNative, 'close', {
+    value: () => {
+      const r = qpClose();
+      order.push('ibv_destroy_qp');
+      return r;
+    },
+  });
   s.b.close();
   t.same(order, ['ibv_destroy_qp', 'ibv_dereg_mr'], 'QP destroyed first, then the MR its requests used');
   for (const p of recvs) await t.rejects(p, { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_WR_FLUSH_ERR', op: 'recv' });
@@ -147,7 +150,7 @@ t.test('an ArrayBuffer that transfer() could free under the NIC is refused; its 
   t.equal(viaBuffer.mapping, map);
   t.equal(viaBuffer.length, 4096);
   t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY' }, 'held through its buffer');
-  new Uint8Array(mem.target as Buffer).fill(0x77);
+  (mem.target as Buffer).fill(0x77);
   await s.a.write(mem, viaBuffer, 4096);
   t.ok(map.read(4096, 4096).equals(Buffer.alloc(4096, 0x77)), 'the WRITE landed in the mapping');
   viaBuffer.close();
@@ -164,9 +167,9 @@ t.test('a registered Mapping cannot be unmapped until its MR is closed (ERR_P2PD
   t.equal(mr.mapping, map);
   t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY' }, 'refused while registered');
   t.equal(map.unmapped, false);
-  // With a WRITE in flight, close() defers the deregistration: still held.
-  const src = s.mr(s.pattern(65536, 3), 'local-write');
-  const w = s.a.write(src, mr);
+  // With a WRITE from it in flight, close() defers the deregistration: still held.
+  const dst = s.mr(s.buffer(65536));
+  const w = s.a.write(mr, dst);
   mr.close();
   t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY' }, 'refused until the deregistration completes');
   await w;
