@@ -62,6 +62,7 @@ export type {
   RegisterOptions,
   RemoteRegion,
   WorkRequest,
+  WorkRequestOptions,
 } from './rdma';
 export type { CmEndpoint, ConnectionOptions } from './rdma-cm';
 

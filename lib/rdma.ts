@@ -48,17 +48,19 @@
  * teardown that fails rejects `await obj[Symbol.asyncDispose]()`, or, when
  * nobody awaits it, emits a P2PDMA_CLOSE_FAILED warning (as `Fd` does).
  *
- * AbortSignal: `registerMemory()` and `allocMemory()` check `signal`
- * before pinning starts; once ibv_reg_mr runs on the pool, an abort does
- * not recall it and the promise settles with its result, as an NVMe
- * command already in the device does. Work requests take no signal: once
- * posted, the device owns them and nothing recalls one; `qp.close()` ends
- * them all (their promises reject with IBV_WC_WR_FLUSH_ERR).
+ * AbortSignal, the package's one rule (lib/abort.ts): an abort before
+ * the call cancels it; after, the promise rejects at once with an
+ * AbortError and what the device already has runs to its end: a
+ * registration on the pool completes and its MR is then closed; a posted
+ * work request stays in the queue (nothing recalls one) and keeps its MR
+ * and queue slot until its completion arrives, which is then discarded.
+ * `qp.close()` ends every posted request (IBV_WC_WR_FLUSH_ERR).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { types } from 'node:util';
 
+import { abortable } from './abort';
 import { abortError, type CodedError, closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { memfd } from './memfd';
@@ -768,13 +770,15 @@ export class ProtectionDomain extends RdmaResource {
       failed();
       return Promise.reject(rdmaError(e, caller));
     }
-    return p.then(
+    const registered = p.then(
       () => new MemoryRegion(this, mr, owned ? undefined : target, a.names, r.length, { mapping: r.mapping, release, owned }),
       (e: unknown) => {
         failed();
         throw explainRegister(rdmaError(e), r.mapping, this.context.name);
       },
     );
+    // Aborted while pinning: the MR nobody will get is closed when it exists.
+    return abortable(registered, options.signal, caller, (region) => region.close());
   }
 
   #registerSync(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): MemoryRegion {
@@ -1146,14 +1150,27 @@ export interface QueuePairInfo {
   mtu: number;
 }
 
+/** Options of one work request: `signal` follows the module doc's abort rule. */
+export interface WorkRequestOptions {
+  signal?: AbortSignal;
+}
+
+function signalOf(o: unknown, name: string, caller: Function): AbortSignal | undefined {
+  validateObject(o, name, caller);
+  const signal = (o as { signal?: unknown }).signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType(`${name}.signal`, 'an instance of AbortSignal', signal, caller);
+  return signal as AbortSignal | undefined;
+}
+
 /** A buffer for one work request: an MR, or part of one. */
 export type LocalBuffer = MemoryRegion | { mr: MemoryRegion; offset?: number; length?: number };
 
 /** One work request of a batch (`qp.post`). */
-export type WorkRequest =
+export type WorkRequest = (
   | { op: 'write' | 'read'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; length?: number; remoteOffset?: number }
   | { op: 'send'; local: LocalBuffer | null; length?: number }
-  | { op: 'recv'; local: LocalBuffer | null; length?: number };
+  | { op: 'recv'; local: LocalBuffer | null; length?: number }
+) & WorkRequestOptions;
 
 const OPCODE = { write: C.IBV_WR_RDMA_WRITE, read: C.IBV_WR_RDMA_READ, send: C.IBV_WR_SEND } as const;
 const STATE_NAMES = ['RESET', 'INIT', 'RTR', 'RTS', 'SQD', 'SQE', 'ERR'] as const;
@@ -1318,29 +1335,32 @@ export class QueuePair extends RdmaResource {
     this.#state = s;
   }
 
-  /** RDMA WRITE of `local` into `remote`. Resolves when the peer's NIC has acknowledged it. */
-  write(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, length?: number): Promise<RdmaCompletion> {
-    return this.#one({ op: 'write', local, remote, length }, this.write);
+  /**
+   * RDMA WRITE of `local` into `remote`. Resolves when the peer's NIC has
+   * acknowledged it. `options.signal`: see the module doc's abort rule.
+   */
+  write(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'write', local, remote, length }, options, this.write);
   }
 
   /** RDMA READ of `remote` into `local` (its MR needs 'local-write'). */
-  read(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, length?: number): Promise<RdmaCompletion> {
-    return this.#one({ op: 'read', local, remote, length }, this.read);
+  read(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'read', local, remote, length }, options, this.read);
   }
 
   /** SEND of `local` into the peer's next posted receive. */
-  send(local: LocalBuffer | null, length?: number): Promise<RdmaCompletion> {
-    return this.#one({ op: 'send', local, length }, this.send);
+  send(local: LocalBuffer | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'send', local, length }, options, this.send);
   }
 
   /** Posts a receive into `local` (its MR needs 'local-write'); resolves with the byte count received. */
-  recv(local: LocalBuffer | null, length?: number): Promise<RdmaCompletion> {
-    return this.#one({ op: 'recv', local, length }, this.recv);
+  recv(local: LocalBuffer | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'recv', local, length }, options, this.recv);
   }
 
-  #one(wr: WorkRequest, caller: Function): Promise<RdmaCompletion> {
+  #one(wr: WorkRequest, options: WorkRequestOptions, caller: Function): Promise<RdmaCompletion> {
     try {
-      return this.#post([wr], caller)[0];
+      return this.#post([{ ...wr, signal: signalOf(options, 'options', caller) }], caller)[0];
     } catch (e) {
       return Promise.reject(e);
     }
@@ -1360,9 +1380,12 @@ export class QueuePair extends RdmaResource {
     this.check(caller);
     const sends: unknown[][] = [];
     const recvs: unknown[][] = [];
-    const entries: { list: 'send' | 'recv'; pending: Omit<Pending, 'resolve' | 'reject'>; wrId: number; mr?: MemoryRegion }[] = [];
+    const entries: { list: 'send' | 'recv'; pending: Omit<Pending, 'resolve' | 'reject'>; wrId: number; mr?: MemoryRegion; signal?: AbortSignal }[] = [];
     for (const wr of wrs) {
       validateObject(wr, 'wr', caller);
+      const signal = signalOf(wr, 'wr', caller);
+      // Aborted already: nothing of the batch is posted.
+      if (signal?.aborted) throw abortError(signal.reason, caller);
       const op = wr.op;
       if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv') throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send' or 'recv'", caller);
       if (op === 'read' && this.#maxRdAtomic === 0) {
@@ -1392,7 +1415,7 @@ export class QueuePair extends RdmaResource {
       } else {
         recvs.push([wrId, ...mrArgs]);
       }
-      entries.push({ list: op === 'recv' ? 'recv' : 'send', wrId, mr: local?.mr, pending: { qp: this, op, length: want, release: [] } });
+      entries.push({ list: op === 'recv' ? 'recv' : 'send', wrId, mr: local?.mr, signal, pending: { qp: this, op, length: want, release: [] } });
     }
     this.#checkRoom(sends.length, recvs.length, caller);
     // Each MR in use stays registered until its request completes.
@@ -1410,7 +1433,9 @@ export class QueuePair extends RdmaResource {
     }
     this.#submit(sends, 'send', entries.filter((e) => e.list === 'send'), caller);
     this.#submit(recvs, 'recv', entries.filter((e) => e.list === 'recv'), caller);
-    return promises;
+    // The request keeps its MR and queue slot until its completion, which an
+    // abort only stops the caller from waiting for.
+    return promises.map((p, i) => abortable(p, entries[i].signal, caller));
   }
 
   #checkRoom(sends: number, recvs: number, caller: Function): void {

@@ -246,3 +246,50 @@ t.test('a worker that exits with open RDMA objects and work in flight tears them
 });
 
 if (!inGuest) t.pass('guest-only file');
+// lib/abort.ts's rule for posted work requests: the promise rejects at once,
+// the request stays posted and keeps its MR until its completion, which is
+// discarded; an already aborted signal posts nothing.
+t.test('abort: an already aborted signal posts nothing; a later one rejects at once and the completion is discarded', guest, async (t) => {
+  const s = setup(t);
+  const src = s.mr(s.buffer(4096, 3), 'local-write');
+  const dst = s.mr(s.buffer(4096));
+  const dead = new AbortController();
+  dead.abort(new Error('before'));
+  await t.rejects(s.a.write(src, dst, 4096, { signal: dead.signal }), { name: 'AbortError', code: 'ABORT_ERR' });
+  t.same(s.a.outstanding, { send: 0, recv: 0 }, 'nothing was posted');
+  await t.rejects(s.a.write(src, dst, 4096, { signal: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.signal/ });
+
+  // A receive nobody sends to stays posted: aborting it rejects at once.
+  const inbox = s.mr(s.buffer(4096));
+  const ac = new AbortController();
+  const r = s.b.recv(inbox, 4096, { signal: ac.signal });
+  t.same(s.b.outstanding, { send: 0, recv: 1 });
+  ac.abort();
+  await t.rejects(r, { name: 'AbortError' });
+  t.same(s.b.outstanding, { send: 0, recv: 1 }, 'the receive is still posted: nothing recalls it');
+  // Its completion still arrives and is discarded; the next one is served.
+  const next = s.b.recv(inbox, 4096);
+  await s.a.send({ mr: src, length: 64 });
+  await s.a.send({ mr: src, length: 32 });
+  const got = await next;
+  t.equal(got.byteLen, 32, 'the second SEND landed in the second receive: the aborted one took the first');
+  t.same(s.b.outstanding, { send: 0, recv: 0 });
+
+  // Aborting a registration on the pool: the promise rejects, the MR made meanwhile is closed.
+  const map = memfdMapping(4096);
+  const reg = new AbortController();
+  const p = s.pd.registerMemory(map, ['local-write'], { signal: reg.signal });
+  reg.abort();
+  await t.rejects(p, { name: 'AbortError' });
+  // The hold goes with the discarded MR's deregistration.
+  for (let i = 0; i < 50; i++) {
+    try {
+      map.unmap();
+      break;
+    } catch (e) {
+      t.equal((e as { code?: string }).code, 'ERR_P2PDMA_BUSY');
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  }
+  t.ok(map.unmapped, 'the mapping is free once the discarded MR is gone');
+});
