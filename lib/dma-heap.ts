@@ -1,6 +1,8 @@
 /**
  * dma-buf heaps (/dev/dma_heap/<name>): allocate dma-bufs from a named
- * heap ('system', 'reserved', a CMA area...) with DMA_HEAP_IOCTL_ALLOC.
+ * heap ('system'; the default CMA area, 'reserved' up to 6.12 and
+ * 'default_cma_region' on 7.3; 'system_cc_shared' on 7.3...) with
+ * DMA_HEAP_IOCTL_ALLOC.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
