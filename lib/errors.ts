@@ -281,7 +281,12 @@ export function invalidArgValue(name: string, value: unknown, reason: string, ca
 
 /** RangeError with code ERR_OUT_OF_RANGE, worded like Node's. */
 export function outOfRange(name: string, range: string, value: unknown, caller?: Function): CodedError {
-  const shown = typeof value === 'bigint' ? `${value}n` : String(value);
+  // Never throws: String() of a Symbol, a Proxy or an object whose
+  // toString throws would replace the RangeError with another error.
+  let shown: string;
+  if (typeof value === 'bigint') shown = `${value}n`;
+  else if (typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean') shown = String(value);
+  else shown = describeReceived(value);
   return coded(
     new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`),
     'ERR_OUT_OF_RANGE',

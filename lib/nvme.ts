@@ -271,7 +271,8 @@ const SCT_NAMES = ['generic', 'command specific', 'media and data integrity', 'p
 
 /** Decodes an NVMe status field (as the passthrough ioctls return it). */
 export function nvmeStatus(status: number): { statusCodeType: number; statusCode: number; name: string; description: string; dnr: boolean; more: boolean } {
-  if (typeof status !== 'number' || !Number.isInteger(status) || status < 0 || status > 0xffff) {
+  if (typeof status !== 'number') throw invalidArgType('status', 'of type number', status, nvmeStatus);
+  if (!Number.isInteger(status) || status < 0 || status > 0xffff) {
     throw outOfRange('status', 'an integer >= 0 && <= 65535', status, nvmeStatus);
   }
   const sct = (status >> 8) & 0x7;
