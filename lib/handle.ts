@@ -128,6 +128,10 @@ export class Fd implements Disposable, AsyncDisposable {
     if (typeof path !== 'string' && !Buffer.isBuffer(path) && !(path instanceof URL)) {
       throw invalidArgType('path', 'of type string or an instance of Buffer or URL', path, Fd.open);
     }
+    // A Buffer over a detached ArrayBuffer makes fs.openSync throw an uncoded TypeError.
+    if (Buffer.isBuffer(path) && path.byteLength === 0 && path.buffer.byteLength === 0) {
+      throw invalidArgValue('path', '[detached Buffer]', 'must not be empty or detached', Fd.open);
+    }
     if (typeof flags !== 'string' && typeof flags !== 'number') throw invalidArgType('flags', 'of type string or number', flags, Fd.open);
     // fs.openSync aborts the process (a failed C++ assertion) on a mode of
     // 2**31 or more (Node 20-26), and on a flags or mode of -0 (Node 20, 22).

@@ -413,7 +413,11 @@ function toTarget(buf: unknown, name: string, caller: Function): Target {
     return { view, mapping: undefined };
   }
   if (buf instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && buf instanceof SharedArrayBuffer)) {
-    return { view: new Uint8Array(buf), mapping: undefined };
+    try {
+      return { view: new Uint8Array(buf), mapping: undefined };
+    } catch {
+      throw invalidArgValue(name, '[detached]', 'must not be detached', caller);
+    }
   }
   throw invalidArgType(name, 'an instance of TypedArray, DataView, ArrayBuffer, SharedArrayBuffer, Mapping or P2pBuffer', buf, caller);
 }

@@ -10,7 +10,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
-import { Fd, ioctl, memfd, mmap, pageSize, requests } from '../lib/index';
+import { Fd, ioctl, ioctlSync, memfd, mmap, pageSize, requests } from '../lib/index';
 import { leakGuard } from './helpers';
 
 const leaks = leakGuard();
@@ -146,6 +146,22 @@ t.test('a view that shrinks while ioctl() is in flight gets nothing back', async
     r.close();
     w.close();
   }
+});
+
+t.test('a detached or out-of-bounds DataView reads as empty: a coded error, not a TypeError', async (t) => {
+  const ab = new ArrayBuffer(8);
+  const dv = new DataView(ab);
+  structuredClone(ab, { transfer: [ab] });
+  t.throws(() => ioctlSync(0, requests.FIONREAD, dv), { code: 'ERR_OUT_OF_RANGE' });
+  const rab = resizableAb(16);
+  const oob = new DataView(rab, 8, 8);
+  (rab as unknown as { resize(n: number): void }).resize(4);
+  t.throws(() => ioctlSync(0, requests.FIONREAD, oob), { code: 'ERR_OUT_OF_RANGE' });
+  using file = memfd('p2pdma-test-views-dv');
+  fs.ftruncateSync(file.fd, pageSize);
+  using map = mmap(file, pageSize);
+  map.write(dv, 0);
+  t.pass('Mapping.write() of a detached DataView copies nothing');
 });
 
 leaks.check(t);
