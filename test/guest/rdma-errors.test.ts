@@ -1,9 +1,10 @@
 // RDMA through the addon on rxe0: failed completions, bad input, flushes,
 // lifetimes under close, detached buffers and worker teardown.
 import t from 'tap';
+import * as fs from 'node:fs';
 import { Rdma } from '../../lib/index';
 import { guest, inGuest, memfdMapping } from './helpers';
-import { DEV, pattern, setup } from './rdma-helpers';
+import { ADDR, DEV, pattern, setup } from './rdma-helpers';
 
 t.test('a bad rkey fails the WRITE with a remote access error', guest, async (t) => {
   const s = setup(t);
@@ -292,4 +293,22 @@ t.test('abort: an already aborted signal posts nothing; a later one rejects at o
     }
   }
   t.ok(map.unmapped, 'the mapping is free once the discarded MR is gone');
+});
+
+// The guest sweep saw /dev/infiniband/uverbs0 and its async-event fd stay
+// open after a failed connect(): librdmacm opens each RDMA device once per
+// process and keeps it (rdma-core's cma.c device cache), so the first
+// rdma_cm call may add them; any later call must add nothing.
+t.test('failed connects and closed listeners leave no fd beyond librdmacm\'s per-device cache', guest, async (t) => {
+  const fds = () => fs.readdirSync('/proc/self/fd').map((fd) => { try { return `${fd} -> ${fs.readlinkSync(`/proc/self/fd/${fd}`)}`; } catch { return ''; } }).filter((l) => /infiniband|rdma_cm|uverbs/.test(l)).sort();
+  const attempt = () => Rdma.connect({ address: '127.0.0.1', port: 18515, timeoutMs: 1 }).then(() => 'connected', (e: { code?: string }) => e.code ?? 'uncoded');
+  t.not(await attempt(), 'uncoded', 'the first failed connect rejects with a coded error');
+  Rdma.listen({ address: ADDR, port: 0 }).close();
+  const warm = fds();
+  for (let i = 0; i < 3; i++) {
+    t.not(await attempt(), 'uncoded');
+    Rdma.listen({ address: ADDR, port: 0 }).close();
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  t.same(fds(), warm, 'three more failed connects and listeners added no fd');
 });
