@@ -80,6 +80,9 @@ step "kernels"
 kernels_ok=1
 baseline=$(scripts/kernel/build.sh --print-path baseline) || kernels_ok=0
 scripts/kernel/build.sh --debug patched || kernels_ok=0
+# Stock Linux 7.3 (Debian's trixie-backports source, same fragments plus
+# scripts/kernel/7.3.config): the addon on a current kernel (issue 29).
+stock73=$(scripts/kernel/build.sh --print-path --source 7.3 baseline) || stock73=
 
 # The host suite, split by what a file's outcome depends on (issue 23: four
 # full runs cost ~17 minutes on a slow machine and mostly repeated
@@ -137,6 +140,14 @@ done
 if [ $kernels_ok = 1 ]; then
 	guest_node=${node_bin[$GUEST_NODE_LINE]:-}
 	vm_suite "baseline-node$GUEST_NODE_LINE" "--kernel baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
+	# The same suite on stock 7.3: the same counts, except where a feature
+	# differs between the kernels (each such test says so).
+	if [ -n "$stock73" ]; then
+		vm_suite "stock-7.3-node$GUEST_NODE_LINE" "--kernel $stock73/bzImage --env P2PDMA_KERNEL=baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
+	else
+		printf 'not ok 1 - stock 7.3 kernel build failed\n' > "$out/stock-7.3.tap"
+		suites+=("stock-7.3=$out/stock-7.3.tap")
+	fi
 	# Not the generic hot-unplug test: 6.12's pciehp lockdep report (known,
 	# lib/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
 	# until its own device_del; it runs in the baseline lane (docs/harness.md).
