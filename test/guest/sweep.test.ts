@@ -476,6 +476,15 @@ t.before(async () => {
   } catch {
     // no rxe: the RDMA targets fail on their own
   }
+  // The channels' fds close with their watchers, a loop turn or two later.
+  const open = () => fs.readdirSync('/proc/self/fd').some((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === '/dev/infiniband/rdma_cm';
+    } catch {
+      return false;
+    }
+  });
+  for (let i = 0; i < 100 && open(); i++) await new Promise((r) => setTimeout(r, 20));
 });
 
 const started = Date.now();
