@@ -21,8 +21,12 @@ export interface DrmNodeFacts {
   name: string;
   /** `/dev/dri/card0` */
   path: string;
+  /** 'primary' (card*, KMS and dumb buffers) or 'render' (renderD*, no modesetting). */
   type: 'primary' | 'render';
-  /** The driver: DRM_IOCTL_VERSION's name, else what sysfs suggests. */
+  /**
+   * The kernel driver (`vgem`, `amdgpu`, `i915`...), when known: the name
+   * DRM_IOCTL_VERSION reports, else (node not openable) what sysfs suggests.
+   */
   driver?: string;
   /** Where `driver` came from. */
   driverFrom?: 'ioctl' | 'sysfs';

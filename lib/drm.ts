@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { closedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from './errors';
 import { Fd, type FdLike, hold, toFd } from './handle';
-import { listDrmNodes, type DrmVersionProbe } from './drm-nodes';
+import { type DrmNodeFacts, listDrmNodes, type DrmVersionProbe } from './drm-nodes';
 import { ioc, ioctlSync, registerRequests } from './ioctl';
 import { mmap, type Mapping, type Prot } from './mmap';
 import { native } from './native';
@@ -45,25 +45,8 @@ const AMDGPU_GEM_DOMAIN: Readonly<Record<string, bigint>> = { gtt: 0x2n, vram: 0
 const EOPNOTSUPP = 95;
 
 /** A DRM device node. */
-export interface DrmNodeInfo {
-  /** `/dev/dri/card0` */
-  path: string;
-  /** 'primary' (card*, KMS and dumb buffers) or 'render' (renderD*, no modesetting). */
-  type: 'primary' | 'render';
-  /**
-   * The kernel driver (`vgem`, `amdgpu`, `i915`...), when known: the name
-   * DRM_IOCTL_VERSION reports, else (node not openable) what sysfs suggests.
-   */
-  driver?: string;
-  /** Where `driver` came from: the node itself (`'ioctl'`) or sysfs. */
-  driverFrom?: 'ioctl' | 'sysfs';
-  /** The device's sysfs directory (`/sys/devices/faux/vgem` on 6.15+, `/sys/devices/platform/vgem` before). */
-  sysfsDevice?: string;
-  /** The device's bus in sysfs: `'pci'`, `'platform'`, `'faux'`... */
-  bus?: string;
-  /** What sysfs says drives the device (the bound driver, or a platform/faux device's own name). */
-  sysfsDriver?: string;
-}
+/** A DRM node as `Drm.devices()` lists it (the internal facts, less the bare name). */
+export type DrmNodeInfo = Omit<DrmNodeFacts, 'name'>;
 
 /** What DRM_IOCTL_VERSION reports. */
 export interface DrmVersion {

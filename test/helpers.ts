@@ -2,11 +2,12 @@
  * Shared helpers for the host suite (not a test file: tap runs
  * test/*.test.ts only).
  */
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { Fd } from '../lib/handle';
 import { native } from '../lib/native';
 
 export const repoRoot = path.resolve(__dirname, '..');
@@ -107,4 +108,16 @@ export function report<T>(r: SpawnSyncReturns<string>): T {
   if (r.status !== 0) throw new Error(`child exited ${r.status} ${r.signal ?? ''}\n${r.stdout}\n${r.stderr}`);
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]) as T;
+}
+
+/** A pipe with `n` bytes written into it; both ends are Fd handles (Node has no pipe(2): both ends of a FIFO). */
+export function pipeWith(n: number): { r: Fd; w: Fd } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${TEST_PREFIX}-fifo-`));
+  const fifo = `${dir}/fifo`;
+  execFileSync('mkfifo', [fifo]);
+  const r = new Fd(fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
+  const w = new Fd(fs.openSync(fifo, fs.constants.O_WRONLY));
+  fs.rmSync(dir, { recursive: true });
+  if (n > 0) fs.writeSync(w.fd, Buffer.alloc(n, 1));
+  return { r, w };
 }

@@ -2,27 +2,13 @@
 // errors, request encoding.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { execFileSync } from 'node:child_process';
 
 import { Fd, ioc, ioctl, ioctlSync, memfd, mmap, registerRequests, requestName, requests } from '../lib/index';
 import { argSize, IOCTL_MAX_COPY } from '../lib/ioctl';
 import { native } from '../lib/native';
-import { expectCode, leakGuard } from './helpers';
+import { expectCode, leakGuard, pipeWith } from './helpers';
 
 const leaks = leakGuard();
-
-/** A pipe with `n` bytes written into it; both ends are Fd handles. */
-function pipeWith(n: number): { r: Fd; w: Fd } {
-  // Node has no pipe(2): open both ends of a FIFO instead.
-  const dir = fs.mkdtempSync('/tmp/p2pdma-test-fifo-');
-  const fifo = `${dir}/fifo`;
-  execFileSync('mkfifo', [fifo]);
-  const r = new Fd(fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
-  const w = new Fd(fs.openSync(fifo, fs.constants.O_WRONLY));
-  fs.rmSync(dir, { recursive: true });
-  if (n > 0) fs.writeSync(w.fd, Buffer.alloc(n, 1));
-  return { r, w };
-}
 
 t.test('request encoders match the kernel _IO* macros', async (t) => {
   // Values printed from the uapi headers with gcc on x86-64.

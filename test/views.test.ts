@@ -8,10 +8,9 @@
 // 4x the view and the promise form of ioctl() wrote stale bytes past it.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { execFileSync } from 'node:child_process';
 
-import { Fd, ioctl, ioctlSync, memfd, mmap, pageSize, requests } from '../lib/index';
-import { leakGuard } from './helpers';
+import { ioctl, ioctlSync, memfd, mmap, pageSize, requests } from '../lib/index';
+import { leakGuard, pipeWith } from './helpers';
 
 const leaks = leakGuard();
 
@@ -77,16 +76,6 @@ function guarded(kind: ViewCtor, backing: Backing): { view: ArrayBufferView; byt
   return { view, bytes, start, end: start + len };
 }
 
-function pipeWith(n: number): { r: Fd; w: Fd } {
-  const dir = fs.mkdtempSync('/tmp/p2pdma-test-fifo-');
-  const fifo = `${dir}/fifo`;
-  execFileSync('mkfifo', [fifo]);
-  const r = new Fd(fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
-  const w = new Fd(fs.openSync(fifo, fs.constants.O_WRONLY));
-  fs.rmSync(dir, { recursive: true });
-  if (n > 0) fs.writeSync(w.fd, Buffer.alloc(n, 1));
-  return { r, w };
-}
 
 for (const backing of backings) {
   t.test(`views over a ${backing.name}`, async (t) => {
