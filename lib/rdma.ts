@@ -673,6 +673,17 @@ export interface RemoteRegion {
   length?: number;
 }
 
+/** A registration made ready by ProtectionDomain#prepare. */
+interface Prepared {
+  r: Resolved;
+  a: { bits: number; names: RdmaAccess[] };
+  mr: NativeRdmaMr;
+  /** Closes the native MR, releases the hold, unmaps owned memory. */
+  undo(): void;
+  /** The MemoryRegion once registered. */
+  region(): MemoryRegion;
+}
+
 export class ProtectionDomain extends RdmaResource {
   readonly context: RdmaContext;
 
@@ -737,78 +748,72 @@ export class ProtectionDomain extends RdmaResource {
     return sharedMemory(length, caller);
   }
 
-  #register(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): Promise<MemoryRegion> {
-    let r: Resolved;
-    let a: { bits: number; names: RdmaAccess[] };
-    let mr: NativeRdmaMr;
+  /**
+   * What both register forms do before ibv_reg_mr: validate, resolve the
+   * target, hold a Mapping (before the pool thread pins: an unmap() now
+   * would let the MR pin whatever is mapped at that address next) and make
+   * the native MR. `undo()` takes it all back. Throws after undoing;
+   * memory the MR was to own is unmapped either way.
+   */
+  #prepare(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, withSignal: boolean, caller: Function): Prepared {
     let release: (() => void) | undefined;
     try {
       validateObject(options, 'options', caller);
-      if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, caller);
-      a = toAccess(access, caller);
-      r = resolveTarget(target, options, caller);
-      if (options.signal?.aborted) throw abortError(options.signal.reason, caller);
-      this.check(caller);
-      // Before the pool thread pins: an unmap() now would let the MR pin
-      // whatever is mapped at that address next.
-      release = r.mapping?.hold('memory region', caller);
-      mr = call(caller, () => new native.RdmaMr(this.native));
-    } catch (e) {
-      release?.();
-      if (owned) (target as Mapping).unmap();
-      return Promise.reject(e);
-    }
-    const failed = () => {
-      mr.close();
-      release?.();
-      if (owned) (target as Mapping).unmap();
-    };
-    let p: Promise<NativeRdmaMr>;
-    try {
-      p = mr.registerAsync(...(r.args as [bigint, number]), a.bits);
-    } catch (e) {
-      failed();
-      return Promise.reject(rdmaError(e, caller));
-    }
-    const registered = p.then(
-      () => new MemoryRegion(this, mr, owned ? undefined : target, a.names, r.length, { mapping: r.mapping, release, owned }),
-      (e: unknown) => {
-        failed();
-        throw explainRegister(rdmaError(e), r.mapping, this.context.name);
-      },
-    );
-    // Aborted while pinning: the MR nobody will get is closed when it exists.
-    return abortable(registered, options.signal, caller, (region) => region.close());
-  }
-
-  #registerSync(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): MemoryRegion {
-    let r: Resolved;
-    let a: { bits: number; names: RdmaAccess[] };
-    let mr: NativeRdmaMr;
-    let release: (() => void) | undefined;
-    try {
-      validateObject(options, 'options', caller);
-      a = toAccess(access, caller);
-      r = resolveTarget(target, options, caller);
+      if (withSignal && options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, caller);
+      const a = toAccess(access, caller);
+      const r = resolveTarget(target, options, caller);
+      if (withSignal && options.signal?.aborted) throw abortError(options.signal.reason, caller);
       this.check(caller);
       release = r.mapping?.hold('memory region', caller);
-      mr = call(caller, () => new native.RdmaMr(this.native));
+      const mr = call(caller, () => new native.RdmaMr(this.native));
+      const undo = () => {
+        mr.close();
+        release?.();
+        if (owned) (target as Mapping).unmap();
+      };
+      const region = () => new MemoryRegion(this, mr, owned ? undefined : target, a.names, r.length, { mapping: r.mapping, release, owned });
+      return { r, a, mr, undo, region };
     } catch (e) {
       release?.();
       if (owned) (target as Mapping).unmap();
       throw e;
     }
+  }
+
+  #register(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): Promise<MemoryRegion> {
+    let prep: Prepared;
+    try {
+      prep = this.#prepare(target, access, options, owned, true, caller);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { r, a, mr, undo, region } = prep;
+    let p: Promise<NativeRdmaMr>;
+    try {
+      p = mr.registerAsync(...(r.args as [bigint, number]), a.bits);
+    } catch (e) {
+      undo();
+      return Promise.reject(rdmaError(e, caller));
+    }
+    const registered = p.then(() => region(), (e: unknown) => {
+      undo();
+      throw explainRegister(rdmaError(e), r.mapping, this.context.name);
+    });
+    // Aborted while pinning: the MR nobody will get is closed when it exists.
+    return abortable(registered, options.signal, caller, (unwanted) => unwanted.close());
+  }
+
+  #registerSync(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): MemoryRegion {
+    const { r, a, mr, undo, region } = this.#prepare(target, access, options, owned, false, caller);
     try {
       mr.register(...(r.args as [bigint, number]), a.bits);
     } catch (e) {
-      mr.close();
-      release?.();
-      if (owned) (target as Mapping).unmap();
+      undo();
       const err = explainRegister(rdmaError(e), r.mapping, this.context.name) as Error;
       Error.captureStackTrace(err, caller);
       throw err;
     }
-    return new MemoryRegion(this, mr, owned ? undefined : target, a.names, r.length, { mapping: r.mapping, release, owned });
+    return region();
   }
 
   /**

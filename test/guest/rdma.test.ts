@@ -1,8 +1,8 @@
 // RDMA verbs through the addon on the guest's soft-RoCE device rxe0 (on
 // eth0, 10.0.2.15): devices, object lifecycles, WRITE/READ/SEND/RECV over a
 // loopback pair and over rdma_cm. Errors and teardown: rdma-errors.test.ts.
-import t from 'tap';
-import { memfd, mmap, Rdma } from '../../lib/index';
+import t, { type Test } from 'tap';
+import { memfd, mmap, Rdma, type RdmaConnection as Connection, type RdmaListener as Listener } from '../../lib/index';
 import { guest, inGuest } from './helpers';
 import { ADDR, DEV, hostBuffer, hostMemory, hostPattern, onPvrdma, setup } from './rdma-helpers';
 
@@ -19,6 +19,18 @@ const rdmaOnly = guest.skip ? guest : { skip: onPvrdma ? 'pvrdma lane: QEMU post
 
 // QEMU 7.2's pvrdma offers RoCE v1 GIDs only (test/guest/pvrdma/device.test.ts).
 const GID_TYPE = onPvrdma ? 'IB/RoCE v1' : 'RoCE v2';
+
+/** A client connected through rdma_cm to `listener`, and the server side it accepted; both closed when the test ends. */
+async function connectedPair(t: Test, listener: Listener): Promise<{ client: Connection; server: Connection }> {
+  const accepted = listener.accept();
+  const client = await Rdma.connect({ address: ADDR, port: listener.port });
+  const server = await accepted;
+  t.teardown(() => {
+    client.close();
+    server.close();
+  });
+  return { client, server };
+}
 
 t.test(`devices() lists the device with its ACTIVE port and a ${GID_TYPE} GID for 10.0.2.15`, guest, async (t) => {
   const d = Rdma.devices().find((x) => x.name === DEV);
@@ -155,13 +167,7 @@ t.test('registerMemory on a memfd Mapping: RDMA lands in the shared pages', gues
 t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', cmOnly, async (t) => {
   using listener = Rdma.listen({ address: ADDR, port: 0 });
   t.ok(listener.port > 0, `listening on port ${listener.port}`);
-  const accepted = listener.accept();
-  const client = await Rdma.connect({ address: ADDR, port: listener.port });
-  const server = await accepted;
-  t.teardown(() => {
-    client.close();
-    server.close();
-  });
+  const { client, server } = await connectedPair(t, listener);
   t.equal(client.qp.state, 'RTS');
   t.equal(server.qp.state, 'RTS');
   t.equal(client.remote.port, listener.port);
@@ -290,13 +296,7 @@ t.test('GC backstop: an unreferenced idle CQ and rdma_cm listener are collected,
 
 t.test('rdma_cm: a peer disconnect flushes the posted receives; a failed channel rejects pending waits', cmOnly, async (t) => {
   using listener = Rdma.listen({ address: ADDR, port: 0 });
-  const accepted = listener.accept();
-  const client = await Rdma.connect({ address: ADDR, port: listener.port });
-  const server = await accepted;
-  t.teardown(() => {
-    client.close();
-    server.close();
-  });
+  const { client, server } = await connectedPair(t, listener);
   const inbox = await server.pd.allocMemory(4096, 'local-write');
   t.teardown(() => inbox.close());
   const recvs = [server.qp.recv(inbox), server.qp.recv(inbox)];
@@ -320,13 +320,7 @@ t.test('rdma_cm: a peer disconnect flushes the posted receives; a failed channel
   await t.rejects(waiting, { code: 'EBADF' }, 'a pending accept() rejects with the error');
   await t.rejects(listener.accept(), { code: 'EBADF' }, 'and a later one at once');
   using l2 = Rdma.listen({ address: ADDR, port: 0 });
-  const acc2 = l2.accept();
-  const c2 = await Rdma.connect({ address: ADDR, port: l2.port });
-  const s2 = await acc2;
-  t.teardown(() => {
-    c2.close();
-    s2.close();
-  });
+  const { client: c2 } = await connectedPair(t, l2);
   const w = c2.waitDisconnect();
   c2.failChannel(boom);
   await t.rejects(w, { code: 'EBADF' }, 'a pending waitDisconnect() rejects with it');
