@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { TOPOLOGIES, Topology } from './vm/qemu-args';
+import { parseTopologies, Topology } from './vm/qemu-args';
 import { parsePvrdmaBackend } from './vm/pvrdma';
 import { KERNEL_BUILD_SCRIPT, runVm } from './vm/run';
 
@@ -22,8 +22,9 @@ const USAGE = `usage:
 vm options:
   --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached)
   --debug                          the KASAN + lockdep + kmemleak build of a named kernel
-  --topology switch|host-bridge|none
-                                   where the two NVMe controllers sit (default: switch)
+  --topology switch|host-bridge|none[,...]
+                                   where a pair of NVMe controllers sits (default: switch); a
+                                   list gives one pair per topology in one guest (switch,none)
   --iommu                          an Intel vIOMMU in front of the PCI devices (intel_iommu=on)
   --acs-pair                       the ivshmem BAR and a pci-testdev as two functions behind one
                                    ACS-capable root port (P2P map type set by the port's ACS bits)
@@ -74,8 +75,12 @@ async function vm(sub: string, argv: string[]): Promise<number> {
       'pvrdma-backend': { type: 'string' },
     },
   });
-  const topology = values.topology as Topology;
-  if (!TOPOLOGIES.includes(topology)) fail(`--topology must be one of ${TOPOLOGIES.join(', ')}`);
+  let topology: Topology[] = [];
+  try {
+    topology = parseTopologies(values.topology!);
+  } catch (e) {
+    fail(`--topology: ${(e as Error).message}`);
+  }
   if (!['auto', 'tcg', 'kvm'].includes(values.accel!)) fail('--accel must be auto, tcg or kvm');
   if (!['multi', 'single'].includes(values['tcg-thread']!)) fail('--tcg-thread must be multi or single');
   if (!['rxe', 'pvrdma'].includes(values.rdma!)) fail('--rdma must be rxe or pvrdma');

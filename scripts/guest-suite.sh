@@ -9,7 +9,10 @@
 # start-up (loader hooks, TypeScript, plugins) cost 90 s for one empty file
 # (docs/harness.md); node running the compiled file costs a few seconds.
 #
-#   scripts/guest-suite.sh [test/guest/NAME.test.ts...]
+#   scripts/guest-suite.sh [test/guest/NAME.test.ts[@TOPOLOGY]...]
+# FILE@TOPOLOGY runs FILE against that topology's NVMe pair, in a guest
+# booted with several (vm run --topology switch,none); without it, the
+# guest's first topology.
 # With P2PDMA_NODE set, that node binary runs the files.
 # With P2PDMA_TAP_OUT set, the whole TAP stream is also written there (a
 # --rwdir on the host, read by scripts/tap-summary.mjs), and each file's TAP
@@ -33,33 +36,39 @@ if [ -n "${P2PDMA_TAP_OUT:-}" ]; then
 fi
 # Each file's TAP, while it runs: $partial/INDEX-NAME.running (the start
 # time, then the TAP so far); when it ends: $partial/INDEX-NAME.tap.
-partial_name() { # index source-file
-	echo "$partial/$1-$(basename "$2" .test.ts)"
-}
-publish() { # index source-file rc seconds
-	[ -n "$partial" ] || return 0
-	local name
-	name=$(partial_name "$1" "$2")
-	{ cat "$work/$1.tap"; echo "# $2: exit $3, $4 s"; } > "$name.tap"
-	rm -f "$name.running"
-}
-run_one() { # index source-file
-	local js=$compiled/${2%.ts}.js
+# Every exec costs ~0.5 s in the DEBUG guest (TCG, KASAN, binaries over 9p),
+# so per file this runs node and one mv, and bash builtins for the rest.
+run_one() { # index item
+	local file=${2%@*} topo=${P2PDMA_TOPOLOGY:-switch} suffix=
+	[ "$file" = "$2" ] || { topo=${2##*@}; suffix=-$topo; }
+	# The bundle (scripts/bundle-guest-tests.mjs) when the build made one:
+	# one file to load instead of ~300 modules over 9p.
+	local js=$compiled/${file%.ts}.bundle.js
+	[ -f "$js" ] || js=$compiled/${file%.ts}.js
+	local out=$work/$1.tap
+	if [ -n "$partial" ]; then
+		local name=${file##*/}
+		out=$partial/$1-${name%.test.ts}$suffix.running
+	fi
+	echo "$out" > "$work/$1.out"
 	if [ ! -f "$js" ]; then
-		echo "Bail out! $js missing: run 'npm run build' on the host" > "$work/$1.tap"
+		echo "Bail out! $js missing: run 'npm run build' on the host" > "$out"
 		echo 1 > "$work/$1.rc"
 		return
 	fi
-	local began=$SECONDS rc live=/dev/null
-	if [ -n "$partial" ]; then
-		live=$(partial_name "$1" "$2").running
-		echo "# started $(date -u +%T) UTC" > "$live"
-	fi
+	local began=$SECONDS rc
+	printf '# started %(%T)T UTC\n' -1 > "$out"
 	# tap's own per-file timeout (30 s) is too short under TCG with KASAN.
-	TAP_TIMEOUT=${TAP_TIMEOUT:-600} "$node" "$js" 2>&1 | tee -a "$live" > "$work/$1.tap"
-	rc=${PIPESTATUS[0]}
+	# P2PDMA_TOPOLOGY: the NVMe pair this run of the file tests (items
+	# FILE@TOPOLOGY), in a guest that has several (vm run --topology a,b).
+	P2PDMA_TOPOLOGY=$topo TAP_TIMEOUT=${TAP_TIMEOUT:-600} "$node" "$js" >> "$out" 2>&1
+	rc=$?
 	echo $rc > "$work/$1.rc"
-	publish "$1" "$2" $rc $((SECONDS - began))
+	echo "# $2: exit $rc, $((SECONDS - began)) s" >> "$out"
+	if [ -n "$partial" ]; then
+		mv "$out" "${out%.running}.tap"
+		echo "${out%.running}.tap" > "$work/$1.out"
+	fi
 }
 
 # Files that change the machine under the others (hot unplug, the series'
@@ -69,10 +78,10 @@ run_one() { # index source-file
 # p2pmem and of the series' kselftests: another file holding CMB memory
 # makes a 48 MiB allocation fail or a before/after count differ), run
 # alone, after the rest.
-is_exclusive() { case $1 in */hotplug.test.ts | */p2pmem.test.ts | */vma-p2p.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts | */p2p-memlock.test.ts) return 0 ;; esac; return 1; }
+is_exclusive() { case ${1%@*} in */hotplug.test.ts | */p2pmem.test.ts | */vma-p2p.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts | */p2p-memlock.test.ts) return 0 ;; esac; return 1; }
 # Unplugs through pciehp trip 6.12's own lockdep report (lib/vm/splats.ts),
 # after which lockdep is off for the rest of the boot: those files go last.
-is_last() { case $1 in */hotplug.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }
+is_last() { case ${1%@*} in */hotplug.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }
 
 start=$SECONDS
 # Under TCG inside TCG (the pvrdma lane) node's own start-up is the unknown.
@@ -82,10 +91,10 @@ if [ "${P2PDMA_RDMA:-}" = pvrdma ]; then
 	echo "# node -e 0: $((($(date +%s%N) - t0) / 1000000)) ms" | tee ${partial:+"$partial/node-startup.txt"}
 fi
 i=0 running=0
-for file in "$@"; do
+for item in "$@"; do
 	i=$((i + 1))
-	is_exclusive "$file" && continue
-	run_one $i "$file" &
+	is_exclusive "$item" && continue
+	run_one $i "$item" &
 	# Two at a time: the guest has two vCPUs.
 	running=$((running + 1))
 	[ $((running % 2)) = 0 ] && wait
@@ -93,10 +102,10 @@ done
 wait
 for last in no yes; do
 	i=0
-	for file in "$@"; do
+	for item in "$@"; do
 		i=$((i + 1))
-		is_exclusive "$file" || continue
-		if is_last "$file"; then [ $last = yes ]; else [ $last = no ]; fi && run_one $i "$file"
+		is_exclusive "$item" || continue
+		if is_last "$item"; then [ $last = yes ]; else [ $last = no ]; fi && run_one $i "$item"
 	done
 done
 
@@ -104,14 +113,18 @@ done
 	echo "TAP version 14"
 	i=0
 	failed=0
-	for file in "$@"; do
+	for item in "$@"; do
 		i=$((i + 1))
-		echo "# Subtest: $file"
-		sed 's/^/    /' "$work/$i.tap"
-		if [ "$(cat "$work/$i.rc")" = 0 ]; then
-			echo "ok $i - $file"
+		echo "# Subtest: $item"
+		# Indented with builtins: no sed per file.
+		while IFS= read -r line || [ -n "$line" ]; do
+			printf '    %s\n' "$line"
+		done < "$(< "$work/$i.out")"
+		rc=$(< "$work/$i.rc")
+		if [ "$rc" = 0 ]; then
+			echo "ok $i - $item"
 		else
-			echo "not ok $i - $file # exit $(cat "$work/$i.rc")"
+			echo "not ok $i - $item # exit $rc"
 			failed=$((failed + 1))
 		fi
 	done

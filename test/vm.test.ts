@@ -1,7 +1,7 @@
 // The harness's pure parts: the QEMU command line per topology and kernel
 // splat detection (the TAP counting is test/tap-summary.test.ts).
 import t from 'tap';
-import { qemuArgs, ACS_PORT, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps } from '../lib/vm/qemu-args';
+import { qemuArgs, ACS_PORT, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps, pairSerials, parseTopologies } from '../lib/vm/qemu-args';
 import { findSplats, unknownSplats } from '../lib/vm/splats';
 import { baseQemuOptions, valueOf } from './qemu-args-fixture';
 
@@ -28,6 +28,29 @@ t.test('none topology uses the default CPU on the root complex', async (t) => {
   const args = qemuArgs({ ...base, topology: 'none' });
   t.same(valueOf(args, '-cpu'), ['qemu64']);
   t.notOk(args.some((a) => a.includes('x3130')));
+});
+
+t.test('several topologies in one guest: a pair each, the switch pair first', async (t) => {
+  const args = qemuArgs({ ...base, topology: ['none', 'switch'], nvmeImages: ['/r/0', '/r/1', '/r/2', '/r/3'] });
+  const devices = valueOf(args, '-device');
+  t.ok(devices.includes('nvme,id=nvme0,serial=p2pdma0,drive=nvm0,cmb_size_mb=64,bus=dn0'), 'switch pair: 0 and 1 behind the switch');
+  t.ok(devices.includes('nvme,id=nvme1,serial=p2pdma1,drive=nvm1,cmb_size_mb=64,bus=dn1'));
+  t.ok(devices.includes('nvme,id=nvme2,serial=p2pdma2,drive=nvm2,cmb_size_mb=64'), 'none pair: 2 and 3 on the root complex');
+  t.ok(devices.includes('nvme,id=nvme3,serial=p2pdma3,drive=nvm3,cmb_size_mb=64'));
+  t.same(valueOf(args, '-cpu'), ['qemu64'], 'default CPU: the root-complex pair is NOT_SUPPORTED');
+  const hb = qemuArgs({ ...base, topology: ['host-bridge', 'switch'], nvmeImages: ['/r/0', '/r/1', '/r/2', '/r/3'] });
+  t.same(valueOf(hb, '-cpu'), ['qemu64,family=23']);
+  t.throws(() => qemuArgs({ ...base, topology: ['switch', 'none'] }), RangeError, 'two images for two pairs');
+});
+
+t.test('parseTopologies() orders, dedupes and refuses what one guest cannot hold', async (t) => {
+  t.same(parseTopologies('none,switch'), ['switch', 'none']);
+  t.same(parseTopologies(['switch', 'switch']), ['switch']);
+  t.throws(() => parseTopologies('host-bridge,none'), /different CPUs/);
+  t.throws(() => parseTopologies('switch,bus'), /unknown topology 'bus'/);
+  t.same(pairSerials(['switch', 'none'], 'none'), ['p2pdma2', 'p2pdma3']);
+  t.same(pairSerials(['host-bridge'], 'host-bridge'), ['p2pdma0', 'p2pdma1']);
+  t.equal(pairSerials(['switch'], 'none'), undefined, 'a topology the guest lacks has no pair');
 });
 
 t.test('every topology names its expected map type', async (t) => {

@@ -15,6 +15,33 @@ import { PvrdmaBackend, pvrdmaArgs } from './pvrdma';
 export type Topology = 'switch' | 'host-bridge' | 'none';
 export const TOPOLOGIES: readonly Topology[] = ['switch', 'host-bridge', 'none'];
 
+/**
+ * The topologies one guest can hold at once, in canonical order (the switch
+ * pair first, so its controllers keep serials p2pdma0/p2pdma1 and the
+ * hot-plug slots dn0/dn1). Each topology adds its own pair of NVMe
+ * controllers; host-bridge and none differ only in the CPU (the AMD family 23
+ * whitelist is machine-wide), so one guest cannot have both.
+ */
+export function parseTopologies(spec: string | readonly string[]): Topology[] {
+  const words = typeof spec === 'string' ? spec.split(',') : [...spec];
+  for (const w of words) {
+    if (!TOPOLOGIES.includes(w as Topology)) {
+      throw new RangeError(`unknown topology '${w}': want one or more of ${TOPOLOGIES.join(', ')}, comma-separated`);
+    }
+  }
+  const list = TOPOLOGIES.filter((x) => words.includes(x));
+  if (list.includes('host-bridge') && list.includes('none')) {
+    throw new RangeError('host-bridge and none need different CPUs (AMD family 23 or not): they cannot share a guest');
+  }
+  return list;
+}
+
+/** QEMU serials of the NVMe pair that `topology` has in a guest booted with `topologies`. */
+export function pairSerials(topologies: readonly Topology[], topology: Topology): [string, string] | undefined {
+  const pair = topologies.indexOf(topology);
+  return pair < 0 ? undefined : [`p2pdma${2 * pair}`, `p2pdma${2 * pair + 1}`];
+}
+
 /** The map type each topology should produce (names as in the kernel's enum). */
 export const EXPECTED_MAP_TYPE: Record<Topology, string> = {
   switch: 'BUS_ADDR',
@@ -40,9 +67,10 @@ export interface QemuArgsOptions {
   resultsDir: string;
   /** Host directory of the project, shared read-only. */
   projectDir: string;
-  /** Raw NVMe namespace images, one per controller. */
-  nvmeImages: [string, string];
-  topology: Topology;
+  /** Raw NVMe namespace images, one per controller: two per topology. */
+  nvmeImages: string[];
+  /** One or more topologies (parseTopologies): an NVMe pair for each. */
+  topology: Topology | readonly Topology[];
   accel: 'tcg' | 'kvm';
   /** TCG's vCPU threading: one host thread per vCPU (default) or one for all. */
   tcgThread?: 'multi' | 'single';
@@ -79,6 +107,10 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
   if (!(o.cmbMiB >= 2 && (o.cmbMiB & (o.cmbMiB - 1)) === 0)) {
     throw new RangeError(`cmbMiB must be a power of two >= 2, got ${o.cmbMiB}`);
   }
+  const topologies = parseTopologies(typeof o.topology === 'string' ? [o.topology] : o.topology);
+  if (o.nvmeImages.length !== 2 * topologies.length) {
+    throw new RangeError(`${topologies.length} topologies want ${2 * topologies.length} NVMe images, got ${o.nvmeImages.length}`);
+  }
   const cmdline = [
     'console=ttyS0',
     'root=hostroot',
@@ -104,7 +136,7 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     '-M', o.pvrdma ? 'q35,memory-backend=ram' : 'q35',
     ...(o.pvrdma ? ['-object', `memory-backend-ram,id=ram,size=${o.memoryMiB}M${shared}`] : []),
     '-accel', o.accel === 'tcg' && o.tcgThread === 'single' ? 'tcg,thread=single' : o.accel,
-    '-cpu', o.topology === 'host-bridge' ? 'qemu64,family=23' : 'qemu64',
+    '-cpu', topologies.includes('host-bridge') ? 'qemu64,family=23' : 'qemu64',
     '-m', `${o.memoryMiB}M`,
     '-smp', String(o.cpus),
     '-nodefaults', '-no-user-config', '-no-reboot',
@@ -144,7 +176,7 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
         ]
       : ['-device', 'ivshmem-plain,memdev=ivshmem']),
   ];
-  if (o.topology === 'switch') {
+  if (topologies.includes('switch')) {
     args.push(
       '-device', 'pcie-root-port,id=rp0,chassis=1,slot=1',
       '-device', 'x3130-upstream,id=up0,bus=rp0',
@@ -157,7 +189,7 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     // controller can be plugged back with device_add.
     args.push(
       '-blockdev', `driver=raw,node-name=nvm${i},file.driver=file,file.filename=${image}`,
-      '-device', nvmeDevice(i, o.cmbMiB, o.topology),
+      '-device', nvmeDevice(i, o.cmbMiB, topologies[i >> 1]),
     );
   });
   return [...args, ...(o.extra ?? [])];

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { chooseAccel, Accel } from './accel';
-import { HOST_CONTROL_SOCKET, QMP_SOCKET, qemuArgs, Topology } from './qemu-args';
+import { HOST_CONTROL_SOCKET, parseTopologies, QMP_SOCKET, qemuArgs, Topology } from './qemu-args';
 import { relayGuestRequests } from './host-control';
 import { PVRDMA_MAD_SOCKET, PVRDMA_QMP_SOCKET, PvrdmaBackend, relayGids } from './pvrdma';
 import { startRdmacmMux } from './rdmacm-mux';
@@ -27,7 +27,8 @@ export interface VmOptions {
   kernel: KernelName | string;
   /** Build and boot the KASAN + lockdep + kmemleak variant of a named kernel. */
   debug?: boolean;
-  topology?: Topology;
+  /** One topology, or several in one guest (an NVMe pair each; parseTopologies). */
+  topology?: Topology | readonly Topology[];
   /** An Intel vIOMMU in front of the PCI devices (intel_iommu=on). */
   iommu?: boolean;
   /** ivshmem and a pci-testdev behind one ACS-capable root port (QemuArgsOptions.acsPair). */
@@ -119,7 +120,7 @@ function runNestedPvrdma(o: VmOptions, kernel: string, log: (l: string) => void)
   const inner = [
     'node', path.join(PROJECT_DIR, 'dist', 'cli.js'), 'vm', 'run',
     '--kernel', kernel, '--accel', 'tcg', '--pvrdma-backend', 'rxe0:eth0',
-    '--topology', o.topology ?? 'switch',
+    '--topology', parseTopologies(o.topology ?? 'switch').join(','),
     '--memory', String(innerMiB), '--cpus', String(o.cpus ?? PVRDMA_INNER_CPUS),
     '--timeout', String(innerTimeout),
     ...(o.cmbMiB ? ['--cmb', String(o.cmbMiB)] : []),
@@ -154,7 +155,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     if (o.shell) throw new TypeError('vm shell does not support --rdma pvrdma');
     return runNestedPvrdma(o, kernel, log);
   }
-  const topology = o.topology ?? 'switch';
+  const topologies = parseTopologies(o.topology ?? 'switch');
   const accelChoice = o.accel && o.accel !== 'auto'
     ? { accel: o.accel, reason: 'requested' }
     : chooseAccel(kernel, CACHE_DIR);
@@ -162,12 +163,12 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   if (!o.shell && !o.command?.length) throw new TypeError('a command to run in the guest is required');
 
   const resultsDir = fs.mkdtempSync(path.join(process.env.P2PDMA_VM_TMP ?? os.tmpdir(), 'p2pdma-vm-'));
-  const nvmeImages: [string, string] = [0, 1].map((i) => {
+  const nvmeImages = Array.from({ length: 2 * topologies.length }, (_, i) => {
     const image = path.join(resultsDir, `nvme${i}.img`);
     fs.closeSync(fs.openSync(image, 'w'));
     fs.truncateSync(image, 256 << 20);
     return image;
-  }) as [string, string];
+  });
 
   const rwDirs = (o.rwDirs ?? []).map((d) => path.resolve(d));
   for (const d of rwDirs) {
@@ -178,7 +179,10 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     P2PDMA_REPO: PROJECT_DIR,
     P2PDMA_CWD: cwd,
     P2PDMA_MODE: o.shell ? 'shell' : 'run',
-    P2PDMA_TOPOLOGY: topology,
+    // The guest's topologies, and the one a test file gets by default
+    // (scripts/guest-suite.sh's FILE@TOPOLOGY picks another).
+    P2PDMA_TOPOLOGIES: topologies.join(','),
+    P2PDMA_TOPOLOGY: topologies[0],
     P2PDMA_IOMMU: o.iommu ? '1' : '0',
     P2PDMA_ACS_PAIR: o.acsPair ? '1' : '0',
     P2PDMA_KERNEL: kernelLabel(o.kernel),
@@ -201,7 +205,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     resultsDir,
     projectDir: PROJECT_DIR,
     nvmeImages,
-    topology,
+    topology: topologies,
     iommu: o.iommu ?? false,
     acsPair: o.acsPair ?? false,
     tcgThread: o.tcgThread,
@@ -213,7 +217,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     rwDirs,
     pvrdma: o.pvrdmaBackend,
   });
-  log(`booting ${path.basename(path.dirname(kernel))} on ${accelChoice.accel} (${accelChoice.reason}), topology ${topology}${o.iommu ? ', vIOMMU' : ''}`);
+  log(`booting ${path.basename(path.dirname(kernel))} on ${accelChoice.accel} (${accelChoice.reason}), topology ${topologies.join(' + ')}${o.iommu ? ', vIOMMU' : ''}`);
 
   const timeoutSec = o.timeoutSec ?? 900;
   // QEMU connects to the mux at start-up: it must listen first.

@@ -1,7 +1,7 @@
 // capabilities() inside the guest, where every feature is real.
 import t from 'tap';
 import { capabilities } from '../../lib/index';
-import { guest } from './helpers';
+import { guest, guestTopologies } from './helpers';
 
 t.test('capabilities() sees every device the guest has', guest, async (t) => {
   const caps = capabilities();
@@ -9,7 +9,7 @@ t.test('capabilities() sees every device the guest has', guest, async (t) => {
   t.ok(caps.dmaHeaps.heaps.includes('system'), 'system heap');
   t.ok(caps.udmabuf.available, 'udmabuf');
   t.ok(caps.drm.nodes.some((n) => n.type === 'render' && n.driver === 'vgem'), 'vgem render node');
-  t.equal(caps.p2pmem.providers.length, 2, 'two p2pmem providers');
+  t.equal(caps.p2pmem.providers.length, 2 * guestTopologies.length, 'a p2pmem provider per NVMe controller: two per topology');
   for (const p of caps.p2pmem.providers) {
     t.equal(p.size, 64 << 20, `${p.bdf} size`);
     t.ok(p.published, `${p.bdf} published`);

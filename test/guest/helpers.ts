@@ -7,10 +7,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { memfd, mmap, type Mapping } from '../../lib/index';
-import type { Topology } from '../../lib/vm/qemu-args';
+import { pairSerials, parseTopologies } from '../../lib/vm/qemu-args';
 
 export const inGuest = process.env.P2PDMA_GUEST === '1';
-export const topology = (process.env.P2PDMA_TOPOLOGY ?? 'switch') as Topology;
+/** The topology this run of the file tests: its NVMe pair is nvmeControllers(). */
+export const topology = parseTopologies(process.env.P2PDMA_TOPOLOGY ?? 'switch')[0];
+/** Every topology the guest was booted with (vm run --topology a,b): a pair each. */
+export const guestTopologies = parseTopologies(process.env.P2PDMA_TOPOLOGIES ?? topology);
 /**
  * 'baseline' (pristine 6.12) or 'patched' (kernel-patches/series applied).
  * Anything but P2PDMA_KERNEL=baseline (a custom kernel included) is checked
@@ -25,19 +28,15 @@ export const patchedOnly: { skip: string | false } = {
 };
 
 /**
- * The map type between the ivshmem BAR and either NVMe controller, per
- * topology (names as in the kernel's enum). ivshmem-plain sits on the root
- * complex in every topology (lib/vm/qemu-args.ts gives it no bus), so it
- * shares no upstream bridge with a controller even behind the switch:
- * calc_map_type_and_dist() always goes through the host bridge, which only
- * the AMD family 23 CPU allows (cpu_supports_p2pdma(); q35's host bridge is
- * not on the whitelist, as the none topology shows for the two controllers).
+ * The map type between the ivshmem BAR and any NVMe controller (names as in
+ * the kernel's enum). ivshmem sits on the root complex (or behind its own
+ * root port with --acs-pair), so it shares no upstream bridge with a
+ * controller even behind the switch: calc_map_type_and_dist() always goes
+ * through the host bridge, which only the AMD family 23 CPU of a guest with
+ * the host-bridge topology allows (cpu_supports_p2pdma(); q35's host bridge
+ * is not on the whitelist, as the none topology shows for its controllers).
  */
-export const IVSHMEM_MAP_TYPE: Record<Topology, string> = {
-  switch: 'NOT_SUPPORTED',
-  'host-bridge': 'THRU_HOST_BRIDGE',
-  none: 'NOT_SUPPORTED',
-};
+export const IVSHMEM_MAP_TYPE = guestTopologies.includes('host-bridge') ? 'THRU_HOST_BRIDGE' : 'NOT_SUPPORTED';
 
 export function readSysfs(file: string): string {
   return fs.readFileSync(file, 'utf8').trim();
@@ -51,8 +50,19 @@ export interface NvmeController {
   p2pmem: string; // /sys/bus/pci/devices/<bdf>/p2pmem
 }
 
-/** NVMe controllers, sorted by name, each with its PCI function and first namespace. */
+/**
+ * The NVMe pair of this file's topology, in serial order, each with its PCI
+ * function and first namespace (a guest with several topologies has a pair
+ * each; lib/vm/qemu-args.ts pairSerials).
+ */
 export function nvmeControllers(): NvmeController[] {
+  const serials: string[] = pairSerials(guestTopologies, topology) ?? [];
+  return allNvmeControllers().filter((c) => serials.includes(c.serial))
+    .sort((a, b) => serials.indexOf(a.serial) - serials.indexOf(b.serial));
+}
+
+/** Every NVMe controller of the guest, whichever pair it belongs to. */
+export function allNvmeControllers(): NvmeController[] {
   const dir = '/sys/class/nvme';
   if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir).sort().flatMap((name) => {
@@ -73,7 +83,7 @@ export function nvmeControllers(): NvmeController[] {
 
 /** The controller with this serial (unplugged ones are absent). */
 export function nvmeController(serial: string): NvmeController | undefined {
-  return nvmeControllers().find((c) => c.serial === serial);
+  return allNvmeControllers().find((c) => c.serial === serial);
 }
 
 /** Poll `probe` every 200 ms until it gives a value, for a device to come or go. */

@@ -20,7 +20,7 @@ const iommu = process.env.P2PDMA_IOMMU === '1';
 /** Each kselftest and the map type it must print for the importer. */
 const KSELFTESTS: Record<string, string> = {
   'vma_p2p-tests': EXPECTED_MAP_TYPE[topology],
-  'vma_p2p_ivshmem-tests': IVSHMEM_MAP_TYPE[topology],
+  'vma_p2p_ivshmem-tests': IVSHMEM_MAP_TYPE,
 };
 
 if (!inGuest || kernel === 'baseline') {
