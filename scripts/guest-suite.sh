@@ -74,11 +74,12 @@ run_one() { # index item
 # Files that change the machine under the others (hot unplug, the series'
 # unplug tests, REVOKE of every ivshmem mapping, p2p-memlock's memset of the
 # whole ivshmem BAR and its MRs, which rdma-p2p's data checks and mapping
-# counts would see), or that need it quiet (the pool-capacity checks of
+# counts would see, the ACS redirect bits p2p-map-type-change turns on above
+# ivshmem), or that need it quiet (the pool-capacity checks of
 # p2pmem and of the series' kselftests: another file holding CMB memory
 # makes a 48 MiB allocation fail or a before/after count differ), run
 # alone, after the rest.
-is_exclusive() { case ${1%@*} in */hotplug.test.ts | */p2pmem.test.ts | */vma-p2p.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts | */p2p-memlock.test.ts) return 0 ;; esac; return 1; }
+is_exclusive() { case ${1%@*} in */hotplug.test.ts | */p2p-map-type-change.test.ts | */p2pmem.test.ts | */vma-p2p.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts | */p2p-memlock.test.ts) return 0 ;; esac; return 1; }
 # Unplugs through pciehp trip 6.12's own lockdep report (lib/vm/splats.ts),
 # after which lockdep is off for the rest of the boot: those files go last.
 is_last() { case ${1%@*} in */hotplug.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }

@@ -163,15 +163,18 @@ if [ $kernels_ok = 1 ]; then
 	vm_suite topology-host-bridge "--kernel patched --debug --topology host-bridge" \
 		"${topo_files[@]}" test/guest/p2p-unplug.test.ts
 	# Behind the vIOMMU the series must work or refuse cleanly (the test
-	# module's emulated DMA refuses IOVAs; rxe maps with the CPU).
-	vm_suite viommu "--kernel patched --debug --topology switch --iommu" \
+	# module's emulated DMA refuses IOVAs; rxe maps with the CPU), and a map
+	# type that changes under a live mapping (ACS redirect on the root port
+	# above ivshmem and its importer) must be released as it was made, which
+	# the vIOMMU checks. One guest for both: the files test the switch pair as
+	# before; the host-bridge pair is there for the AMD family 23 CPU, which
+	# the ACS case needs (THRU_HOST_BRIDGE once redirect is on) and which
+	# makes ivshmem THRU_HOST_BRIDGE for the switch pair too: its
+	# NOT_SUPPORTED refusal (which never reaches the IOMMU) is covered in the
+	# patched-debug guest, and THRU_HOST_BRIDGE behind the IOMMU is new.
+	vm_suite viommu-acs "--kernel patched --debug --topology switch,host-bridge --iommu --acs-pair" \
 		test/guest/iommu.test.ts test/guest/devices.test.ts test/guest/vma-p2p.test.ts \
-		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts
-	# A map type that changes under a live mapping (ACS redirect on the root
-	# port above ivshmem and its importer): releasing must undo what mapping
-	# did, which the vIOMMU checks.
-	vm_suite acs-pair "--kernel patched --debug --topology host-bridge --iommu --acs-pair" \
-		test/guest/p2p-map-type-change.test.ts
+		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts test/guest/p2p-map-type-change.test.ts
 else
 	printf 'not ok 1 - kernel build failed\n' > "$out/kernels.tap"
 	suites+=("kernels=$out/kernels.tap")
