@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (`make test`): install what is missing,
-# build the addon, build (or reuse) both guest kernels, run the host suite on
-# the system's Node and on every supported Node line, run the guest suite on
-# the baseline kernel and on the patched DEBUG kernel (KASAN, lockdep,
-# kmemleak: any splat fails) in every topology and behind a vIOMMU, and end
-# with one "N passed, N failed, N skipped" line. Each stage prints its start
-# time; a cold run (empty ~/.cache/p2pdma) is measured in docs/harness.md.
+# build the addon, build (or reuse) the guest kernels, then run the host
+# suites (the system's Node and every supported Node line) in the background
+# while the guest lanes run: baseline 6.12, stock 7.3, and the patched DEBUG
+# kernel (KASAN, lockdep, kmemleak: any splat fails) in three guests that
+# hold every topology, the vIOMMU and the ACS pair between them. Ends with a
+# stage table, the projection onto a slower machine, and one "N passed, N
+# failed, N skipped" line. docs/harness.md has the measurements.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$PWD/.test-results
@@ -22,19 +23,31 @@ suites=()
 
 # The stage table, and the whole run projected onto a machine
 # P2PDMA_SLOW_FACTOR times slower (default 2.3: the spread measured between
-# this project's machines, docs/harness.md) against CI's 90 minutes.
+# this project's machines, docs/harness.md) against issue 23's goals (20
+# minutes with the kernels cached, 45 cold) and CI's 90 minutes.
 stage_table() {
 	local end=$((SECONDS - start)) i n=${#stage_names[@]} factor=${P2PDMA_SLOW_FACTOR:-2.3}
+	local kernel_s=0 began ended label
 	echo "# stage times (seconds):"
 	for ((i = 0; i < n; i++)); do
 		local next=$end
 		[ $((i + 1)) -lt "$n" ] && next=${stage_starts[$((i + 1))]}
 		printf '#   %5d  %s\n' $((next - stage_starts[i])) "${stage_names[$i]}"
+		[ "${stage_names[$i]}" = kernels ] && kernel_s=$((next - stage_starts[i]))
 	done
+	echo "# beside the guest lanes:"
+	while read -r began ended label; do
+		printf '#   %5d  host suite: %s (%d-%d s)\n' $((ended - began)) "$label" "$began" "$ended"
+	done < "$out/host.stages"
+	# A kernels stage of more than two minutes built at least one kernel.
+	local goal=1200 kind="kernels cached"
+	[ "$kernel_s" -gt 120 ] && goal=2700 kind="kernels built"
 	local slow
 	slow=$(awk -v t="$end" -v f="$factor" 'BEGIN { printf "%d", t * f }')
-	printf '#   %5d  total; on a machine %sx slower: about %d s of CI'"'"'s 5400 s\n' "$end" "$factor" "$slow"
-	[ "$slow" -le 5400 ] || echo "# WARNING: above CI's budget on the slow machine (issue 23): make the suite faster"
+	printf '#   %5d  total (%s); on a machine %sx slower about %d s: goal %d s, CI limit 5400 s\n' \
+		"$end" "$kind" "$factor" "$slow" "$goal"
+	[ "$slow" -le "$goal" ] || echo "# NOTE: above issue 23's goal on the slow machine ($kind: $goal s)"
+	[ "$slow" -le 5400 ] || echo "# WARNING: above CI's 5400 s on the slow machine: make the suite faster"
 }
 
 # Node release lines the package supports (package.json engines); the host
@@ -106,36 +119,51 @@ LINE_TESTS=(
 )
 LINE_SWEEP_RUNS=25
 
+# The host suites run in the background, beside the guest lanes (issue 23):
+# a guest leaves a core idle while it boots, scans for leaks and runs its
+# exclusive files one at a time, and the host suites fill it (measured on 2
+# cores: a DEBUG lane and a host line take 160 s together against 199 s one
+# after the other; docs/harness.md). They run one after another, each
+# recording its TAP, exit status and times in $out/host.* for the summary.
 # tap's exit status counts even when its TAP shows no failure (a crash of
 # tap itself). tap runs test files with the node that runs tap.
 host_suite() { # label, tap args...
-	local label=$1 rc
+	local label=$1 began=$((SECONDS - start)) rc
 	shift
-	step "host suite: $label"
-	node_modules/.bin/tap --reporter=base --no-color --output-file "$out/$label.tap" "$@"
+	printf '\n=== [%4ds] host suite: %s (beside the guest lanes)\n' "$began" "$label"
+	node_modules/.bin/tap --reporter=base --no-color --output-file "$out/$label.tap" "$@" > "$out/$label.log" 2>&1
 	rc=$?
-	suites+=("$label=$out/$label.tap" --exit-status "$label=$rc")
+	# The reporter's output, shown when the suite ends, not interleaved with a guest's.
+	cat "$out/$label.log"
+	printf '%s\n' "$label=$out/$label.tap" --exit-status "$label=$rc" >> "$out/host.suites"
+	printf '%d %d %s\n' "$began" $((SECONDS - start)) "$label" >> "$out/host.stages"
 }
-system_line=$(node -p 'process.versions.node.split(".")[0]')
-# --exclude takes globs: one per harness file.
-excludes=()
-for f in "${HARNESS_TESTS[@]}"; do excludes+=(--exclude "$f"); done
-if [ -z "${node_bin[$FULL_NODE_LINE]:-}" ]; then
-	# No newest-LTS binary (its download failed, counted above): every file
-	# on the system's node, with the full sweep.
-	P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} host_suite "host-node$system_line"
-else
-	SWEEP_RUNS=$LINE_SWEEP_RUNS P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} \
-		host_suite "host-node$system_line" "${HARNESS_TESTS[@]}" "${LINE_TESTS[@]}"
-fi
-for line in "${NODE_LINES[@]}"; do
-	[ -n "${node_bin[$line]:-}" ] || continue
-	if [ "$line" = "$FULL_NODE_LINE" ]; then
-		PATH=$(dirname "${node_bin[$line]}"):$PATH host_suite "host-node$line" "${excludes[@]}"
+host_suites() {
+	local system_line line f excludes=()
+	system_line=$(node -p 'process.versions.node.split(".")[0]')
+	# --exclude takes globs: one per harness file.
+	for f in "${HARNESS_TESTS[@]}"; do excludes+=(--exclude "$f"); done
+	if [ -z "${node_bin[$FULL_NODE_LINE]:-}" ]; then
+		# No newest-LTS binary (its download failed, counted above): every file
+		# on the system's node, with the full sweep.
+		P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} host_suite "host-node$system_line"
 	else
-		SWEEP_RUNS=$LINE_SWEEP_RUNS PATH=$(dirname "${node_bin[$line]}"):$PATH host_suite "host-node$line" "${LINE_TESTS[@]}"
+		SWEEP_RUNS=$LINE_SWEEP_RUNS P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} \
+			host_suite "host-node$system_line" "${HARNESS_TESTS[@]}" "${LINE_TESTS[@]}"
 	fi
-done
+	for line in "${NODE_LINES[@]}"; do
+		[ -n "${node_bin[$line]:-}" ] || continue
+		if [ "$line" = "$FULL_NODE_LINE" ]; then
+			PATH=$(dirname "${node_bin[$line]}"):$PATH host_suite "host-node$line" "${excludes[@]}"
+		else
+			SWEEP_RUNS=$LINE_SWEEP_RUNS PATH=$(dirname "${node_bin[$line]}"):$PATH host_suite "host-node$line" "${LINE_TESTS[@]}"
+		fi
+	done
+}
+: > "$out/host.suites"
+: > "$out/host.stages"
+host_suites &
+host_pid=$!
 
 if [ $kernels_ok = 1 ]; then
 	guest_node=${node_bin[$GUEST_NODE_LINE]:-}
@@ -179,6 +207,11 @@ else
 	printf 'not ok 1 - kernel build failed\n' > "$out/kernels.tap"
 	suites+=("kernels=$out/kernels.tap")
 fi
+
+step "waiting for the host suites"
+wait "$host_pid"
+mapfile -t host_args < "$out/host.suites"
+suites+=("${host_args[@]}")
 
 stage_table
 step "summary ($((SECONDS - start)) s)"
