@@ -6,6 +6,7 @@
  *   p2pdma vm shell [options]                 interactive shell in the test guest
  *   p2pdma kernel build [--debug] baseline|patched
  *   p2pdma dmabuf ls [--json] [--pid PID]     dma-bufs held by processes
+ *   p2pdma info [--json]                      what this machine and kernel can do
  */
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -18,6 +19,8 @@ const USAGE = `usage:
   p2pdma vm shell [options]
   p2pdma kernel build [--debug] baseline|patched
   p2pdma dmabuf ls [--json] [--pid PID]
+  p2pdma info [--json]
+  p2pdma COMMAND --help
 
 vm options:
   --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached)
@@ -148,15 +151,35 @@ async function dmabuf(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** Each command's usage for --help: the lines of USAGE that start with it, and the vm options for vm. */
+function usageOf(group: string): string {
+  const lines = USAGE.split('\n').filter((l) => l.startsWith(`  p2pdma ${group} `) || l === `  p2pdma ${group}`);
+  if (lines.length === 0) return USAGE;
+  const vmOptions = group === 'vm' ? `\n${USAGE.slice(USAGE.indexOf('vm options:'))}` : '';
+  return `usage:\n${lines.join('\n')}\n${vmOptions}`;
+}
+
+async function info(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
+  if (positionals.length !== 0) fail(usageOf('info'));
+  const { machineInfo, formatMachineInfo } = await import('./info');
+  const report = machineInfo();
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatMachineInfo(report));
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [group, sub, ...rest] = argv;
+  // --help anywhere before a '--' (after it, the words belong to the guest command).
+  const ours = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if (ours.includes('--help') || ours.includes('-h') || group === 'help') {
+    process.stdout.write(group === undefined || group.startsWith('-') || group === 'help' ? USAGE : usageOf(group));
+    return 0;
+  }
+  if (group === 'info') return info([sub, ...rest].filter((a) => a !== undefined));
   if (group === 'vm' && (sub === 'run' || sub === 'shell')) return vm(sub, rest);
   if (group === 'kernel') return kernel([sub, ...rest].filter((a) => a !== undefined));
   if (group === 'dmabuf') return dmabuf([sub, ...rest].filter((a) => a !== undefined));
-  if (group === '--help' || group === '-h' || group === 'help') {
-    process.stdout.write(USAGE);
-    return 0;
-  }
   return fail(USAGE);
 }
 

@@ -184,7 +184,7 @@ if [ $kernels_ok = 1 ]; then
 	# topology files again against the none pair (FILE@none), saving a boot
 	# (issue 23). Host-bridge needs the AMD family 23 CPU, which would turn
 	# every root-complex pair THRU_HOST_BRIDGE: it keeps its own guest.
-	topo_files=(test/guest/topology.test.ts test/guest/vma-p2p.test.ts test/guest/p2pmem.test.ts test/guest/nvme.test.ts)
+	topo_files=(test/guest/topology.test.ts test/guest/vma-p2p.test.ts test/guest/p2pmem.test.ts test/guest/nvme.test.ts test/guest/info.test.ts)
 	vm_suite patched-debug "--kernel patched --debug --topology switch,none" \
 		$(ls test/guest/*.test.ts | grep -v -e /hotplug.test.ts -e /p2p-map-type-change.test.ts) \
 		"${topo_files[@]/%/@none}"
@@ -202,7 +202,8 @@ if [ $kernels_ok = 1 ]; then
 	# patched-debug guest, and THRU_HOST_BRIDGE behind the IOMMU is new.
 	vm_suite viommu-acs "--kernel patched --debug --topology switch,host-bridge --iommu --acs-pair" \
 		test/guest/iommu.test.ts test/guest/devices.test.ts test/guest/vma-p2p.test.ts \
-		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts test/guest/p2p-map-type-change.test.ts
+		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts test/guest/p2p-map-type-change.test.ts \
+		test/guest/info.test.ts
 else
 	printf 'not ok 1 - kernel build failed\n' > "$out/kernels.tap"
 	suites+=("kernels=$out/kernels.tap")

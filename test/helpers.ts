@@ -92,11 +92,11 @@ export function tempFile(size: number, fill: (i: number) => number = (i) => i & 
  * Runs a TypeScript file in a fresh node with tap's TypeScript loader and
  * extra node flags (e.g. --expose-gc). Returns the finished child.
  */
-export function runTs(file: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
+export function runTs(file: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}, args: string[] = []): SpawnSyncReturns<string> {
   const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
   const childEnv = { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env };
   delete childEnv.NODE_OPTIONS;
-  return spawnSync(process.execPath, [...loader, ...nodeArgs, file], {
+  return spawnSync(process.execPath, [...loader, ...nodeArgs, file, ...args], {
     encoding: 'utf8',
     env: childEnv,
     timeout: 30_000,
