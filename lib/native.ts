@@ -183,7 +183,8 @@ export interface Binding {
   rdmaWcStatusStr(status: number): string;
   rdmaConstants: Record<
     | 'IBV_ACCESS_LOCAL_WRITE' | 'IBV_ACCESS_REMOTE_WRITE' | 'IBV_ACCESS_REMOTE_READ' | 'IBV_ACCESS_REMOTE_ATOMIC'
-    | 'IBV_WR_RDMA_WRITE' | 'IBV_WR_RDMA_READ' | 'IBV_WR_SEND'
+    | 'IBV_WR_RDMA_WRITE' | 'IBV_WR_RDMA_READ' | 'IBV_WR_SEND' | 'IBV_WR_RDMA_WRITE_WITH_IMM' | 'IBV_WR_SEND_WITH_IMM'
+    | 'IBV_SEND_INLINE' | 'IBV_WC_WITH_IMM' | 'IBV_WC_RECV_RDMA_WITH_IMM'
     | 'IBV_QPS_RESET' | 'IBV_QPS_INIT' | 'IBV_QPS_RTR' | 'IBV_QPS_RTS' | 'IBV_QPS_ERR',
     number
   >;

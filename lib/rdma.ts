@@ -972,6 +972,17 @@ export interface RdmaCompletion {
   op: RdmaOp;
   /** Bytes received (recv); the request's length otherwise. */
   byteLen: number;
+  /**
+   * recv only: the 32-bit immediate the peer sent with SEND or RDMA WRITE
+   * (`{ immediate }`), when it sent one.
+   */
+  immediate?: number;
+  /**
+   * recv only: true when an RDMA WRITE with immediate consumed this receive
+   * (IBV_WC_RECV_RDMA_WITH_IMM): the data went where the WRITE pointed, not
+   * into the receive's buffer, and `byteLen` is the WRITE's length.
+   */
+  byWrite?: boolean;
 }
 
 interface Pending {
@@ -983,7 +994,7 @@ interface Pending {
   release: (() => void)[];
 }
 
-const WC_STRIDE = 6;
+const WC_STRIDE = 8;
 /** Completions per ibv_poll_cq call; a drain polls until the CQ is empty. */
 const DRAIN_BATCH = 256;
 let nextWrId = 1;
@@ -1094,8 +1105,16 @@ export class CompletionQueue extends RdmaResource {
       p.qp.completed(p);
       for (const r of p.release) r();
       const status = wc[i + 1];
-      if (status === 0) p.resolve({ wrId, op: p.op, byteLen: p.op === 'recv' ? wc[i + 3] : p.length });
-      else p.reject(completionError(status, wc[i + 4], wrId, p.op));
+      if (status !== 0) {
+        p.reject(completionError(status, wc[i + 4], wrId, p.op));
+        continue;
+      }
+      const c: RdmaCompletion = { wrId, op: p.op, byteLen: p.op === 'recv' ? wc[i + 3] : p.length };
+      if (p.op === 'recv') {
+        if (wc[i + 6] & C.IBV_WC_WITH_IMM) c.immediate = wc[i + 7];
+        if (wc[i + 2] === C.IBV_WC_RECV_RDMA_WITH_IMM) c.byWrite = true;
+      }
+      p.resolve(c);
     }
   }
 
@@ -1158,6 +1177,35 @@ export interface QueuePairInfo {
 /** Options of one work request: `signal` follows the module doc's abort rule. */
 export interface WorkRequestOptions {
   signal?: AbortSignal;
+  /**
+   * write and send: a 32-bit immediate value delivered with the data
+   * (IBV_WR_RDMA_WRITE_WITH_IMM, IBV_WR_SEND_WITH_IMM). Either consumes one
+   * of the peer's posted receives, whose completion carries it.
+   */
+  immediate?: number;
+  /**
+   * write and send: copy the data into the work request at post time
+   * (IBV_SEND_INLINE), for small messages; at most the QP's
+   * `cap.maxInlineData` bytes.
+   */
+  inline?: boolean;
+}
+
+/** The send-side options of a request, checked: immediate (u32) and inline. */
+function sendOptionsOf(o: WorkRequestOptions, op: string, length: number, maxInline: number, caller: Function): { immediate: number | null; flags: number } {
+  const { immediate, inline } = o;
+  if ((immediate !== undefined || inline !== undefined) && op !== 'write' && op !== 'send') {
+    throw invalidArgValue(immediate !== undefined ? 'wr.immediate' : 'wr.inline', immediate ?? inline, `applies to 'write' and 'send' only, not '${op}'`, caller);
+  }
+  if (immediate !== undefined && !(Number.isInteger(immediate) && immediate >= 0 && immediate <= 0xffffffff)) {
+    if (typeof immediate !== 'number') throw invalidArgType('wr.immediate', 'of type number', immediate, caller);
+    throw outOfRange('wr.immediate', 'an integer >= 0 and <= 4294967295', immediate, caller);
+  }
+  if (inline !== undefined && typeof inline !== 'boolean') throw invalidArgType('wr.inline', 'of type boolean', inline, caller);
+  if (inline && length > maxInline) {
+    throw outOfRange('length', `<= ${maxInline} for an inline request (the queue pair's cap.maxInlineData)`, length, caller);
+  }
+  return { immediate: immediate ?? null, flags: inline ? C.IBV_SEND_INLINE : 0 };
 }
 
 function signalOf(o: unknown, name: string, caller: Function): AbortSignal | undefined {
@@ -1178,6 +1226,7 @@ export type WorkRequest = (
 ) & WorkRequestOptions;
 
 const OPCODE = { write: C.IBV_WR_RDMA_WRITE, read: C.IBV_WR_RDMA_READ, send: C.IBV_WR_SEND } as const;
+const OPCODE_WITH_IMM = { write: C.IBV_WR_RDMA_WRITE_WITH_IMM, send: C.IBV_WR_SEND_WITH_IMM } as const;
 const STATE_NAMES = ['RESET', 'INIT', 'RTR', 'RTS', 'SQD', 'SQE', 'ERR'] as const;
 const MTU_ENUM: Record<number, number> = { 256: 1, 512: 2, 1024: 3, 2048: 4, 4096: 5 };
 const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_ACCESS_REMOTE_READ | C.IBV_ACCESS_REMOTE_ATOMIC;
@@ -1365,7 +1414,8 @@ export class QueuePair extends RdmaResource {
 
   #one(wr: WorkRequest, options: WorkRequestOptions, caller: Function): Promise<RdmaCompletion> {
     try {
-      return this.#post([{ ...wr, signal: signalOf(options, 'options', caller) }], caller)[0];
+      const signal = signalOf(options, 'options', caller);
+      return this.#post([{ ...wr, signal, immediate: options.immediate, inline: options.inline }], caller)[0];
     } catch (e) {
       return Promise.reject(e);
     }
@@ -1414,10 +1464,14 @@ export class QueuePair extends RdmaResource {
         if (remote.length !== undefined && roff + want > remote.length) {
           throw outOfRange('length', `<= ${remote.length - Math.min(roff, remote.length)} (the remote region's length after remoteOffset)`, want, caller);
         }
-        sends.push([wrId, OPCODE[op], ...mrArgs, remoteAddress(remote, roff, want, caller), remote.rkey]);
+        const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
+        const opcode = so.immediate !== null && op === 'write' ? OPCODE_WITH_IMM.write : OPCODE[op];
+        sends.push([wrId, opcode, ...mrArgs, remoteAddress(remote, roff, want, caller), remote.rkey, so.immediate, so.flags]);
       } else if (op === 'send') {
-        sends.push([wrId, OPCODE.send, ...mrArgs]);
+        const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
+        sends.push([wrId, so.immediate !== null ? OPCODE_WITH_IMM.send : OPCODE.send, ...mrArgs, null, null, so.immediate, so.flags]);
       } else {
+        sendOptionsOf(wr, op, want, 0, caller);
         recvs.push([wrId, ...mrArgs]);
       }
       entries.push({ list: op === 'recv' ? 'recv' : 'send', wrId, mr: local?.mr, signal, pending: { qp: this, op, length: want, release: [] } });

@@ -3,6 +3,7 @@
 // names, defaults and messages live in TypeScript.
 #include "rdma.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -428,11 +429,12 @@ int RdmaCq::Teardown() {
 Napi::Value RdmaCq::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
 Napi::Value RdmaCq::GetCqe(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cqe_); }
 
-// Completions, flattened: stride 6.
-constexpr int kWcStride = 6;
+// Completions, flattened: stride 8.
+constexpr int kWcStride = 8;
 
 // drain(batch) -> Float64Array [wr_id, status, opcode, byte_len,
-// vendor_err, qp_num]*: consumes the channel's events (if any), re-arms the
+// vendor_err, qp_num, wc_flags, immediate (host order, 0 without
+// IBV_WC_WITH_IMM)]*: consumes the channel's events (if any), re-arms the
 // CQ, then polls `batch` (1..4096) at a time until a poll returns fewer than
 // asked, i.e. until the CQ is empty. Never stops at a count: the channel
 // signals only completions that arrive after the re-arm, so any left behind
@@ -474,6 +476,8 @@ Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
       out.push_back(wc[i].byte_len);
       out.push_back(wc[i].vendor_err);
       out.push_back(wc[i].qp_num);
+      out.push_back(wc[i].wc_flags);
+      out.push_back((wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 ? ntohl(wc[i].imm_data) : 0);
     }
     if (n < want) break;
   }
@@ -633,8 +637,11 @@ Napi::Value PostResult(Napi::Env env, size_t posted, int err) {
 
 }  // namespace
 
-// postSend([[wrId, opcode, mr, offset, length, remoteAddr(bigint), rkey], ...])
-// -> [posted, 0 | -errno]: one chain, every WR signalled.
+// postSend([[wrId, opcode, mr, offset, length, remoteAddr(bigint) | null,
+// rkey | null, immediate | null, sendFlags], ...]) -> [posted, 0 | -errno]:
+// one chain, every WR signalled (each settles a promise). `immediate` is a
+// host-order u32 (sent in network order, as ibv_wc gives it back);
+// sendFlags may add IBV_SEND_INLINE.
 Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) ThrowType(env, "wrs");
@@ -649,12 +656,24 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
     Napi::Array e = ev.As<Napi::Array>();
     double id = NumAt(e, 0), op = NumAt(e, 1);
     if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
-    if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND) ThrowRange(env, "opcode");
+    if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND && op != IBV_WR_RDMA_WRITE_WITH_IMM &&
+        op != IBV_WR_SEND_WITH_IMM) {
+      ThrowRange(env, "opcode");
+    }
+    bool withImm = op == IBV_WR_RDMA_WRITE_WITH_IMM || op == IBV_WR_SEND_WITH_IMM;
     ibv_send_wr& w = wr[i];
     memset(&w, 0, sizeof(w));
     w.wr_id = static_cast<uint64_t>(id);
     w.opcode = static_cast<ibv_wr_opcode>(op);
-    w.send_flags = IBV_SEND_SIGNALED;
+    Napi::Value flagsV = e.Get(8u);
+    double flags = flagsV.IsNumber() ? flagsV.As<Napi::Number>().DoubleValue() : 0;
+    if (flags != 0 && flags != IBV_SEND_INLINE) ThrowRange(env, "sendFlags");
+    w.send_flags = IBV_SEND_SIGNALED | static_cast<unsigned>(flags);
+    if (withImm) {
+      double imm = NumAt(e, 7);
+      if (!IsIntegerIn(imm, 0, 4294967295.0)) ThrowRange(env, "immediate");
+      w.imm_data = htonl(static_cast<uint32_t>(imm));
+    }
     w.next = i + 1 < n ? &wr[i + 1] : nullptr;
     Napi::Value mr = e.Get(2u);
     if (mr.IsNull() || mr.IsUndefined()) {
@@ -664,7 +683,7 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
       w.sg_list = &sge[i];
       w.num_sge = 1;
     }
-    if (op != IBV_WR_SEND) {
+    if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM) {
       Napi::Value ra = e.Get(5u);
       if (!ra.IsBigInt()) ThrowType(env, "remoteAddr");
       bool lossless;
@@ -798,6 +817,11 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   c.Set("IBV_WR_RDMA_WRITE", static_cast<int>(IBV_WR_RDMA_WRITE));
   c.Set("IBV_WR_RDMA_READ", static_cast<int>(IBV_WR_RDMA_READ));
   c.Set("IBV_WR_SEND", static_cast<int>(IBV_WR_SEND));
+  c.Set("IBV_WR_RDMA_WRITE_WITH_IMM", static_cast<int>(IBV_WR_RDMA_WRITE_WITH_IMM));
+  c.Set("IBV_WR_SEND_WITH_IMM", static_cast<int>(IBV_WR_SEND_WITH_IMM));
+  c.Set("IBV_SEND_INLINE", static_cast<int>(IBV_SEND_INLINE));
+  c.Set("IBV_WC_WITH_IMM", static_cast<int>(IBV_WC_WITH_IMM));
+  c.Set("IBV_WC_RECV_RDMA_WITH_IMM", static_cast<int>(IBV_WC_RECV_RDMA_WITH_IMM));
   c.Set("IBV_QPS_RESET", static_cast<int>(IBV_QPS_RESET));
   c.Set("IBV_QPS_INIT", static_cast<int>(IBV_QPS_INIT));
   c.Set("IBV_QPS_RTR", static_cast<int>(IBV_QPS_RTR));

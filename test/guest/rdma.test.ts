@@ -125,6 +125,66 @@ t.test('SEND/RECV: the receive resolves with the byte count', guest, async (t) =
   t.ok(inbox.subarray(0, 3000).equals(msg));
 });
 
+t.test('SEND with an immediate: the receive carries it', guest, async (t) => {
+  const s = setup(t);
+  const msg = s.pattern(100, 11);
+  const inbox = s.buffer(4096);
+  const inMr = s.mr(inbox, 'local-write');
+  const recv = s.b.recv(inMr);
+  const sent = await s.a.send(s.mr(msg, 'local-write'), undefined, { immediate: 0xdeadbeef });
+  t.same({ op: sent.op, byteLen: sent.byteLen }, { op: 'send', byteLen: 100 });
+  const r = await recv;
+  t.same({ op: r.op, byteLen: r.byteLen, immediate: r.immediate, byWrite: r.byWrite }, { op: 'recv', byteLen: 100, immediate: 0xdeadbeef, byWrite: undefined });
+  t.ok(inbox.subarray(0, 100).equals(msg));
+  // Without one, a receive has no immediate.
+  const plain = s.b.recv(inMr);
+  await s.a.send(s.mr(msg, 'local-write'));
+  t.equal((await plain).immediate, undefined);
+});
+
+t.test('RDMA WRITE with an immediate: the data lands and a receive (no buffer) completes with it', rdmaOnly, async (t) => {
+  const s = setup(t);
+  const src = s.pattern(8192, 12);
+  const dst = s.buffer(8192);
+  const dstMr = s.mr(dst);
+  const recv = s.b.recv(null);
+  const w = await s.a.write(s.mr(src, 'local-write'), dstMr.remote(), undefined, { immediate: 42 });
+  t.equal(w.op, 'write');
+  const r = await recv;
+  t.same({ op: r.op, byteLen: r.byteLen, immediate: r.immediate, byWrite: r.byWrite }, { op: 'recv', byteLen: 8192, immediate: 42, byWrite: true });
+  t.ok(dst.equals(src), 'WRITE landed where it pointed');
+  // In a batch too, beside a plain WRITE.
+  const recv2 = s.b.recv(null);
+  const [a, b] = s.a.post([
+    { op: 'write', local: s.mr(src, 'local-write'), remote: dstMr },
+    { op: 'write', local: s.mr(src, 'local-write'), remote: dstMr, immediate: 7 },
+  ]);
+  await Promise.all([a, b]);
+  t.equal((await recv2).immediate, 7);
+});
+
+t.test('inline SEND up to cap.maxInlineData; larger, or immediate/inline where they do not apply, refused before posting', guest, async (t) => {
+  const s = setup(t, { maxInlineData: 64 });
+  const msg = s.pattern(64, 13);
+  const msgMr = s.mr(msg, 'local-write');
+  const inbox = s.buffer(4096);
+  const inMr = s.mr(inbox, 'local-write');
+  const recv = s.b.recv(inMr);
+  await s.a.send(msgMr, 64, { inline: true, immediate: 1 });
+  const r = await recv;
+  t.same({ byteLen: r.byteLen, immediate: r.immediate }, { byteLen: 64, immediate: 1 });
+  t.ok(inbox.subarray(0, 64).equals(msg), 'inline data arrived');
+  const big = s.mr(s.pattern(65, 14), 'local-write');
+  await t.rejects(s.a.send(big, 65, { inline: true }), { code: 'ERR_OUT_OF_RANGE', message: /cap\.maxInlineData/ });
+  await t.rejects(s.a.read(inMr, s.mr(s.buffer(64)).remote(), 64, { immediate: 1 } as never), { code: 'ERR_INVALID_ARG_VALUE', message: /'write' and 'send' only/ });
+  t.throws(() => s.b.post([{ op: 'recv', local: inMr, inline: true }]), { code: 'ERR_INVALID_ARG_VALUE' });
+  await t.rejects(s.a.send(msgMr, 1, { immediate: 2 ** 32 }), { code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(s.a.send(msgMr, 1, { immediate: '1' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  await t.rejects(s.a.send(msgMr, 1, { inline: 1 as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.same(s.a.outstanding, { send: 0, recv: 0 }, 'nothing was posted');
+  t.same(s.b.outstanding, { send: 0, recv: 0 });
+});
+
 t.test(`a batch posts one chain; every request settles (${writeOp})`, guest, async (t) => {
   const s = setup(t, { maxSendWr: 64, maxRecvWr: 64 });
   const src = s.pattern(64 * 1024, 3);
