@@ -964,7 +964,7 @@ export class MemoryRegion extends RdmaResource implements RemoteRegion {
 // CQ
 
 /** The operation of a work request. */
-export type RdmaOp = 'write' | 'read' | 'send' | 'recv';
+export type RdmaOp = 'write' | 'read' | 'send' | 'recv' | 'compare-swap' | 'fetch-add';
 
 /** A successful work completion. */
 export interface RdmaCompletion {
@@ -1223,10 +1223,20 @@ export type WorkRequest = (
   | { op: 'write' | 'read'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; length?: number; remoteOffset?: number }
   | { op: 'send'; local: LocalBuffer | null; length?: number }
   | { op: 'recv'; local: LocalBuffer | null; length?: number }
+  | { op: 'compare-swap'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; compare: bigint; swap: bigint }
+  | { op: 'fetch-add'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; add: bigint }
 ) & WorkRequestOptions;
+
+/** A u64 operand of an atomic request. */
+function u64(name: string, v: unknown, caller: Function): bigint {
+  if (typeof v !== 'bigint') throw invalidArgType(name, 'of type bigint', v, caller);
+  if (v < 0n || v >= 2n ** 64n) throw outOfRange(name, '>= 0n and < 2n ** 64n', v, caller);
+  return v;
+}
 
 const OPCODE = { write: C.IBV_WR_RDMA_WRITE, read: C.IBV_WR_RDMA_READ, send: C.IBV_WR_SEND } as const;
 const OPCODE_WITH_IMM = { write: C.IBV_WR_RDMA_WRITE_WITH_IMM, send: C.IBV_WR_SEND_WITH_IMM } as const;
+const OPCODE_ATOMIC = { 'compare-swap': C.IBV_WR_ATOMIC_CMP_AND_SWP, 'fetch-add': C.IBV_WR_ATOMIC_FETCH_AND_ADD } as const;
 const STATE_NAMES = ['RESET', 'INIT', 'RTR', 'RTS', 'SQD', 'SQE', 'ERR'] as const;
 const MTU_ENUM: Record<number, number> = { 256: 1, 512: 2, 1024: 3, 2048: 4, 4096: 5 };
 const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_ACCESS_REMOTE_READ | C.IBV_ACCESS_REMOTE_ATOMIC;
@@ -1407,6 +1417,21 @@ export class QueuePair extends RdmaResource {
     return this.#one({ op: 'send', local, length }, options, this.send);
   }
 
+  /**
+   * Atomic compare-and-swap of the 8 bytes at `remote` (8-byte aligned; its
+   * MR needs 'remote-atomic'): the peer's NIC swaps in `swap` if they equal
+   * `compare`. The original value lands in the first 8 bytes of `local` (its
+   * MR needs 'local-write'), in the byte order of the host.
+   */
+  compareAndSwap(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, compare: bigint, swap: bigint, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'compare-swap', local, remote, compare, swap }, options, this.compareAndSwap);
+  }
+
+  /** Atomic fetch-and-add of `add` to the 8 bytes at `remote`; the original value lands in `local`, as compareAndSwap. */
+  fetchAndAdd(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, add: bigint, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'fetch-add', local, remote, add }, options, this.fetchAndAdd);
+  }
+
   /** Posts a receive into `local` (its MR needs 'local-write'); resolves with the byte count received. */
   recv(local: LocalBuffer | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
     return this.#one({ op: 'recv', local, length }, options, this.recv);
@@ -1442,7 +1467,15 @@ export class QueuePair extends RdmaResource {
       // Aborted already: nothing of the batch is posted.
       if (signal?.aborted) throw abortError(signal.reason, caller);
       const op = wr.op;
-      if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv') throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send' or 'recv'", caller);
+      if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv' && op !== 'compare-swap' && op !== 'fetch-add') {
+        throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send', 'recv', 'compare-swap' or 'fetch-add'", caller);
+      }
+      if (op === 'compare-swap' || op === 'fetch-add') {
+        sends.push(this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller));
+        const local = toLocal(wr.local, caller);
+        entries.push({ list: 'send', wrId: sends[sends.length - 1][0] as number, mr: local.mr, signal, pending: { qp: this, op, length: 8, release: [] } });
+        continue;
+      }
       if (op === 'read' && this.#maxRdAtomic === 0) {
         // Posted anyway it would wait forever for a read credit.
         const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
@@ -1495,6 +1528,35 @@ export class QueuePair extends RdmaResource {
     // The request keeps its MR and queue slot until its completion, which an
     // abort only stops the caller from waiting for.
     return promises.map((p, i) => abortable(p, entries[i].signal, caller));
+  }
+
+  /** The native entry of an atomic request, checked: 8 bytes each side, aligned remote, the access it needs. */
+  #atomic(wr: Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller: Function): unknown[] {
+    const op = wr.op;
+    if (this.#maxRdAtomic === 0) {
+      const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
+      e.message = `EOPNOTSUPP: this QP may have no atomic outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
+      throw e;
+    }
+    if (wr.immediate !== undefined || wr.inline !== undefined) {
+      throw invalidArgValue(wr.immediate !== undefined ? 'wr.immediate' : 'wr.inline', wr.immediate ?? wr.inline, `applies to 'write' and 'send' only, not '${op}'`, caller);
+    }
+    const local = toLocal(wr.local, caller);
+    if (local.length < 8) throw outOfRange('local', '>= 8 bytes (an atomic returns the 64-bit original value)', local.length, caller);
+    if (!local.mr.access.includes('local-write')) {
+      throw invalidArgValue('local', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, "must be registered with 'local-write' to receive the original value", caller);
+    }
+    if (local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
+    const remote = toRemote(wr.remote, caller);
+    const roff = wr.remoteOffset === undefined ? 0 : toInt('remoteOffset', wr.remoteOffset, Number.MAX_SAFE_INTEGER, caller);
+    if (remote.length !== undefined && roff + 8 > remote.length) {
+      throw outOfRange('remoteOffset', `<= ${remote.length - 8} (8 bytes must fit in the remote region)`, roff, caller);
+    }
+    const addr = remoteAddress(remote, roff, 8, caller);
+    if (addr % 8n !== 0n) throw invalidArgValue('remote', `address 0x${addr.toString(16)}`, 'must be 8-byte aligned for an atomic', caller);
+    const compareAdd = op === 'compare-swap' ? u64('compare', wr.compare, caller) : u64('add', wr.add, caller);
+    const swap = op === 'compare-swap' ? u64('swap', wr.swap, caller) : 0n;
+    return [nextWrId++, OPCODE_ATOMIC[op], local.mr.native, local.offset, 8, addr, remote.rkey, null, 0, compareAdd, swap];
   }
 
   #checkRoom(sends: number, recvs: number, caller: Function): void {

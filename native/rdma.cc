@@ -638,7 +638,8 @@ Napi::Value PostResult(Napi::Env env, size_t posted, int err) {
 }  // namespace
 
 // postSend([[wrId, opcode, mr, offset, length, remoteAddr(bigint) | null,
-// rkey | null, immediate | null, sendFlags], ...]) -> [posted, 0 | -errno]:
+// rkey | null, immediate | null, sendFlags, compareAdd(bigint), swap(bigint)],
+// ...]) -> [posted, 0 | -errno]:
 // one chain, every WR signalled (each settles a promise). `immediate` is a
 // host-order u32 (sent in network order, as ibv_wc gives it back);
 // sendFlags may add IBV_SEND_INLINE.
@@ -657,9 +658,10 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
     double id = NumAt(e, 0), op = NumAt(e, 1);
     if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
     if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND && op != IBV_WR_RDMA_WRITE_WITH_IMM &&
-        op != IBV_WR_SEND_WITH_IMM) {
+        op != IBV_WR_SEND_WITH_IMM && op != IBV_WR_ATOMIC_CMP_AND_SWP && op != IBV_WR_ATOMIC_FETCH_AND_ADD) {
       ThrowRange(env, "opcode");
     }
+    bool atomic = op == IBV_WR_ATOMIC_CMP_AND_SWP || op == IBV_WR_ATOMIC_FETCH_AND_ADD;
     bool withImm = op == IBV_WR_RDMA_WRITE_WITH_IMM || op == IBV_WR_SEND_WITH_IMM;
     ibv_send_wr& w = wr[i];
     memset(&w, 0, sizeof(w));
@@ -687,10 +689,22 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
       Napi::Value ra = e.Get(5u);
       if (!ra.IsBigInt()) ThrowType(env, "remoteAddr");
       bool lossless;
-      w.wr.rdma.remote_addr = ra.As<Napi::BigInt>().Uint64Value(&lossless);
+      uint64_t remote = ra.As<Napi::BigInt>().Uint64Value(&lossless);
       double rkey = NumAt(e, 6);
       if (!IsIntegerIn(rkey, 0, 4294967295.0)) ThrowRange(env, "rkey");
-      w.wr.rdma.rkey = static_cast<uint32_t>(rkey);
+      if (atomic) {
+        // compare_add (e[9]) and swap (e[10]): u64 bigints; the original
+        // remote value lands in the 8-byte local SGE.
+        Napi::Value ca = e.Get(9u), sw = e.Get(10u);
+        if (!ca.IsBigInt() || !sw.IsBigInt()) ThrowType(env, "compareAdd/swap");
+        w.wr.atomic.remote_addr = remote;
+        w.wr.atomic.rkey = static_cast<uint32_t>(rkey);
+        w.wr.atomic.compare_add = ca.As<Napi::BigInt>().Uint64Value(&lossless);
+        w.wr.atomic.swap = sw.As<Napi::BigInt>().Uint64Value(&lossless);
+      } else {
+        w.wr.rdma.remote_addr = remote;
+        w.wr.rdma.rkey = static_cast<uint32_t>(rkey);
+      }
     }
   }
   if (!IsOpen()) return PostResult(env, 0, EBADF);
@@ -820,6 +834,8 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   c.Set("IBV_WR_RDMA_WRITE_WITH_IMM", static_cast<int>(IBV_WR_RDMA_WRITE_WITH_IMM));
   c.Set("IBV_WR_SEND_WITH_IMM", static_cast<int>(IBV_WR_SEND_WITH_IMM));
   c.Set("IBV_SEND_INLINE", static_cast<int>(IBV_SEND_INLINE));
+  c.Set("IBV_WR_ATOMIC_CMP_AND_SWP", static_cast<int>(IBV_WR_ATOMIC_CMP_AND_SWP));
+  c.Set("IBV_WR_ATOMIC_FETCH_AND_ADD", static_cast<int>(IBV_WR_ATOMIC_FETCH_AND_ADD));
   c.Set("IBV_WC_WITH_IMM", static_cast<int>(IBV_WC_WITH_IMM));
   c.Set("IBV_WC_RECV_RDMA_WITH_IMM", static_cast<int>(IBV_WC_RECV_RDMA_WITH_IMM));
   c.Set("IBV_QPS_RESET", static_cast<int>(IBV_QPS_RESET));

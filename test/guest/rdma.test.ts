@@ -185,6 +185,43 @@ t.test('inline SEND up to cap.maxInlineData; larger, or immediate/inline where t
   t.same(s.b.outstanding, { send: 0, recv: 0 });
 });
 
+t.test('atomics: compare-and-swap and fetch-and-add on the peer\'s 8 bytes, the original value returned; bad operands refused', rdmaOnly, async (t) => {
+  const s = setup(t);
+  const target = s.buffer(64);
+  target.writeBigUInt64LE(5n, 8);
+  const targetMr = s.mr(target, ['local-write', 'remote-atomic']);
+  const old = s.buffer(16);
+  const oldMr = s.mr(old, 'local-write');
+  const remote = { ...targetMr.remote(), addr: targetMr.remote().addr + 8n, length: 8 };
+
+  const cas = await s.a.compareAndSwap(oldMr, remote, 5n, 99n);
+  t.same({ op: cas.op, byteLen: cas.byteLen }, { op: 'compare-swap', byteLen: 8 });
+  t.equal(old.readBigUInt64LE(0), 5n, 'the original value came back');
+  t.equal(target.readBigUInt64LE(8), 99n, 'swapped: it equalled compare');
+  await s.a.compareAndSwap(oldMr, remote, 5n, 7n);
+  t.equal(old.readBigUInt64LE(0), 99n);
+  t.equal(target.readBigUInt64LE(8), 99n, 'not swapped: it no longer equalled compare');
+
+  await s.a.fetchAndAdd({ mr: oldMr, offset: 8 }, remote, 2n ** 64n - 1n);
+  t.equal(old.readBigUInt64LE(8), 99n);
+  t.equal(target.readBigUInt64LE(8), 98n, 'added 2^64 - 1: wraps to minus one');
+  const adds = await Promise.all(s.a.post(Array.from({ length: 8 }, () => ({ op: 'fetch-add' as const, local: oldMr, remote: targetMr, remoteOffset: 8, add: 1n }))));
+  t.equal(adds.length, 8);
+  t.equal(target.readBigUInt64LE(8), 106n, 'eight adds in one chain');
+
+  await t.rejects(s.a.fetchAndAdd(oldMr, { ...remote, addr: remote.addr + 4n }, 1n), { code: 'ERR_INVALID_ARG_VALUE', message: /8-byte aligned/ });
+  await t.rejects(s.a.fetchAndAdd({ mr: oldMr, offset: 12 }, remote, 1n), { code: 'ERR_OUT_OF_RANGE', message: />= 8 bytes/ });
+  await t.rejects(s.a.fetchAndAdd(oldMr, remote, 1 as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  await t.rejects(s.a.compareAndSwap(oldMr, remote, -1n, 0n), { code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(s.a.fetchAndAdd(oldMr, remote, 1n, { immediate: 1 }), { code: 'ERR_INVALID_ARG_VALUE' });
+  await t.rejects(s.a.fetchAndAdd(s.mr(s.buffer(8), 'remote-read'), remote, 1n), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
+  t.same(s.a.outstanding, { send: 0, recv: 0 }, 'nothing was posted');
+
+  // The target MR without 'remote-atomic': the peer's NIC refuses it.
+  const noAtomic = s.mr(s.buffer(64), ['local-write', 'remote-write']);
+  await t.rejects(s.a.fetchAndAdd(oldMr, noAtomic, 1n), { message: /remote access error|REM_ACCESS_ERR|IBV_WC_/ }, 'completion error, not a hang');
+});
+
 t.test(`a batch posts one chain; every request settles (${writeOp})`, guest, async (t) => {
   const s = setup(t, { maxSendWr: 64, maxRecvWr: 64 });
   const src = s.pattern(64 * 1024, 3);
