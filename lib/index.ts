@@ -47,6 +47,7 @@ export type { EventFdOptions, EventFdReadOptions } from './eventfd';
 export type { PollEvent, PollerOptions, PollOnceOptions } from './poll';
 export type {
   LocalBuffer,
+  LocalBuffers,
   QueuePairInfo,
   QueuePairOptions,
   RdmaAccess,

@@ -1218,11 +1218,18 @@ function signalOf(o: unknown, name: string, caller: Function): AbortSignal | und
 /** A buffer for one work request: an MR, or part of one. */
 export type LocalBuffer = MemoryRegion | { mr: MemoryRegion; offset?: number; length?: number };
 
+/**
+ * The local side of a WRITE, READ, SEND or receive: one buffer, or a
+ * scatter/gather list of up to the QP's `cap.maxSendSge` (`maxRecvSge` for a
+ * receive) buffers, taken in order (then `length` is left out).
+ */
+export type LocalBuffers = LocalBuffer | readonly LocalBuffer[];
+
 /** One work request of a batch (`qp.post`). */
 export type WorkRequest = (
-  | { op: 'write' | 'read'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; length?: number; remoteOffset?: number }
-  | { op: 'send'; local: LocalBuffer | null; length?: number }
-  | { op: 'recv'; local: LocalBuffer | null; length?: number }
+  | { op: 'write' | 'read'; local: LocalBuffers; remote: RemoteRegion | MemoryRegion; length?: number; remoteOffset?: number }
+  | { op: 'send'; local: LocalBuffers | null; length?: number }
+  | { op: 'recv'; local: LocalBuffers | null; length?: number }
   | { op: 'compare-swap'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; compare: bigint; swap: bigint }
   | { op: 'fetch-add'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; add: bigint }
 ) & WorkRequestOptions;
@@ -1403,17 +1410,17 @@ export class QueuePair extends RdmaResource {
    * RDMA WRITE of `local` into `remote`. Resolves when the peer's NIC has
    * acknowledged it. `options.signal`: see the module doc's abort rule.
    */
-  write(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+  write(local: LocalBuffers, remote: RemoteRegion | MemoryRegion, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
     return this.#one({ op: 'write', local, remote, length }, options, this.write);
   }
 
   /** RDMA READ of `remote` into `local` (its MR needs 'local-write'). */
-  read(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+  read(local: LocalBuffers, remote: RemoteRegion | MemoryRegion, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
     return this.#one({ op: 'read', local, remote, length }, options, this.read);
   }
 
   /** SEND of `local` into the peer's next posted receive. */
-  send(local: LocalBuffer | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+  send(local: LocalBuffers | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
     return this.#one({ op: 'send', local, length }, options, this.send);
   }
 
@@ -1433,7 +1440,7 @@ export class QueuePair extends RdmaResource {
   }
 
   /** Posts a receive into `local` (its MR needs 'local-write'); resolves with the byte count received. */
-  recv(local: LocalBuffer | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+  recv(local: LocalBuffers | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
     return this.#one({ op: 'recv', local, length }, options, this.recv);
   }
 
@@ -1460,7 +1467,7 @@ export class QueuePair extends RdmaResource {
     this.check(caller);
     const sends: unknown[][] = [];
     const recvs: unknown[][] = [];
-    const entries: { list: 'send' | 'recv'; pending: Omit<Pending, 'resolve' | 'reject'>; wrId: number; mr?: MemoryRegion; signal?: AbortSignal }[] = [];
+    const entries: { list: 'send' | 'recv'; pending: Omit<Pending, 'resolve' | 'reject'>; wrId: number; mrs: MemoryRegion[]; signal?: AbortSignal }[] = [];
     for (const wr of wrs) {
       validateObject(wr, 'wr', caller);
       const signal = signalOf(wr, 'wr', caller);
@@ -1473,7 +1480,7 @@ export class QueuePair extends RdmaResource {
       if (op === 'compare-swap' || op === 'fetch-add') {
         sends.push(this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller));
         const local = toLocal(wr.local, caller);
-        entries.push({ list: 'send', wrId: sends[sends.length - 1][0] as number, mr: local.mr, signal, pending: { qp: this, op, length: 8, release: [] } });
+        entries.push({ list: 'send', wrId: sends[sends.length - 1][0] as number, mrs: [local.mr], signal, pending: { qp: this, op, length: 8, release: [] } });
         continue;
       }
       if (op === 'read' && this.#maxRdAtomic === 0) {
@@ -1482,15 +1489,28 @@ export class QueuePair extends RdmaResource {
         e.message = `EOPNOTSUPP: this QP may have no RDMA READ outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
         throw e;
       }
-      const local = wr.local === null && (op === 'send' || op === 'recv') ? undefined : toLocal(wr.local, caller);
-      const want = wr.length === undefined ? (local?.length ?? 0) : toInt('length', wr.length, 0xffffffff, caller);
-      if (local !== undefined && want > local.length) throw outOfRange('length', `<= ${local.length} (the local buffer's length)`, want, caller);
-      if (local !== undefined && (op === 'read' || op === 'recv') && !local.mr.access.includes('local-write')) {
-        throw invalidArgValue('local', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, `must be registered with 'local-write' to be the target of ${op === 'read' ? 'an RDMA READ' : 'a receive'}`, caller);
+      // A scatter/gather list: each part its own { mr, offset, length }.
+      const parts = wr.local === null && (op === 'send' || op === 'recv') ? [] : Array.isArray(wr.local) ? wr.local.map((l) => toLocal(l, caller)) : [toLocal(wr.local, caller)];
+      if (Array.isArray(wr.local)) {
+        const maxSge = op === 'recv' ? this.cap.maxRecvSge : this.cap.maxSendSge;
+        if (parts.length === 0 || parts.length > maxSge) {
+          throw outOfRange('local', `a list of 1 to ${maxSge} buffers (the queue pair's cap.${op === 'recv' ? 'maxRecvSge' : 'maxSendSge'})`, parts.length, caller);
+        }
+        if (wr.length !== undefined) throw invalidArgValue('length', wr.length, 'must be left out with a list of buffers (each part has its own length)', caller);
       }
-      if (local !== undefined && local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
+      const total = parts.reduce((n, p) => n + p.length, 0);
+      const want = wr.length === undefined ? total : toInt('length', wr.length, 0xffffffff, caller);
+      if (parts.length > 0 && want > total) throw outOfRange('length', `<= ${total} (the local buffer's length)`, want, caller);
+      for (const local of parts) {
+        if ((op === 'read' || op === 'recv') && !local.mr.access.includes('local-write')) {
+          throw invalidArgValue('local', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, `must be registered with 'local-write' to be the target of ${op === 'read' ? 'an RDMA READ' : 'a receive'}`, caller);
+        }
+        if (local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
+      }
       const wrId = nextWrId++;
-      const mrArgs = local === undefined ? [null, 0, 0] : [local.mr.native, local.offset, want];
+      const mrArgs = parts.length === 0 ? [null, 0, 0]
+        : Array.isArray(wr.local) ? [parts.map((p) => [p.mr.native, p.offset, p.length]), 0, 0]
+          : [parts[0].mr.native, parts[0].offset, want];
       if (op === 'write' || op === 'read') {
         const remote = toRemote((wr as { remote: unknown }).remote, caller);
         const roff = (wr as { remoteOffset?: number }).remoteOffset === undefined ? 0 : toInt('remoteOffset', (wr as { remoteOffset?: number }).remoteOffset, Number.MAX_SAFE_INTEGER, caller);
@@ -1507,7 +1527,7 @@ export class QueuePair extends RdmaResource {
         sendOptionsOf(wr, op, want, 0, caller);
         recvs.push([wrId, ...mrArgs]);
       }
-      entries.push({ list: op === 'recv' ? 'recv' : 'send', wrId, mr: local?.mr, signal, pending: { qp: this, op, length: want, release: [] } });
+      entries.push({ list: op === 'recv' ? 'recv' : 'send', wrId, mrs: parts.map((p) => p.mr), signal, pending: { qp: this, op, length: want, release: [] } });
     }
     this.#checkRoom(sends.length, recvs.length, caller);
     // Each MR in use stays registered until its request completes.
@@ -1516,7 +1536,7 @@ export class QueuePair extends RdmaResource {
       const cq = e.list === 'send' ? this.sendCq : this.recvCq;
       promises.push(
         new Promise<RdmaCompletion>((resolve, reject) => {
-          if (e.mr !== undefined) e.pending.release.push(e.mr.use());
+          for (const mr of e.mrs) e.pending.release.push(mr.use());
           cq.add(e.wrId, { ...e.pending, resolve, reject });
           if (e.list === 'send') this.#sends++;
           else this.#recvs++;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <string.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "async.h"
@@ -622,6 +623,45 @@ bool Sge(Napi::Value mrv, Napi::Value offv, Napi::Value lenv, ibv_sge* sge) {
   return true;
 }
 
+// The local side of a work request: null (no SGE), an MR with (offset,
+// length) in the next two slots, or an array of [mr, offset, length]
+// triples (a scatter/gather list). Appends to `sges`, whose storage the
+// caller reserved so pointers into it stay valid; returns the count, or -1.
+int SgeList(Napi::Value mrv, Napi::Value offv, Napi::Value lenv, std::vector<ibv_sge>* sges) {
+  if (mrv.IsNull() || mrv.IsUndefined()) return 0;
+  if (!mrv.IsArray()) {
+    ibv_sge one;
+    if (sges->size() == sges->capacity() || !Sge(mrv, offv, lenv, &one)) return -1;
+    sges->push_back(one);
+    return 1;
+  }
+  Napi::Array list = mrv.As<Napi::Array>();
+  uint32_t n = list.Length();
+  if (n == 0 || n > 1024) return -1;
+  for (uint32_t j = 0; j < n; j++) {
+    Napi::Value tv = list.Get(j);
+    if (!tv.IsArray()) return -1;
+    Napi::Array t = tv.As<Napi::Array>();
+    ibv_sge one;
+    // Never grow past the reserve: earlier WRs point into it.
+    if (sges->size() == sges->capacity() || !Sge(t.Get(0u), t.Get(1u), t.Get(2u), &one)) return -1;
+    sges->push_back(one);
+  }
+  return static_cast<int>(n);
+}
+
+// SGEs a list of entries may need: one each, or its list's length.
+size_t SgeCapacity(Napi::Array list, uint32_t mrSlot) {
+  size_t total = 0;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value ev = list.Get(i);
+    if (!ev.IsArray()) continue;
+    Napi::Value mr = ev.As<Napi::Array>().Get(mrSlot);
+    total += mr.IsArray() ? std::min<uint32_t>(mr.As<Napi::Array>().Length(), 1024) : 1;
+  }
+  return total;
+}
+
 double NumAt(Napi::Array a, uint32_t i) {
   Napi::Value v = a.Get(i);
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
@@ -650,7 +690,8 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
   uint32_t n = list.Length();
   if (n == 0) return PostResult(env, 0, 0);
   std::vector<ibv_send_wr> wr(n);
-  std::vector<ibv_sge> sge(n);
+  std::vector<ibv_sge> sge;
+  sge.reserve(SgeCapacity(list, 2));
   for (uint32_t i = 0; i < n; i++) {
     Napi::Value ev = list.Get(i);
     if (!ev.IsArray()) ThrowType(env, "wr");
@@ -677,14 +718,11 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
       w.imm_data = htonl(static_cast<uint32_t>(imm));
     }
     w.next = i + 1 < n ? &wr[i + 1] : nullptr;
-    Napi::Value mr = e.Get(2u);
-    if (mr.IsNull() || mr.IsUndefined()) {
-      w.num_sge = 0;
-    } else {
-      if (!Sge(mr, e.Get(3u), e.Get(4u), &sge[i])) ThrowRange(env, "local");
-      w.sg_list = &sge[i];
-      w.num_sge = 1;
-    }
+    size_t first = sge.size();
+    int count = SgeList(e.Get(2u), e.Get(3u), e.Get(4u), &sge);
+    if (count < 0) ThrowRange(env, "local");
+    w.num_sge = count;
+    w.sg_list = count > 0 ? &sge[first] : nullptr;
     if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM) {
       Napi::Value ra = e.Get(5u);
       if (!ra.IsBigInt()) ThrowType(env, "remoteAddr");
@@ -714,7 +752,7 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
   return PostResult(env, bad != nullptr ? static_cast<size_t>(bad - wr.data()) : 0, r);
 }
 
-// postRecv([[wrId, mr, offset, length], ...]) -> [posted, 0 | -errno].
+// postRecv([[wrId, mr | [[mr, offset, length], ...] | null, offset, length], ...]) -> [posted, 0 | -errno].
 Napi::Value RdmaQp::PostRecv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) ThrowType(env, "wrs");
@@ -722,7 +760,8 @@ Napi::Value RdmaQp::PostRecv(const Napi::CallbackInfo& info) {
   uint32_t n = list.Length();
   if (n == 0) return PostResult(env, 0, 0);
   std::vector<ibv_recv_wr> wr(n);
-  std::vector<ibv_sge> sge(n);
+  std::vector<ibv_sge> sge;
+  sge.reserve(SgeCapacity(list, 1));
   for (uint32_t i = 0; i < n; i++) {
     Napi::Value ev = list.Get(i);
     if (!ev.IsArray()) ThrowType(env, "wr");
@@ -733,14 +772,11 @@ Napi::Value RdmaQp::PostRecv(const Napi::CallbackInfo& info) {
     memset(&w, 0, sizeof(w));
     w.wr_id = static_cast<uint64_t>(id);
     w.next = i + 1 < n ? &wr[i + 1] : nullptr;
-    Napi::Value mr = e.Get(1u);
-    if (mr.IsNull() || mr.IsUndefined()) {
-      w.num_sge = 0;
-    } else {
-      if (!Sge(mr, e.Get(2u), e.Get(3u), &sge[i])) ThrowRange(env, "local");
-      w.sg_list = &sge[i];
-      w.num_sge = 1;
-    }
+    size_t first = sge.size();
+    int count = SgeList(e.Get(1u), e.Get(2u), e.Get(3u), &sge);
+    if (count < 0) ThrowRange(env, "local");
+    w.num_sge = count;
+    w.sg_list = count > 0 ? &sge[first] : nullptr;
   }
   if (!IsOpen()) return PostResult(env, 0, EBADF);
   ibv_recv_wr* bad = nullptr;

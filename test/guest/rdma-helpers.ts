@@ -60,7 +60,7 @@ export interface Setup {
 }
 
 /** A context, a PD and a connected loopback pair, closed when the test ends. */
-export function setup(t: Test, cap?: { maxSendWr?: number; maxRecvWr?: number; maxInlineData?: number }, device = DEV): Setup {
+export function setup(t: Test, cap?: { maxSendWr?: number; maxRecvWr?: number; maxInlineData?: number; maxSendSge?: number; maxRecvSge?: number }, device = DEV): Setup {
   const ctx = Rdma.open(device);
   const pd = ctx.allocPd();
   // QEMU's pvrdma raises no completion interrupt: poll its CQ.

@@ -222,6 +222,33 @@ t.test('atomics: compare-and-swap and fetch-and-add on the peer\'s 8 bytes, the 
   await t.rejects(s.a.fetchAndAdd(oldMr, noAtomic, 1n), { message: /remote access error|REM_ACCESS_ERR|IBV_WC_/ }, 'completion error, not a hang');
 });
 
+t.test('scatter/gather: a WRITE gathered from three buffers, a SEND scattered into two receive buffers; lists past cap.maxSendSge refused', rdmaOnly, async (t) => {
+  const s = setup(t, { maxSendSge: 3, maxRecvSge: 2 });
+  t.ok(s.a.cap.maxSendSge >= 3 && s.a.cap.maxRecvSge >= 2, `caps ${s.a.cap.maxSendSge}/${s.a.cap.maxRecvSge}`);
+  const src = s.pattern(12288, 21);
+  const srcMr = s.mr(src, 'local-write');
+  const dst = s.buffer(8192);
+  const dstMr = s.mr(dst);
+  // Three pieces of src, out of order: [8192, 10240), [0, 4096), [4096, 6144).
+  const w = await s.a.write([{ mr: srcMr, offset: 8192, length: 2048 }, { mr: srcMr, offset: 0, length: 4096 }, { mr: srcMr, offset: 4096, length: 2048 }], dstMr.remote());
+  t.equal(w.byteLen, 8192, 'the sum of the parts');
+  t.ok(dst.equals(Buffer.concat([src.subarray(8192, 10240), src.subarray(0, 6144)])), 'gathered in list order');
+
+  const a = s.buffer(1000);
+  const b = s.buffer(4096);
+  const recv = s.b.recv([s.mr(a, 'local-write'), s.mr(b, 'local-write')]);
+  await s.a.send({ mr: srcMr, offset: 0, length: 3000 });
+  t.equal((await recv).byteLen, 3000);
+  t.ok(a.equals(src.subarray(0, 1000)) && b.subarray(0, 2000).equals(src.subarray(1000, 3000)), 'scattered: the first buffer filled, then the second');
+
+  await t.rejects(s.a.write([srcMr, srcMr, srcMr, srcMr], dstMr.remote()), { code: 'ERR_OUT_OF_RANGE', message: /cap\.maxSendSge/ });
+  await t.rejects(s.b.recv([srcMr, srcMr, srcMr]), { code: 'ERR_OUT_OF_RANGE', message: /cap\.maxRecvSge/ });
+  await t.rejects(s.a.write([], dstMr.remote()), { code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(s.a.write([srcMr], dstMr.remote(), 10), { code: 'ERR_INVALID_ARG_VALUE', message: /list of buffers/ });
+  await t.rejects(s.b.recv([s.mr(s.buffer(64), 'remote-read')]), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
+  t.same(s.a.outstanding, { send: 0, recv: 0 }, 'nothing was posted');
+});
+
 t.test(`a batch posts one chain; every request settles (${writeOp})`, guest, async (t) => {
   const s = setup(t, { maxSendWr: 64, maxRecvWr: 64 });
   const src = s.pattern(64 * 1024, 3);
