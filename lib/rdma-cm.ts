@@ -54,6 +54,34 @@ export interface ConnectionOptions {
   /** Address and route resolution, each. Default 5000 ms. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Bytes for the peer, carried by the CM message that connects (at most
+   * 56 for `connect()`, 196 for `accept()`: the IB CM REQ and REP limits).
+   * The peer reads them as `connection.peerPrivateData`.
+   */
+  privateData?: ArrayBufferView;
+}
+
+/** The IB CM's private data limits: REQ (connect) and REP (accept). */
+const PRIVATE_DATA_MAX = { connect: 56, accept: 196 } as const;
+
+/** `options.privateData` as the bytes the native call copies, checked against the message's limit. */
+function privateDataOf(o: ConnectionOptions, which: keyof typeof PRIVATE_DATA_MAX, caller: Function): Uint8Array | undefined {
+  const d = o.privateData;
+  if (d === undefined) return undefined;
+  if (!ArrayBuffer.isView(d)) throw invalidArgType('options.privateData', 'a Buffer, TypedArray or DataView', d, caller);
+  // A copy: the view could be detached or resized before the call.
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(d.byteLength);
+    bytes.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  } catch {
+    throw invalidArgValue('options.privateData', d, 'must not be detached or out of bounds', caller);
+  }
+  if (bytes.byteLength > PRIVATE_DATA_MAX[which]) {
+    throw outOfRange('options.privateData', `at most ${PRIVATE_DATA_MAX[which]} bytes (the CM ${which === 'connect' ? 'REQ' : 'REP'} message's private data)`, bytes.byteLength, caller);
+  }
+  return bytes;
 }
 
 /** ERR_P2PDMA_RDMA_CM: an rdma_cm event that ends the connection attempt. */
@@ -214,6 +242,12 @@ export class Connection implements Disposable, AsyncDisposable {
   readonly qp: QueuePair;
   readonly local: CmEndpoint;
   readonly remote: CmEndpoint;
+  /**
+   * What the peer sent with its connect (as seen by `accept()`) or accept (as
+   * seen by `connect()`), if anything. The IB CM pads it with zeros to the
+   * message's size (56 or 196 bytes), so it may be longer than what was sent.
+   */
+  readonly peerPrivateData: Buffer | undefined;
   #id: NativeCmId;
   #channel: Channel;
   #ownsChannel: boolean;
@@ -223,8 +257,9 @@ export class Connection implements Disposable, AsyncDisposable {
   #onDisconnect: ((err?: Error) => void)[] = [];
 
   /** @internal */
-  constructor(qp: QueuePair, id: NativeCmId, channel: Channel, ownsChannel: boolean) {
+  constructor(qp: QueuePair, id: NativeCmId, channel: Channel, ownsChannel: boolean, peerPrivateData?: Buffer) {
     this.qp = qp;
+    this.peerPrivateData = peerPrivateData;
     this.#id = id;
     this.#channel = channel;
     this.#ownsChannel = ownsChannel;
@@ -371,9 +406,11 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
   let ep: CmEndpoint;
   let o: ConnectionOptions & { timeoutMs: number };
   let ch: Channel;
+  let privateData: Uint8Array | undefined;
   try {
     ep = toEndpoint(options, connect);
     o = toOptions(options, connect);
+    privateData = privateDataOf(o, 'connect', connect);
     if (o.signal?.aborted) throw abortError(o.signal.reason, connect);
     ch = new Channel();
   } catch (e) {
@@ -415,7 +452,7 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
             qp = makeQp(id, o, connect);
             check(id.initQp(qp.native, C.IBV_QPS_INIT, QP_ACCESS), 'ibv_modify_qp');
             qp.setState('INIT');
-            check(id.connect(qp.qpNum, RD_ATOMIC, RD_ATOMIC), 'rdma_connect');
+            check(id.connect(qp.qpNum, RD_ATOMIC, RD_ATOMIC, privateData), 'rdma_connect');
             return;
           case 'RDMA_CM_EVENT_CONNECT_RESPONSE':
             // Our QP is not librdmacm's: move it ourselves, then establish.
@@ -424,7 +461,7 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
             check(id.initQp(qp!.native, C.IBV_QPS_RTS), 'ibv_modify_qp');
             qp!.setState('RTS');
             check(id.establish(), 'rdma_establish');
-            finish(null, new Connection(qp!, id, ch, true));
+            finish(null, new Connection(qp!, id, ch, true, ev.privateData));
             return;
           case 'RDMA_CM_EVENT_ESTABLISHED':
             return;
@@ -491,8 +528,10 @@ export class Listener implements Disposable {
    */
   accept(options: ConnectionOptions = {}): Promise<Connection> {
     let o: ConnectionOptions & { timeoutMs: number };
+    let privateData: Uint8Array | undefined;
     try {
       o = toOptions(options, this.accept);
+      privateData = privateDataOf(o, 'accept', this.accept);
       if (o.signal?.aborted) throw abortError(o.signal.reason, this.accept);
       if (this.#closed) throw closedError('Listener', this.accept);
       if (this.#ch.error !== undefined) throw this.#ch.error;
@@ -537,7 +576,7 @@ export class Listener implements Disposable {
         try {
           this.#ch.handlers.set(cid, (e) => {
             if (e instanceof Error) finish(e);
-            else if (e.name === 'RDMA_CM_EVENT_ESTABLISHED') finish(null, new Connection(qp!, cid, this.#ch, false));
+            else if (e.name === 'RDMA_CM_EVENT_ESTABLISHED') finish(null, new Connection(qp!, cid, this.#ch, false, ev.privateData));
             else finish(cmError(e, 'rdma_cm accept failed'));
           });
           qp = makeQp(cid, o, this.accept);
@@ -545,7 +584,7 @@ export class Listener implements Disposable {
           check(cid.initQp(qp.native, C.IBV_QPS_RTR), 'ibv_modify_qp');
           check(cid.initQp(qp.native, C.IBV_QPS_RTS), 'ibv_modify_qp');
           qp.setState('RTS');
-          check(cid.accept(qp.qpNum, Math.min(RD_ATOMIC, ev.initiatorDepth || RD_ATOMIC), Math.min(RD_ATOMIC, ev.responderResources || RD_ATOMIC)), 'rdma_accept');
+          check(cid.accept(qp.qpNum, Math.min(RD_ATOMIC, ev.initiatorDepth || RD_ATOMIC), Math.min(RD_ATOMIC, ev.responderResources || RD_ATOMIC), privateData), 'rdma_accept');
         } catch (e) {
           finish(e);
         }

@@ -271,6 +271,8 @@ Napi::Value CmId::InitQp(const Napi::CallbackInfo& info) {
 }
 
 namespace {
+// info[3]: private data, a Uint8Array (lib/ checks its size against the
+// CM message's limit); librdmacm copies it during the call.
 rdma_conn_param ConnParam(const Napi::CallbackInfo& info) {
   rdma_conn_param p = {};
   p.qp_num = U32Arg(info, 0);
@@ -279,11 +281,19 @@ rdma_conn_param ConnParam(const Napi::CallbackInfo& info) {
   p.retry_count = 7;
   p.rnr_retry_count = 7;
   p.flow_control = 1;
+  if (info.Length() > 3 && info[3].IsTypedArray()) {
+    Napi::Uint8Array d = info[3].As<Napi::Uint8Array>();
+    if (d.TypedArrayType() != napi_uint8_array || d.ByteLength() > 255) ThrowRange(info.Env(), "privateData");
+    if (d.ByteLength() > 0) {
+      p.private_data = d.Data();
+      p.private_data_len = static_cast<uint8_t>(d.ByteLength());
+    }
+  }
   return p;
 }
 }  // namespace
 
-// connect(qpNum, responderResources, initiatorDepth) -> 0 | -errno.
+// connect(qpNum, responderResources, initiatorDepth, privateData?) -> 0 | -errno.
 Napi::Value CmId::Connect(const Napi::CallbackInfo& info) {
   rdma_conn_param p = ConnParam(info);
   if (!IsOpen()) return Napi::Number::New(info.Env(), -EBADF);

@@ -450,6 +450,24 @@ t.test('rdma_cm: a peer disconnect flushes the posted receives; a failed channel
   await t.rejects(w, { code: 'EBADF' }, 'a pending waitDisconnect() rejects with it');
 });
 
+t.test('rdma_cm: private data both ways (connect carries the client\'s, accept the server\'s); over the CM limits refused', cmOnly, async (t) => {
+  using listener = Rdma.listen({ address: ADDR, port: 0 });
+  const accepted = listener.accept({ privateData: Buffer.from('server hello') });
+  const client = await Rdma.connect({ address: ADDR, port: listener.port, privateData: new TextEncoder().encode('client hello') });
+  const server = await accepted;
+  t.teardown(() => {
+    client.close();
+    server.close();
+  });
+  t.equal(server.peerPrivateData?.subarray(0, 12).toString(), 'client hello', `server sees ${server.peerPrivateData?.length} bytes`);
+  t.equal(client.peerPrivateData?.subarray(0, 12).toString(), 'server hello', `client sees ${client.peerPrivateData?.length} bytes`);
+  t.ok(server.peerPrivateData!.subarray(12).every((b) => b === 0), 'the rest is the CM\'s zero padding');
+
+  await t.rejects(Rdma.connect({ address: ADDR, port: listener.port, privateData: Buffer.alloc(57) }), { code: 'ERR_OUT_OF_RANGE', message: /56 bytes/ });
+  await t.rejects(listener.accept({ privateData: Buffer.alloc(197) }), { code: 'ERR_OUT_OF_RANGE', message: /196 bytes/ });
+  await t.rejects(Rdma.connect({ address: ADDR, port: listener.port, privateData: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
 t.test('rdma_cm: connecting to a port nobody listens on is rejected', cmOnly, async (t) => {
   await t.rejects(Rdma.connect({ address: ADDR, port: 1, timeoutMs: 2000 }), { code: 'ERR_P2PDMA_RDMA_CM', event: /REJECTED|UNREACHABLE/ });
   await t.rejects(Rdma.connect({ address: 'localhost', port: 1 } as never), { code: 'ERR_INVALID_ARG_VALUE' });
