@@ -11,6 +11,7 @@ import { ioc, ioctlSync, registerRequests } from './ioctl';
 import { mmap, type Mapping, type Prot } from './mmap';
 import { native } from './native';
 import { DmaBuf } from './dmabuf';
+import { uapi } from './uapi';
 import { ioctlNewFd } from './dmabuf-ioctl';
 
 export const DRM_DIR = '/dev/dri';
@@ -19,6 +20,8 @@ const DRM_COMMAND_BASE = 0x40;
 /** uapi drm/drm.h, drm/drm_mode.h, drm/vgem_drm.h, drm/amdgpu_drm.h, drm/i915_drm.h */
 export const drmRequests = Object.freeze({
   DRM_IOCTL_GEM_CLOSE: ioc.iow('d', 0x09, 8),
+  DRM_IOCTL_GET_CAP: ioc.iowr('d', 0x0c, 16),
+  DRM_IOCTL_SET_CLIENT_CAP: ioc.iow('d', 0x0d, 16),
   DRM_IOCTL_PRIME_HANDLE_TO_FD: ioc.iowr('d', 0x2d, 12),
   DRM_IOCTL_PRIME_FD_TO_HANDLE: ioc.iowr('d', 0x2e, 12),
   DRM_IOCTL_MODE_CREATE_DUMB: ioc.iowr('d', 0xb2, 32),
@@ -32,6 +35,8 @@ export const drmRequests = Object.freeze({
 // explicitly (ioctlSync's `name`), register only the core ones.
 registerRequests({
   DRM_IOCTL_GEM_CLOSE: drmRequests.DRM_IOCTL_GEM_CLOSE,
+  DRM_IOCTL_GET_CAP: drmRequests.DRM_IOCTL_GET_CAP,
+  DRM_IOCTL_SET_CLIENT_CAP: drmRequests.DRM_IOCTL_SET_CLIENT_CAP,
   DRM_IOCTL_PRIME_HANDLE_TO_FD: drmRequests.DRM_IOCTL_PRIME_HANDLE_TO_FD,
   DRM_IOCTL_PRIME_FD_TO_HANDLE: drmRequests.DRM_IOCTL_PRIME_FD_TO_HANDLE,
   DRM_IOCTL_MODE_CREATE_DUMB: drmRequests.DRM_IOCTL_MODE_CREATE_DUMB,
@@ -58,6 +63,30 @@ export interface DrmVersion {
   /** The driver's date; deprecated in the kernel, which reports `'0'` for drivers without one (vgem since 6.14). */
   date: string;
   desc: string;
+}
+
+/** DRM_CAP_* (uapi drm/drm.h): what DRM_IOCTL_GET_CAP answers. */
+export const DRM_CAPS = Object.freeze({
+  DUMB_BUFFER: 0x1, VBLANK_HIGH_CRTC: 0x2, DUMB_PREFERRED_DEPTH: 0x3, DUMB_PREFER_SHADOW: 0x4, PRIME: 0x5,
+  TIMESTAMP_MONOTONIC: 0x6, ASYNC_PAGE_FLIP: 0x7, CURSOR_WIDTH: 0x8, CURSOR_HEIGHT: 0x9, ADDFB2_MODIFIERS: 0x10,
+  PAGE_FLIP_TARGET: 0x11, CRTC_IN_VBLANK_EVENT: 0x12, SYNCOBJ: 0x13, SYNCOBJ_TIMELINE: 0x14, ATOMIC_ASYNC_PAGE_FLIP: 0x15,
+});
+export type DrmCap = keyof typeof DRM_CAPS;
+/** DRM_CLIENT_CAP_* (uapi drm/drm.h): what DRM_IOCTL_SET_CLIENT_CAP turns on. */
+export const DRM_CLIENT_CAPS = Object.freeze({
+  STEREO_3D: 1, UNIVERSAL_PLANES: 2, ATOMIC: 3, ASPECT_RATIO: 4, WRITEBACK_CONNECTORS: 5, CURSOR_PLANE_HOTSPOT: 6,
+});
+export type DrmClientCap = keyof typeof DRM_CLIENT_CAPS;
+
+/** A capability by name (of `table`) or number (a u64 the uapi may add later). */
+function capNumber(name: string, v: unknown, table: Readonly<Record<string, number>>, caller: Function): bigint {
+  if (typeof v === 'string') {
+    if (!Object.hasOwn(table, v)) throw invalidArgValue(name, v, `must be one of ${Object.keys(table).join(', ')} or a number`, caller);
+    return BigInt(table[v]);
+  }
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  if (typeof v === 'number') throw outOfRange(name, 'a safe integer >= 0', v, caller);
+  throw invalidArgType(name, 'a capability name or a number', v, caller);
 }
 
 function u32(name: string, v: unknown, min: number, caller: Function): number {
@@ -305,6 +334,41 @@ export class DrmDevice extends Fd {
       throw fromNative(e, { request: 'DRM_IOCTL_VERSION' }, this.version);
     }
     return this.#version;
+  }
+
+  /**
+   * DRM_IOCTL_GET_CAP: a device capability (`'PRIME'` gives the
+   * DRM_PRIME_CAP_IMPORT/EXPORT bits, `'SYNCOBJ'` whether the driver has sync
+   * objects). Drivers without modesetting (vgem, render-only GPUs) answer
+   * only TIMESTAMP_MONOTONIC, PRIME, SYNCOBJ and SYNCOBJ_TIMELINE and fail
+   * the rest with EOPNOTSUPP; an unknown cap is EINVAL.
+   */
+  getCap(cap: DrmCap | number): bigint {
+    const n = capNumber('cap', cap, DRM_CAPS, this.getCap);
+    const L = uapi.drm_get_cap;
+    const arg = new BigUint64Array(L.size / 8);
+    arg[L.fields.capability / 8] = n;
+    ioctlNamed(this.#fdFor(this.getCap), drmRequests.DRM_IOCTL_GET_CAP, arg, 'DRM_IOCTL_GET_CAP', this.getCap);
+    return arg[L.fields.value / 8];
+  }
+
+  /**
+   * DRM_IOCTL_SET_CLIENT_CAP: opts this open file into a client capability
+   * (`'ATOMIC'`, `'UNIVERSAL_PLANES'`...). Drivers without modesetting
+   * (vgem, render-only GPUs) refuse every one with EOPNOTSUPP.
+   */
+  setClientCap(cap: DrmClientCap | number, value: bigint | number = 1n): void {
+    const n = capNumber('cap', cap, DRM_CLIENT_CAPS, this.setClientCap);
+    let v: bigint;
+    if (typeof value === 'bigint' && value >= 0n && value < 2n ** 64n) v = value;
+    else if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) v = BigInt(value);
+    else if (typeof value === 'number' || typeof value === 'bigint') throw outOfRange('value', 'an integer >= 0 and < 2^64', value, this.setClientCap);
+    else throw invalidArgType('value', 'of type bigint or number', value, this.setClientCap);
+    const L = uapi.drm_set_client_cap;
+    const arg = new BigUint64Array(L.size / 8);
+    arg[L.fields.capability / 8] = n;
+    arg[L.fields.value / 8] = v;
+    ioctlNamed(this.#fdFor(this.setClientCap), drmRequests.DRM_IOCTL_SET_CLIENT_CAP, arg, 'DRM_IOCTL_SET_CLIENT_CAP', this.setClientCap);
   }
 
   /** this.fd, with `caller` in the stack of ERR_P2PDMA_CLOSED. */

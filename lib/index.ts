@@ -196,6 +196,10 @@ export const DrmDevice = drms.DrmDevice;
 export type DrmDevice = drms.DrmDevice;
 export const GemBuffer = drms.GemBuffer;
 export type GemBuffer = drms.GemBuffer;
+export const DRM_CAPS = drms.DRM_CAPS;
+export const DRM_CLIENT_CAPS = drms.DRM_CLIENT_CAPS;
+export type DrmCap = drms.DrmCap;
+export type DrmClientCap = drms.DrmClientCap;
 import * as cudas from './cuda';
 /** NVIDIA GPU memory as a dma-buf (libcuda through the optional koffi, loaded on first use). */
 export const Cuda = cudas.Cuda;

@@ -35,6 +35,7 @@ export const uapi = Object.freeze({
   drm_mode_create_dumb: { size: 32, fields: { height: 0, width: 4, bpp: 8, flags: 12, handle: 16, pitch: 20, size: 24 } },
   drm_mode_map_dumb: { size: 16, fields: { handle: 0, offset: 8 } },
   drm_get_cap: { size: 16, fields: { capability: 0, value: 8 } },
+  drm_set_client_cap: { size: 16, fields: { capability: 0, value: 8 } },
 } as const);
 
 export type UapiStruct = keyof typeof uapi;

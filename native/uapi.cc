@@ -79,6 +79,7 @@ Napi::Value UapiLayouts(const Napi::CallbackInfo& info) {
       FIELD(drm_mode_create_dumb, pitch) FIELD(drm_mode_create_dumb, size);
   l STRUCT(drm_mode_map_dumb) FIELD(drm_mode_map_dumb, handle) FIELD(drm_mode_map_dumb, offset);
   l STRUCT(drm_get_cap) FIELD(drm_get_cap, capability) FIELD(drm_get_cap, value);
+  l STRUCT(drm_set_client_cap) FIELD(drm_set_client_cap, capability) FIELD(drm_set_client_cap, value);
   return l.Result();
 }
 

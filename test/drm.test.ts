@@ -101,6 +101,8 @@ t.test('a DrmDevice over a foreign fd fails every ioctl with the request named',
   t.throws(() => d.importBuffer(m), { code: 'ENOTTY', request: 'DRM_IOCTL_PRIME_FD_TO_HANDLE' });
   t.throws(() => d.createBuffer(4096), { code: 'ENOTTY', request: 'DRM_IOCTL_VERSION' }, 'the driver is asked first');
   t.throws(() => d.vgemFenceSignal(1), { code: 'ENOTTY', request: 'DRM_IOCTL_VERSION' });
+  t.throws(() => d.getCap('PRIME'), { code: 'ENOTTY', request: 'DRM_IOCTL_GET_CAP' });
+  t.throws(() => d.setClientCap('ATOMIC'), { code: 'ENOTTY', request: 'DRM_IOCTL_SET_CLIENT_CAP' });
 });
 
 t.test('DrmDevice methods check arguments before any ioctl', async (t) => {
@@ -119,6 +121,12 @@ t.test('DrmDevice methods check arguments before any ioctl', async (t) => {
   t.throws(() => d.vgemFenceAttach(1, { write: 'yes' as never }), type);
   t.throws(() => d.vgemFenceSignal(-1), range);
   t.throws(() => d.importBuffer(-1), range);
+  t.throws(() => d.getCap('NOPE' as never), expectCode(TypeError, 'ERR_INVALID_ARG_VALUE'));
+  t.throws(() => d.getCap(-1), range);
+  t.throws(() => d.getCap(1n as never), type);
+  t.throws(() => d.setClientCap('ATOMIC', -1), range);
+  t.throws(() => d.setClientCap('ATOMIC', 2n ** 64n), range);
+  t.throws(() => d.setClientCap('ATOMIC', '1' as never), type);
 });
 
 t.test('a GemBuffer of another device or a closed one is refused', async (t) => {

@@ -4,7 +4,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 
-import { capabilities, DmaBuf, Drm, DrmDevice, SyncFile } from '../../lib/index';
+import { capabilities, DmaBuf, Drm, DRM_CAPS, DrmDevice, SyncFile } from '../../lib/index';
 import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
 
@@ -45,6 +45,23 @@ t.test('capabilities() names vgem from DRM_IOCTL_VERSION too', guest, async (t) 
   const nodes = drm.nodes.filter((n) => n.driver === 'vgem');
   t.equal(nodes.length, 2);
   t.ok(nodes.every((n) => n.driverFrom === 'ioctl'));
+});
+
+t.test('GET_CAP and SET_CLIENT_CAP on vgem: PRIME both ways, no sync objects; modeset-only caps and every client cap refused', guest, async (t) => {
+  using d = Drm.open({ driver: 'vgem' });
+  t.equal(d.getCap('PRIME'), 3n, 'DRM_PRIME_CAP_IMPORT | DRM_PRIME_CAP_EXPORT');
+  t.equal(d.getCap(DRM_CAPS.TIMESTAMP_MONOTONIC), 1n, 'by number');
+  // vgem's driver_features are DRIVER_GEM | DRIVER_RENDER: no DRIVER_SYNCOBJ,
+  // which is why the guest cannot test DRM sync objects.
+  t.equal(d.getCap('SYNCOBJ'), 0n, 'no sync objects on vgem');
+  // drm_getcap(): vgem has no DRIVER_MODESET, so every cap past the four
+  // generic ones is EOPNOTSUPP, DUMB_BUFFER included (vgem has dumb buffers
+  // all the same: createDumb works).
+  t.throws(() => d.getCap('DUMB_BUFFER'), { code: 'EOPNOTSUPP', request: 'DRM_IOCTL_GET_CAP' });
+  t.throws(() => d.getCap('CURSOR_WIDTH'), { code: 'EOPNOTSUPP', request: 'DRM_IOCTL_GET_CAP' });
+  // drm_setclientcap(): every client cap needs DRIVER_MODESET.
+  t.throws(() => d.setClientCap('ATOMIC'), { code: 'EOPNOTSUPP', request: 'DRM_IOCTL_SET_CLIENT_CAP' }, 'atomic needs modesetting');
+  t.throws(() => d.setClientCap('STEREO_3D', 0), { code: 'EOPNOTSUPP', request: 'DRM_IOCTL_SET_CLIENT_CAP' });
 });
 
 t.test('a dumb buffer round-trips data through MAP_DUMB and the PRIME dma-buf mapping', guest, async (t) => {
