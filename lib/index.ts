@@ -10,6 +10,7 @@
  * getter on every `p2pdma.ioctl(...)` call costs about 10 ns on the hot path.
  */
 import * as caps from './capabilities';
+import * as info from './info';
 import * as errors from './errors';
 import * as eventfds from './eventfd';
 import * as handle from './handle';
@@ -116,6 +117,9 @@ export const sysError = errors.sysError;
 // capabilities
 /** What this kernel and machine offer, with reasons for what is absent. */
 export const capabilities = caps.capabilities;
+/** capabilities() and more, what `p2pdma info` prints: the series, the P2P matrix, RDMA ports, io_uring, the IOMMU. */
+export const machineInfo = info.machineInfo;
+export type { MachineInfo, MachineInfoOptions, P2pMatrixEntry, RdmaDeviceState, RdmaPortState, SeriesInfo, IoUringInfo, IommuInfo } from './info';
 
 /** PROT_*, MAP_*, MS_* and MFD_* values of this platform. */
 export const constants = Object.freeze({ ...native.mmapConstants, ...native.memfdConstants });

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { capabilities, type Capabilities, type Capability } from './capabilities';
-import { invalidArgType, validateObject } from './errors';
+import { invalidArgType, invalidArgValue, validateObject } from './errors';
 import { native } from './native';
 import { P2pMem, type MapType } from './p2pmem';
 import { Pci, type PciDevice } from './pci';
@@ -42,7 +42,7 @@ export interface P2pMatrixEntry {
   reason: string;
 }
 
-export interface RdmaPortInfo {
+export interface RdmaPortState {
   port: number;
   /** `'4: ACTIVE'` */
   state: string | undefined;
@@ -52,12 +52,12 @@ export interface RdmaPortInfo {
   gidTypes: string[];
 }
 
-export interface RdmaDeviceInfo {
+export interface RdmaDeviceState {
   name: string;
   /** The PCI function behind it, or for a software device its network interface (`parent`). */
   pci: string | undefined;
   netdev: string | undefined;
-  ports: RdmaPortInfo[];
+  ports: RdmaPortState[];
 }
 
 export interface IoUringInfo extends Capability {
@@ -75,7 +75,7 @@ export interface IommuInfo {
 export interface MachineInfo extends Capabilities {
   series: SeriesInfo;
   p2pMatrix: P2pMatrixEntry[];
-  rdmaDevices: RdmaDeviceInfo[];
+  rdmaDevices: RdmaDeviceState[];
   librdmacm: Capability & { path?: string };
   ioUring: IoUringInfo;
   iommu: IommuInfo;
@@ -157,7 +157,7 @@ function matrix(devices: PciDevice[], o: Required<Pick<MachineInfoOptions, 'sysD
   return entries;
 }
 
-function rdmaDevices(sys: string): RdmaDeviceInfo[] {
+function rdmaDevices(sys: string): RdmaDeviceState[] {
   const dir = path.join(sys, 'class', 'infiniband');
   return list(dir).map((name) => {
     const dev = path.join(dir, name);
@@ -220,6 +220,8 @@ export function machineInfo(options: MachineInfoOptions = {}): MachineInfo {
   const vmaP2p = options.vmaP2p === undefined ? path.join(devDir, 'vma_p2p') : options.vmaP2p;
   for (const [name, v] of [['procDir', procDir], ['cpuinfo', cpuinfo], ['librdmacm', librdmacm]] as const) {
     if (typeof v !== 'string') throw invalidArgType(`options.${name}`, 'of type string', v, machineInfo);
+    // A NUL would cut the name short in the C string dlopen() or open() gets.
+    if (v.includes('\0')) throw invalidArgValue(`options.${name}`, v, 'must not contain null bytes', machineInfo);
   }
   if (vmaP2p !== null && typeof vmaP2p !== 'string') throw invalidArgType('options.vmaP2p', 'of type string or null', vmaP2p, machineInfo);
   const caps = capabilities({ sysDir, devDir, libibverbs });
