@@ -650,6 +650,17 @@ int SgeList(Napi::Value mrv, Napi::Value offv, Napi::Value lenv, std::vector<ibv
   return static_cast<int>(n);
 }
 
+// A send or receive WR's scatter/gather list from entry slots `slot`
+// (mr or list), slot + 1 (offset), slot + 2 (length).
+template <typename Wr>
+void SetSges(Napi::Env env, Napi::Array e, uint32_t slot, std::vector<ibv_sge>* sge, Wr* w) {
+  size_t first = sge->size();
+  int count = SgeList(e.Get(slot), e.Get(slot + 1), e.Get(slot + 2), sge);
+  if (count < 0) ThrowRange(env, "local");
+  w->num_sge = count;
+  w->sg_list = count > 0 ? &(*sge)[first] : nullptr;
+}
+
 // SGEs a list of entries may need: one each, or its list's length.
 size_t SgeCapacity(Napi::Array list, uint32_t mrSlot) {
   size_t total = 0;
@@ -718,11 +729,7 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
       w.imm_data = htonl(static_cast<uint32_t>(imm));
     }
     w.next = i + 1 < n ? &wr[i + 1] : nullptr;
-    size_t first = sge.size();
-    int count = SgeList(e.Get(2u), e.Get(3u), e.Get(4u), &sge);
-    if (count < 0) ThrowRange(env, "local");
-    w.num_sge = count;
-    w.sg_list = count > 0 ? &sge[first] : nullptr;
+    SetSges(env, e, 2, &sge, &w);
     if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM) {
       Napi::Value ra = e.Get(5u);
       if (!ra.IsBigInt()) ThrowType(env, "remoteAddr");
@@ -772,11 +779,7 @@ Napi::Value RdmaQp::PostRecv(const Napi::CallbackInfo& info) {
     memset(&w, 0, sizeof(w));
     w.wr_id = static_cast<uint64_t>(id);
     w.next = i + 1 < n ? &wr[i + 1] : nullptr;
-    size_t first = sge.size();
-    int count = SgeList(e.Get(1u), e.Get(2u), e.Get(3u), &sge);
-    if (count < 0) ThrowRange(env, "local");
-    w.num_sge = count;
-    w.sg_list = count > 0 ? &sge[first] : nullptr;
+    SetSges(env, e, 1, &sge, &w);
   }
   if (!IsOpen()) return PostResult(env, 0, EBADF);
   ibv_recv_wr* bad = nullptr;
