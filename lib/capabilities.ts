@@ -106,7 +106,8 @@ function errCode(e: unknown): string {
   return (e as NodeJS.ErrnoException)?.code ?? String(e);
 }
 
-function list(dir: string): { names: string[]; error?: string } {
+/** A directory's sorted entries, or none and the error code. */
+export function list(dir: string): { names: string[]; error?: string } {
   try {
     return { names: fs.readdirSync(dir).sort() };
   } catch (e) {
@@ -123,7 +124,8 @@ function canAccess(p: string, mode: number): boolean {
   }
 }
 
-function readText(p: string): string | undefined {
+/** A sysfs/procfs file's text, trimmed; undefined when it cannot be read. */
+export function readText(p: string): string | undefined {
   try {
     return fs.readFileSync(p, 'utf8').trim();
   } catch {

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { capabilities, type Capabilities, type Capability } from './capabilities';
+import { capabilities, list, readText, type Capabilities, type Capability } from './capabilities';
 import { invalidArgType, invalidArgValue, validateObject } from './errors';
 import { native } from './native';
 import { P2pMem, type MapType } from './p2pmem';
@@ -98,21 +98,7 @@ export interface MachineInfoOptions {
   librdmacm?: string;
 }
 
-function readText(p: string): string | undefined {
-  try {
-    return fs.readFileSync(p, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
-function list(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir).sort();
-  } catch {
-    return [];
-  }
-}
+const namesIn = (dir: string) => list(dir).names;
 
 function series(proc: string): SeriesInfo {
   const file = path.join(proc, 'kallsyms');
@@ -159,7 +145,7 @@ function matrix(devices: PciDevice[], o: Required<Pick<MachineInfoOptions, 'sysD
 
 function rdmaDevices(sys: string): RdmaDeviceState[] {
   const dir = path.join(sys, 'class', 'infiniband');
-  return list(dir).map((name) => {
+  return namesIn(dir).map((name) => {
     const dev = path.join(dir, name);
     let pci: string | undefined;
     try {
@@ -168,11 +154,11 @@ function rdmaDevices(sys: string): RdmaDeviceState[] {
     } catch {
       // a software device (rxe, siw) has no device link
     }
-    const ports = list(path.join(dev, 'ports')).map(Number).filter(Number.isInteger).sort((a, b) => a - b).map((port) => {
+    const ports = namesIn(path.join(dev, 'ports')).map(Number).filter(Number.isInteger).sort((a, b) => a - b).map((port) => {
       const p = path.join(dev, 'ports', String(port));
       const gidTypes = new Set<string>();
       // Unset GID table entries read as EINVAL: keep the types of the set ones.
-      for (const i of list(path.join(p, 'gid_attrs', 'types'))) {
+      for (const i of namesIn(path.join(p, 'gid_attrs', 'types'))) {
         const type = readText(path.join(p, 'gid_attrs', 'types', i));
         if (type) gidTypes.add(type);
       }
@@ -196,7 +182,7 @@ function ioUring(proc: string): IoUringInfo {
 
 function iommu(sys: string, bdfs: string[]): IommuInfo {
   return {
-    units: list(path.join(sys, 'class', 'iommu')),
+    units: namesIn(path.join(sys, 'class', 'iommu')),
     devices: bdfs.map((bdf) => {
       const link = path.join(sys, 'bus', 'pci', 'devices', bdf, 'iommu_group');
       let group: string | undefined;

@@ -1478,17 +1478,12 @@ export class QueuePair extends RdmaResource {
         throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send', 'recv', 'compare-swap' or 'fetch-add'", caller);
       }
       if (op === 'compare-swap' || op === 'fetch-add') {
-        sends.push(this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller));
-        const local = toLocal(wr.local, caller);
-        entries.push({ list: 'send', wrId: sends[sends.length - 1][0] as number, mrs: [local.mr], signal, pending: { qp: this, op, length: 8, release: [] } });
+        const { wrId, entry, mr } = this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller);
+        sends.push(entry);
+        entries.push({ list: 'send', wrId, mrs: [mr], signal, pending: { qp: this, op, length: 8, release: [] } });
         continue;
       }
-      if (op === 'read' && this.#maxRdAtomic === 0) {
-        // Posted anyway it would wait forever for a read credit.
-        const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
-        e.message = `EOPNOTSUPP: this QP may have no RDMA READ outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
-        throw e;
-      }
+      if (op === 'read') this.#needRdAtomic('RDMA READ', caller);
       // A scatter/gather list: each part its own { mr, offset, length }.
       const parts = wr.local === null && (op === 'send' || op === 'recv') ? [] : Array.isArray(wr.local) ? wr.local.map((l) => toLocal(l, caller)) : [toLocal(wr.local, caller)];
       if (Array.isArray(wr.local)) {
@@ -1551,16 +1546,11 @@ export class QueuePair extends RdmaResource {
   }
 
   /** The native entry of an atomic request, checked: 8 bytes each side, aligned remote, the access it needs. */
-  #atomic(wr: Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller: Function): unknown[] {
+  #atomic(wr: Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller: Function): { wrId: number; entry: unknown[]; mr: MemoryRegion } {
     const op = wr.op;
-    if (this.#maxRdAtomic === 0) {
-      const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
-      e.message = `EOPNOTSUPP: this QP may have no atomic outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
-      throw e;
-    }
-    if (wr.immediate !== undefined || wr.inline !== undefined) {
-      throw invalidArgValue(wr.immediate !== undefined ? 'wr.immediate' : 'wr.inline', wr.immediate ?? wr.inline, `applies to 'write' and 'send' only, not '${op}'`, caller);
-    }
+    this.#needRdAtomic('atomic', caller);
+    // Refuses immediate and inline: they apply to write and send only.
+    sendOptionsOf(wr, op, 8, 0, caller);
     const local = toLocal(wr.local, caller);
     if (local.length < 8) throw outOfRange('local', '>= 8 bytes (an atomic returns the 64-bit original value)', local.length, caller);
     if (!local.mr.access.includes('local-write')) {
@@ -1576,7 +1566,16 @@ export class QueuePair extends RdmaResource {
     if (addr % 8n !== 0n) throw invalidArgValue('remote', `address 0x${addr.toString(16)}`, 'must be 8-byte aligned for an atomic', caller);
     const compareAdd = op === 'compare-swap' ? u64('compare', wr.compare, caller) : u64('add', wr.add, caller);
     const swap = op === 'compare-swap' ? u64('swap', wr.swap, caller) : 0n;
-    return [nextWrId++, OPCODE_ATOMIC[op], local.mr.native, local.offset, 8, addr, remote.rkey, null, 0, compareAdd, swap];
+    const wrId = nextWrId++;
+    return { wrId, entry: [wrId, OPCODE_ATOMIC[op], local.mr.native, local.offset, 8, addr, remote.rkey, null, 0, compareAdd, swap], mr: local.mr };
+  }
+
+  /** READs and atomics need a responder resource: posted without one they would wait forever for a credit. */
+  #needRdAtomic(what: string, caller: Function): void {
+    if (this.#maxRdAtomic !== 0) return;
+    const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
+    e.message = `EOPNOTSUPP: this QP may have no ${what} outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
+    throw e;
   }
 
   #checkRoom(sends: number, recvs: number, caller: Function): void {
