@@ -12,8 +12,9 @@ import * as path from 'node:path';
 import { capabilities, list, readText, type Capabilities, type Capability } from './capabilities';
 import { invalidArgType, invalidArgValue, validateObject } from './errors';
 import { native } from './native';
-import { P2pMem, type MapType } from './p2pmem';
+import { topologyAmong, type MapType } from './p2pmem';
 import { Pci, type PciDevice } from './pci';
+import { ports as rdmaPorts } from './rdma';
 
 /** The kernel-patches/ series' entry points (mm/vma_p2p.c), as /proc/kallsyms names them. */
 export const SERIES_SYMBOLS = ['vma_p2p_map', 'vma_p2p_remap', 'vma_p2p_unmap'] as const;
@@ -136,7 +137,7 @@ function matrix(devices: PciDevice[], o: Required<Pick<MachineInfoOptions, 'sysD
   for (const p of providers) {
     for (const { d, kind } of clients) {
       if (d.bdf === p.bdf) continue;
-      const topo = P2pMem.topology(p, d, { sysfs: o.sysDir, cpuinfo: o.cpuinfo, vmaP2p: o.vmaP2p });
+      const topo = topologyAmong(devices, p, d, { sysfs: o.sysDir, cpuinfo: o.cpuinfo, vmaP2p: o.vmaP2p });
       entries.push({ provider: p.bdf, client: d.bdf, clientKind: kind, mapType: topo.mapType, kernel: topo.kernel, reason: topo.reason });
     }
   }
@@ -154,16 +155,13 @@ function rdmaDevices(sys: string): RdmaDeviceState[] {
     } catch {
       // a software device (rxe, siw) has no device link
     }
-    const ports = namesIn(path.join(dev, 'ports')).map(Number).filter(Number.isInteger).sort((a, b) => a - b).map((port) => {
-      const p = path.join(dev, 'ports', String(port));
-      const gidTypes = new Set<string>();
-      // Unset GID table entries read as EINVAL: keep the types of the set ones.
-      for (const i of namesIn(path.join(p, 'gid_attrs', 'types'))) {
-        const type = readText(path.join(p, 'gid_attrs', 'types', i));
-        if (type) gidTypes.add(type);
-      }
-      return { port, state: readText(path.join(p, 'state')), linkLayer: readText(path.join(p, 'link_layer')), gidTypes: [...gidTypes].sort() };
-    });
+    const ports = rdmaPorts(name, sys).map(({ port, linkLayer, gids }) => ({
+      port,
+      // sysfs' own words ('4: ACTIVE'), as `rdma link` and ibv_devinfo print them.
+      state: readText(path.join(dev, 'ports', String(port), 'state')),
+      linkLayer: linkLayer === 'unknown' ? undefined : linkLayer,
+      gidTypes: [...new Set(gids.flatMap((g) => (g.type ? [g.type] : [])))].sort(),
+    }));
     return { name, pci, netdev: readText(path.join(dev, 'parent')), ports };
   });
 }

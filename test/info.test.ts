@@ -76,6 +76,30 @@ t.test('without the series, without kallsyms, without io_uring: each says why', 
   t.match(empty.series.reason, /CONFIG_KALLSYMS/);
 });
 
+t.test('RDMA ports: state, link layer and the GID types of the set entries', async (t) => {
+  const sys = fakeSysfs([]);
+  const port = path.join(sys, 'class', 'infiniband', 'rxe0', 'ports', '1');
+  for (const d of ['gids', 'gid_attrs/types']) fs.mkdirSync(path.join(port, d), { recursive: true });
+  fs.writeFileSync(path.join(sys, 'class', 'infiniband', 'rxe0', 'parent'), 'eth0\n');
+  fs.writeFileSync(path.join(port, 'state'), '4: ACTIVE\n');
+  fs.writeFileSync(path.join(port, 'link_layer'), 'Ethernet\n');
+  const set = (i: number, type: string) => {
+    fs.writeFileSync(path.join(port, 'gids', String(i)), `fe80:0000:0000:0000:5054:00ff:fe12:34${String(i).padStart(2, '0')}\n`);
+    fs.writeFileSync(path.join(port, 'gid_attrs', 'types', String(i)), `${type}\n`);
+  };
+  // A table of 64 like rxe's 1024: unset entries read as zeros.
+  for (let i = 0; i < 64; i++) fs.writeFileSync(path.join(port, 'gids', String(i)), '0000:0000:0000:0000:0000:0000:0000:0000\n');
+  set(0, 'IB/RoCE v1');
+  set(1, 'RoCE v2');
+  set(3, 'RoCE v2');
+  set(40, 'made up: past the scan');
+  const [rxe] = machineInfo({ sysDir: sys, devDir: path.join(sys, 'dev'), procDir: fakeProc({}) }).rdmaDevices;
+  t.same(rxe, {
+    name: 'rxe0', pci: undefined, netdev: 'eth0',
+    ports: [{ port: 1, state: '4: ACTIVE', linkLayer: 'Ethernet', gidTypes: ['IB/RoCE v1', 'RoCE v2'] }],
+  }, 'a hole of one is read past; a run of 16 unset entries ends the scan');
+});
+
 t.test('machineInfo() refuses options of the wrong type', async (t) => {
   const type = expectCode(TypeError, 'ERR_INVALID_ARG_TYPE');
   t.throws(() => machineInfo(null as never), type);
