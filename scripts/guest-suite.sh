@@ -77,12 +77,39 @@ run_one() { # index item
 # counts would see, the ACS redirect bits p2p-map-type-change turns on above
 # ivshmem), or that need it quiet (the pool-capacity checks of
 # p2pmem and of the series' kselftests: another file holding CMB memory
-# makes a 48 MiB allocation fail or a before/after count differ), run
-# alone, after the rest.
+# makes a 48 MiB allocation fail or a before/after count differ; rxe's RNR
+# counter in the revoke race), run one at a time, after the rest.
 is_exclusive() { case ${1%@*} in */hotplug.test.ts | */p2p-map-type-change.test.ts | */p2pmem.test.ts | */vma-p2p.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts | */p2p-memlock.test.ts) return 0 ;; esac; return 1; }
 # Unplugs through pciehp trip 6.12's own lockdep report (lib/vm/splats.ts),
 # after which lockdep is off for the rest of the boot: those files go last.
 is_last() { case ${1%@*} in */hotplug.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }
+# Files that touch none of what the exclusive ones change or count: RAM
+# dma-bufs (heaps, udmabuf, vgem) only, no CMB, no ivshmem, no rxe. They run
+# beside the exclusive files, one at a time, on the vCPU those leave idle.
+is_quiet() { case ${1%@*} in */dma-heap.test.ts | */drm.test.ts | */udmabuf.test.ts | */dmabuf-inspect.test.ts) return 0 ;; esac; return 1; }
+# The longest file starts first, so that no vCPU idles at the end of the
+# shared phase while it finishes alone (the guest sweep: 60-100 s on DEBUG).
+is_long() { case ${1%@*} in */sweep.test.ts) return 0 ;; esac; return 1; }
+
+# Runs the given argument indexes, two at a time (the guest has two vCPUs),
+# each starting as soon as a slot frees.
+pool() {
+	local running=0 i
+	for i in "$@"; do
+		if [ $running -ge 2 ]; then
+			wait -n
+			running=$((running - 1))
+		fi
+		run_one "$i" "${items[$i]}" &
+		running=$((running + 1))
+	done
+	wait
+}
+# Runs the given argument indexes one after another.
+serial() {
+	local i
+	for i in "$@"; do run_one "$i" "${items[$i]}"; done
+}
 
 start=$SECONDS
 # Under TCG inside TCG (the pvrdma lane) node's own start-up is the unknown.
@@ -91,24 +118,26 @@ if [ "${P2PDMA_RDMA:-}" = pvrdma ]; then
 	"$node" -e 0
 	echo "# node -e 0: $((($(date +%s%N) - t0) / 1000000)) ms" | tee ${partial:+"$partial/node-startup.txt"}
 fi
-i=0 running=0
-for item in "$@"; do
-	i=$((i + 1))
-	is_exclusive "$item" && continue
-	run_one $i "$item" &
-	# Two at a time: the guest has two vCPUs.
-	running=$((running + 1))
-	[ $((running % 2)) = 0 ] && wait
+items=("" "$@") # 1-based, the index names each file's results
+long=() shared=() quiet=() exclusive=() last=()
+for ((i = 1; i <= $#; i++)); do
+	item=${items[$i]}
+	if is_last "$item"; then last+=("$i")
+	elif is_exclusive "$item"; then exclusive+=("$i")
+	elif is_quiet "$item"; then quiet+=("$i")
+	elif is_long "$item"; then long+=("$i")
+	else shared+=("$i")
+	fi
 done
-wait
-for last in no yes; do
-	i=0
-	for item in "$@"; do
-		i=$((i + 1))
-		is_exclusive "$item" || continue
-		if is_last "$item"; then [ $last = yes ]; else [ $last = no ]; fi && run_one $i "$item"
-	done
-done
+if [ ${#exclusive[@]} -eq 0 ]; then
+	pool "${long[@]}" "${shared[@]}" "${quiet[@]}"
+else
+	pool "${long[@]}" "${shared[@]}"
+	serial "${exclusive[@]}" &
+	serial "${quiet[@]}"
+	wait
+fi
+serial "${last[@]}"
 
 {
 	echo "TAP version 14"

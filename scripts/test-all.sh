@@ -13,6 +13,10 @@ out=$PWD/.test-results
 rm -rf "$out"
 mkdir -p "$out"
 start=$SECONDS
+# The machine's busy and idle time (/proc/stat's first line, in clock ticks):
+# how much of the cores the run left unused, printed with the stage table.
+cpu_ticks() { local _ user nice system idle iowait rest; read -r _ user nice system idle iowait rest < /proc/stat; echo "$((user + nice + system)) $((idle + iowait))"; }
+cpu_start=$(cpu_ticks)
 # Each stage's name and start, for the table at the end.
 stage_names=() stage_starts=()
 step() {
@@ -46,6 +50,11 @@ stage_table() {
 	slow=$(awk -v t="$end" -v f="$factor" 'BEGIN { printf "%d", t * f }')
 	printf '#   %5d  total (%s); on a machine %sx slower about %d s: goal %d s, CI limit 5400 s\n' \
 		"$end" "$kind" "$factor" "$slow" "$goal"
+	local busy0 idle0 busy1 idle1
+	read -r busy0 idle0 <<< "$cpu_start"
+	read -r busy1 idle1 < <(cpu_ticks)
+	awk -v b=$((busy1 - busy0)) -v i=$((idle1 - idle0)) -v n="$(nproc)" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN { if (b + i > 0) printf "#   cores busy %.0f%% of the run (%d cores; idle %.0f core-seconds)\n", 100 * b / (b + i), n, i / hz }'
 	[ "$slow" -le "$goal" ] || echo "# NOTE: above issue 23's goal on the slow machine ($kind: $goal s)"
 	[ "$slow" -le 5400 ] || echo "# WARNING: above CI's 5400 s on the slow machine: make the suite faster"
 }
