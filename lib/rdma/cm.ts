@@ -29,7 +29,11 @@ import * as net from 'node:net';
 import { abortError, type CodedError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject } from '../core/errors';
 import { native, type NativeCmChannel, type NativeCmEvent, type NativeCmId } from '../core/native';
 import { Poller } from '../core/poll';
-import { type CompletionQueue, type ProtectionDomain, type QueuePair, type QueuePairOptions, Rdma, rdmaError, type RdmaContext } from './qp';
+import type { CompletionQueue } from './cq';
+import { Rdma, type RdmaContext } from './device';
+import { rdmaError } from './errors';
+import type { ProtectionDomain } from './pd';
+import type { QueuePair, QueuePairOptions } from './qp';
 
 const C = native.rdmaConstants;
 const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_ACCESS_REMOTE_READ | C.IBV_ACCESS_REMOTE_ATOMIC;
