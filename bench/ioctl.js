@@ -99,7 +99,7 @@ function best(a, b) {
 function main() {
   const bin = buildC();
   const { api, from } = loadApi();
-  const { native } = require(path.join(root, from === 'dist/' ? 'dist/native.js' : 'lib/native.ts'));
+  const { native } = require(path.join(root, from === 'dist/' ? 'dist/core/native.js' : 'lib/core/native.ts'));
   const { r, w } = openPipe();
   const FIONREAD = api.requests.FIONREAD;
   const count = new Int32Array(1);

@@ -3,7 +3,7 @@
 //   node dist/cli.js vm run --kernel baseline -- node bench/nvme-op-cost.js
 'use strict';
 const { Nvme } = require('../dist');
-const { native } = require('../dist/native');
+const { native } = require('../dist/core/native');
 const fs = require('fs');
 (async () => {
   const ns = Nvme.open('/dev/nvme0n1');

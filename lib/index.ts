@@ -9,21 +9,21 @@
  * `export { x } from` re-exports: TypeScript compiles those to getters, and a
  * getter on every `p2pdma.ioctl(...)` call costs about 10 ns on the hot path.
  */
-import * as caps from './capabilities';
-import * as info from './info';
-import * as errors from './errors';
-import * as eventfds from './eventfd';
-import * as handle from './handle';
-import * as ioctls from './ioctl';
-import * as memfds from './memfd';
-import * as mmaps from './mmap';
-import { native } from './native';
-import * as polls from './poll';
-import * as p2pmems from './p2pmem';
-import * as pci from './pci';
-import * as nvmes from './nvme';
+import * as caps from './core/capabilities';
+import * as info from './core/info';
+import * as errors from './core/errors';
+import * as eventfds from './core/eventfd';
+import * as handle from './core/handle';
+import * as ioctls from './core/ioctl';
+import * as memfds from './core/memfd';
+import * as mmaps from './core/mmap';
+import { native } from './core/native';
+import * as polls from './core/poll';
+import * as p2pmems from './pci/p2pmem';
+import * as pci from './pci/pci';
+import * as nvmes from './pci/nvme';
 import * as rdmas from './rdma';
-import * as rdmaCm from './rdma-cm';
+import * as rdmaCm from './rdma/cm';
 
 export type {
   Capabilities,
@@ -38,14 +38,14 @@ export type {
   RdmaCapability,
   RdmaDevice,
   UdmabufCapability,
-} from './capabilities';
-export type { CodedError, ErrorContext, SystemError } from './errors';
-export type { FdLike } from './handle';
-export type { IoctlArg, IoctlOptions, IoctlSyncOptions } from './ioctl';
-export type { MemfdOptions } from './memfd';
-export type { AbortOptions, MapFlag, MmapOptions, MsyncFlag, Prot } from './mmap';
-export type { EventFdOptions, EventFdReadOptions } from './eventfd';
-export type { PollEvent, PollerOptions, PollOnceOptions } from './poll';
+} from './core/capabilities';
+export type { CodedError, ErrorContext, SystemError } from './core/errors';
+export type { FdLike } from './core/handle';
+export type { IoctlArg, IoctlOptions, IoctlSyncOptions } from './core/ioctl';
+export type { MemfdOptions } from './core/memfd';
+export type { AbortOptions, MapFlag, MmapOptions, MsyncFlag, Prot } from './core/mmap';
+export type { EventFdOptions, EventFdReadOptions } from './core/eventfd';
+export type { PollEvent, PollerOptions, PollOnceOptions } from './core/poll';
 export type {
   LocalBuffer,
   LocalBuffers,
@@ -66,10 +66,10 @@ export type {
   WorkRequest,
   WorkRequestOptions,
 } from './rdma';
-export type { CmEndpoint, ConnectionOptions } from './rdma-cm';
+export type { CmEndpoint, ConnectionOptions } from './rdma/cm';
 
 // ioctl
-/** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/ioctl.ts. */
+/** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/core/ioctl.ts. */
 export const ioctlSync = ioctls.ioctlSync;
 /** ioctl(fd, request, arg?, { name, signal }?) on the thread pool: a Promise of the result. */
 export const ioctl = ioctls.ioctl;
@@ -119,14 +119,14 @@ export const sysError = errors.sysError;
 export const capabilities = caps.capabilities;
 /** capabilities() and more, what `p2pdma info` prints: the series, the P2P matrix, RDMA ports, io_uring, the IOMMU. */
 export const machineInfo = info.machineInfo;
-export type { MachineInfo, MachineInfoOptions, P2pMatrixEntry, RdmaDeviceState, RdmaPortState, SeriesInfo, IoUringInfo, IommuInfo } from './info';
+export type { MachineInfo, MachineInfoOptions, P2pMatrixEntry, RdmaDeviceState, RdmaPortState, SeriesInfo, IoUringInfo, IommuInfo } from './core/info';
 
 /** PROT_*, MAP_*, MS_* and MFD_* values of this platform. */
 export const constants = Object.freeze({ ...native.mmapConstants, ...native.memfdConstants });
 
-// PCI, p2pmem and NVMe (lib/pci.ts, lib/p2pmem.ts, lib/nvme.ts)
-export type { PciBar, PciDevice, PciOptions, P2pmemInfo } from './pci';
-export type { MapType, P2pMemOptions, P2pTopology, P2pmemProvider as P2pMemProvider } from './p2pmem';
+// PCI, p2pmem and NVMe (lib/pci/pci.ts, lib/pci/p2pmem.ts, lib/pci/nvme.ts)
+export type { PciBar, PciDevice, PciOptions, P2pmemInfo } from './pci/pci';
+export type { MapType, P2pMemOptions, P2pTopology, P2pmemProvider as P2pMemProvider } from './pci/p2pmem';
 /** PCI devices from sysfs: ids, driver, BARs, upstream bridges, p2pmem. */
 export const Pci = pci.Pci;
 /** p2pmem providers, allocation (P2pBuffer) and P2P reachability between PCI devices. */
@@ -145,7 +145,7 @@ export type {
   NvmePassthruResult,
   NvmeRwOptions,
   NvmeStatusError,
-} from './nvme';
+} from './pci/nvme';
 /**
  * NVMe: `open()` gives a namespace or controller handle (identify(), O_DIRECT
  * read/write, peer to peer into a P2pBuffer, passthru()); `maxInFlight` and
@@ -169,16 +169,16 @@ export type Nvme = nvmes.Nvme;
 export const nvmeStatus = nvmes.nvmeStatus;
 export const nvmeOpcodes = nvmes.nvmeOpcodes;
 // dma-buf
-import * as dmabufMod from './dmabuf';
-import * as dmaHeaps from './dma-heap';
-import * as udmabufs from './udmabuf';
-import * as syncFiles from './sync-file';
-import * as drms from './drm';
-export type { AccessMode, DmaBufFromOptions, DmaBufInfo, DmaBufMapOptions } from './dmabuf';
-export type { DmaHeapAllocOptions } from './dma-heap';
-export type { UdmabufItem, UdmabufOptions } from './udmabuf';
-export type { FenceInfo, FenceState, SyncFileInfo, WaitOptions } from './sync-file';
-export type { CreateBufferOptions, CreateDumbOptions, DrmNodeInfo, DrmVersion } from './drm';
+import * as dmabufMod from './dmabuf/dmabuf';
+import * as dmaHeaps from './dmabuf/dma-heap';
+import * as udmabufs from './dmabuf/udmabuf';
+import * as syncFiles from './dmabuf/sync-file';
+import * as drms from './dmabuf/drm';
+export type { AccessMode, DmaBufFromOptions, DmaBufInfo, DmaBufMapOptions } from './dmabuf/dmabuf';
+export type { DmaHeapAllocOptions } from './dmabuf/dma-heap';
+export type { UdmabufItem, UdmabufOptions } from './dmabuf/udmabuf';
+export type { FenceInfo, FenceState, SyncFileInfo, WaitOptions } from './dmabuf/sync-file';
+export type { CreateBufferOptions, CreateDumbOptions, DrmNodeInfo, DrmVersion } from './dmabuf/drm';
 /** A dma-buf handle: size, fdinfo, name, CPU-access brackets, map, fences. */
 export const DmaBuf = dmabufMod.DmaBuf;
 export type DmaBuf = dmabufMod.DmaBuf;
@@ -204,7 +204,7 @@ export const DRM_CAPS = drms.DRM_CAPS;
 export const DRM_CLIENT_CAPS = drms.DRM_CLIENT_CAPS;
 export type DrmCap = drms.DrmCap;
 export type DrmClientCap = drms.DrmClientCap;
-import * as cudas from './cuda';
+import * as cudas from './dmabuf/cuda';
 /** NVIDIA GPU memory as a dma-buf (libcuda through the optional koffi, loaded on first use). */
 export const Cuda = cudas.Cuda;
 // RDMA
@@ -220,7 +220,7 @@ export type CompletionQueue = rdmas.CompletionQueue;
 export type QueuePair = rdmas.QueuePair;
 export type RdmaConnection = rdmaCm.Connection;
 export type RdmaListener = rdmaCm.Listener;
-import * as inspect from './dmabuf-inspect';
-export type { DmaBufReport, DmaBufSharer, DmaBufsOptions, ExporterTotal, InspectedDmaBuf } from './dmabuf-inspect';
+import * as inspect from './dmabuf/dmabuf-inspect';
+export type { DmaBufReport, DmaBufSharer, DmaBufsOptions, ExporterTotal, InspectedDmaBuf } from './dmabuf/dmabuf-inspect';
 /** Every dma-buf held by every process (or one), from /proc: `p2pdma dmabuf ls`. */
 export const dmabufs = inspect.dmabufs;

@@ -13,7 +13,7 @@ import { PassThrough } from 'node:stream';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { runVm, resolveKernel } = require('../dist/vm/run.js');
+const { runVm, resolveKernel } = require('../dist/harness/harness/vm/run.js');
 
 const { values } = parseArgs({
   options: {

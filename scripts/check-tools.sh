@@ -19,9 +19,9 @@ NEEDS=(
 	# the addon and the guest's C programs
 	python3:python3 g++:g++ /usr/include/infiniband/verbs.h:libibverbs-dev
 	/usr/include/rdma/rdma_cma.h:librdmacm-dev /usr/lib/x86_64-linux-gnu/librdmacm.so.1:librdmacm1
-	# struct layouts native/uapi.cc checks lib/uapi.ts against
+	# struct layouts native/core/uapi.cc checks lib/core/uapi.ts against
 	/usr/include/libdrm/drm.h:libdrm-dev
-	# the harness (lib/vm/)
+	# the harness (harness/vm/)
 	qemu-system-x86_64:qemu-system-x86
 	# the guest runs the host's programs (scripts/vm/init, test/guest/, bench/)
 	bash:bash mount:mount mountpoint:util-linux setsid:util-linux dmesg:util-linux

@@ -80,7 +80,7 @@ run_one() { # index item
 # makes a 48 MiB allocation fail or a before/after count differ; rxe's RNR
 # counter in the revoke race), run one at a time, after the rest.
 is_exclusive() { case ${1%@*} in */hotplug.test.ts | */p2p-map-type-change.test.ts | */p2pmem.test.ts | */vma-p2p.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts | */p2p-memlock.test.ts) return 0 ;; esac; return 1; }
-# Unplugs through pciehp trip 6.12's own lockdep report (lib/vm/splats.ts),
+# Unplugs through pciehp trip 6.12's own lockdep report (harness/vm/splats.ts),
 # after which lockdep is off for the rest of the boot: those files go last.
 is_last() { case ${1%@*} in */hotplug.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }
 # Files that touch none of what the exclusive ones change or count: RAM

@@ -117,14 +117,14 @@ stock73=$(scripts/kernel/build.sh --print-path --source 7.3 baseline) || stock73
 #   full line). Every line runs them.
 # - Everything else is the library's JavaScript over the same addon: once,
 #   with the full sweep, on the newest LTS (FULL_NODE_LINE).
-# Each file is listed in exactly one group (test/test-groups.test.ts checks).
+# Each file is listed in exactly one group (test/harness/test-groups.test.ts checks).
 FULL_NODE_LINE=26
-HARNESS_TESTS=(test/vm-boot.test.ts test/vm.test.ts test/pvrdma.test.ts test/tap-summary.test.ts test/package.test.ts test/test-groups.test.ts)
+HARNESS_TESTS=(test/harness/vm-boot.test.ts test/harness/vm.test.ts test/harness/pvrdma.test.ts test/harness/tap-summary.test.ts test/harness/package.test.ts test/harness/test-groups.test.ts)
 LINE_TESTS=(
-	test/views.test.ts test/mmap.test.ts test/mmap-lifetime.test.ts test/mmap-access.test.ts
-	test/handle.test.ts test/worker.test.ts test/native.test.ts test/poll.test.ts test/ioctl.test.ts
-	test/nvme.test.ts test/abort.test.ts test/memfd.test.ts test/eventfd.test.ts test/cuda.test.ts
-	test/sweep.test.ts
+	test/core/views.test.ts test/core/mmap.test.ts test/core/mmap-lifetime.test.ts test/core/mmap-access.test.ts
+	test/core/handle.test.ts test/core/worker.test.ts test/core/native.test.ts test/core/poll.test.ts test/core/ioctl.test.ts
+	test/pci/nvme.test.ts test/core/abort.test.ts test/core/memfd.test.ts test/core/eventfd.test.ts test/dmabuf/cuda.test.ts
+	test/core/sweep.test.ts
 )
 LINE_SWEEP_RUNS=25
 
@@ -186,7 +186,7 @@ if [ $kernels_ok = 1 ]; then
 		suites+=("stock-7.3=$out/stock-7.3.tap")
 	fi
 	# Not the generic hot-unplug test: 6.12's pciehp lockdep report (known,
-	# lib/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
+	# harness/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
 	# until its own device_del; it runs in the baseline lane (docs/harness.md).
 	# One DEBUG guest holds the switch pair and the none pair (both on the
 	# default CPU, no vIOMMU): every file runs against the switch pair, the

@@ -1,5 +1,5 @@
 /**
- * A fake sysfs tree for the host tests of lib/pci.ts and lib/p2pmem.ts:
+ * A fake sysfs tree for the host tests of lib/pci/pci.ts and lib/pci/p2pmem.ts:
  * only the files those modules read, laid out as the kernel does
  * (/sys/devices/pciDDDD:BB/<bridge>/.../<bdf>, /sys/bus/pci/devices/<bdf>
  * symlinks). The real thing is tested in the guest.

@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { Fd } from '../lib/handle';
-import { native } from '../lib/native';
+import { Fd } from '../lib/core/handle';
+import { native } from '../lib/core/native';
 
 export const repoRoot = path.resolve(__dirname, '..');
 

@@ -1,6 +1,6 @@
 // capabilities() inside the guest, where every feature is real.
 import t from 'tap';
-import { capabilities } from '../../lib/index';
+import { capabilities } from '../../lib';
 import { guest, guestTopologies } from './helpers';
 
 t.test('capabilities() sees every device the guest has', guest, async (t) => {

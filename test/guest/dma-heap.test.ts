@@ -4,7 +4,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 
-import { DmaBuf, DmaHeap, Drm, ioctlSync, requests } from '../../lib/index';
+import { DmaBuf, DmaHeap, Drm, ioctlSync, requests } from '../../lib';
 import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
 

@@ -6,8 +6,8 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as path from 'node:path';
 
-import { DmaHeap } from '../../lib/index';
-import { dmabufs, formatDmaBufReport } from '../../lib/dmabuf-inspect';
+import { DmaHeap } from '../../lib';
+import { dmabufs, formatDmaBufReport } from '../../lib/dmabuf/dmabuf-inspect';
 import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
 

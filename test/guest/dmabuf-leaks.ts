@@ -42,7 +42,7 @@ export function dmabufLeakGuard(): { check(): void } {
     check() {
       t.test('leaves no fds or dma-buf mappings behind', async (t) => {
         // A handle closed while a poll on it was settling closes its fd
-        // once the event loop has let go of the poll (lib/handle.ts).
+        // once the event loop has let go of the poll (lib/core/handle.ts).
         for (let i = 0; i < 40 && fds().some((f) => !before.fds.includes(f)); i++) await new Promise((r) => setTimeout(r, 50));
         t.same(fds().filter((f) => !before.fds.includes(f)), [], 'no new open fds');
         t.same(dmabufMaps().filter((m) => !before.maps.includes(m)), [], 'no new dma-buf or DRM mappings');

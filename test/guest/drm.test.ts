@@ -4,7 +4,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 
-import { capabilities, DmaBuf, Drm, DRM_CAPS, DrmDevice, SyncFile } from '../../lib/index';
+import { capabilities, DmaBuf, Drm, DRM_CAPS, DrmDevice, SyncFile } from '../../lib';
 import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
 

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { memfd, mmap, type Mapping } from '../../lib/index';
-import { pairSerials, parseTopologies } from '../../lib/vm/qemu-args';
+import { memfd, mmap, type Mapping } from '../../lib';
+import { pairSerials, parseTopologies } from '../../harness/vm/qemu-args';
 
 export const inGuest = process.env.P2PDMA_GUEST === '1';
 /** The topology this run of the file tests: its NVMe pair is nvmeControllers(). */
@@ -53,7 +53,7 @@ export interface NvmeController {
 /**
  * The NVMe pair of this file's topology, in serial order, each with its PCI
  * function and first namespace (a guest with several topologies has a pair
- * each; lib/vm/qemu-args.ts pairSerials).
+ * each; harness/vm/qemu-args.ts pairSerials).
  */
 export function nvmeControllers(): NvmeController[] {
   const serials: string[] = pairSerials(guestTopologies, topology) ?? [];

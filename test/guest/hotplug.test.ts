@@ -1,12 +1,12 @@
-// Hot unplug and replug through the harness's QMP relay (lib/vm/host-control.ts):
+// Hot unplug and replug through the harness's QMP relay (harness/vm/host-control.ts):
 // the NVMe controller behind the switch's second downstream port is removed
 // by QEMU's device_del (the guest's pciehp powers the slot off) and comes back
 // with device_add, CMB and namespace working. scripts/guest-suite.sh runs this
 // file alone: other files use that controller.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { hostQmp } from '../../lib/vm/guest-control';
-import { nvmeDeviceProps } from '../../lib/vm/qemu-args';
+import { hostQmp } from '../../harness/vm/guest-control';
+import { nvmeDeviceProps } from '../../harness/vm/qemu-args';
 import { alignedBuffer, guest, nvmeController, readSysfs, topology, waitFor } from './helpers';
 
 const SERIAL = 'p2pdma1';

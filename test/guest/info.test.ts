@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { machineInfo, SERIES_SYMBOLS } from '../../lib/info';
-import { EXPECTED_MAP_TYPE } from '../../lib/vm/qemu-args';
+import { machineInfo, SERIES_SYMBOLS } from '../../lib/core/info';
+import { EXPECTED_MAP_TYPE } from '../../harness/vm/qemu-args';
 import { guest, guestTopologies, kernel, nvmeControllers, topology } from './helpers';
 
 const iommu = process.env.P2PDMA_IOMMU === '1';

@@ -4,7 +4,7 @@
  * when the test ends.
  */
 import type { Test } from 'tap';
-import { Fd, ioc, ioctlSync, mmap, type Mapping } from '../../lib/index';
+import { Fd, ioc, ioctlSync, mmap, type Mapping } from '../../lib';
 
 // struct ivshmem_p2p_info { u64 size, bus_addr; u32 active_maps, revokes; }
 export const IVSHMEM_P2P_IOCTL_INFO = ioc.ior(0xb9, 0, 24);

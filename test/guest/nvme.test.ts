@@ -7,8 +7,8 @@
 import t from 'tap';
 import * as crypto from 'node:crypto';
 
-import { Nvme, nvmeOpcodes, P2pMem, type P2pBuffer } from '../../lib/index';
-import { EXPECTED_MAP_TYPE } from '../../lib/vm/qemu-args';
+import { Nvme, nvmeOpcodes, P2pMem, type P2pBuffer } from '../../lib';
+import { EXPECTED_MAP_TYPE } from '../../harness/vm/qemu-args';
 import { alignedBuffer, guest, nvmeControllers, topology } from './helpers';
 
 const MiB = 1 << 20;
@@ -197,7 +197,7 @@ t.test('many reads in flight wait for pool slots in JS, and the pool stays free 
   ac.abort();
   t.equal(Nvme.queue.inFlight, max, 'the started reads are on the pool');
   const settled = await Promise.allSettled(queued);
-  // lib/abort.ts: every promise rejects at once; the reads already on the
+  // lib/core/abort.ts: every promise rejects at once; the reads already on the
   // pool run to their end, keeping their slots until then.
   t.same(settled.map((s) => s.status === 'rejected' && (s.reason as { name: string }).name), Array(max + 2).fill('AbortError'), 'queued and started reads reject with AbortError');
   t.equal(Nvme.queue.waiting, 0, 'the queued ones never started');

@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { packageRoot } from '../../lib/package-root';
+import { packageRoot } from '../../lib/core/package-root';
 
 const source = path.join(packageRoot, 'test/guest/c/p2p_mr_hold.c');
 

@@ -14,8 +14,8 @@
 // (--topology host-bridge), --iommu, --acs-pair.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { P2pMem, Pci } from '../../lib/index';
-import { acsControlOffset, PCI_ACS_CR, PCI_ACS_REDIRECT as REDIRECT, PCI_ACS_RR } from '../../lib/pci';
+import { P2pMem, Pci } from '../../lib';
+import { acsControlOffset, PCI_ACS_CR, PCI_ACS_REDIRECT as REDIRECT, PCI_ACS_RR } from '../../lib/pci/pci';
 import { inGuest, ivshmemBdf, ivshmemNode, kernel } from './helpers';
 import { mapIvshmemP2p } from './ivshmem-p2p';
 import { VmaP2pImporter } from './vma-p2p-dev';

@@ -12,7 +12,7 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ioctlSync, type Mapping, type MemoryRegion, type ProtectionDomain } from '../../lib/index';
+import { ioctlSync, type Mapping, type MemoryRegion, type ProtectionDomain } from '../../lib';
 import { ivshmemBdf, ivshmemNode, patchedOnly } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
 import { hostBuffer, hostPattern, setup } from './rdma-helpers';

@@ -11,9 +11,9 @@
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { hostQmp } from '../../lib/vm/guest-control';
-import { nvmeDeviceProps } from '../../lib/vm/qemu-args';
-import { findSplats, unknownSplats } from '../../lib/vm/splats';
+import { hostQmp } from '../../harness/vm/guest-control';
+import { nvmeDeviceProps } from '../../harness/vm/qemu-args';
+import { findSplats, unknownSplats } from '../../harness/vm/splats';
 import { inGuest, ivshmemBdf, ivshmemNode, nvmeControllers, nvmeController, patchedOnly, readSysfs, topology, waitFor } from './helpers';
 import { HeldMr, holdProgram } from './p2p-hold';
 

@@ -7,9 +7,9 @@ import t from 'tap';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 
-import { P2pBuffer, P2pMem, Pci, pageSize } from '../../lib/index';
-import { native } from '../../lib/native';
-import { EXPECTED_MAP_TYPE } from '../../lib/vm/qemu-args';
+import { P2pBuffer, P2pMem, Pci, pageSize } from '../../lib';
+import { native } from '../../lib/core/native';
+import { EXPECTED_MAP_TYPE } from '../../harness/vm/qemu-args';
 import { guest, ivshmemBdf, IVSHMEM_MAP_TYPE, kernel, nvmeControllers, topology } from './helpers';
 
 const MiB = 1 << 20;

@@ -2,7 +2,7 @@
 // lifetimes under close, detached buffers and worker teardown.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { Rdma } from '../../lib/index';
+import { Rdma } from '../../lib';
 import { guest, inGuest, memfdMapping } from './helpers';
 import { ADDR, DEV, pattern, setup } from './rdma-helpers';
 
@@ -247,7 +247,7 @@ t.test('a worker that exits with open RDMA objects and work in flight tears them
 });
 
 if (!inGuest) t.pass('guest-only file');
-// lib/abort.ts's rule for posted work requests: the promise rejects at once,
+// lib/core/abort.ts's rule for posted work requests: the promise rejects at once,
 // the request stays posted and keeps its MR until its completion, which is
 // discarded; an already aborted signal posts nothing.
 t.test('abort: an already aborted signal posts nothing; a later one rejects at once and the completion is discarded', guest, async (t) => {

@@ -3,9 +3,9 @@
 // on QEMU's pvrdma in the nested pvrdma lane (make test-pvrdma).
 import type { Test } from 'tap';
 import { alignedBuffer, guest } from './helpers';
-import { Rdma, type MemoryRegion, type ProtectionDomain, type QueuePair, type RdmaContext } from '../../lib/index';
+import { Rdma, type MemoryRegion, type ProtectionDomain, type QueuePair, type RdmaContext } from '../../lib';
 
-/** The pvrdma lane: no rxe, and rdma_cm's MADs have no relay there (lib/vm/rdmacm-mux.ts). */
+/** The pvrdma lane: no rxe, and rdma_cm's MADs have no relay there (harness/vm/rdmacm-mux.ts). */
 export const onPvrdma = process.env.P2PDMA_RDMA === 'pvrdma';
 /** Test options for what only the pvrdma lane checks (test/guest/pvrdma/). */
 export const pvrdmaLane: { skip: string | false } = guest.skip ? guest : { skip: onPvrdma ? false : 'runs only in the pvrdma lane (make test-pvrdma)' };

@@ -11,7 +11,7 @@
 // REVOKE rxe maps the BAR again and the next RDMA works (series v2).
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
-import { Fd, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib/index';
+import { Fd, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib';
 import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers, patchedOnly } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
 import { hostPattern, pattern, setup } from './rdma-helpers';

@@ -2,13 +2,13 @@
 // eth0, 10.0.2.15): devices, object lifecycles, WRITE/READ/SEND/RECV over a
 // loopback pair and over rdma_cm. Errors and teardown: rdma-errors.test.ts.
 import t, { type Test } from 'tap';
-import { memfd, mmap, Rdma, type RdmaConnection as Connection, type RdmaListener as Listener } from '../../lib/index';
+import { memfd, mmap, Rdma, type RdmaConnection as Connection, type RdmaListener as Listener } from '../../lib';
 import { guest, inGuest } from './helpers';
 import { ADDR, DEV, hostBuffer, hostMemory, hostPattern, onPvrdma, setup } from './rdma-helpers';
 
 // rdma_cm needs CM MADs relayed to the backend, which the pvrdma lane's
 // rdmacm-mux stand-in refuses; rxe is the device without dma-buf MRs.
-const cmOnly = guest.skip ? guest : { skip: onPvrdma ? 'pvrdma lane: no CM MAD relay (lib/vm/rdmacm-mux.ts)' : false };
+const cmOnly = guest.skip ? guest : { skip: onPvrdma ? 'pvrdma lane: no CM MAD relay (harness/vm/rdmacm-mux.ts)' : false };
 const rxeOnly = guest.skip ? guest : { skip: onPvrdma ? 'pvrdma lane: the EOPNOTSUPP check is about rxe' : false };
 // QEMU's pvrdma posts every send work request to its backend as a SEND, so
 // an RDMA WRITE or READ never reaches the peer's memory there
@@ -479,7 +479,7 @@ t.test('rdma_cm: connecting to a port nobody listens on is rejected', cmOnly, as
 t.test('registerDmaBuf on rxe: EOPNOTSUPP, saying the driver has no dma-buf MRs', rxeOnly, async (t) => {
   using ctx = Rdma.open(DEV);
   using pd = ctx.allocPd();
-  const { ioctlSync, ioc, Fd } = await import('../../lib/index');
+  const { ioctlSync, ioc, Fd } = await import('../../lib');
   // DMA_HEAP_IOCTL_ALLOC: { u64 len; u32 fd; u32 fd_flags; u64 heap_flags }
   using heap = Fd.open('/dev/dma_heap/system', 'r');
   const arg = Buffer.alloc(24);

@@ -1,4 +1,4 @@
-// The guest half of the property sweep (the host half: test/sweep.test.ts):
+// The guest half of the property sweep (the host half: test/core/sweep.test.ts):
 // fast-check feeds the device calls that exist only in the guest (dma-heap,
 // udmabuf, DmaBuf methods on real dma-bufs, DRM on vgem, NVMe on nvme0n1,
 // RDMA verbs on rxe0, rdma_cm) arguments of wrong types, ranges and
@@ -21,8 +21,8 @@ import * as util from 'node:util';
 
 import fc from 'fast-check';
 
-import * as api from '../../lib/index';
-import { native } from '../../lib/native';
+import * as api from '../../lib';
+import { native } from '../../lib/core/native';
 import { bufferSpecs, buildBuffer, buildView, type Change, describeBuffer, describeView, Guard, inFlightChanges, liveViewSpecs, viewSpecs } from '../fixtures/sweep-views';
 import { guest, inGuest, nvmeControllers } from './helpers';
 import { ADDR, DEV } from './rdma-helpers';

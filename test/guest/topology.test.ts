@@ -5,7 +5,7 @@
 // refuses it with EREMOTEIO.
 import t from 'tap';
 import * as fs from 'node:fs';
-import { mmap } from '../../lib/index';
+import { mmap } from '../../lib';
 import { guest, nvmeControllers, topology } from './helpers';
 
 const LENGTH = 1 << 20;

@@ -4,8 +4,8 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 
-import { DmaBuf, Drm, Fd, ioctlSync, memfd, requests, Udmabuf } from '../../lib/index';
-import { native } from '../../lib/native';
+import { DmaBuf, Drm, Fd, ioctlSync, memfd, requests, Udmabuf } from '../../lib';
+import { native } from '../../lib/core/native';
 import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest } from './helpers';
 

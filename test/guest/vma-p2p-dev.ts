@@ -2,11 +2,11 @@
  * The kernel series' test importer, /dev/vma_p2p (lib/test_vma_p2p.c,
  * lib/test_vma_p2p_uapi.h), from a guest test: choose a PCI importer, import
  * a range of this process, give it back. These requests exist in v1 and v2
- * of the series alike. (The map type query is lib/p2pmem.ts's
+ * of the series alike. (The map type query is lib/pci/p2pmem.ts's
  * `P2pMem.topology().kernel`.)
  */
 import type { Test } from 'tap';
-import { Fd, ioc, ioctlSync, Pci, type Mapping } from '../../lib/index';
+import { Fd, ioc, ioctlSync, Pci, type Mapping } from '../../lib';
 import { memfdMapping } from './helpers';
 
 // struct vma_p2p_dev { u32 flags, domain, bus, devfn, map_type, reserved; }

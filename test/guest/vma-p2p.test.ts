@@ -9,7 +9,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EXPECTED_MAP_TYPE } from '../../lib/vm/qemu-args';
+import { EXPECTED_MAP_TYPE } from '../../harness/vm/qemu-args';
 import {
   inGuest, ivshmemBdf, ivshmemNode, IVSHMEM_MAP_TYPE, kernel, nvmeControllers, patchedOnly, topology,
 } from './helpers';

@@ -6,7 +6,7 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { readSysfs } from '../helpers';
-import { Rdma } from '../../../lib/index';
+import { Rdma } from '../../../lib';
 import { hostMemory, pattern, pvrdmaLane as lane, setup } from '../rdma-helpers';
 
 const PVRDMA_DEVICE = 'vmw_pvrdma0';

@@ -7,7 +7,7 @@
 // on both kernels (docs/harness.md, "The pvrdma lane").
 import t from 'tap';
 import * as fs from 'node:fs';
-import { Fd, mmap } from '../../../lib/index';
+import { Fd, mmap } from '../../../lib';
 import { ivshmemBdf, ivshmemNode, kernel, nvmeControllers } from '../helpers';
 import { mapIvshmemP2p } from '../ivshmem-p2p';
 import { pvrdmaLane as lane, setup } from '../rdma-helpers';

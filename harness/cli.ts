@@ -1,0 +1,124 @@
+/**
+ * The QEMU harness's commands of the p2pdma command line (lib/cli.ts loads
+ * this file from a checkout of the repository; it is not in the npm package):
+ *
+ *   p2pdma vm run [options] -- <command...>   run a command in the test guest
+ *   p2pdma vm shell [options]                 interactive shell in the test guest
+ *   p2pdma kernel build [--debug] baseline|patched
+ */
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { fail, int } from '../lib/core/cli-args';
+import { parseTopologies, Topology } from './vm/qemu-args';
+import { parsePvrdmaBackend } from './vm/pvrdma';
+import { KERNEL_BUILD_SCRIPT, runVm } from './vm/run';
+
+/** The usage lines of these commands, as lib/cli.ts's USAGE lists them. */
+export const COMMANDS = `  p2pdma vm run [options] -- <command...>
+  p2pdma vm shell [options]
+  p2pdma kernel build [--debug] baseline|patched
+`;
+
+export const VM_OPTIONS = `vm options:
+  --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached)
+  --debug                          the KASAN + lockdep + kmemleak build of a named kernel
+  --topology switch|host-bridge|none[,...]
+                                   where a pair of NVMe controllers sits (default: switch); a
+                                   list gives one pair per topology in one guest (switch,none)
+  --iommu                          an Intel vIOMMU in front of the PCI devices (intel_iommu=on)
+  --acs-pair                       the ivshmem BAR and a pci-testdev as two functions behind one
+                                   ACS-capable root port (P2P map type set by the port's ACS bits)
+  --rdma rxe|pvrdma                the RDMA device (default: rxe; pvrdma nests a second guest, slow)
+  --accel auto|tcg|kvm             (default: auto = KVM only where a probe boot works)
+  --tcg-thread multi|single        TCG vCPU threading (default: multi, one host thread per vCPU)
+  --timeout SECONDS                kill the guest after this long (default: 900)
+  --memory MIB  --cpus N  --cmb MIB  --hugepages N
+  --env NAME=VALUE                 set in the guest (repeatable)
+  --rwdir DIR                      share a host directory read-write at the same path (repeatable)
+  --keep                           keep the results directory (console log, dmesg)
+`;
+
+/** `vm run` and `vm shell`; `usage` is the whole command line's, for errors. */
+export async function vm(sub: string, argv: string[], usage: string): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      kernel: { type: 'string', default: 'baseline' },
+      debug: { type: 'boolean', default: false },
+      topology: { type: 'string', default: 'switch' },
+      iommu: { type: 'boolean', default: false },
+      'acs-pair': { type: 'boolean', default: false },
+      accel: { type: 'string', default: 'auto' },
+      'tcg-thread': { type: 'string', default: 'multi' },
+      timeout: { type: 'string' },
+      memory: { type: 'string' },
+      cpus: { type: 'string' },
+      cmb: { type: 'string' },
+      hugepages: { type: 'string' },
+      env: { type: 'string', multiple: true, default: [] },
+      rwdir: { type: 'string', multiple: true, default: [] },
+      keep: { type: 'boolean', default: false },
+      rdma: { type: 'string', default: 'rxe' },
+      // Internal: the first level of a pvrdma run passes its rxe0.
+      'pvrdma-backend': { type: 'string' },
+    },
+  });
+  let topology: Topology[] = [];
+  try {
+    topology = parseTopologies(values.topology!);
+  } catch (e) {
+    fail(`--topology: ${(e as Error).message}`);
+  }
+  if (!['auto', 'tcg', 'kvm'].includes(values.accel!)) fail('--accel must be auto, tcg or kvm');
+  if (!['multi', 'single'].includes(values['tcg-thread']!)) fail('--tcg-thread must be multi or single');
+  if (!['rxe', 'pvrdma'].includes(values.rdma!)) fail('--rdma must be rxe or pvrdma');
+  let pvrdmaBackend;
+  try {
+    pvrdmaBackend = values['pvrdma-backend'] === undefined ? undefined : parsePvrdmaBackend(values['pvrdma-backend']);
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  const env: Record<string, string> = {};
+  for (const pair of values.env!) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) fail(`--env wants NAME=VALUE, got '${pair}'`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  const shell = sub === 'shell';
+  if (!shell && positionals.length === 0) fail(`vm run needs a command after --\n${usage}`);
+  const result = await runVm({
+    kernel: values.kernel!,
+    debug: values.debug,
+    topology,
+    iommu: values.iommu,
+    acsPair: values['acs-pair'],
+    accel: values.accel as 'auto' | 'tcg' | 'kvm',
+    tcgThread: values['tcg-thread'] as 'multi' | 'single',
+    command: positionals,
+    shell,
+    timeoutSec: int('timeout', values.timeout),
+    memoryMiB: int('memory', values.memory),
+    cpus: int('cpus', values.cpus),
+    cmbMiB: int('cmb', values.cmb),
+    hugepages: int('hugepages', values.hugepages),
+    env,
+    rwDirs: values.rwdir,
+    keep: values.keep,
+    rdma: values.rdma as 'rxe' | 'pvrdma',
+    pvrdmaBackend,
+  });
+  if (result.ok) return 0;
+  return result.exitCode && result.exitCode > 0 ? result.exitCode : 1;
+}
+
+export function kernel(argv: string[], usage: string): number {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { debug: { type: 'boolean', default: false } },
+  });
+  if (positionals[0] !== 'build' || !['baseline', 'patched'].includes(positionals[1])) fail(usage);
+  const r = spawnSync(KERNEL_BUILD_SCRIPT, [...(values.debug ? ['--debug'] : []), positionals[1]], { stdio: 'inherit' });
+  return r.status ?? 1;
+}

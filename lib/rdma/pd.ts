@@ -1,0 +1,202 @@
+/** Protection domains: memory registration (host memory, mappings, dma-bufs) and QP creation. */
+import { abortable } from '../core/abort';
+import { abortError, invalidArgType, outOfRange, type SystemError, validateObject } from '../core/errors';
+import { Fd, type FdLike, toFd } from '../core/handle';
+import type { Mapping } from '../core/mmap';
+import { native, type NativeRdmaMr, type NativeResource } from '../core/native';
+import type { RdmaContext } from './device';
+import { call, rdmaError } from './errors';
+import { MemoryRegion } from './mr';
+import { createQp, type QueuePair, type QueuePairOptions } from './qp';
+import { RdmaResource } from './resource';
+import { explainRegister, type RdmaAccess, type RdmaTarget, type RegisterOptions, type Resolved, resolveTarget, sharedMemory, toAccess } from './target';
+import { toInt } from './validate';
+
+/** A registration made ready by ProtectionDomain#prepare. */
+interface Prepared {
+  r: Resolved;
+  a: { bits: number; names: RdmaAccess[] };
+  mr: NativeRdmaMr;
+  /** Closes the native MR, releases the hold, unmaps owned memory. */
+  undo(): void;
+  /** The MemoryRegion once registered. */
+  region(): MemoryRegion;
+}
+
+export class ProtectionDomain extends RdmaResource {
+  readonly context: RdmaContext;
+
+  /** @internal */
+  constructor(context: RdmaContext, n: NativeResource) {
+    super(n);
+    this.context = context;
+  }
+
+  /**
+   * Registers memory (ibv_reg_mr) on the thread pool: pinning a large
+   * region takes a while. Only memory JS cannot free under the device (see
+   * index.ts): a Mapping (held from this call until the MR's
+   * deregistration has completed: its `unmap()` throws ERR_P2PDMA_BUSY
+   * meanwhile), an ArrayBuffer a Mapping made, or a SharedArrayBuffer or a
+   * view of one (kept referenced). A non-shared ArrayBuffer or a view of
+   * one (a Buffer...) is refused with ERR_INVALID_ARG_VALUE before any
+   * syscall. On a mapping of device memory (p2pmem, a PCI BAR) a kernel
+   * without kernel-patches/ rejects with EFAULT, saying so.
+   */
+  registerMemory(target: RdmaTarget, access?: RdmaAccess | readonly RdmaAccess[], options: RegisterOptions = {}): Promise<MemoryRegion> {
+    return this.#register(target, access, options, false, this.registerMemory);
+  }
+
+  /** registerMemory, blocking. */
+  registerMemorySync(target: RdmaTarget, access?: RdmaAccess | readonly RdmaAccess[], options: Omit<RegisterOptions, 'signal'> = {}): MemoryRegion {
+    return this.#registerSync(target, access, options, false, this.registerMemorySync);
+  }
+
+  /**
+   * Allocates `length` bytes of memory for RDMA and registers them, as
+   * pyverbs' `MR(pd, length, access)` does: a page-aligned shared memfd
+   * mapping, zeroed and sealed against shrinking, that the MR owns. Read and
+   * write it through `mr.mapping` (`.buffer`, `read()`, `write()`); it is
+   * unmapped when the MR's deregistration has completed. `signal` is checked
+   * before pinning starts.
+   */
+  allocMemory(length: number, access?: RdmaAccess | readonly RdmaAccess[], options: { signal?: AbortSignal } = {}): Promise<MemoryRegion> {
+    let map: Mapping;
+    try {
+      map = this.#alloc(length, access, options, this.allocMemory);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#register(map, access, options, true, this.allocMemory);
+  }
+
+  /** allocMemory, blocking. */
+  allocMemorySync(length: number, access?: RdmaAccess | readonly RdmaAccess[]): MemoryRegion {
+    const map = this.#alloc(length, access, {}, this.allocMemorySync);
+    return this.#registerSync(map, access, {}, true, this.allocMemorySync);
+  }
+
+  #alloc(length: number, access: unknown, options: { signal?: AbortSignal }, caller: Function): Mapping {
+    toInt('length', length, Number.MAX_SAFE_INTEGER, caller);
+    if (length === 0) throw outOfRange('length', '>= 1', length, caller);
+    validateObject(options, 'options', caller);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, caller);
+    toAccess(access, caller);
+    if (options.signal?.aborted) throw abortError(options.signal.reason, caller);
+    this.check(caller);
+    return sharedMemory(length, caller);
+  }
+
+  /**
+   * What both register forms do before ibv_reg_mr: validate, resolve the
+   * target, hold a Mapping (before the pool thread pins: an unmap() now
+   * would let the MR pin whatever is mapped at that address next) and make
+   * the native MR. `undo()` takes it all back. Throws after undoing;
+   * memory the MR was to own is unmapped either way.
+   */
+  #prepare(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, withSignal: boolean, caller: Function): Prepared {
+    let release: (() => void) | undefined;
+    try {
+      validateObject(options, 'options', caller);
+      if (withSignal && options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, caller);
+      const a = toAccess(access, caller);
+      const r = resolveTarget(target, options, caller);
+      if (withSignal && options.signal?.aborted) throw abortError(options.signal.reason, caller);
+      this.check(caller);
+      release = r.mapping?.hold('memory region', caller);
+      const mr = call(caller, () => new native.RdmaMr(this.native));
+      const undo = () => {
+        mr.close();
+        release?.();
+        if (owned) (target as Mapping).unmap();
+      };
+      const region = () => new MemoryRegion(this, mr, owned ? undefined : target, a.names, r.length, { mapping: r.mapping, release, owned });
+      return { r, a, mr, undo, region };
+    } catch (e) {
+      release?.();
+      if (owned) (target as Mapping).unmap();
+      throw e;
+    }
+  }
+
+  #register(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): Promise<MemoryRegion> {
+    let prep: Prepared;
+    try {
+      prep = this.#prepare(target, access, options, owned, true, caller);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { r, a, mr, undo, region } = prep;
+    let p: Promise<NativeRdmaMr>;
+    try {
+      p = mr.registerAsync(...(r.args as [bigint, number]), a.bits);
+    } catch (e) {
+      undo();
+      return Promise.reject(rdmaError(e, caller));
+    }
+    const registered = p.then(() => region(), (e: unknown) => {
+      undo();
+      throw explainRegister(rdmaError(e), r.mapping, this.context.name);
+    });
+    // Aborted while pinning: the MR nobody will get is closed when it exists.
+    return abortable(registered, options.signal, caller, (unwanted) => unwanted.close());
+  }
+
+  #registerSync(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): MemoryRegion {
+    const { r, a, mr, undo, region } = this.#prepare(target, access, options, owned, false, caller);
+    try {
+      mr.register(...(r.args as [bigint, number]), a.bits);
+    } catch (e) {
+      undo();
+      const err = explainRegister(rdmaError(e), r.mapping, this.context.name) as Error;
+      Error.captureStackTrace(err, caller);
+      throw err;
+    }
+    return region();
+  }
+
+  /**
+   * Registers a dma-buf (ibv_reg_dmabuf_mr): the NIC maps it through the
+   * dma-buf importer API. EOPNOTSUPP when the RDMA driver has no dma-buf MRs
+   * (rxe and siw do not), ENOSYS when libibverbs predates them. The MR holds
+   * the dma-buf handle open (an Fd) until closed.
+   */
+  registerDmaBuf(dmabuf: FdLike, options: { offset?: number; length: number; iova?: number | bigint; access?: RdmaAccess | readonly RdmaAccess[] }): MemoryRegion {
+    const fd = toFd(dmabuf, this.registerDmaBuf);
+    validateObject(options, 'options', this.registerDmaBuf);
+    const offset = options.offset === undefined ? 0 : toInt('options.offset', options.offset, Number.MAX_SAFE_INTEGER, this.registerDmaBuf);
+    const length = toInt('options.length', options.length, Number.MAX_SAFE_INTEGER, this.registerDmaBuf);
+    if (length === 0) throw outOfRange('options.length', '> 0', length, this.registerDmaBuf);
+    let iova: bigint;
+    if (options.iova === undefined) iova = BigInt(offset);
+    else if (typeof options.iova === 'bigint' && options.iova >= 0n && options.iova < 2n ** 64n) iova = options.iova;
+    else if (typeof options.iova === 'number') iova = BigInt(toInt('options.iova', options.iova, Number.MAX_SAFE_INTEGER, this.registerDmaBuf));
+    else throw invalidArgType('options.iova', 'a number or bigint in [0, 2^64)', options.iova, this.registerDmaBuf);
+    const a = toAccess(options.access, this.registerDmaBuf);
+    this.check(this.registerDmaBuf);
+    const mr = call(this.registerDmaBuf, () => new native.RdmaMr(this.native));
+    try {
+      mr.registerDmaBuf(fd, offset, length, iova, a.bits);
+    } catch (e) {
+      mr.close();
+      const err = rdmaError(e) as SystemError;
+      if (err.code === 'EOPNOTSUPP' || err.code === 'ENOTSUPP') {
+        err.message += `: the RDMA driver of ${this.context.name} does not support dma-buf memory regions (rxe and siw have none; mlx5, efa, irdma do)`;
+      } else if (err.code === 'ENOSYS') {
+        err.message += ': this libibverbs has no ibv_reg_dmabuf_mr (IBVERBS_1.12, rdma-core 34 or later)';
+      }
+      Error.captureStackTrace(err, this.registerDmaBuf);
+      throw err;
+    }
+    return new MemoryRegion(this, mr, dmabuf instanceof Fd ? dmabuf : undefined, a.names, length);
+  }
+
+  /** An RC queue pair on this PD (see QueuePairOptions). */
+  createQp(options: QueuePairOptions): QueuePair {
+    return createQp(this, options, this.createQp);
+  }
+
+  protected get teardownCall(): string {
+    return 'ibv_dealloc_pd';
+  }
+}

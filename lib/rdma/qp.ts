@@ -1,0 +1,575 @@
+/** RC queue pairs: connection, and work requests (WRITE, READ, SEND, RECV, atomics) as promises. */
+import { abortable } from '../core/abort';
+import { abortError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from '../core/errors';
+import { native, type NativeRdmaQp } from '../core/native';
+import { CompletionQueue, type Pending, type RdmaCompletion } from './cq';
+import type { RdmaContext } from './device';
+import { call, completionError, rdmaError, WC_WR_FLUSH_ERR } from './errors';
+import { gidBytes, gidString } from './gid';
+import { MemoryRegion, type RemoteRegion } from './mr';
+import type { ProtectionDomain } from './pd';
+import { RdmaResource } from './resource';
+import { toInt } from './validate';
+
+const C = native.rdmaConstants;
+const ENOMEM = 12;
+const EOPNOTSUPP = 95;
+let nextWrId = 1;
+
+export interface QueuePairOptions {
+  /** Only 'RC' (reliable connected). Default 'RC'. */
+  type?: 'RC';
+  sendCq: CompletionQueue;
+  /** Default: sendCq. */
+  recvCq?: CompletionQueue;
+  cap?: {
+    /** Default 128. */
+    maxSendWr?: number;
+    /** Default 128. */
+    maxRecvWr?: number;
+    /** Default 1 (this API posts one buffer per work request). */
+    maxSendSge?: number;
+    maxRecvSge?: number;
+    /** Default 0. */
+    maxInlineData?: number;
+  };
+}
+
+/** What the peer needs to connect to a QP (exchange it out of band, or use rdma_cm). */
+export interface QueuePairInfo {
+  qpNum: number;
+  /** Initial packet sequence number. */
+  psn: number;
+  portNum: number;
+  lid: number;
+  /** The GID used as source, 16 bytes as hex with colons. */
+  gid: string;
+  gidIndex: number;
+  /** Active MTU in bytes. */
+  mtu: number;
+}
+
+/** Options of one work request: `signal` follows index.ts's abort rule. */
+export interface WorkRequestOptions {
+  signal?: AbortSignal;
+  /**
+   * write and send: a 32-bit immediate value delivered with the data
+   * (IBV_WR_RDMA_WRITE_WITH_IMM, IBV_WR_SEND_WITH_IMM). Either consumes one
+   * of the peer's posted receives, whose completion carries it.
+   */
+  immediate?: number;
+  /**
+   * write and send: copy the data into the work request at post time
+   * (IBV_SEND_INLINE), for small messages; at most the QP's
+   * `cap.maxInlineData` bytes.
+   */
+  inline?: boolean;
+}
+
+/** The send-side options of a request, checked: immediate (u32) and inline. */
+function sendOptionsOf(o: WorkRequestOptions, op: string, length: number, maxInline: number, caller: Function): { immediate: number | null; flags: number } {
+  const { immediate, inline } = o;
+  if ((immediate !== undefined || inline !== undefined) && op !== 'write' && op !== 'send') {
+    throw invalidArgValue(immediate !== undefined ? 'wr.immediate' : 'wr.inline', immediate ?? inline, `applies to 'write' and 'send' only, not '${op}'`, caller);
+  }
+  if (immediate !== undefined && !(Number.isInteger(immediate) && immediate >= 0 && immediate <= 0xffffffff)) {
+    if (typeof immediate !== 'number') throw invalidArgType('wr.immediate', 'of type number', immediate, caller);
+    throw outOfRange('wr.immediate', 'an integer >= 0 and <= 4294967295', immediate, caller);
+  }
+  if (inline !== undefined && typeof inline !== 'boolean') throw invalidArgType('wr.inline', 'of type boolean', inline, caller);
+  if (inline && length > maxInline) {
+    throw outOfRange('length', `<= ${maxInline} for an inline request (the queue pair's cap.maxInlineData)`, length, caller);
+  }
+  return { immediate: immediate ?? null, flags: inline ? C.IBV_SEND_INLINE : 0 };
+}
+
+function signalOf(o: unknown, name: string, caller: Function): AbortSignal | undefined {
+  validateObject(o, name, caller);
+  const signal = (o as { signal?: unknown }).signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType(`${name}.signal`, 'an instance of AbortSignal', signal, caller);
+  return signal as AbortSignal | undefined;
+}
+
+/** A buffer for one work request: an MR, or part of one. */
+export type LocalBuffer = MemoryRegion | { mr: MemoryRegion; offset?: number; length?: number };
+
+/**
+ * The local side of a WRITE, READ, SEND or receive: one buffer, or a
+ * scatter/gather list of up to the QP's `cap.maxSendSge` (`maxRecvSge` for a
+ * receive) buffers, taken in order (then `length` is left out).
+ */
+export type LocalBuffers = LocalBuffer | readonly LocalBuffer[];
+
+/** One work request of a batch (`qp.post`). */
+export type WorkRequest = (
+  | { op: 'write' | 'read'; local: LocalBuffers; remote: RemoteRegion | MemoryRegion; length?: number; remoteOffset?: number }
+  | { op: 'send'; local: LocalBuffers | null; length?: number }
+  | { op: 'recv'; local: LocalBuffers | null; length?: number }
+  | { op: 'compare-swap'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; compare: bigint; swap: bigint }
+  | { op: 'fetch-add'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; add: bigint }
+) & WorkRequestOptions;
+
+/** A u64 operand of an atomic request. */
+function u64(name: string, v: unknown, caller: Function): bigint {
+  if (typeof v !== 'bigint') throw invalidArgType(name, 'of type bigint', v, caller);
+  if (v < 0n || v >= 2n ** 64n) throw outOfRange(name, '>= 0n and < 2n ** 64n', v, caller);
+  return v;
+}
+
+const OPCODE = { write: C.IBV_WR_RDMA_WRITE, read: C.IBV_WR_RDMA_READ, send: C.IBV_WR_SEND } as const;
+const OPCODE_WITH_IMM = { write: C.IBV_WR_RDMA_WRITE_WITH_IMM, send: C.IBV_WR_SEND_WITH_IMM } as const;
+const OPCODE_ATOMIC = { 'compare-swap': C.IBV_WR_ATOMIC_CMP_AND_SWP, 'fetch-add': C.IBV_WR_ATOMIC_FETCH_AND_ADD } as const;
+const STATE_NAMES = ['RESET', 'INIT', 'RTR', 'RTS', 'SQD', 'SQE', 'ERR'] as const;
+const MTU_ENUM: Record<number, number> = { 256: 1, 512: 2, 1024: 3, 2048: 4, 4096: 5 };
+const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_ACCESS_REMOTE_READ | C.IBV_ACCESS_REMOTE_ATOMIC;
+
+export function createQp(pd: ProtectionDomain, options: QueuePairOptions, caller: Function): QueuePair {
+  validateObject(options, 'options', caller);
+  if (options.type !== undefined && options.type !== 'RC') throw invalidArgValue('options.type', options.type, "must be 'RC'", caller);
+  if (!(options.sendCq instanceof CompletionQueue)) throw invalidArgType('options.sendCq', 'an instance of CompletionQueue', options.sendCq, caller);
+  const recvCq = options.recvCq ?? options.sendCq;
+  if (!(recvCq instanceof CompletionQueue)) throw invalidArgType('options.recvCq', 'an instance of CompletionQueue', recvCq, caller);
+  const cap = options.cap ?? {};
+  validateObject(cap, 'options.cap', caller);
+  const c = {
+    maxSendWr: cap.maxSendWr === undefined ? 128 : toInt('options.cap.maxSendWr', cap.maxSendWr, 0x7fffffff, caller),
+    maxRecvWr: cap.maxRecvWr === undefined ? 128 : toInt('options.cap.maxRecvWr', cap.maxRecvWr, 0x7fffffff, caller),
+    maxSendSge: cap.maxSendSge === undefined ? 1 : toInt('options.cap.maxSendSge', cap.maxSendSge, 0x7fffffff, caller),
+    maxRecvSge: cap.maxRecvSge === undefined ? 1 : toInt('options.cap.maxRecvSge', cap.maxRecvSge, 0x7fffffff, caller),
+    maxInlineData: cap.maxInlineData === undefined ? 0 : toInt('options.cap.maxInlineData', cap.maxInlineData, 0x7fffffff, caller),
+  };
+  pd.check(caller);
+  options.sendCq.check(caller);
+  recvCq.check(caller);
+  if (options.sendCq.context !== pd.context || recvCq.context !== pd.context) {
+    throw invalidArgValue('options.sendCq', options.sendCq.context.name, `must be a CQ of the PD's context (${pd.context.name})`, caller);
+  }
+  const n = call(caller, () => new native.RdmaQp(pd.native, options.sendCq.native, recvCq.native, c));
+  return new QueuePair(pd, options.sendCq, recvCq, n);
+}
+
+/** The GID a QP on `port` sends from: RoCE v2 IPv4-mapped first, then any RoCE v2, then index 0. */
+function defaultGidIndex(context: RdmaContext, port: number): number {
+  const gids = context.gids(port);
+  if (gids.length === 0) return 0;
+  const v2 = gids.filter((g) => g.type === 'RoCE v2');
+  return (v2.find((g) => g.gid.startsWith('0000:0000:0000:0000:0000:ffff:')) ?? v2[0] ?? gids[0]).index;
+}
+
+/** An RC queue pair. Work requests return promises settled by their completions. */
+export class QueuePair extends RdmaResource {
+  readonly pd: ProtectionDomain;
+  readonly sendCq: CompletionQueue;
+  readonly recvCq: CompletionQueue;
+  readonly qpNum: number;
+  /** What the provider granted. */
+  readonly cap: Readonly<Required<NonNullable<QueuePairOptions['cap']>>>;
+  /** @internal */
+  declare readonly native: NativeRdmaQp;
+  #state: (typeof STATE_NAMES)[number] = 'RESET';
+  #psn: number;
+  #maxRdAtomic: number | undefined;
+  #maxRdAtomicWhy = '';
+  #sends = 0;
+  #recvs = 0;
+  /** @internal closed after the QP (loopbackPair's CQ, rdma_cm's own objects). */
+  readonly owned: { close(): void }[] = [];
+
+  /** @internal */
+  constructor(pd: ProtectionDomain, sendCq: CompletionQueue, recvCq: CompletionQueue, n: NativeRdmaQp) {
+    super(n);
+    this.pd = pd;
+    this.sendCq = sendCq;
+    this.recvCq = recvCq;
+    this.qpNum = n.qpNum;
+    this.cap = Object.freeze(n.cap);
+    this.#psn = (Math.random() * 0xffffff) >>> 0;
+  }
+
+  /** 'RESET', 'INIT', 'RTR', 'RTS' or 'ERR', as this object last moved it. */
+  get state(): string {
+    return this.#state;
+  }
+
+  /** Send and receive work requests outstanding. */
+  get outstanding(): { send: number; recv: number } {
+    return { send: this.#sends, recv: this.#recvs };
+  }
+
+  /**
+   * RDMA READs this QP may have outstanding, as `connect()` set it (the
+   * device's `maxQpInitRdAtom`, at most 16, or the `maxRdAtomic` asked for);
+   * undefined when something else connected it.
+   */
+  get maxRdAtomic(): number | undefined {
+    return this.#maxRdAtomic;
+  }
+
+  /** What a peer passes to its `connect()`. */
+  info(options: { portNum?: number; gidIndex?: number } = {}): QueuePairInfo {
+    validateObject(options, 'options', this.info);
+    this.check(this.info);
+    const portNum = options.portNum === undefined ? 1 : toInt('options.portNum', options.portNum, 255, this.info);
+    const gidIndex = options.gidIndex ?? defaultGidIndex(this.pd.context, portNum);
+    const port = this.pd.context.queryPort(portNum);
+    const gid = this.pd.context.queryGid(portNum, gidIndex);
+    return { qpNum: this.qpNum, psn: this.#psn, portNum, lid: port.lid, gid: gidString(gid), gidIndex, mtu: port.activeMtu };
+  }
+
+  /**
+   * Connects to a peer QP without rdma_cm: RESET -> INIT -> RTR -> RTS, with
+   * the peer's GID (RoCE) as the destination. The QP grants remote write,
+   * read and atomic; each MR's access flags decide what peers may do.
+   * `maxRdAtomic` caps the RDMA READs it may have outstanding (default 16,
+   * never more than the device offers); with 0, `read()` is refused with
+   * EOPNOTSUPP instead of waiting forever (QEMU's pvrdma offers 0).
+   */
+  connect(remote: QueuePairInfo, options: { portNum?: number; gidIndex?: number; maxRdAtomic?: number } = {}): void {
+    validateObject(remote, 'remote', this.connect);
+    validateObject(options, 'options', this.connect);
+    const askedRd = options.maxRdAtomic === undefined ? 16 : toInt('options.maxRdAtomic', options.maxRdAtomic, 255, this.connect);
+    const dgid = gidBytes(remote.gid, this.connect);
+    toInt('remote.qpNum', remote.qpNum, 0xffffff, this.connect);
+    toInt('remote.psn', remote.psn, 0xffffff, this.connect);
+    const mine = this.info({ portNum: options.portNum, gidIndex: options.gidIndex });
+    const mtu = MTU_ENUM[Math.min(mine.mtu, remote.mtu ?? mine.mtu)] ?? 3;
+    const dev = call(this.connect, () => this.pd.context.query());
+    const rdAtomic = Math.min(askedRd, dev.maxQpInitRdAtom);
+    this.#modify({ qpState: C.IBV_QPS_INIT, pkeyIndex: 0, portNum: mine.portNum, qpAccessFlags: QP_ACCESS }, 'INIT');
+    this.#modify(
+      {
+        qpState: C.IBV_QPS_RTR,
+        pathMtu: mtu,
+        destQpNum: remote.qpNum,
+        rqPsn: remote.psn,
+        maxDestRdAtomic: Math.min(16, dev.maxQpRdAtom),
+        minRnrTimer: 12,
+        ah: { dlid: remote.lid ?? 0, sl: 0, portNum: mine.portNum, dgid, sgidIndex: mine.gidIndex, hopLimit: 64 },
+      },
+      'RTR',
+    );
+    this.#modify(
+      { qpState: C.IBV_QPS_RTS, timeout: 14, retryCnt: 7, rnrRetry: 7, sqPsn: this.#psn, maxRdAtomic: rdAtomic },
+      'RTS',
+    );
+    this.#maxRdAtomic = rdAtomic;
+    this.#maxRdAtomicWhy = askedRd === 0 ? 'connect() was asked for maxRdAtomic 0' : `${this.pd.context.name} offers maxQpInitRdAtom ${dev.maxQpInitRdAtom}`;
+  }
+
+  #modify(attrs: Record<string, unknown>, to: (typeof STATE_NAMES)[number]): void {
+    this.check(this.connect);
+    const r = this.native.modify(attrs);
+    if (r < 0) {
+      const e = sysError(-r, 'ibv_modify_qp', {}, this.connect);
+      e.message += ` (${this.#state} -> ${to})`;
+      throw e;
+    }
+    this.#state = to;
+  }
+
+  /** @internal state changes made by rdma_cm. */
+  setState(s: (typeof STATE_NAMES)[number]): void {
+    this.#state = s;
+  }
+
+  /**
+   * RDMA WRITE of `local` into `remote`. Resolves when the peer's NIC has
+   * acknowledged it. `options.signal`: see index.ts's abort rule.
+   */
+  write(local: LocalBuffers, remote: RemoteRegion | MemoryRegion, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'write', local, remote, length }, options, this.write);
+  }
+
+  /** RDMA READ of `remote` into `local` (its MR needs 'local-write'). */
+  read(local: LocalBuffers, remote: RemoteRegion | MemoryRegion, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'read', local, remote, length }, options, this.read);
+  }
+
+  /** SEND of `local` into the peer's next posted receive. */
+  send(local: LocalBuffers | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'send', local, length }, options, this.send);
+  }
+
+  /**
+   * Atomic compare-and-swap of the 8 bytes at `remote` (8-byte aligned; its
+   * MR needs 'remote-atomic'): the peer's NIC swaps in `swap` if they equal
+   * `compare`. The original value lands in the first 8 bytes of `local` (its
+   * MR needs 'local-write'), in the byte order of the host.
+   */
+  compareAndSwap(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, compare: bigint, swap: bigint, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'compare-swap', local, remote, compare, swap }, options, this.compareAndSwap);
+  }
+
+  /** Atomic fetch-and-add of `add` to the 8 bytes at `remote`; the original value lands in `local`, as compareAndSwap. */
+  fetchAndAdd(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, add: bigint, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'fetch-add', local, remote, add }, options, this.fetchAndAdd);
+  }
+
+  /** Posts a receive into `local` (its MR needs 'local-write'); resolves with the byte count received. */
+  recv(local: LocalBuffers | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    return this.#one({ op: 'recv', local, length }, options, this.recv);
+  }
+
+  #one(wr: WorkRequest, options: WorkRequestOptions, caller: Function): Promise<RdmaCompletion> {
+    try {
+      const signal = signalOf(options, 'options', caller);
+      return this.#post([{ ...wr, signal, immediate: options.immediate, inline: options.inline }], caller)[0];
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Posts a batch as one chain (one ibv_post_send for the sends, one
+   * ibv_post_recv for the receives): a promise per request, in order. The
+   * whole batch is validated first; nothing is posted if any is invalid.
+   */
+  post(wrs: readonly WorkRequest[]): Promise<RdmaCompletion>[] {
+    if (!Array.isArray(wrs)) throw invalidArgType('wrs', 'an array of work requests', wrs, this.post);
+    return this.#post(wrs, this.post);
+  }
+
+  #post(wrs: readonly WorkRequest[], caller: Function): Promise<RdmaCompletion>[] {
+    this.check(caller);
+    const sends: unknown[][] = [];
+    const recvs: unknown[][] = [];
+    const entries: { list: 'send' | 'recv'; pending: Omit<Pending, 'resolve' | 'reject'>; wrId: number; mrs: MemoryRegion[]; signal?: AbortSignal }[] = [];
+    for (const wr of wrs) {
+      validateObject(wr, 'wr', caller);
+      const signal = signalOf(wr, 'wr', caller);
+      // Aborted already: nothing of the batch is posted.
+      if (signal?.aborted) throw abortError(signal.reason, caller);
+      const op = wr.op;
+      if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv' && op !== 'compare-swap' && op !== 'fetch-add') {
+        throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send', 'recv', 'compare-swap' or 'fetch-add'", caller);
+      }
+      if (op === 'compare-swap' || op === 'fetch-add') {
+        const { wrId, entry, mr } = this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller);
+        sends.push(entry);
+        entries.push({ list: 'send', wrId, mrs: [mr], signal, pending: { qp: this, op, length: 8, release: [] } });
+        continue;
+      }
+      if (op === 'read') this.#needRdAtomic('RDMA READ', caller);
+      // A scatter/gather list: each part its own { mr, offset, length }.
+      const parts = wr.local === null && (op === 'send' || op === 'recv') ? [] : Array.isArray(wr.local) ? wr.local.map((l) => toLocal(l, caller)) : [toLocal(wr.local, caller)];
+      if (Array.isArray(wr.local)) {
+        const maxSge = op === 'recv' ? this.cap.maxRecvSge : this.cap.maxSendSge;
+        if (parts.length === 0 || parts.length > maxSge) {
+          throw outOfRange('local', `a list of 1 to ${maxSge} buffers (the queue pair's cap.${op === 'recv' ? 'maxRecvSge' : 'maxSendSge'})`, parts.length, caller);
+        }
+        if (wr.length !== undefined) throw invalidArgValue('length', wr.length, 'must be left out with a list of buffers (each part has its own length)', caller);
+      }
+      const total = parts.reduce((n, p) => n + p.length, 0);
+      const want = wr.length === undefined ? total : toInt('length', wr.length, 0xffffffff, caller);
+      if (parts.length > 0 && want > total) throw outOfRange('length', `<= ${total} (the local buffer's length)`, want, caller);
+      for (const local of parts) {
+        if ((op === 'read' || op === 'recv') && !local.mr.access.includes('local-write')) {
+          throw invalidArgValue('local', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, `must be registered with 'local-write' to be the target of ${op === 'read' ? 'an RDMA READ' : 'a receive'}`, caller);
+        }
+        if (local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
+      }
+      const wrId = nextWrId++;
+      const mrArgs = parts.length === 0 ? [null, 0, 0]
+        : Array.isArray(wr.local) ? [parts.map((p) => [p.mr.native, p.offset, p.length]), 0, 0]
+          : [parts[0].mr.native, parts[0].offset, want];
+      if (op === 'write' || op === 'read') {
+        const remote = toRemote((wr as { remote: unknown }).remote, caller);
+        const roff = (wr as { remoteOffset?: number }).remoteOffset === undefined ? 0 : toInt('remoteOffset', (wr as { remoteOffset?: number }).remoteOffset, Number.MAX_SAFE_INTEGER, caller);
+        if (remote.length !== undefined && roff + want > remote.length) {
+          throw outOfRange('length', `<= ${remote.length - Math.min(roff, remote.length)} (the remote region's length after remoteOffset)`, want, caller);
+        }
+        const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
+        const opcode = so.immediate !== null && op === 'write' ? OPCODE_WITH_IMM.write : OPCODE[op];
+        sends.push([wrId, opcode, ...mrArgs, remoteAddress(remote, roff, want, caller), remote.rkey, so.immediate, so.flags]);
+      } else if (op === 'send') {
+        const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
+        sends.push([wrId, so.immediate !== null ? OPCODE_WITH_IMM.send : OPCODE.send, ...mrArgs, null, null, so.immediate, so.flags]);
+      } else {
+        sendOptionsOf(wr, op, want, 0, caller);
+        recvs.push([wrId, ...mrArgs]);
+      }
+      entries.push({ list: op === 'recv' ? 'recv' : 'send', wrId, mrs: parts.map((p) => p.mr), signal, pending: { qp: this, op, length: want, release: [] } });
+    }
+    this.#checkRoom(sends.length, recvs.length, caller);
+    // Each MR in use stays registered until its request completes.
+    const promises: Promise<RdmaCompletion>[] = [];
+    for (const e of entries) {
+      const cq = e.list === 'send' ? this.sendCq : this.recvCq;
+      promises.push(
+        new Promise<RdmaCompletion>((resolve, reject) => {
+          for (const mr of e.mrs) e.pending.release.push(mr.use());
+          cq.add(e.wrId, { ...e.pending, resolve, reject });
+          if (e.list === 'send') this.#sends++;
+          else this.#recvs++;
+        }),
+      );
+    }
+    this.#submit(sends, 'send', entries.filter((e) => e.list === 'send'), caller);
+    this.#submit(recvs, 'recv', entries.filter((e) => e.list === 'recv'), caller);
+    // The request keeps its MR and queue slot until its completion, which an
+    // abort only stops the caller from waiting for.
+    return promises.map((p, i) => abortable(p, entries[i].signal, caller));
+  }
+
+  /** The native entry of an atomic request, checked: 8 bytes each side, aligned remote, the access it needs. */
+  #atomic(wr: Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller: Function): { wrId: number; entry: unknown[]; mr: MemoryRegion } {
+    const op = wr.op;
+    this.#needRdAtomic('atomic', caller);
+    // Refuses immediate and inline: they apply to write and send only.
+    sendOptionsOf(wr, op, 8, 0, caller);
+    const local = toLocal(wr.local, caller);
+    if (local.length < 8) throw outOfRange('local', '>= 8 bytes (an atomic returns the 64-bit original value)', local.length, caller);
+    if (!local.mr.access.includes('local-write')) {
+      throw invalidArgValue('local', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, "must be registered with 'local-write' to receive the original value", caller);
+    }
+    if (local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
+    const remote = toRemote(wr.remote, caller);
+    const roff = wr.remoteOffset === undefined ? 0 : toInt('remoteOffset', wr.remoteOffset, Number.MAX_SAFE_INTEGER, caller);
+    if (remote.length !== undefined && roff + 8 > remote.length) {
+      throw outOfRange('remoteOffset', `<= ${remote.length - 8} (8 bytes must fit in the remote region)`, roff, caller);
+    }
+    const addr = remoteAddress(remote, roff, 8, caller);
+    if (addr % 8n !== 0n) throw invalidArgValue('remote', `address 0x${addr.toString(16)}`, 'must be 8-byte aligned for an atomic', caller);
+    const compareAdd = op === 'compare-swap' ? u64('compare', wr.compare, caller) : u64('add', wr.add, caller);
+    const swap = op === 'compare-swap' ? u64('swap', wr.swap, caller) : 0n;
+    const wrId = nextWrId++;
+    return { wrId, entry: [wrId, OPCODE_ATOMIC[op], local.mr.native, local.offset, 8, addr, remote.rkey, null, 0, compareAdd, swap], mr: local.mr };
+  }
+
+  /** READs and atomics need a responder resource: posted without one they would wait forever for a credit. */
+  #needRdAtomic(what: string, caller: Function): void {
+    if (this.#maxRdAtomic !== 0) return;
+    const e = sysError(EOPNOTSUPP, 'ibv_post_send', {}, caller);
+    e.message = `EOPNOTSUPP: this QP may have no ${what} outstanding (${this.#maxRdAtomicWhy}), ibv_post_send`;
+    throw e;
+  }
+
+  #checkRoom(sends: number, recvs: number, caller: Function): void {
+    const full = (what: string, have: number, max: number, adding: number) => {
+      const e = sysError(ENOMEM, what === 'completion queue' ? 'ibv_post_send' : what === 'receive queue' ? 'ibv_post_recv' : 'ibv_post_send', {}, caller);
+      e.message += `: the ${what} holds ${max} work requests, ${have} are outstanding and ${adding} more were posted; await some first or create it larger`;
+      return e;
+    };
+    if (this.#sends + sends > this.cap.maxSendWr) throw full('send queue', this.#sends, this.cap.maxSendWr, sends);
+    if (this.#recvs + recvs > this.cap.maxRecvWr) throw full('receive queue', this.#recvs, this.cap.maxRecvWr, recvs);
+    const cqs = this.sendCq === this.recvCq ? [[this.sendCq, sends + recvs]] as const : [[this.sendCq, sends], [this.recvCq, recvs]] as const;
+    for (const [cq, n] of cqs) if (cq.outstanding + n > cq.size) throw full('completion queue', cq.outstanding, cq.size, n);
+  }
+
+  #submit(list: unknown[][], kind: 'send' | 'recv', entries: { wrId: number }[], caller: Function): void {
+    if (list.length === 0) return;
+    const verb = kind === 'send' ? 'ibv_post_send' : 'ibv_post_recv';
+    let posted: number;
+    let e: Error;
+    try {
+      let err: number;
+      [posted, err] = kind === 'send' ? this.native.postSend(list) : this.native.postRecv(list);
+      if (err === 0) return;
+      // Those after the failed one were never posted: no completion will come.
+      e = sysError(-err, verb, {}, caller);
+      if (this.#state !== 'RTS' && kind === 'send') e.message += ` (the queue pair is in ${this.#state}; connect it first)`;
+    } catch (x) {
+      // Nothing was posted. An argument the native side refused (a bug
+      // here: the JS checks come first) reads as EINVAL with its reason;
+      // anything else keeps its own error.
+      posted = 0;
+      const code = (x as { code?: unknown })?.code;
+      if (code === 'ERR_INVALID_ARG_TYPE' || code === 'ERR_OUT_OF_RANGE') {
+        e = sysError(22, verb, {}, caller);
+        e.message += ` (${(x as Error).message})`;
+      } else {
+        e = rdmaError(x, caller) as Error;
+      }
+    }
+    const cq = kind === 'send' ? this.sendCq : this.recvCq;
+    for (const { wrId } of entries.slice(posted)) {
+      const p = cq.remove(wrId);
+      if (p === undefined) continue;
+      this.completed(p);
+      for (const r of p.release) r();
+      p.reject(e);
+    }
+  }
+
+  /** @internal a request left the queue. */
+  completed(p: Pending): void {
+    if (p.op === 'recv') this.#recvs--;
+    else this.#sends--;
+  }
+
+  /** MR holds of the requests flushed by close(): released once the QP is destroyed. */
+  #releaseAfterClose: (() => void)[] = [];
+
+  protected override willClose(): void {
+    // The kernel flushes them when the QP is destroyed; no completion will
+    // reach us, so they are rejected here, at once. The device may touch
+    // their memory until destroy_qp returns: their MRs stay registered
+    // until then (didClose).
+    for (const cq of new Set([this.sendCq, this.recvCq])) {
+      for (const [wrId, p] of [...cq.pending]) {
+        if (p.qp !== this) continue;
+        cq.remove(wrId);
+        this.completed(p);
+        this.#releaseAfterClose.push(...p.release);
+        p.reject(completionError(WC_WR_FLUSH_ERR, 0, wrId, p.op, 'work request flushed: the queue pair was closed'));
+      }
+    }
+  }
+
+  protected override didClose(): void {
+    for (const r of this.#releaseAfterClose.splice(0)) r();
+    for (const o of this.owned.splice(0)) o.close();
+  }
+
+  protected get teardownCall(): string {
+    return 'ibv_destroy_qp';
+  }
+
+  override describe(): string {
+    return `QueuePair (qp_num ${this.qpNum})`;
+  }
+}
+
+/**
+ * @internal exported for tests: `remote.addr + offset`, refused when that
+ * range (`length` bytes from there) would run past 2^64 and wrap.
+ */
+export function remoteAddress(remote: RemoteRegion, offset: number, length: number, caller: Function): bigint {
+  const addr = remote.addr + BigInt(offset);
+  if (addr + BigInt(length) > 2n ** 64n) {
+    throw outOfRange('remoteOffset', `<= ${2n ** 64n - BigInt(length) - remote.addr} (remote.addr ${remote.addr} + remoteOffset + length must not pass 2^64)`, offset, caller);
+  }
+  return addr;
+}
+
+function toLocal(v: unknown, caller: Function): { mr: MemoryRegion; offset: number; length: number } {
+  let mr: unknown;
+  let offset = 0;
+  let length: number | undefined;
+  if (v instanceof MemoryRegion) mr = v;
+  else if (typeof v === 'object' && v !== null) {
+    const o = v as { mr?: unknown; offset?: number; length?: number };
+    mr = o.mr;
+    if (o.offset !== undefined) offset = toInt('local.offset', o.offset, Number.MAX_SAFE_INTEGER, caller);
+    if (o.length !== undefined) length = toInt('local.length', o.length, Number.MAX_SAFE_INTEGER, caller);
+  }
+  if (!(mr instanceof MemoryRegion)) throw invalidArgType('local', 'a MemoryRegion or { mr, offset?, length? }', v, caller);
+  if (mr.closed) throw closedError('MemoryRegion (deregistered)', caller);
+  if (offset > mr.length) throw outOfRange('local.offset', `<= ${mr.length} (the memory region's length)`, offset, caller);
+  if (length === undefined) length = mr.length - offset;
+  if (offset + length > mr.length) throw outOfRange('local.length', `<= ${mr.length - offset} (the memory region's length after offset)`, length, caller);
+  return { mr, offset, length };
+}
+
+function toRemote(v: unknown, caller: Function): RemoteRegion {
+  if (v instanceof MemoryRegion) {
+    if (v.closed) throw closedError('MemoryRegion (deregistered)', caller);
+    return v.remote();
+  }
+  validateObject(v, 'remote', caller);
+  const r = v as RemoteRegion;
+  if (typeof r.addr !== 'bigint' || r.addr < 0n || r.addr >= 2n ** 64n) throw invalidArgType('remote.addr', 'a bigint in [0, 2^64)', r.addr, caller);
+  toInt('remote.rkey', r.rkey, 0xffffffff, caller);
+  if (r.length !== undefined) toInt('remote.length', r.length, Number.MAX_SAFE_INTEGER, caller);
+  return r;
+}

@@ -1,0 +1,888 @@
+// RDMA verbs behind lib/rdma/ (see rdma.h). Thin: each call validates
+// enough not to crash, calls the verb and returns its result or an errno;
+// names, defaults and messages live in TypeScript.
+#include "rdma.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../core/async.h"
+#include "../core/errors.h"
+#include "../core/modules.h"
+#include "../core/views.h"
+
+namespace p2pdma {
+namespace {
+
+// Parent of a child resource, checked open; throws EBADF (closed) or a type
+// error (not a T).
+template <typename T>
+T* OpenParent(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  T* p = UnwrapResource<T>(info[i]);
+  if (p == nullptr) ThrowType(info.Env(), what);
+  if (!p->IsOpen()) ThrowSys(info.Env(), EBADF, what);
+  return p;
+}
+
+uint32_t U32Of(Napi::Object o, const char* key, bool* present) {
+  Napi::Value v = o.Get(key);
+  *present = !v.IsUndefined();
+  if (!*present) return 0;
+  if (!v.IsNumber()) ThrowType(o.Env(), key);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!IsIntegerIn(d, 0, 4294967295.0)) ThrowRange(o.Env(), key);
+  return static_cast<uint32_t>(d);
+}
+
+// The bytes of an ArrayBuffer or view: data pointer and length.
+bool BytesOf(Napi::Value v, uint8_t** data, size_t* len) {
+  napi_env env = v.Env();
+  bool is = false;
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+    void* d;
+    napi_get_arraybuffer_info(env, v, &d, len);
+    *data = static_cast<uint8_t*>(d);
+    return true;
+  }
+  void* d = nullptr;
+  if (!ViewBytes(env, v, &d, len)) return false;
+  *data = static_cast<uint8_t*>(d);
+  return true;
+}
+
+Napi::Value U64(Napi::Env env, uint64_t v) { return Napi::BigInt::New(env, v); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Context
+
+// new Context(name): ibv_open_device on the device called `name`. Throws
+// SysError ENODEV when there is none, or open's errno.
+RdmaContext::RdmaContext(const Napi::CallbackInfo& info) : ResourceWrap<RdmaContext>(info) {
+  Napi::Env env = info.Env();
+  v_ = &VerbsOrThrow(env);
+  if (!info[0].IsString()) ThrowType(env, "name");
+  std::string name = info[0].As<Napi::String>();
+  int n = 0;
+  ibv_device** list = v_->get_device_list(&n);
+  if (list == nullptr) ThrowSys(env, errno, "ibv_get_device_list");
+  ibv_device* dev = nullptr;
+  for (int i = 0; i < n; i++)
+    if (name == v_->get_device_name(list[i])) dev = list[i];
+  if (dev == nullptr) {
+    v_->free_device_list(list);
+    ThrowSys(env, ENODEV, "ibv_open_device");
+  }
+  errno = 0;
+  ctx_ = v_->open_device(dev);
+  int err = errno != 0 ? errno : ENODEV;
+  v_->free_device_list(list);
+  if (ctx_ == nullptr) ThrowSys(env, err, "ibv_open_device");
+}
+
+Napi::Function RdmaContext::Define(Napi::Env env) {
+  auto props = ResourceMethods();
+  props.push_back(InstanceMethod<&RdmaContext::Query>("query"));
+  props.push_back(InstanceMethod<&RdmaContext::QueryPort>("queryPort"));
+  props.push_back(InstanceMethod<&RdmaContext::QueryGid>("queryGid"));
+  props.push_back(InstanceMethod<&RdmaContext::QueryGidTable>("queryGidTable"));
+  return DefineClass(env, "RdmaContext", props);
+}
+
+int RdmaContext::Teardown() {
+  int r = v_->close_device(ctx_);
+  return r == 0 ? 0 : -(r > 0 ? r : errno);
+}
+
+Napi::Value RdmaContext::Query(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsOpen()) ThrowSys(env, EBADF, "ibv_query_device");
+  ibv_device_attr a;
+  int r = v_->query_device(ctx_, &a);
+  if (r != 0) ThrowSys(env, r > 0 ? r : errno, "ibv_query_device");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("fwVer", a.fw_ver);
+  o.Set("nodeGuid", U64(env, be64toh(a.node_guid)));
+  o.Set("sysImageGuid", U64(env, be64toh(a.sys_image_guid)));
+  o.Set("maxMrSize", U64(env, a.max_mr_size));
+  o.Set("pageSizeCap", U64(env, a.page_size_cap));
+  o.Set("vendorId", a.vendor_id);
+  o.Set("vendorPartId", a.vendor_part_id);
+  o.Set("hwVer", a.hw_ver);
+  o.Set("maxQp", a.max_qp);
+  o.Set("maxQpWr", a.max_qp_wr);
+  o.Set("maxSge", a.max_sge);
+  o.Set("maxCq", a.max_cq);
+  o.Set("maxCqe", a.max_cqe);
+  o.Set("maxMr", a.max_mr);
+  o.Set("maxPd", a.max_pd);
+  o.Set("maxQpRdAtom", a.max_qp_rd_atom);
+  o.Set("maxQpInitRdAtom", a.max_qp_init_rd_atom);
+  o.Set("physPortCnt", a.phys_port_cnt);
+  return o;
+}
+
+// queryPort(port) -> { state, maxMtu, activeMtu, gidTblLen, lid, linkLayer, ... }
+Napi::Value RdmaContext::QueryPort(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t port = U32Arg(info, 0);
+  if (port < 1 || port > 255) ThrowRange(env, "port");
+  if (!IsOpen()) ThrowSys(env, EBADF, "ibv_query_port");
+  ibv_port_attr a = {};
+  int r = v_->query_port(ctx_, static_cast<uint8_t>(port), reinterpret_cast<_compat_ibv_port_attr*>(&a));
+  if (r != 0) ThrowSys(env, r > 0 ? r : errno, "ibv_query_port");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("state", static_cast<int>(a.state));
+  o.Set("maxMtu", static_cast<int>(a.max_mtu));
+  o.Set("activeMtu", static_cast<int>(a.active_mtu));
+  o.Set("gidTblLen", a.gid_tbl_len);
+  o.Set("lid", a.lid);
+  o.Set("maxMsgSz", a.max_msg_sz);
+  o.Set("linkLayer", a.link_layer);
+  o.Set("activeSpeed", a.active_speed);
+  o.Set("activeWidth", a.active_width);
+  return o;
+}
+
+// queryGid(port, index) -> Buffer of 16 bytes.
+Napi::Value RdmaContext::QueryGid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t port = U32Arg(info, 0);
+  uint32_t index = U32Arg(info, 1);
+  if (port < 1 || port > 255) ThrowRange(env, "port");
+  if (index > 0x7fffffff) ThrowRange(env, "index");
+  if (!IsOpen()) ThrowSys(env, EBADF, "ibv_query_gid");
+  ibv_gid gid;
+  int r = v_->query_gid(ctx_, static_cast<uint8_t>(port), static_cast<int>(index), &gid);
+  if (r != 0) ThrowSys(env, r > 0 ? r : (errno != 0 ? errno : EINVAL), "ibv_query_gid");
+  return Napi::Buffer<uint8_t>::Copy(env, gid.raw, 16);
+}
+
+// queryGidTable(maxEntries) -> [{ index, port, gid: Buffer, type }] of the
+// valid entries, in one ioctl, or null when libibverbs predates it. Reading
+// rxe's 1024-entry table from sysfs instead costs seconds under emulation.
+Napi::Value RdmaContext::QueryGidTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t max = U32Arg(info, 0);
+  if (max < 1 || max > 0x10000) ThrowRange(env, "maxEntries");
+  if (!IsOpen()) ThrowSys(env, EBADF, "ibv_query_gid_table");
+  if (v_->query_gid_table == nullptr) return env.Null();
+  std::vector<ibv_gid_entry> entries(max);
+  errno = 0;
+  ssize_t n = v_->query_gid_table(ctx_, entries.data(), entries.size(), 0, sizeof(ibv_gid_entry));
+  if (n < 0) ThrowSys(env, n == -1 && errno != 0 ? errno : static_cast<int>(-n), "ibv_query_gid_table");
+  Napi::Array out = Napi::Array::New(env, static_cast<size_t>(n));
+  for (ssize_t i = 0; i < n; i++) {
+    const ibv_gid_entry& e = entries[static_cast<size_t>(i)];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", Napi::Number::New(env, e.gid_index));
+    o.Set("port", Napi::Number::New(env, e.port_num));
+    o.Set("gid", Napi::Buffer<uint8_t>::Copy(env, e.gid.raw, 16));
+    o.Set("type", Napi::Number::New(env, e.gid_type));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// PD
+
+RdmaPd::RdmaPd(const Napi::CallbackInfo& info) : ResourceWrap<RdmaPd>(info) {
+  Napi::Env env = info.Env();
+  v_ = &VerbsOrThrow(env);
+  RdmaContext* c = OpenParent<RdmaContext>(info, 0, "ibv_alloc_pd");
+  errno = 0;
+  pd_ = v_->alloc_pd(c->ctx());
+  if (pd_ == nullptr) ThrowSys(env, errno != 0 ? errno : ENOMEM, "ibv_alloc_pd");
+  AddParent(c, info[0].As<Napi::Object>());
+}
+
+Napi::Function RdmaPd::Define(Napi::Env env) { return DefineClass(env, "RdmaPd", ResourceMethods()); }
+
+int RdmaPd::Teardown() {
+  int r = v_->dealloc_pd(pd_);
+  return r == 0 ? 0 : -r;
+}
+
+// ---------------------------------------------------------------------------
+// MR
+
+namespace {
+
+// ibv_reg_mr on the thread pool: pinning a large region takes a while.
+class RegWorker : public PromiseWorker {
+ public:
+  RegWorker(Napi::Env env, RdmaMr* mr, void* addr, size_t len, int access)
+      : PromiseWorker(env, "p2pdma:ibv_reg_mr", "ibv_reg_mr", -1), mr_(mr), addr_(addr), len_(len), access_(access) {
+    mr_->Hold();
+  }
+
+ protected:
+  void Run() override {
+    errno = 0;
+    result_ = mr_->verbs()->reg_mr(mr_->pd(), addr_, len_, access_);
+    if (result_ == nullptr) err_ = errno != 0 ? errno : EINVAL;
+  }
+  Napi::Value Result(Napi::Env env) override { return mr_->Value(); }
+  void Settled(Napi::Env) override {
+    // Closed meanwhile: the region goes with the teardown the release runs.
+    if (result_ != nullptr) mr_->Adopt(result_);
+    mr_->Release();
+  }
+
+ private:
+  RdmaMr* mr_;
+  void* addr_;
+  size_t len_;
+  int access_;
+  ibv_mr* result_ = nullptr;
+};
+
+}  // namespace
+
+// new Mr(pd): not registered yet; register*() registers it once.
+RdmaMr::RdmaMr(const Napi::CallbackInfo& info) : ResourceWrap<RdmaMr>(info) {
+  v_ = &VerbsOrThrow(info.Env());
+  RdmaPd* pd = OpenParent<RdmaPd>(info, 0, "ibv_reg_mr");
+  pd_ = pd->pd();
+  AddParent(pd, info[0].As<Napi::Object>());
+}
+
+Napi::Function RdmaMr::Define(Napi::Env env) {
+  auto props = ResourceMethods();
+  props.push_back(InstanceMethod<&RdmaMr::Register>("register"));
+  props.push_back(InstanceMethod<&RdmaMr::RegisterAsync>("registerAsync"));
+  props.push_back(InstanceMethod<&RdmaMr::RegisterDmaBuf>("registerDmaBuf"));
+  props.push_back(InstanceMethod<&RdmaMr::Info>("info"));
+  return DefineClass(env, "RdmaMr", props);
+}
+
+// A buffer stays referenced while registered. An address (a Mapping's) is
+// not an object: lib/rdma/ keeps the Mapping.
+void RdmaMr::KeepTarget(Napi::Value v) {
+  if (v.IsObject()) target_ = Napi::Persistent(v.As<Napi::Object>());
+}
+
+int RdmaMr::Teardown() {
+  target_.Reset();
+  if (mr_ == nullptr) return 0;
+  int r = v_->dereg_mr(mr_);
+  mr_ = nullptr;
+  return r == 0 ? 0 : -r;
+}
+
+namespace {
+
+// (target, offset, length, access) or (address bigint, length, access, keep):
+// the range to register. A buffer target is checked natively: JS never
+// passes a raw address for memory V8 owns.
+struct Range {
+  void* addr;
+  size_t len;
+  int access;
+};
+
+Range RangeArgs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Range r;
+  if (info[0].IsBigInt()) {
+    bool lossless;
+    uint64_t a = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless || a == 0) ThrowRange(env, "address");
+    r.addr = reinterpret_cast<void*>(a);
+    r.len = static_cast<size_t>(U64Arg(info, 1));
+    r.access = static_cast<int>(U32Arg(info, 2));
+  } else {
+    uint8_t* data;
+    size_t len;
+    if (!BytesOf(info[0], &data, &len)) ThrowType(env, "target");
+    uint64_t off = U64Arg(info, 1);
+    uint64_t n = U64Arg(info, 2);
+    if (off > len || n > len - off || n == 0) ThrowRange(env, "length");
+    r.addr = data + off;
+    r.len = static_cast<size_t>(n);
+    r.access = static_cast<int>(U32Arg(info, 3));
+  }
+  return r;
+}
+
+}  // namespace
+
+// register(target, offset, length, access) | register(address, length, access)
+// -> this; throws SysError (ibv_reg_mr).
+Napi::Value RdmaMr::Register(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Range r = RangeArgs(info);
+  if (!IsOpen() || mr_ != nullptr || InFlight() > 0) ThrowSys(env, EBUSY, "ibv_reg_mr");
+  errno = 0;
+  mr_ = v_->reg_mr(pd_, r.addr, r.len, r.access);
+  if (mr_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_reg_mr");
+  KeepTarget(info[0]);
+  return info.This();
+}
+
+// registerAsync(...same) -> Promise<this>, pinning on the thread pool.
+Napi::Value RdmaMr::RegisterAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Range r = RangeArgs(info);
+  if (!IsOpen() || mr_ != nullptr || InFlight() > 0) ThrowSys(env, EBUSY, "ibv_reg_mr");
+  auto* w = new RegWorker(env, this, r.addr, r.len, r.access);
+  w->Keep(info[0]);
+  w->Keep(info.This());
+  KeepTarget(info[0]);
+  return w->Start();
+}
+
+// registerDmaBuf(fd, offset, length, iova, access) -> this. ENOSYS when the
+// library lacks ibv_reg_dmabuf_mr (before rdma-core 34).
+Napi::Value RdmaMr::RegisterDmaBuf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0);
+  uint64_t off = U64Arg(info, 1);
+  uint64_t len = U64Arg(info, 2);
+  uint64_t iova = U64Arg(info, 3);
+  int access = static_cast<int>(U32Arg(info, 4));
+  if (v_->reg_dmabuf_mr == nullptr) ThrowSys(env, ENOSYS, "ibv_reg_dmabuf_mr", fd);
+  if (!IsOpen() || mr_ != nullptr || InFlight() > 0) ThrowSys(env, EBUSY, "ibv_reg_dmabuf_mr", fd);
+  errno = 0;
+  mr_ = v_->reg_dmabuf_mr(pd_, off, len, iova, fd, access);
+  if (mr_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_reg_dmabuf_mr", fd);
+  return info.This();
+}
+
+// info() -> { lkey, rkey, addr, length } or undefined when not registered.
+Napi::Value RdmaMr::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (mr_ == nullptr) return env.Undefined();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("lkey", mr_->lkey);
+  o.Set("rkey", mr_->rkey);
+  o.Set("addr", U64(env, reinterpret_cast<uintptr_t>(mr_->addr)));
+  o.Set("length", static_cast<double>(mr_->length));
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// CQ
+
+// new Cq(context, cqe): a CQ with its own completion channel (non-blocking,
+// polled by lib/rdma/ on the event loop), armed for the next completion.
+RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
+  Napi::Env env = info.Env();
+  v_ = &VerbsOrThrow(env);
+  RdmaContext* c = OpenParent<RdmaContext>(info, 0, "ibv_create_cq");
+  uint32_t cqe = U32Arg(info, 1);
+  if (cqe < 1 || cqe > 0x7fffffff) ThrowRange(env, "cqe");
+  errno = 0;
+  ch_ = v_->create_comp_channel(c->ctx());
+  if (ch_ == nullptr) ThrowSys(env, errno != 0 ? errno : ENOMEM, "ibv_create_comp_channel");
+  int fl = ::fcntl(ch_->fd, F_GETFL);
+  if (fl == -1 || ::fcntl(ch_->fd, F_SETFL, fl | O_NONBLOCK) == -1) {
+    int err = errno;
+    int fd = ch_->fd;  // ch_ is freed by destroy_comp_channel
+    v_->destroy_comp_channel(ch_);
+    ch_ = nullptr;
+    ThrowSys(env, err, "fcntl", fd);
+  }
+  errno = 0;
+  cq_ = v_->create_cq(c->ctx(), static_cast<int>(cqe), nullptr, ch_, 0);
+  if (cq_ == nullptr) {
+    int err = errno != 0 ? errno : ENOMEM;
+    v_->destroy_comp_channel(ch_);
+    ThrowSys(env, err, "ibv_create_cq");
+  }
+  int r = ibv_req_notify_cq(cq_, 0);
+  if (r != 0) {
+    v_->destroy_cq(cq_);
+    v_->destroy_comp_channel(ch_);
+    ThrowSys(env, r, "ibv_req_notify_cq");
+  }
+  fd_ = ch_->fd;
+  cqe_ = cq_->cqe;
+  AddParent(c, info[0].As<Napi::Object>());
+}
+
+Napi::Function RdmaCq::Define(Napi::Env env) {
+  auto props = ResourceMethods();
+  props.push_back(InstanceMethod<&RdmaCq::Drain>("drain"));
+  props.push_back(InstanceAccessor<&RdmaCq::GetFd>("fd"));
+  props.push_back(InstanceAccessor<&RdmaCq::GetCqe>("cqe"));
+  return DefineClass(env, "RdmaCq", props);
+}
+
+int RdmaCq::Teardown() {
+  if (unacked_ > 0) v_->ack_cq_events(cq_, unacked_);
+  unacked_ = 0;
+  int r = v_->destroy_cq(cq_);
+  int r2 = v_->destroy_comp_channel(ch_);
+  cq_ = nullptr;
+  ch_ = nullptr;
+  if (r != 0) return -r;
+  return r2 == 0 ? 0 : -(r2 > 0 ? r2 : errno);
+}
+
+Napi::Value RdmaCq::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+Napi::Value RdmaCq::GetCqe(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cqe_); }
+
+// Completions, flattened: stride 8.
+constexpr int kWcStride = 8;
+
+// drain(batch) -> Float64Array [wr_id, status, opcode, byte_len,
+// vendor_err, qp_num, wc_flags, immediate (host order, 0 without
+// IBV_WC_WITH_IMM)]*: consumes the channel's events (if any), re-arms the
+// CQ, then polls `batch` (1..4096) at a time until a poll returns fewer than
+// asked, i.e. until the CQ is empty. Never stops at a count: the channel
+// signals only completions that arrive after the re-arm, so any left behind
+// would wait for one that may never come. The total is bounded by the work
+// requests outstanding (a CQ holds at most cqe). Never blocks. Works after
+// close() until the teardown (QPs still on the CQ keep completing).
+Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t batch = U32Arg(info, 0);
+  if (batch < 1 || batch > 4096) ThrowRange(env, "batch");
+  if (cq_ == nullptr) ThrowSys(env, EBADF, "ibv_poll_cq");
+  bool evented = false;
+  for (;;) {
+    ibv_cq* cq;
+    void* ctx;
+    if (v_->get_cq_event(ch_, &cq, &ctx) != 0) break;  // EAGAIN: none left
+    unacked_++;
+    evented = true;
+  }
+  // Acking takes a lock: batch it.
+  if (unacked_ >= 64) {
+    v_->ack_cq_events(cq_, unacked_);
+    unacked_ = 0;
+  }
+  if (evented) {
+    int r = ibv_req_notify_cq(cq_, 0);
+    if (r != 0) ThrowSys(env, r, "ibv_req_notify_cq");
+  }
+  std::vector<double> out;
+  std::vector<ibv_wc> wc(batch);
+  for (;;) {
+    int want = static_cast<int>(batch);
+    int n = ibv_poll_cq(cq_, want, wc.data());
+    if (n < 0) ThrowSys(env, -n > 0 ? -n : EIO, "ibv_poll_cq");
+    for (int i = 0; i < n; i++) {
+      out.push_back(static_cast<double>(wc[i].wr_id));
+      out.push_back(wc[i].status);
+      out.push_back(wc[i].opcode);
+      out.push_back(wc[i].byte_len);
+      out.push_back(wc[i].vendor_err);
+      out.push_back(wc[i].qp_num);
+      out.push_back(wc[i].wc_flags);
+      out.push_back((wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 ? ntohl(wc[i].imm_data) : 0);
+    }
+    if (n < want) break;
+  }
+  Napi::Float64Array a = Napi::Float64Array::New(env, out.size());
+  if (!out.empty()) memcpy(a.Data(), out.data(), out.size() * sizeof(double));
+  return a;
+}
+
+// ---------------------------------------------------------------------------
+// QP
+
+// new Qp(pd, sendCq, recvCq, { maxSendWr, maxRecvWr, maxSendSge, maxRecvSge, maxInlineData }):
+// an RC queue pair in RESET. qp_context is unused: completions carry qp_num.
+RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : ResourceWrap<RdmaQp>(info) {
+  Napi::Env env = info.Env();
+  v_ = &VerbsOrThrow(env);
+  RdmaPd* pd = OpenParent<RdmaPd>(info, 0, "ibv_create_qp");
+  RdmaCq* scq = OpenParent<RdmaCq>(info, 1, "ibv_create_qp");
+  RdmaCq* rcq = OpenParent<RdmaCq>(info, 2, "ibv_create_qp");
+  if (!info[3].IsObject()) ThrowType(env, "cap");
+  Napi::Object cap = info[3].As<Napi::Object>();
+  ibv_qp_init_attr a = {};
+  bool p;
+  a.send_cq = scq->cq();
+  a.recv_cq = rcq->cq();
+  a.qp_type = IBV_QPT_RC;
+  a.sq_sig_all = 0;
+  a.cap.max_send_wr = U32Of(cap, "maxSendWr", &p);
+  a.cap.max_recv_wr = U32Of(cap, "maxRecvWr", &p);
+  a.cap.max_send_sge = U32Of(cap, "maxSendSge", &p);
+  a.cap.max_recv_sge = U32Of(cap, "maxRecvSge", &p);
+  a.cap.max_inline_data = U32Of(cap, "maxInlineData", &p);
+  errno = 0;
+  qp_ = v_->create_qp(pd->pd(), &a);
+  if (qp_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_create_qp");
+  cap_ = a.cap;  // what the provider granted
+  qp_num_ = qp_->qp_num;
+  AddParent(pd, info[0].As<Napi::Object>());
+  AddParent(scq, info[1].As<Napi::Object>());
+  if (rcq != scq) AddParent(rcq, info[2].As<Napi::Object>());
+}
+
+Napi::Function RdmaQp::Define(Napi::Env env) {
+  auto props = ResourceMethods();
+  props.push_back(InstanceMethod<&RdmaQp::Modify>("modify"));
+  props.push_back(InstanceMethod<&RdmaQp::PostSend>("postSend"));
+  props.push_back(InstanceMethod<&RdmaQp::PostRecv>("postRecv"));
+  props.push_back(InstanceAccessor<&RdmaQp::GetQpNum>("qpNum"));
+  props.push_back(InstanceAccessor<&RdmaQp::GetCap>("cap"));
+  return DefineClass(env, "RdmaQp", props);
+}
+
+int RdmaQp::Teardown() {
+  int r = v_->destroy_qp(qp_);
+  qp_ = nullptr;
+  return r == 0 ? 0 : -r;
+}
+
+Napi::Value RdmaQp::GetQpNum(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), qp_num_); }
+
+Napi::Value RdmaQp::GetCap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("maxSendWr", cap_.max_send_wr);
+  o.Set("maxRecvWr", cap_.max_recv_wr);
+  o.Set("maxSendSge", cap_.max_send_sge);
+  o.Set("maxRecvSge", cap_.max_recv_sge);
+  o.Set("maxInlineData", cap_.max_inline_data);
+  return o;
+}
+
+// modify(attrs) -> 0 or -errno: ibv_modify_qp with the mask of the fields
+// present (names as ibv_qp_attr's, camel-cased; `ah` for the address vector).
+Napi::Value RdmaQp::Modify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) ThrowType(env, "attrs");
+  Napi::Object o = info[0].As<Napi::Object>();
+  ibv_qp_attr a = {};
+  int mask = 0;
+  bool p;
+  uint32_t v;
+#define FIELD(key, field, bit)     \
+  v = U32Of(o, key, &p);           \
+  if (p) {                         \
+    a.field = static_cast<decltype(a.field)>(v); \
+    mask |= bit;                   \
+  }
+  FIELD("qpState", qp_state, IBV_QP_STATE)
+  FIELD("pkeyIndex", pkey_index, IBV_QP_PKEY_INDEX)
+  FIELD("portNum", port_num, IBV_QP_PORT)
+  FIELD("qpAccessFlags", qp_access_flags, IBV_QP_ACCESS_FLAGS)
+  FIELD("pathMtu", path_mtu, IBV_QP_PATH_MTU)
+  FIELD("destQpNum", dest_qp_num, IBV_QP_DEST_QPN)
+  FIELD("rqPsn", rq_psn, IBV_QP_RQ_PSN)
+  FIELD("sqPsn", sq_psn, IBV_QP_SQ_PSN)
+  FIELD("maxDestRdAtomic", max_dest_rd_atomic, IBV_QP_MAX_DEST_RD_ATOMIC)
+  FIELD("maxRdAtomic", max_rd_atomic, IBV_QP_MAX_QP_RD_ATOMIC)
+  FIELD("minRnrTimer", min_rnr_timer, IBV_QP_MIN_RNR_TIMER)
+  FIELD("timeout", timeout, IBV_QP_TIMEOUT)
+  FIELD("retryCnt", retry_cnt, IBV_QP_RETRY_CNT)
+  FIELD("rnrRetry", rnr_retry, IBV_QP_RNR_RETRY)
+#undef FIELD
+  Napi::Value ahv = o.Get("ah");
+  if (ahv.IsObject()) {
+    Napi::Object ah = ahv.As<Napi::Object>();
+    a.ah_attr.dlid = static_cast<uint16_t>(U32Of(ah, "dlid", &p));
+    a.ah_attr.sl = static_cast<uint8_t>(U32Of(ah, "sl", &p));
+    a.ah_attr.port_num = static_cast<uint8_t>(U32Of(ah, "portNum", &p));
+    Napi::Value gid = ah.Get("dgid");
+    if (!gid.IsUndefined()) {
+      uint8_t* d;
+      size_t n;
+      if (!BytesOf(gid, &d, &n) || n != 16) ThrowType(env, "ah.dgid");
+      a.ah_attr.is_global = 1;
+      memcpy(a.ah_attr.grh.dgid.raw, d, 16);
+      a.ah_attr.grh.sgid_index = static_cast<uint8_t>(U32Of(ah, "sgidIndex", &p));
+      a.ah_attr.grh.hop_limit = static_cast<uint8_t>(U32Of(ah, "hopLimit", &p));
+      if (!p) a.ah_attr.grh.hop_limit = 64;
+    }
+    mask |= IBV_QP_AV;
+  }
+  if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  int r = v_->modify_qp(qp_, &a, mask);
+  return Napi::Number::New(env, r == 0 ? 0 : -r);
+}
+
+namespace {
+
+// One scatter/gather entry from (mr, offset, length): the MR must be open
+// and registered, and the range inside it.
+bool Sge(Napi::Value mrv, Napi::Value offv, Napi::Value lenv, ibv_sge* sge) {
+  RdmaMr* mr = UnwrapResource<RdmaMr>(mrv);
+  if (mr == nullptr || !mr->IsOpen() || mr->mr() == nullptr) return false;
+  if (!offv.IsNumber() || !lenv.IsNumber()) return false;
+  double off = offv.As<Napi::Number>().DoubleValue();
+  double len = lenv.As<Napi::Number>().DoubleValue();
+  double size = static_cast<double>(mr->mr()->length);
+  if (!IsIntegerIn(off, 0, size) || !IsIntegerIn(len, 0, 4294967295.0) || off + len > size) return false;
+  sge->addr = reinterpret_cast<uintptr_t>(mr->mr()->addr) + static_cast<uint64_t>(off);
+  sge->length = static_cast<uint32_t>(len);
+  sge->lkey = mr->mr()->lkey;
+  return true;
+}
+
+// The local side of a work request: null (no SGE), an MR with (offset,
+// length) in the next two slots, or an array of [mr, offset, length]
+// triples (a scatter/gather list). Appends to `sges`, whose storage the
+// caller reserved so pointers into it stay valid; returns the count, or -1.
+int SgeList(Napi::Value mrv, Napi::Value offv, Napi::Value lenv, std::vector<ibv_sge>* sges) {
+  if (mrv.IsNull() || mrv.IsUndefined()) return 0;
+  if (!mrv.IsArray()) {
+    ibv_sge one;
+    if (sges->size() == sges->capacity() || !Sge(mrv, offv, lenv, &one)) return -1;
+    sges->push_back(one);
+    return 1;
+  }
+  Napi::Array list = mrv.As<Napi::Array>();
+  uint32_t n = list.Length();
+  if (n == 0 || n > 1024) return -1;
+  for (uint32_t j = 0; j < n; j++) {
+    Napi::Value tv = list.Get(j);
+    if (!tv.IsArray()) return -1;
+    Napi::Array t = tv.As<Napi::Array>();
+    ibv_sge one;
+    // Never grow past the reserve: earlier WRs point into it.
+    if (sges->size() == sges->capacity() || !Sge(t.Get(0u), t.Get(1u), t.Get(2u), &one)) return -1;
+    sges->push_back(one);
+  }
+  return static_cast<int>(n);
+}
+
+// A send or receive WR's scatter/gather list from entry slots `slot`
+// (mr or list), slot + 1 (offset), slot + 2 (length).
+template <typename Wr>
+void SetSges(Napi::Env env, Napi::Array e, uint32_t slot, std::vector<ibv_sge>* sge, Wr* w) {
+  size_t first = sge->size();
+  int count = SgeList(e.Get(slot), e.Get(slot + 1), e.Get(slot + 2), sge);
+  if (count < 0) ThrowRange(env, "local");
+  w->num_sge = count;
+  w->sg_list = count > 0 ? &(*sge)[first] : nullptr;
+}
+
+// SGEs a list of entries may need: one each, or its list's length.
+size_t SgeCapacity(Napi::Array list, uint32_t mrSlot) {
+  size_t total = 0;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value ev = list.Get(i);
+    if (!ev.IsArray()) continue;
+    Napi::Value mr = ev.As<Napi::Array>().Get(mrSlot);
+    total += mr.IsArray() ? std::min<uint32_t>(mr.As<Napi::Array>().Length(), 1024) : 1;
+  }
+  return total;
+}
+
+double NumAt(Napi::Array a, uint32_t i) {
+  Napi::Value v = a.Get(i);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+}
+
+// [posted, -errno or 0]: WRs before the failed one were posted.
+Napi::Value PostResult(Napi::Env env, size_t posted, int err) {
+  Napi::Array r = Napi::Array::New(env, 2);
+  r.Set(0u, static_cast<double>(posted));
+  r.Set(1u, -err);
+  return r;
+}
+
+}  // namespace
+
+// postSend([[wrId, opcode, mr, offset, length, remoteAddr(bigint) | null,
+// rkey | null, immediate | null, sendFlags, compareAdd(bigint), swap(bigint)],
+// ...]) -> [posted, 0 | -errno]:
+// one chain, every WR signalled (each settles a promise). `immediate` is a
+// host-order u32 (sent in network order, as ibv_wc gives it back);
+// sendFlags may add IBV_SEND_INLINE.
+Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) ThrowType(env, "wrs");
+  Napi::Array list = info[0].As<Napi::Array>();
+  uint32_t n = list.Length();
+  if (n == 0) return PostResult(env, 0, 0);
+  std::vector<ibv_send_wr> wr(n);
+  std::vector<ibv_sge> sge;
+  sge.reserve(SgeCapacity(list, 2));
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value ev = list.Get(i);
+    if (!ev.IsArray()) ThrowType(env, "wr");
+    Napi::Array e = ev.As<Napi::Array>();
+    double id = NumAt(e, 0), op = NumAt(e, 1);
+    if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
+    if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND && op != IBV_WR_RDMA_WRITE_WITH_IMM &&
+        op != IBV_WR_SEND_WITH_IMM && op != IBV_WR_ATOMIC_CMP_AND_SWP && op != IBV_WR_ATOMIC_FETCH_AND_ADD) {
+      ThrowRange(env, "opcode");
+    }
+    bool atomic = op == IBV_WR_ATOMIC_CMP_AND_SWP || op == IBV_WR_ATOMIC_FETCH_AND_ADD;
+    bool withImm = op == IBV_WR_RDMA_WRITE_WITH_IMM || op == IBV_WR_SEND_WITH_IMM;
+    ibv_send_wr& w = wr[i];
+    memset(&w, 0, sizeof(w));
+    w.wr_id = static_cast<uint64_t>(id);
+    w.opcode = static_cast<ibv_wr_opcode>(op);
+    Napi::Value flagsV = e.Get(8u);
+    double flags = flagsV.IsNumber() ? flagsV.As<Napi::Number>().DoubleValue() : 0;
+    if (flags != 0 && flags != IBV_SEND_INLINE) ThrowRange(env, "sendFlags");
+    w.send_flags = IBV_SEND_SIGNALED | static_cast<unsigned>(flags);
+    if (withImm) {
+      double imm = NumAt(e, 7);
+      if (!IsIntegerIn(imm, 0, 4294967295.0)) ThrowRange(env, "immediate");
+      w.imm_data = htonl(static_cast<uint32_t>(imm));
+    }
+    w.next = i + 1 < n ? &wr[i + 1] : nullptr;
+    SetSges(env, e, 2, &sge, &w);
+    if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM) {
+      Napi::Value ra = e.Get(5u);
+      if (!ra.IsBigInt()) ThrowType(env, "remoteAddr");
+      bool lossless;
+      uint64_t remote = ra.As<Napi::BigInt>().Uint64Value(&lossless);
+      double rkey = NumAt(e, 6);
+      if (!IsIntegerIn(rkey, 0, 4294967295.0)) ThrowRange(env, "rkey");
+      if (atomic) {
+        // compare_add (e[9]) and swap (e[10]): u64 bigints; the original
+        // remote value lands in the 8-byte local SGE.
+        Napi::Value ca = e.Get(9u), sw = e.Get(10u);
+        if (!ca.IsBigInt() || !sw.IsBigInt()) ThrowType(env, "compareAdd/swap");
+        w.wr.atomic.remote_addr = remote;
+        w.wr.atomic.rkey = static_cast<uint32_t>(rkey);
+        w.wr.atomic.compare_add = ca.As<Napi::BigInt>().Uint64Value(&lossless);
+        w.wr.atomic.swap = sw.As<Napi::BigInt>().Uint64Value(&lossless);
+      } else {
+        w.wr.rdma.remote_addr = remote;
+        w.wr.rdma.rkey = static_cast<uint32_t>(rkey);
+      }
+    }
+  }
+  if (!IsOpen()) return PostResult(env, 0, EBADF);
+  ibv_send_wr* bad = nullptr;
+  int r = ibv_post_send(qp_, wr.data(), &bad);
+  if (r == 0) return PostResult(env, n, 0);
+  return PostResult(env, bad != nullptr ? static_cast<size_t>(bad - wr.data()) : 0, r);
+}
+
+// postRecv([[wrId, mr | [[mr, offset, length], ...] | null, offset, length], ...]) -> [posted, 0 | -errno].
+Napi::Value RdmaQp::PostRecv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) ThrowType(env, "wrs");
+  Napi::Array list = info[0].As<Napi::Array>();
+  uint32_t n = list.Length();
+  if (n == 0) return PostResult(env, 0, 0);
+  std::vector<ibv_recv_wr> wr(n);
+  std::vector<ibv_sge> sge;
+  sge.reserve(SgeCapacity(list, 1));
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value ev = list.Get(i);
+    if (!ev.IsArray()) ThrowType(env, "wr");
+    Napi::Array e = ev.As<Napi::Array>();
+    double id = NumAt(e, 0);
+    if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
+    ibv_recv_wr& w = wr[i];
+    memset(&w, 0, sizeof(w));
+    w.wr_id = static_cast<uint64_t>(id);
+    w.next = i + 1 < n ? &wr[i + 1] : nullptr;
+    SetSges(env, e, 1, &sge, &w);
+  }
+  if (!IsOpen()) return PostResult(env, 0, EBADF);
+  ibv_recv_wr* bad = nullptr;
+  int r = ibv_post_recv(qp_, wr.data(), &bad);
+  if (r == 0) return PostResult(env, n, 0);
+  return PostResult(env, bad != nullptr ? static_cast<size_t>(bad - wr.data()) : 0, r);
+}
+
+// ---------------------------------------------------------------------------
+// Module
+
+namespace {
+
+std::string Guid(__be64 g) {
+  uint64_t v = be64toh(g);
+  char s[20];
+  snprintf(s, sizeof s, "%04x:%04x:%04x:%04x", static_cast<unsigned>(v >> 48), static_cast<unsigned>((v >> 32) & 0xffff),
+           static_cast<unsigned>((v >> 16) & 0xffff), static_cast<unsigned>(v & 0xffff));
+  return s;
+}
+
+// rdmaDevices() -> [{ name, guid, nodeType, transportType }] as libibverbs
+// sees them (it needs the provider of each device).
+Napi::Value Devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Verbs& v = VerbsOrThrow(env);
+  int n = 0;
+  ibv_device** list = v.get_device_list(&n);
+  if (list == nullptr) ThrowSys(env, errno, "ibv_get_device_list");
+  Napi::Array out = Napi::Array::New(env, n);
+  for (int i = 0; i < n; i++) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", v.get_device_name(list[i]));
+    d.Set("guid", Guid(v.get_device_guid(list[i])));
+    d.Set("nodeType", static_cast<int>(list[i]->node_type));
+    d.Set("transportType", static_cast<int>(list[i]->transport_type));
+    out.Set(static_cast<uint32_t>(i), d);
+  }
+  v.free_device_list(list);
+  return out;
+}
+
+// rdmaLibrary(which) -> { ok, dmabuf } | { ok: false, library, symbol, dlerror }
+Napi::Value Library(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string which = info[0].ToString();
+  std::string lib, sym, err;
+  Napi::Object o = Napi::Object::New(env);
+  bool ok;
+  if (which == "rdmacm") {
+    ok = LoadRdmaCm(&lib, &sym, &err) != nullptr;
+  } else {
+    const Verbs* v = LoadVerbs(&lib, &sym, &err);
+    ok = v != nullptr;
+    if (ok) o.Set("dmabuf", v->reg_dmabuf_mr != nullptr);
+  }
+  o.Set("ok", ok);
+  if (!ok) {
+    o.Set("library", lib);
+    if (!sym.empty()) o.Set("symbol", sym);
+    o.Set("dlerror", err);
+  }
+  return o;
+}
+
+Napi::Value WcStatusStr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Verbs& v = VerbsOrThrow(env);
+  return Napi::String::New(env, v.wc_status_str(static_cast<ibv_wc_status>(U32Arg(info, 0))));
+}
+
+}  // namespace
+
+void InitRdma(Napi::Env env, Napi::Object exports) {
+  exports.Set("RdmaContext", RdmaContext::Define(env));
+  exports.Set("RdmaPd", RdmaPd::Define(env));
+  exports.Set("RdmaMr", RdmaMr::Define(env));
+  exports.Set("RdmaCq", RdmaCq::Define(env));
+  exports.Set("RdmaQp", RdmaQp::Define(env));
+  exports.Set("rdmaDevices", Napi::Function::New(env, Devices, "rdmaDevices"));
+  exports.Set("rdmaLibrary", Napi::Function::New(env, Library, "rdmaLibrary"));
+  exports.Set("rdmaWcStatusStr", Napi::Function::New(env, WcStatusStr, "rdmaWcStatusStr"));
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("IBV_ACCESS_LOCAL_WRITE", static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
+  c.Set("IBV_ACCESS_REMOTE_WRITE", static_cast<int>(IBV_ACCESS_REMOTE_WRITE));
+  c.Set("IBV_ACCESS_REMOTE_READ", static_cast<int>(IBV_ACCESS_REMOTE_READ));
+  c.Set("IBV_ACCESS_REMOTE_ATOMIC", static_cast<int>(IBV_ACCESS_REMOTE_ATOMIC));
+  c.Set("IBV_WR_RDMA_WRITE", static_cast<int>(IBV_WR_RDMA_WRITE));
+  c.Set("IBV_WR_RDMA_READ", static_cast<int>(IBV_WR_RDMA_READ));
+  c.Set("IBV_WR_SEND", static_cast<int>(IBV_WR_SEND));
+  c.Set("IBV_WR_RDMA_WRITE_WITH_IMM", static_cast<int>(IBV_WR_RDMA_WRITE_WITH_IMM));
+  c.Set("IBV_WR_SEND_WITH_IMM", static_cast<int>(IBV_WR_SEND_WITH_IMM));
+  c.Set("IBV_SEND_INLINE", static_cast<int>(IBV_SEND_INLINE));
+  c.Set("IBV_WR_ATOMIC_CMP_AND_SWP", static_cast<int>(IBV_WR_ATOMIC_CMP_AND_SWP));
+  c.Set("IBV_WR_ATOMIC_FETCH_AND_ADD", static_cast<int>(IBV_WR_ATOMIC_FETCH_AND_ADD));
+  c.Set("IBV_WC_WITH_IMM", static_cast<int>(IBV_WC_WITH_IMM));
+  c.Set("IBV_WC_RECV_RDMA_WITH_IMM", static_cast<int>(IBV_WC_RECV_RDMA_WITH_IMM));
+  c.Set("IBV_QPS_RESET", static_cast<int>(IBV_QPS_RESET));
+  c.Set("IBV_QPS_INIT", static_cast<int>(IBV_QPS_INIT));
+  c.Set("IBV_QPS_RTR", static_cast<int>(IBV_QPS_RTR));
+  c.Set("IBV_QPS_RTS", static_cast<int>(IBV_QPS_RTS));
+  c.Set("IBV_QPS_ERR", static_cast<int>(IBV_QPS_ERR));
+  exports.Set("rdmaConstants", c);
+}
+
+}  // namespace p2pdma
