@@ -9,7 +9,8 @@
 // Rates, process CPU and guest CPU (all CPUs, /proc/stat) seconds per GB.
 // Run in the guest (writes [160 MiB, 160 MiB + TOTAL) of both namespaces):
 //   node dist/cli.js vm run --kernel baseline -- bench/nvme-p2p-copy.sh
-// Not a test.
+// P2PDMA_NVME_ENGINE=threadpool runs the addon on the thread pool instead of
+// io_uring: run it once each way to compare the engines. Not a test.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -34,7 +35,7 @@ async function addon(mode, src, dst, cmb, depth, chunk) {
   const host = mode === 'bounce' ? Array.from({ length: depth }, () => Buffer.alloc(chunk + 4096)) : [];
   const hostBuf = host.map((b) => b.subarray((4096 - (b.byteOffset % 4096)) % 4096).subarray(0, chunk));
   const cmbBytes = new Uint8Array(cmb.buffer);
-  Nvme.maxInFlight = depth; // each lane has one read or write in flight
+  Nvme.maxInFlight = depth; // each lane has one read or write in flight (the pool engine's cap; io_uring has none)
   const t0 = process.hrtime.bigint();
   const c0 = process.cpuUsage();
   const g0 = guestCpu();
@@ -76,7 +77,8 @@ async function main() {
   const dstPath = `/dev/${fs.readdirSync(path.join(b.sysfsPath, 'nvme'))[0]}n1`;
   const topo = P2pMem.topology(b, a);
   console.log(`# kernel ${require('node:os').release()}, ${process.env.P2PDMA_TOPOLOGY ?? '?'} topology (${srcPath} -> CMB of ${b.bdf}: ${topo.mapType}), ` +
-    `${TOTAL / MiB} MiB per run, best of ${ROUNDS}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4}`);
+    `${TOTAL / MiB} MiB per run, best of ${ROUNDS}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4}, ` +
+    `engine ${Nvme.engineInfo.engine} (${Nvme.engineInfo.reason})`);
   const src = Nvme.open(srcPath);
   const dst = Nvme.open(dstPath);
   // Seed the source range once.

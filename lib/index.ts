@@ -137,6 +137,7 @@ export type {
   NvmeBuffer,
   NvmeCmb,
   NvmeControllerInfo,
+  NvmeEngine,
   NvmeIdentify,
   NvmeIoOptions,
   NvmeNamespaceInfo,
@@ -148,11 +149,18 @@ export type {
 } from './pci/nvme';
 /**
  * NVMe: `open()` gives a namespace or controller handle (identify(), O_DIRECT
- * read/write, peer to peer into a P2pBuffer, passthru()); `maxInFlight` and
- * `queue` are the thread-pool guard. The class is reached through open()
+ * read/write, peer to peer into a P2pBuffer, passthru()); `engine` says (or
+ * sets) what runs the promise forms, io_uring or the thread pool;
+ * `maxInFlight` and `queue` are the thread-pool guard. The class is reached through open()
  * (a type only here), as the RDMA classes are through Rdma.
  */
-export const Nvme = Object.freeze({
+export const Nvme: {
+  open(devicePath: string, options?: nvmes.NvmeOpenOptions): nvmes.Nvme;
+  maxInFlight: number;
+  readonly queue: { inFlight: number; waiting: number };
+  engine: nvmes.NvmeEngine;
+  readonly engineInfo: { engine: nvmes.NvmeEngine; reason: string };
+} = Object.freeze({
   open: (devicePath: string, options?: nvmes.NvmeOpenOptions): nvmes.Nvme => nvmes.Nvme.open(devicePath, options),
   get maxInFlight(): number {
     return nvmes.Nvme.maxInFlight;
@@ -162,6 +170,15 @@ export const Nvme = Object.freeze({
   },
   get queue(): { inFlight: number; waiting: number } {
     return nvmes.Nvme.queue;
+  },
+  get engine(): nvmes.NvmeEngine {
+    return nvmes.Nvme.engine;
+  },
+  set engine(e: nvmes.NvmeEngine) {
+    nvmes.Nvme.engine = e;
+  },
+  get engineInfo(): { engine: nvmes.NvmeEngine; reason: string } {
+    return nvmes.Nvme.engineInfo;
   },
 });
 export type Nvme = nvmes.Nvme;

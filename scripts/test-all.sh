@@ -123,7 +123,7 @@ HARNESS_TESTS=(test/harness/vm-boot.test.ts test/harness/vm.test.ts test/harness
 LINE_TESTS=(
 	test/core/views.test.ts test/core/mmap.test.ts test/core/mmap-lifetime.test.ts test/core/mmap-access.test.ts
 	test/core/handle.test.ts test/core/worker.test.ts test/core/native.test.ts test/core/poll.test.ts test/core/ioctl.test.ts
-	test/pci/nvme.test.ts test/core/abort.test.ts test/core/memfd.test.ts test/core/eventfd.test.ts test/dmabuf/cuda.test.ts
+	test/pci/nvme.test.ts test/pci/nvme-uring.test.ts test/core/abort.test.ts test/core/memfd.test.ts test/core/eventfd.test.ts test/dmabuf/cuda.test.ts
 	test/core/sweep.test.ts
 )
 LINE_SWEEP_RUNS=25

@@ -200,6 +200,16 @@ export interface Binding {
   /** NVME_IOCTL_ADMIN64_CMD (admin) or NVME_IOCTL_IO64_CMD with `cmd` (80 bytes) and `data` as its buffer. */
   nvmePassthruSync(fd: number, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined): { status: number; result: bigint };
   nvmePassthru(fd: number, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined, keepAlive?: object, bounce?: number, signal?: AbortSignal): Promise<{ status: number; result: bigint }>;
+  /** This thread's io_uring (made on first call): errno 0 when it works; passthru: SQE128|CQE32 (NVMe commands) too. */
+  nvmeUringProbe(): { errno: number; passthru: boolean };
+  /** Ops waiting for the next flush, and in the kernel, on this thread's ring. */
+  nvmeUringQueue(): { queued: number; inFlight: number };
+  /** nvmeIo on the ring (IORING_OP_READ/WRITE): `fd` is held, `view`/`keepAlive` referenced until the CQE. */
+  nvmeUringIo(fd: NativeFd, write: boolean, view: ArrayBufferView, position: number | bigint, keepAlive?: object, bounce?: number, signal?: AbortSignal): Promise<number>;
+  /** nvmePassthru as IORING_OP_URING_CMD (NVME_URING_CMD_ADMIN or _IO) on a generic char device or controller. */
+  nvmeUringCmd(fd: NativeFd, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined, keepAlive?: object, bounce?: number, signal?: AbortSignal): Promise<{ status: number; result: bigint }>;
+  /** IORING_REGISTER_BUFFERS of the view on a scratch ring (0 or errno), then READ_FIXED into it from `fd` (bytes or -errno). Sync; a diagnostic. */
+  nvmeUringFixedProbe(view: ArrayBufferView, fd?: number, position?: number | bigint): { register: number; read: number | undefined };
   /** The address of the view's first byte. */
   viewAddress(view: ArrayBufferView): number;
   nvmeConstants: Record<'NVME_IOCTL_ID' | 'NVME_IOCTL_ADMIN64_CMD' | 'NVME_IOCTL_IO64_CMD', number>;

@@ -14,7 +14,31 @@
  * (`queue/logical_block_size`), buffer address a multiple of the DMA
  * alignment (`queue/dma_alignment` + 1), the range inside the namespace.
  *
- * The thread pool: each promise-returning I/O or command occupies one libuv
+ * Two engines run the promise forms (`Nvme.engine`, `Nvme.engineInfo`):
+ *
+ * io_uring (the default where the kernel allows it): one ring per JS
+ * thread (native/pci/uring.h). I/O is IORING_OP_READ/WRITE on the O_DIRECT
+ * block device; I/O passthrough commands are IORING_OP_URING_CMD
+ * (NVME_URING_CMD_IO) on the namespace's generic char device `/dev/ngXnY`,
+ * admin commands of a controller handle NVME_URING_CMD_ADMIN on its own fd.
+ * What is queued during a loop turn is submitted with one io_uring_enter
+ * just before the loop waits; completions arrive through an eventfd the
+ * loop polls and are settled in one callback per wake-up. No pool thread,
+ * no in-flight cap (ops beyond the ring's size wait natively). Still on the
+ * pool: admin commands of a namespace handle (the generic device refuses
+ * them), I/O commands of a controller handle, and passthrough of a
+ * namespace whose generic device is missing (`engines` says which, per
+ * handle). Abort: an I/O not yet handed to the kernel (queued until the
+ * turn's flush) is cancelled; a submitted one runs to its end and its
+ * outcome is discarded (lib/abort.ts), no IORING_OP_ASYNC_CANCEL.
+ * Registered (fixed) buffers are not used: on 6.12, IORING_REGISTER_BUFFERS
+ * pins with FOLL_LONGTERM, never with FOLL_PCI_P2PDMA, so it refuses p2pmem
+ * (a P2pBuffer) with EFAULT (README, test/guest/nvme-uring.test.ts).
+ *
+ * threadpool (the fallback): where io_uring_setup fails (ENOSYS, or EPERM
+ * from /proc/sys/kernel/io_uring_disabled or its group), or when
+ * `P2PDMA_NVME_ENGINE=threadpool` or `Nvme.engine = 'threadpool'` asks for it.
+ * Each promise-returning I/O or command occupies one libuv
  * pool thread while the device works, and that pool (4 threads unless
  * UV_THREADPOOL_SIZE says otherwise) also serves fs, dns.lookup, crypto and
  * zlib. So at most `Nvme.maxInFlight` of them (default: half the pool,
@@ -24,7 +48,8 @@
  * with it) for deep queues, as bench/nvme-p2p-copy.js does. The xSync forms
  * block the calling thread instead and are not counted.
  *
- * Memory in flight (the rule of every promise form in this package): the
+ * Memory in flight (the rule of every promise form in this package, either
+ * engine): the
  * device works on memory JS cannot free under it. A Mapping's or P2pBuffer's
  * pages (the Mapping itself, or an ArrayBuffer from its `.buffer` or
  * `window()`) and a SharedArrayBuffer are used in place, zero-copy: the
@@ -32,7 +57,7 @@
  * writing into private zero pages), and a SharedArrayBuffer can be neither
  * detached nor shrunk. Any other ArrayBuffer (a Buffer, a resizable
  * ArrayBuffer, views of them) can be transferred, detached or shrunk while
- * the pool thread runs, which would free memory the device still writes:
+ * the pool thread or the ring works, which would free memory the device still writes:
  * the promise forms stage its bytes in a page-aligned copy, and a read's data
  * lands in the view when the promise settles, only if the view still spans
  * the same bytes (a detached or resized view gets nothing; the promise
@@ -43,8 +68,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { abortError, closedError, type CodedError, fromNative, invalidArgType, invalidArgValue, outOfRange, type SystemError, validateObject, wrap } from '../core/errors';
-import { Fd, hold } from '../core/handle';
+import { abortError, closedError, type CodedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject, wrap } from '../core/errors';
+import { Fd, hold, nativeOf } from '../core/handle';
 import { ioctlSync } from '../core/ioctl';
 import { Mapping, mappingOf, maxViewLength } from '../core/mmap';
 import { native } from '../core/native';
@@ -309,7 +334,35 @@ function nvmeError(code: string, message: string, caller: Function): CodedError 
 }
 
 // ---------------------------------------------------------------------------
-// The in-flight cap (see the module doc)
+// The engine (see the module doc), chosen on first use, per thread
+
+/** What runs the promise forms. */
+export type NvmeEngine = 'io_uring' | 'threadpool';
+
+let engine: NvmeEngine | undefined;
+let engineReason = '';
+let ringPassthru = false;
+
+function currentEngine(): NvmeEngine {
+  if (engine !== undefined) return engine;
+  if (process.env.P2PDMA_NVME_ENGINE === 'threadpool') {
+    engineReason = 'P2PDMA_NVME_ENGINE=threadpool';
+    return (engine = 'threadpool');
+  }
+  const r = native.nvmeUringProbe();
+  if (r.errno === 0) {
+    ringPassthru = r.passthru;
+    engineReason = r.passthru ? 'io_uring_setup works' : 'io_uring_setup works, without SQE128/CQE32: passthrough on the thread pool';
+    return (engine = 'io_uring');
+  }
+  const e = sysError(r.errno, 'io_uring_setup');
+  const sysctl = readSysfs('/proc/sys/kernel/io_uring_disabled');
+  engineReason = `${e.code} from io_uring_setup${sysctl !== undefined && sysctl !== '0' ? ` (kernel.io_uring_disabled = ${sysctl})` : ''}`;
+  return (engine = 'threadpool');
+}
+
+// ---------------------------------------------------------------------------
+// The in-flight cap of the thread pool (see the module doc)
 
 function defaultMaxInFlight(): number {
   const pool = Number(process.env.UV_THREADPOOL_SIZE);
@@ -542,13 +595,20 @@ export class Nvme implements Disposable, AsyncDisposable {
   readonly size: bigint;
   /** The most one passthrough command may transfer (queue/max_hw_sectors_kb); 0 when unknown (a controller). */
   readonly maxTransfer: number;
+  /** The namespace's generic char device (/dev/ngXnY) for passthrough on io_uring; undefined when there is none. */
+  readonly generic: string | undefined;
   readonly #fd: Fd;
   readonly #sysfs: string;
+  readonly #readOnly: boolean;
+  /** The generic device, opened on first use; null when it cannot be. */
+  #ng: Fd | null | undefined;
 
-  private constructor(p: string, fd: Fd, sysfs: string) {
+  private constructor(p: string, fd: Fd, sysfs: string, readOnly: boolean) {
     this.path = p;
     this.#fd = fd;
     this.#sysfs = sysfs;
+    this.#readOnly = readOnly;
+    let generic: string | undefined;
     const st = fs.fstatSync(fd.fd);
     const name = path.basename(fs.realpathSync(p));
     if (st.isBlockDevice()) {
@@ -562,6 +622,9 @@ export class Nvme implements Disposable, AsyncDisposable {
       this.size = BigInt(readSysfs(path.join(q, 'size')) ?? 0) * 512n;
       this.maxTransfer = Number(readSysfs(path.join(q, 'queue', 'max_hw_sectors_kb')) ?? 0) * 1024;
       this.nsid = ioctlSync(fd, K.NVME_IOCTL_ID, undefined, { name: 'NVME_IOCTL_ID' });
+      // nvme0n1 (or the path nvme0c0n1) -> ng0n1, where the kernel has it (5.13+).
+      const g = /^nvme(\d+)(?:c\d+)?n(\d+)$/.exec(name);
+      if (g !== null && fs.existsSync(path.join(sysfs, 'class', 'nvme-generic', `ng${g[1]}n${g[2]}`))) generic = `/dev/ng${g[1]}n${g[2]}`;
     } else if (st.isCharacterDevice() && /^nvme\d+$/.test(name)) {
       this.kind = 'controller';
       this.controller = name;
@@ -581,6 +644,7 @@ export class Nvme implements Disposable, AsyncDisposable {
       pci = undefined;
     }
     this.pci = pci;
+    this.generic = generic;
   }
 
   /**
@@ -604,11 +668,45 @@ export class Nvme implements Disposable, AsyncDisposable {
       throw e;
     }
     try {
-      return new Nvme(devicePath, fd, sysfs);
+      return new Nvme(devicePath, fd, sysfs, readOnly);
     } catch (e) {
       fd.close();
       throw e;
     }
+  }
+
+  /**
+   * The engine of this thread's promise forms (see the module doc): chosen
+   * on first use, from `P2PDMA_NVME_ENGINE=threadpool` or whether
+   * io_uring_setup works. Setting 'io_uring' throws the setup's error where
+   * it fails; the change applies to operations started afterwards.
+   */
+  static get engine(): NvmeEngine {
+    return currentEngine();
+  }
+  static set engine(e: NvmeEngine) {
+    if (e !== 'io_uring' && e !== 'threadpool') throw invalidArgValue('engine', e, "must be 'io_uring' or 'threadpool'");
+    if (e === 'io_uring') {
+      const r = native.nvmeUringProbe();
+      if (r.errno !== 0) throw sysError(r.errno, 'io_uring_setup');
+      ringPassthru = r.passthru;
+    }
+    engine = e;
+    engineReason = 'set by Nvme.engine';
+  }
+  /** The engine and why it was chosen. */
+  static get engineInfo(): { engine: NvmeEngine; reason: string } {
+    return { engine: currentEngine(), reason: engineReason };
+  }
+
+  /** Which engine runs this handle's read/write (undefined: a controller), I/O commands and admin commands now. */
+  get engines(): { io: NvmeEngine | undefined; passthru: NvmeEngine; admin: NvmeEngine } {
+    const ring = currentEngine() === 'io_uring' && ringPassthru;
+    return {
+      io: this.kind === 'namespace' ? currentEngine() : undefined,
+      passthru: ring && this.kind === 'namespace' && this.generic !== undefined && this.#ng !== null ? 'io_uring' : 'threadpool',
+      admin: ring && this.kind === 'controller' ? 'io_uring' : 'threadpool',
+    };
   }
 
   /** I/Os and commands handed to the thread pool at once, per thread (see the module doc). */
@@ -621,9 +719,11 @@ export class Nvme implements Disposable, AsyncDisposable {
     maxInFlight = n;
     pump();
   }
-  /** Operations handed to the pool now, and waiting for a slot. */
+  /** Operations handed to the pool or the ring now, and waiting for a pool slot or the ring's next flush. */
   static get queue(): { inFlight: number; waiting: number } {
-    return { inFlight, waiting: waiting.length };
+    if (engine !== 'io_uring') return { inFlight, waiting: waiting.length };
+    const r = native.nvmeUringQueue();
+    return { inFlight: inFlight + r.inFlight, waiting: waiting.length + r.queued };
   }
 
   /** The fd; throws ERR_P2PDMA_CLOSED once closed. */
@@ -637,6 +737,7 @@ export class Nvme implements Disposable, AsyncDisposable {
 
   /** Closes the device; with I/O in flight, close(2) waits for it (see Fd). */
   close(): void {
+    this.#ng?.close();
     this.#fd.close();
   }
 
@@ -644,7 +745,8 @@ export class Nvme implements Disposable, AsyncDisposable {
     this.close();
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#ng?.[Symbol.asyncDispose]();
     return this.#fd[Symbol.asyncDispose]();
   }
 
@@ -713,11 +815,24 @@ export class Nvme implements Disposable, AsyncDisposable {
     try {
       const signal = signalOf(options, caller);
       const { target, pos } = this.#checkIo(buf, offset, length, options as object, caller);
+      const bounce = detachable(target) ? (write ? BOUNCE_IN : BOUNCE_OUT) : 0;
+      if (currentEngine() === 'io_uring') {
+        if (signal?.aborted) return Promise.reject(abortError(signal.reason, caller));
+        // One reaction (errors only): the op holds the fd and the memory natively.
+        const p = native.nvmeUringIo(nativeOf(this.#fd, caller), write, target.view, pos, target.mapping ?? this, bounce, signal);
+        return abortable(
+          p.then(undefined, (e: unknown) => {
+            throw this.#ioError(e, target, write);
+          }),
+          signal,
+          caller,
+        );
+      }
       return throttled(signal, caller, () =>
         abortable(
           this.#held(
             caller,
-            (fd) => native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this, detachable(target) ? (write ? BOUNCE_IN : BOUNCE_OUT) : 0, signal),
+            (fd) => native.nvmeIo(fd, write, target.view, pos, target.mapping ?? this, bounce, signal),
             (e) => this.#ioError(e, target, write),
           ),
           signal,
@@ -840,10 +955,42 @@ export class Nvme implements Disposable, AsyncDisposable {
             throw c.target === undefined ? fromNative(e, { path: this.path, request: c.request }) : this.#ioError(e, c.target, (c.opcode & 1) === 1, c.request);
           },
         );
+      const ring = this.#ringFor(c.admin);
+      if (ring !== undefined) {
+        if (c.signal?.aborted) return Promise.reject(abortError(c.signal.reason, this.passthru));
+        const request = c.admin ? 'NVME_URING_CMD_ADMIN' : 'NVME_URING_CMD_IO';
+        const p = native.nvmeUringCmd(nativeOf(ring, this.passthru), c.admin, c.cmd, c.target?.view, c.target?.mapping ?? this, bounce, c.signal).then(
+          ({ status, result }) => {
+            if (status !== 0) throw statusError(status, c.opcode, c.admin, this.path);
+            return { result };
+          },
+          (e: unknown) => {
+            throw c.target === undefined ? fromNative(e, { path: this.path, request }) : this.#ioError(e, c.target, (c.opcode & 1) === 1, request);
+          },
+        );
+        return abortable(p, c.signal, this.passthru);
+      }
       return throttled(c.signal, this.passthru, () => abortable(this.#held(this.passthru, run, (e) => e), c.signal, this.passthru));
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /** The fd a command goes to on the ring, or undefined: the thread pool (see `engines`). */
+  #ringFor(admin: boolean): Fd | undefined {
+    if (currentEngine() !== 'io_uring' || !ringPassthru) return undefined;
+    if (this.kind === 'controller') return admin ? this.#fd : undefined;
+    if (admin || this.generic === undefined || this.#ng === null) return undefined;
+    if (this.#ng === undefined) {
+      try {
+        this.#ng = Fd.open(this.generic, this.#readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR);
+      } catch {
+        // No permission on it, or it went away: the ioctl path still works.
+        this.#ng = null;
+        return undefined;
+      }
+    }
+    return this.#ng;
   }
 
   passthruSync(command: Omit<NvmePassthruCommand, 'signal'>): NvmePassthruResult {

@@ -12,6 +12,8 @@
 // spans the same bytes. The sync forms run while no JS can, in place.
 // lib/pci/nvme.ts checks alignment, bounds and the in-flight cap.
 #include <errno.h>
+#include <stddef.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <linux/nvme_ioctl.h>
 #include <string.h>
@@ -20,8 +22,10 @@
 
 #include "../core/async.h"
 #include "../core/errors.h"
+#include "../core/handle.h"
 #include "../core/modules.h"
 #include "../core/views.h"
+#include "uring.h"
 
 namespace p2pdma {
 namespace {
@@ -72,11 +76,12 @@ class Staging {
     view_ = Napi::Persistent(view.As<Napi::Object>());
   }
   char* data() const { return copy_ != nullptr ? copy_ : data_; }
+  bool Aborted() const { return !signal_.IsEmpty() && signal_.Value().Get("aborted").ToBoolean(); }
   // On the JS thread: the copy back, if the view still spans the same bytes
   // (not detached, transferred or resized meanwhile).
   void Settle(Napi::Env env, bool ok) {
     if (copy_ == nullptr || (bounce_ & kBounceOut) == 0 || !ok) return;
-    if (!signal_.IsEmpty() && signal_.Value().Get("aborted").ToBoolean()) return;
+    if (Aborted()) return;
     void* now = nullptr;
     size_t bytes = 0;
     if (!ViewBytes(env, view_.Value(), &now, &bytes) || now != data_ || bytes != len_) return;
@@ -267,6 +272,236 @@ Napi::Value PassthruAsync(const Napi::CallbackInfo& info) {
   return w->Start();
 }
 
+// ---------------------------------------------------------------------------
+// The io_uring engine (native/uring.h): the same I/O and commands as the
+// workers above, as ring ops. An op holds the Fd (so close() defers the
+// close(2)), the JS objects that own the memory and the staged copy until
+// its CQE arrives.
+
+static_assert(sizeof(nvme_uring_cmd) == 72, "struct nvme_uring_cmd");
+static_assert(offsetof(nvme_uring_cmd, data_len) == offsetof(nvme_passthru_cmd64, data_len) &&
+                  offsetof(nvme_uring_cmd, timeout_ms) == offsetof(nvme_passthru_cmd64, timeout_ms),
+              "nvme_uring_cmd is nvme_passthru_cmd64 up to timeout_ms");
+
+class NvmeRingOp : public RingOp {
+ public:
+  NvmeRingOp(Napi::Env env, FdWrap* fd) : deferred_(Napi::Promise::Deferred::New(env)), fd_(fd) { static_cast<Resource*>(fd_)->Hold(); }
+  // Resource::Release (FdWrap hides it with its JS method).
+  ~NvmeRingOp() override { static_cast<Resource*>(fd_)->Release(); }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  Staging& staging() { return staging_; }
+  void Keep(Napi::Value v) {
+    if (v.IsObject()) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  bool Aborted(Napi::Env) override { return staging_.Aborted(); }
+  // lib/abort.ts has rejected the caller's promise already: this outcome is discarded.
+  void Cancel(Napi::Env env) override { deferred_.Reject(SysError(env, ECANCELED, "io_uring_enter", fd_->fd()).Value()); }
+
+ protected:
+  void Fail(Napi::Env env, int err, const char* syscall) {
+    staging_.Settle(env, false);
+    deferred_.Reject(SysError(env, err, syscall, fd_->fd()).Value());
+  }
+
+  Napi::Promise::Deferred deferred_;
+  FdWrap* fd_;
+  Staging staging_;
+  std::vector<Napi::ObjectReference> keep_;
+};
+
+class RingIo : public NvmeRingOp {
+ public:
+  RingIo(Napi::Env env, FdWrap* fd, bool write, size_t len, uint64_t pos) : NvmeRingOp(env, fd), write_(write), len_(len), pos_(pos) {}
+  void Prep(io_uring_sqe* sqe) override {
+    sqe->opcode = write_ ? IORING_OP_WRITE : IORING_OP_READ;
+    sqe->fd = fd_->fd();
+    sqe->addr = reinterpret_cast<uintptr_t>(staging_.data() + done_);
+    // One SQE moves at most 1 GiB (the kernel stops at MAX_RW_COUNT anyway); the rest follows.
+    sqe->len = static_cast<uint32_t>(std::min<size_t>(len_ - done_, size_t{1} << 30));
+    sqe->off = pos_ + done_;
+  }
+  bool Complete(Napi::Env env, int32_t res, uint64_t) override {
+    if (res == -EINTR || res == -EAGAIN) return false;
+    // As DoIo: an error is reported even after a partial transfer.
+    if (res < 0) {
+      Fail(env, -res, write_ ? "write" : "read");
+      return true;
+    }
+    done_ += static_cast<size_t>(res);
+    if (res > 0 && done_ < len_) return false;
+    staging_.Settle(env, true);
+    deferred_.Resolve(Napi::Number::New(env, static_cast<double>(done_)));
+    return true;
+  }
+
+ private:
+  bool write_;
+  size_t len_;
+  uint64_t pos_;
+  size_t done_ = 0;
+};
+
+class RingCmd : public NvmeRingOp {
+ public:
+  RingCmd(Napi::Env env, FdWrap* fd, bool admin, const Passthru& p) : NvmeRingOp(env, fd), admin_(admin), p_(p) {}
+  void Prep(io_uring_sqe* sqe) override {
+    sqe->opcode = IORING_OP_URING_CMD;
+    sqe->fd = fd_->fd();
+    sqe->cmd_op = admin_ ? NVME_URING_CMD_ADMIN : NVME_URING_CMD_IO;
+    nvme_passthru_cmd64 c = p_.cmd;
+    c.addr = reinterpret_cast<uintptr_t>(staging_.data());
+    ::memcpy(sqe->cmd, &c, sizeof(nvme_uring_cmd));
+  }
+  bool Complete(Napi::Env env, int32_t res, uint64_t extra) override {
+    // res: the NVMe status (as the ioctl returns it) or -errno; extra: DW0/DW1.
+    if (res < 0) {
+      Fail(env, -res, "io_uring_enter");
+      return true;
+    }
+    p_.status = res;
+    p_.cmd.result = extra;
+    staging_.Settle(env, true);
+    deferred_.Resolve(PassthruResult(env, p_));
+    return true;
+  }
+
+ private:
+  bool admin_;
+  Passthru p_;
+};
+
+Ring* RingOf(Napi::Env env) {
+  Ring* r = Ring::Get(env);
+  if (r == nullptr) ThrowSys(env, Ring::Error(env), "io_uring_setup");
+  return r;
+}
+
+FdWrap* OpenFdArg(const Napi::CallbackInfo& info, size_t i) {
+  FdWrap* f = UnwrapResource<FdWrap>(info[i]);
+  if (f == nullptr) ThrowType(info.Env(), "fd");
+  if (!f->IsOpen()) ThrowSys(info.Env(), EBADF, "io_uring_enter", f->fd());
+  return f;
+}
+
+// nvmeUringProbe() -> { errno, passthru }: this thread's ring (made now if
+// need be), 0 when it works; passthru: SQE128|CQE32 (NVMe commands) work.
+Napi::Value UringProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Ring* r = Ring::Get(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("errno", Napi::Number::New(env, r == nullptr ? Ring::Error(env) : 0));
+  o.Set("passthru", Napi::Boolean::New(env, r != nullptr && r->big()));
+  return o;
+}
+
+// nvmeUringQueue() -> { queued, inFlight } of this thread's ring.
+Napi::Value UringQueue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Ring* r = Ring::Get(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("queued", Napi::Number::New(env, r == nullptr ? 0 : static_cast<double>(r->queued())));
+  o.Set("inFlight", Napi::Number::New(env, r == nullptr ? 0 : static_cast<double>(r->in_flight())));
+  return o;
+}
+
+// Stages the op's memory (info[view]; the signal in info[6]), keeps the view
+// and info[4] (keepAlive) referenced, and queues it: its promise.
+Napi::Value Queue(const Napi::CallbackInfo& info, Ring* ring, NvmeRingOp* op, size_t view, char* data, size_t len, uint32_t bounce) {
+  try {
+    op->staging().Init(info.Env(), info[view], data, len, bounce, info[6]);
+  } catch (...) {
+    delete op;
+    throw;
+  }
+  op->Keep(info[view]);
+  op->Keep(info[4]);
+  Napi::Promise p = op->Promise();
+  ring->Queue(op);
+  return p;
+}
+
+// nvmeUringIo(nativeFd, write, view, position, keepAlive?, bounce?, signal?) -> Promise<bytes>.
+Napi::Value UringIo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FdWrap* f = OpenFdArg(info, 0);
+  bool write = info[1].ToBoolean();
+  void* d = nullptr;
+  size_t len = 0;
+  if (!ViewBytes(env, info[2], &d, &len)) ThrowType(env, "view");
+  uint64_t pos = U64Arg(info, 3);
+  if (pos > static_cast<uint64_t>(INT64_MAX) - len) ThrowRange(env, "position");
+  uint32_t bounce = BounceArg(info, 5);
+  Ring* ring = RingOf(env);
+  return Queue(info, ring, new RingIo(env, f, write, len, pos), 2, static_cast<char*>(d), len, bounce);
+}
+
+// nvmeUringCmd(nativeFd, admin, cmd, data?, keepAlive?, bounce?, signal?) -> Promise<{ status, result }>;
+// the fd is a generic char device (/dev/ngXnY) or, for admin, a controller.
+Napi::Value UringCmd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FdWrap* f = OpenFdArg(info, 0);
+  bool admin = info[1].ToBoolean();
+  Passthru p;
+  bool has_data;
+  ReadCmd(env, info[2], info[3], &p, &has_data);
+  uint32_t bounce = has_data ? BounceArg(info, 5) : 0;
+  Ring* ring = RingOf(env);
+  if (!ring->big()) ThrowSys(env, EOPNOTSUPP, "io_uring_setup");
+  return Queue(info, ring, new RingCmd(env, f, admin, p), 3, reinterpret_cast<char*>(static_cast<uintptr_t>(p.cmd.addr)), p.cmd.data_len, bounce);
+}
+
+// nvmeUringFixedProbe(view, fd?, position?) -> { register, read }: on a
+// scratch ring, IORING_REGISTER_BUFFERS of the view's memory (0 or errno),
+// then, if that worked and an fd is given, IORING_OP_READ_FIXED of the
+// whole view at `position` (bytes, or -errno). Synchronous: a diagnostic
+// for the tests (does the kernel take p2pmem as a fixed buffer?).
+Napi::Value UringFixedProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  void* d = nullptr;
+  size_t len = 0;
+  if (!ViewBytes(env, info[0], &d, &len) || len == 0 || len > UINT32_MAX) ThrowType(env, "view");
+  int fd = info[1].IsUndefined() ? -1 : FdArg(info, 1);
+  uint64_t pos = info[2].IsUndefined() ? 0 : U64Arg(info, 2);
+  io_uring_params p;
+  ::memset(&p, 0, sizeof p);
+  int rfd = static_cast<int>(::syscall(__NR_io_uring_setup, 4, &p));
+  if (rfd < 0) ThrowSys(env, errno, "io_uring_setup");
+  Napi::Object o = Napi::Object::New(env);
+  iovec iov = {d, len};
+  int reg = ::syscall(__NR_io_uring_register, rfd, IORING_REGISTER_BUFFERS, &iov, 1) == 0 ? 0 : errno;
+  o.Set("register", Napi::Number::New(env, reg));
+  o.Set("read", env.Undefined());
+  if (reg == 0 && fd >= 0) {
+    size_t ring_len = std::max(p.sq_off.array + p.sq_entries * sizeof(unsigned), p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe));
+    void* ring = ::mmap(nullptr, ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQ_RING);
+    void* sqes = ::mmap(nullptr, p.sq_entries * sizeof(io_uring_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQES);
+    int res = -ENOMEM;
+    if (ring != MAP_FAILED && sqes != MAP_FAILED) {
+      char* b = static_cast<char*>(ring);
+      auto* sqe = static_cast<io_uring_sqe*>(sqes);
+      ::memset(sqe, 0, sizeof *sqe);
+      sqe->opcode = IORING_OP_READ_FIXED;
+      sqe->fd = fd;
+      sqe->addr = reinterpret_cast<uintptr_t>(d);
+      sqe->len = static_cast<uint32_t>(len);
+      sqe->off = pos;
+      sqe->buf_index = 0;
+      reinterpret_cast<unsigned*>(b + p.sq_off.array)[0] = 0;
+      __atomic_store_n(reinterpret_cast<unsigned*>(b + p.sq_off.tail), 1u, __ATOMIC_RELEASE);
+      int r;
+      do r = static_cast<int>(::syscall(__NR_io_uring_enter, rfd, 1, 1, IORING_ENTER_GETEVENTS, nullptr, 0));
+      while (r < 0 && errno == EINTR);
+      if (r < 0) res = -errno;
+      else res = reinterpret_cast<io_uring_cqe*>(b + p.cq_off.cqes)[0].res;
+    }
+    if (ring != MAP_FAILED) ::munmap(ring, ring_len);
+    if (sqes != MAP_FAILED) ::munmap(sqes, p.sq_entries * sizeof(io_uring_sqe));
+    o.Set("read", Napi::Number::New(env, res));
+  }
+  ::close(rfd);
+  return o;
+}
+
 // viewAddress(view) -> the address of its first byte (checked for O_DIRECT alignment).
 Napi::Value ViewAddress(const Napi::CallbackInfo& info) {
   void* d = nullptr;
@@ -282,6 +517,11 @@ void InitNvme(Napi::Env env, Napi::Object exports) {
   exports.Set("nvmeIoSync", Napi::Function::New(env, IoSync, "nvmeIoSync"));
   exports.Set("nvmePassthru", Napi::Function::New(env, PassthruAsync, "nvmePassthru"));
   exports.Set("nvmePassthruSync", Napi::Function::New(env, PassthruSync, "nvmePassthruSync"));
+  exports.Set("nvmeUringProbe", Napi::Function::New(env, UringProbe, "nvmeUringProbe"));
+  exports.Set("nvmeUringQueue", Napi::Function::New(env, UringQueue, "nvmeUringQueue"));
+  exports.Set("nvmeUringIo", Napi::Function::New(env, UringIo, "nvmeUringIo"));
+  exports.Set("nvmeUringCmd", Napi::Function::New(env, UringCmd, "nvmeUringCmd"));
+  exports.Set("nvmeUringFixedProbe", Napi::Function::New(env, UringFixedProbe, "nvmeUringFixedProbe"));
   exports.Set("viewAddress", Napi::Function::New(env, ViewAddress, "viewAddress"));
   Napi::Object c = Napi::Object::New(env);
   c.Set("NVME_IOCTL_ID", Napi::Number::New(env, static_cast<double>(NVME_IOCTL_ID)));
