@@ -143,8 +143,10 @@ function requireCoded(e: unknown, what: string): void {
   throw new Error(`${what} threw something other than an Error with a string code: ${shown}`);
 }
 
-// Node's own fds (epoll, its eventfds, pipes, sockets) come and go with the runtime.
-const RUNTIME_FD = /^(pipe:|socket:|anon_inode:\[(eventpoll|eventfd|timerfd|signalfd)\]|\/dev\/(null|urandom|pts|tty))/;
+// Node's own fds (epoll, its eventfds, pipes, sockets) come and go with the
+// runtime; the NVMe engine's io_uring is made on first use and lives as long
+// as the thread (lib/pci/nvme.ts).
+const RUNTIME_FD = /^(pipe:|socket:|anon_inode:\[(eventpoll|eventfd|timerfd|signalfd|io_uring)\]|\/dev\/(null|urandom|pts|tty))/;
 function ownFds(): string[] {
   const out: string[] = [];
   for (const fd of fs.readdirSync('/proc/self/fd')) {
