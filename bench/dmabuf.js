@@ -18,6 +18,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { record, human } = require('./lib/results');
 
 const root = path.resolve(__dirname, '..');
 const size = Number(process.argv[2] ?? 16) << 20;
@@ -90,6 +91,19 @@ function main() {
   const c2 = runC();
   const c = {};
   for (const k of Object.keys(c1)) c[k] = k === 'syncPairNs' ? Math.min(c1[k], c2[k]) : Math.max(c1[k], c2[k]);
+  // Samples for `p2pdma bench`: the JS best, and both C runs.
+  const metrics = [
+    ['fill', 'fillGBs', 'taFillGBs'],
+    ['copy in', 'copyInGBs', 'taCopyInGBs'],
+    ['copy out', 'copyOutGBs', 'taCopyOutGBs'],
+  ];
+  for (const [metric, key, taKey] of metrics) {
+    record('dmabuf', metric, 'GB/s', 'addon', js[key]);
+    record('dmabuf', metric, 'GB/s', 'addon-typedarray', js[taKey]);
+    for (const cx of [c1, c2]) record('dmabuf', metric, 'GB/s', 'c', cx[key], { anchor: true });
+  }
+  record('dmabuf', 'CPU access begin+end', 'ns/pair', 'addon', js.syncPairNs, { better: 'lower' });
+  for (const cx of [c1, c2]) record('dmabuf', 'CPU access begin+end', 'ns/pair', 'c', cx.syncPairNs, { anchor: true, better: 'lower' });
   map.unmap();
   buf.close();
   heap.close();
@@ -103,15 +117,15 @@ function main() {
     ['copy out, Uint8Array.set (GB/s)', 'taCopyOutGBs', true, 'copyOutGBs'],
     ['begin+end CPU access (ns/pair)', 'syncPairNs', false],
   ];
-  console.log(`# dma-buf bench: ${size >> 20} MiB system-heap buffer, ${syncIters} sync pairs, best of ${rounds}; node ${process.version}, kernel ${os.release()}`);
-  console.log('| measure | C | JS | JS/C | goal |');
-  console.log('|---|---|---|---|---|');
+  human(`# dma-buf bench: ${size >> 20} MiB system-heap buffer, ${syncIters} sync pairs, best of ${rounds}; node ${process.version}, kernel ${os.release()}`);
+  human('| measure | C | JS | JS/C | goal |');
+  human('|---|---|---|---|---|');
   for (const [label, key, higherIsBetter, cKey = key] of rows) {
     const ratio = js[key] / c[cKey];
     const goal = higherIsBetter ? `>= 0.9x: ${ratio >= 0.9 ? 'met' : '**not met**'}` : `<= 1.3x: ${ratio <= 1.3 ? 'met' : '**not met**'}`;
-    console.log(`| ${label} | ${c[cKey].toFixed(higherIsBetter ? 3 : 1)} | ${js[key].toFixed(higherIsBetter ? 3 : 1)} | **${ratio.toFixed(2)}x** | ${goal} |`);
+    human(`| ${label} | ${c[cKey].toFixed(higherIsBetter ? 3 : 1)} | ${js[key].toFixed(higherIsBetter ? 3 : 1)} | **${ratio.toFixed(2)}x** | ${goal} |`);
   }
-  console.log(JSON.stringify({ size, syncIters, rounds, c, c1, c2, js }));
+  human(JSON.stringify({ size, syncIters, rounds, c, c1, c2, js }));
 }
 
 main();

@@ -18,6 +18,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { record, human } = require('./lib/results');
 
 const root = path.resolve(__dirname, '..');
 const iterations = Number(process.argv[2] ?? 1_000_000);
@@ -122,10 +123,15 @@ function main() {
   let c = inf;
   let js = inf;
   let raw = inf;
+  const sample = (variant, m, anchor = false) => {
+    record('ioctl', 'FIONREAD CPU', 'ns/call', variant, m.cpu, { anchor, better: 'lower' });
+    record('ioctl', 'FIONREAD wall', 'ns/call', variant, m.wall, { anchor, better: 'lower' });
+    return m;
+  };
   for (let round = 0; round < rounds; round++) {
-    c = best(c, cRound(bin));
-    js = best(js, timeRound(viaApi));
-    raw = best(raw, timeRound(viaNative));
+    c = best(c, sample('c', cRound(bin), true));
+    js = best(js, sample('addon', timeRound(viaApi)));
+    raw = best(raw, sample('addon-binding', timeRound(viaNative)));
   }
   fs.closeSync(r);
   fs.closeSync(w);
@@ -133,12 +139,12 @@ function main() {
   const line = (name, m) =>
     `  ${name.padEnd(18)} ${m.cpu.toFixed(1).padStart(7)} ns/call CPU (${(m.cpu / c.cpu).toFixed(2)}x)` +
     `  ${m.wall.toFixed(1).padStart(7)} ns/call wall (${(m.wall / c.wall).toFixed(2)}x)`;
-  console.log(`ioctl FIONREAD round trip, best of ${rounds} x ${iterations}`);
-  console.log(`  (${os.release()}, node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, API from ${from})`);
-  console.log(line('C loop', c));
-  console.log(line('JS native binding', raw));
-  console.log(line('JS ioctlSync() API', js));
-  console.log(`ratio ${(js.cpu / c.cpu).toFixed(2)} (JS ioctlSync() / C, CPU time; goal <= 1.5 host, <= 1.2 TCG guest)`);
+  human(`ioctl FIONREAD round trip, best of ${rounds} x ${iterations}`);
+  human(`  (${os.release()}, node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, API from ${from})`);
+  human(line('C loop', c));
+  human(line('JS native binding', raw));
+  human(line('JS ioctlSync() API', js));
+  human(`ratio ${(js.cpu / c.cpu).toFixed(2)} (JS ioctlSync() / C, CPU time; goal <= 1.5 host, <= 1.2 TCG guest)`);
 }
 
 main();
