@@ -5,7 +5,7 @@
  *
  *   node bench/ioctl.js [iterations] [rounds]
  *
- * Writes only to $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary, a FIFO), so
+ * Writes only to $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary) and os.tmpdir() (a FIFO), so
  * it runs from a read-only tree. The JS side is lib/ (transpiled in memory
  * with the typescript devDependency) or, without typescript, dist/.
  * The JS loop calls `api.ioctlSync(...)` as a consumer's compiled code does
@@ -63,10 +63,13 @@ function loadApi() {
   }
 }
 
-/** Both ends of a FIFO (a pipe: same kernel code as pipe(2)) with one byte in it. */
+/**
+ * Both ends of a FIFO (a pipe: same kernel code as pipe(2)) with one byte in
+ * it, in the temporary directory: the work directory may be a guest's share
+ * of a host directory, which holds no FIFOs.
+ */
 function openPipe() {
-  fs.mkdirSync(workDir, { recursive: true });
-  const fifo = path.join(workDir, `fifo-${process.pid}`);
+  const fifo = path.join(os.tmpdir(), `p2pdma-bench-fifo-${process.pid}`);
   execFileSync('mkfifo', [fifo]);
   const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   const w = fs.openSync(fifo, fs.constants.O_WRONLY);

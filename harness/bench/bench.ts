@@ -52,7 +52,16 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
   const samples: Sample[] = [];
   const accel: string[] = [];
   const plan = schedule(kernels.map((k) => k.label), o.rounds);
+  // Told to stop, the run in progress ends (runVm kills its guest) and no
+  // other starts; what ran so far is still written, marked interrupted.
+  let stoppedBy: NodeJS.Signals | undefined;
+  const stop = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
+  };
+  const stopSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGINT'];
+  for (const sig of stopSignals) process.on(sig, stop);
   for (const [i, step] of plan.entries()) {
+    if (stoppedBy) break;
     const kernel = kernels.find((k) => k.label === step.kernel)!;
     // Our own previous run still weighs in the 1-minute load: only other processes count now.
     if (i > 0) check(`before round ${step.round + 1} on ${step.kernel}`, true);
@@ -89,10 +98,13 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
     runs.push({ round: step.round, kernel: step.kernel, ok, reason, accel: runAccel, seconds: (Date.now() - t0) / 1000, place: got.place, skipped: got.skipped, failed: got.failed });
     if (!ok) log(`run failed: ${reason} (its samples are kept)`);
   }
+  for (const sig of stopSignals) process.off(sig, stop);
+  if (stoppedBy) log(`stopped by ${stoppedBy} after ${runs.length} of ${plan.length} runs`);
 
   const results: BenchResults = buildResults({
     tool: 'p2pdma bench',
     busyAllowed: o.allowBusy,
+    interrupted: stoppedBy ?? null,
     started,
     finished: new Date().toISOString(),
     where: o.where,
@@ -109,7 +121,7 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
     log(`the machine was busy during the run: every output says so; these are not clean figures`);
     if (!o.allowBusy) return BUSY_STATUS;
   }
-  return runs.every((r) => r.ok) ? 0 : 1;
+  return runs.every((r) => r.ok) && !stoppedBy ? 0 : 1;
 }
 
 export async function writeOutputs(out: string, results: BenchResults, log: (l: string) => void): Promise<void> {

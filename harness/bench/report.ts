@@ -26,6 +26,8 @@ export interface BenchResults {
   /** False when any quiet check failed: the figures are not clean. */
   clean: boolean;
   busyAllowed: boolean;
+  /** The signal that stopped the run before its last round, or null. */
+  interrupted: string | null;
   started: string;
   finished: string;
   where: 'host' | 'guest';
@@ -62,6 +64,7 @@ export function markdown(r: BenchResults): string {
     const why = [...new Set(r.quiet.flatMap((q) => q.reasons))];
     out.push(`> **Busy:** ${why.join('; ')}. Rerun on a quiet machine before quoting any figure.`, '');
   }
+  if (r.interrupted) out.push(`> **Interrupted** (${r.interrupted}): ${r.runs.length} run(s) only.`, '');
   out.push(
     `${r.where}, ${r.rounds} round(s), ${r.started}; ${r.host.cpu} (${r.host.cpus} CPUs), host kernel ${r.host.kernel}, Node ${r.host.node}` +
       (r.where === 'guest' ? `, accel ${[...new Set(r.host.accel)].join('/')}` : ''),

@@ -142,7 +142,7 @@ t.test('run files: samples, skips, failures, and garbage refused', async (t) => 
 function inputs(quiet: boolean): BenchInputs {
   const check = { quiet, at: 't', when: 'before', loadavg1: quiet ? 0 : 9, cpus: 2, maxLoad: 0.5, loadIgnored: false, busyProcesses: [], reasons: quiet ? [] : ['load average 9 > 0.50 (2 CPUs)'] };
   return {
-    tool: 'p2pdma bench', busyAllowed: !quiet, started: 's', finished: 'f', where: 'guest', suites: ['s', 'nvme'], rounds: 2,
+    tool: 'p2pdma bench', busyAllowed: !quiet, interrupted: null, started: 's', finished: 'f', where: 'guest', suites: ['s', 'nvme'], rounds: 2,
     host: { cpu: 'cpu', cpus: 2, kernel: 'k', node: 'v20', accel: ['tcg'] },
     kernels: ['A', 'B'].map((label) => ({ label, spec: label, bzImage: `/${label}`, version: `6.12 ${label}`, configHash: 'abc' })),
     quiet: [check],
@@ -154,7 +154,7 @@ function inputs(quiet: boolean): BenchInputs {
 t.test('JSON and Markdown: shape, ratios, and busy marked everywhere', async (t) => {
   const clean = buildResults(inputs(true));
   t.equal(clean.clean, true);
-  t.same(Object.keys(clean).sort(), ['busyAllowed', 'clean', 'finished', 'host', 'kernels', 'quiet', 'ratios', 'rounds', 'runs', 'samples', 'started', 'suites', 'summaries', 'tool', 'where']);
+  t.same(Object.keys(clean).sort(), ['busyAllowed', 'clean', 'finished', 'host', 'interrupted', 'kernels', 'quiet', 'ratios', 'rounds', 'runs', 'samples', 'started', 'suites', 'summaries', 'tool', 'where']);
   t.same(clean.kernels[0], { label: 'A', spec: 'A', bzImage: '/A', version: '6.12 A', configHash: 'abc' });
   const md = markdown(clean);
   t.match(md, /^# p2pdma bench\n/);
