@@ -13,30 +13,17 @@
  * $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary).
  */
 'use strict';
-const { execFileSync, spawnSync } = require('node:child_process');
-const crypto = require('node:crypto');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { record, human } = require('./lib/results');
+const { buildC, ANCHORS } = require('./lib/build-c');
 
 const root = path.resolve(__dirname, '..');
 const size = Number(process.argv[2] ?? 16) << 20;
 const syncIters = Number(process.argv[3] ?? 20000);
 const rounds = Number(process.argv[4] ?? 5);
-const workDir = process.env.P2PDMA_BENCH_DIR || path.join(os.tmpdir(), 'p2pdma-bench');
-
-function buildC() {
-  const src = path.join(__dirname, 'dmabuf.c');
-  const hash = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex').slice(0, 12);
-  const bin = path.join(workDir, `dmabuf-bench-${hash}`);
-  if (!fs.existsSync(bin)) {
-    fs.mkdirSync(workDir, { recursive: true });
-    execFileSync(process.env.CC || 'gcc', ['-O2', '-o', `${bin}.tmp`, src], { stdio: 'inherit' });
-    fs.renameSync(`${bin}.tmp`, bin);
-  }
-  return bin;
-}
 
 function best(fn) {
   let b = Infinity;
@@ -51,7 +38,7 @@ function best(fn) {
 
 function main() {
   const api = require(path.join(root, 'dist', 'index.js'));
-  const bin = buildC();
+  const bin = buildC(...ANCHORS.dmabuf);
   const heap = api.DmaHeap.open('system');
   const buf = heap.allocSync(size);
   const map = buf.map();

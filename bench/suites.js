@@ -4,6 +4,7 @@
  * the guest, where `p2pdma bench` starts it):
  *
  *   node bench/suites.js --results FILE [--suites ioctl,dmabuf,...]
+ *   node bench/suites.js --prepare     compile the C anchors (bench/lib/build-c.js)
  *
  * Each suite is one of the bench scripts, which measures the addon and its
  * C anchor (or perftest) side by side in the same process tree and appends
@@ -90,7 +91,12 @@ function runSuites(names, results) {
 
 if (require.main === module) {
   const { parseArgs } = require('node:util');
-  const { values } = parseArgs({ options: { results: { type: 'string' }, suites: { type: 'string' } } });
+  const { values } = parseArgs({ options: { results: { type: 'string' }, suites: { type: 'string' }, prepare: { type: 'boolean' } } });
+  if (values.prepare) {
+    const { buildC, ANCHORS } = require('./lib/build-c');
+    for (const [source, name] of Object.values(ANCHORS)) buildC(source, name);
+    process.exit(0);
+  }
   if (!values.results) {
     process.stderr.write('usage: node bench/suites.js --results FILE [--suites a,b]\n');
     process.exit(2);

@@ -47,6 +47,8 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
   const bin = path.join(out, 'bin');
   for (const d of [raw, bin]) fs.mkdirSync(d, { recursive: true });
   const env = { P2PDMA_BENCH_DIR: bin };
+  const prepared = spawnSync('node', [SUITES_SCRIPT, '--prepare'], { stdio: ['ignore', 2, 2], env: { ...process.env, ...env } });
+  if (prepared.status !== 0) throw new Error('compiling the C anchors failed (node bench/suites.js --prepare)');
 
   const runs: RunRecord[] = [];
   const samples: Sample[] = [];
