@@ -8,6 +8,7 @@
  *   p2pdma bench [options]                    benchmark suites, A/B kernels
  */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { fail, int } from '../lib/core/cli-args';
 import { parseTopologies, Topology } from './vm/qemu-args';
@@ -146,6 +147,7 @@ export function kernel(argv: string[], usage: string): number {
   const variant = values.series !== undefined && positionals.length === 1 ? ['--series', values.series] : [positionals[1]];
   if (positionals[0] !== 'build' || (values.series === undefined && !['baseline', 'patched'].includes(positionals[1]))) fail(usage);
   if (values.series !== undefined && positionals.length !== 1) fail(`kernel build --series DIR takes no variant\n${usage}`);
+  if (values.series !== undefined && !fs.statSync(values.series, { throwIfNoEntry: false })?.isDirectory()) fail(`--series: ${values.series} is not a directory`);
   const r = spawnSync(KERNEL_BUILD_SCRIPT, [...(values.debug ? ['--debug'] : []), ...variant], { stdio: 'inherit' });
   return r.status ?? 1;
 }

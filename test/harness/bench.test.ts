@@ -38,6 +38,9 @@ t.test('p2pdma bench --help lists the options and the suites', async (t) => {
   const bad = runTs(path.join(repoRoot, 'lib', 'cli.ts'), [], {}, ['bench', '--rounds', 'x']);
   t.equal(bad.status, 2);
   t.match(bad.stderr, /--rounds wants a positive integer/);
+  const series = runTs(path.join(repoRoot, 'lib', 'cli.ts'), [], {}, ['kernel', 'build', '--series', '/nonexistent/series']);
+  t.equal(series.status, 2);
+  t.match(series.stderr, '--series: /nonexistent/series is not a directory');
 });
 
 t.test('kernel specs', async (t) => {
