@@ -84,8 +84,10 @@ export function markdown(r: BenchResults): string {
     const ab = labels.slice(1).map((l) => `${labels[0]}/${l}`);
     out.push(`| metric | variant | unit | ${labels.map((l) => `${l}: median [min, max]`).join(' | ')} | ${[...ab, 'vs anchor'].join(' | ')} |`);
     out.push(`|${'---|'.repeat(4 + labels.length + ab.length)}`);
+    // One row per (metric, variant), a metric's variants together, in the order the suite gave them.
     const seen = new Set<string>();
-    for (const s of rows) {
+    const metrics = [...new Set(rows.map((s) => s.metric))];
+    for (const s of metrics.flatMap((m) => rows.filter((x) => x.metric === m))) {
       const id = `${s.metric}\u0000${s.variant}`;
       if (seen.has(id)) continue;
       seen.add(id);
