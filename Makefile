@@ -50,8 +50,12 @@ demo: build
 	@echo "== the same on the baseline kernel (pristine 6.12)"
 	$(CLI) vm run --kernel baseline --topology $(TOPOLOGY) -- node scripts/demo.js
 
+# The benchmark suites in the guest, A/B across kernels (p2pdma bench --help):
+#   make bench BENCHFLAGS='--kernels baseline,patched --rounds 5'
+# It refuses a busy machine (load, other QEMU or compilers); --allow-busy marks the results.
+BENCHFLAGS ?=
 bench: build
-	npm run bench --silent
+	$(CLI) bench $(BENCHFLAGS)
 
 clean:
 	rm -rf build dist prebuilds .tap

@@ -13,29 +13,17 @@
  * $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary).
  */
 'use strict';
-const { execFileSync, spawnSync } = require('node:child_process');
-const crypto = require('node:crypto');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { record, human } = require('./lib/results');
+const { buildC, ANCHORS } = require('./lib/build-c');
 
 const root = path.resolve(__dirname, '..');
 const size = Number(process.argv[2] ?? 16) << 20;
 const syncIters = Number(process.argv[3] ?? 20000);
 const rounds = Number(process.argv[4] ?? 5);
-const workDir = process.env.P2PDMA_BENCH_DIR || path.join(os.tmpdir(), 'p2pdma-bench');
-
-function buildC() {
-  const src = path.join(__dirname, 'dmabuf.c');
-  const hash = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex').slice(0, 12);
-  const bin = path.join(workDir, `dmabuf-bench-${hash}`);
-  if (!fs.existsSync(bin)) {
-    fs.mkdirSync(workDir, { recursive: true });
-    execFileSync(process.env.CC || 'gcc', ['-O2', '-o', `${bin}.tmp`, src], { stdio: 'inherit' });
-    fs.renameSync(`${bin}.tmp`, bin);
-  }
-  return bin;
-}
 
 function best(fn) {
   let b = Infinity;
@@ -50,7 +38,7 @@ function best(fn) {
 
 function main() {
   const api = require(path.join(root, 'dist', 'index.js'));
-  const bin = buildC();
+  const bin = buildC(...ANCHORS.dmabuf);
   const heap = api.DmaHeap.open('system');
   const buf = heap.allocSync(size);
   const map = buf.map();
@@ -90,6 +78,19 @@ function main() {
   const c2 = runC();
   const c = {};
   for (const k of Object.keys(c1)) c[k] = k === 'syncPairNs' ? Math.min(c1[k], c2[k]) : Math.max(c1[k], c2[k]);
+  // Samples for `p2pdma bench`: the JS best, and both C runs.
+  const metrics = [
+    ['fill', 'fillGBs', 'taFillGBs'],
+    ['copy in', 'copyInGBs', 'taCopyInGBs'],
+    ['copy out', 'copyOutGBs', 'taCopyOutGBs'],
+  ];
+  for (const [metric, key, taKey] of metrics) {
+    record('dmabuf', metric, 'GB/s', 'addon', js[key]);
+    record('dmabuf', metric, 'GB/s', 'addon-typedarray', js[taKey]);
+    for (const cx of [c1, c2]) record('dmabuf', metric, 'GB/s', 'c', cx[key], { anchor: true });
+  }
+  record('dmabuf', 'CPU access begin+end', 'ns/pair', 'addon', js.syncPairNs, { better: 'lower' });
+  for (const cx of [c1, c2]) record('dmabuf', 'CPU access begin+end', 'ns/pair', 'c', cx.syncPairNs, { anchor: true, better: 'lower' });
   map.unmap();
   buf.close();
   heap.close();
@@ -103,15 +104,15 @@ function main() {
     ['copy out, Uint8Array.set (GB/s)', 'taCopyOutGBs', true, 'copyOutGBs'],
     ['begin+end CPU access (ns/pair)', 'syncPairNs', false],
   ];
-  console.log(`# dma-buf bench: ${size >> 20} MiB system-heap buffer, ${syncIters} sync pairs, best of ${rounds}; node ${process.version}, kernel ${os.release()}`);
-  console.log('| measure | C | JS | JS/C | goal |');
-  console.log('|---|---|---|---|---|');
+  human(`# dma-buf bench: ${size >> 20} MiB system-heap buffer, ${syncIters} sync pairs, best of ${rounds}; node ${process.version}, kernel ${os.release()}`);
+  human('| measure | C | JS | JS/C | goal |');
+  human('|---|---|---|---|---|');
   for (const [label, key, higherIsBetter, cKey = key] of rows) {
     const ratio = js[key] / c[cKey];
     const goal = higherIsBetter ? `>= 0.9x: ${ratio >= 0.9 ? 'met' : '**not met**'}` : `<= 1.3x: ${ratio <= 1.3 ? 'met' : '**not met**'}`;
-    console.log(`| ${label} | ${c[cKey].toFixed(higherIsBetter ? 3 : 1)} | ${js[key].toFixed(higherIsBetter ? 3 : 1)} | **${ratio.toFixed(2)}x** | ${goal} |`);
+    human(`| ${label} | ${c[cKey].toFixed(higherIsBetter ? 3 : 1)} | ${js[key].toFixed(higherIsBetter ? 3 : 1)} | **${ratio.toFixed(2)}x** | ${goal} |`);
   }
-  console.log(JSON.stringify({ size, syncIters, rounds, c, c1, c2, js }));
+  human(JSON.stringify({ size, syncIters, rounds, c, c1, c2, js }));
 }
 
 main();

@@ -5,7 +5,7 @@
  *
  *   node bench/ioctl.js [iterations] [rounds]
  *
- * Writes only to $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary, a FIFO), so
+ * Writes only to $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary) and os.tmpdir() (a FIFO), so
  * it runs from a read-only tree. The JS side is lib/ (transpiled in memory
  * with the typescript devDependency) or, without typescript, dist/.
  * The JS loop calls `api.ioctlSync(...)` as a consumer's compiled code does
@@ -14,32 +14,23 @@
  */
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
-const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { record, human } = require('./lib/results');
+const { buildC, ANCHORS } = require('./lib/build-c');
 
 const root = path.resolve(__dirname, '..');
 const iterations = Number(process.argv[2] ?? 1_000_000);
 const rounds = Number(process.argv[3] ?? 9);
-const workDir = process.env.P2PDMA_BENCH_DIR || path.join(os.tmpdir(), 'p2pdma-bench');
 
-/** Compiles ioctl-loop.c once per source hash (gcc -O2). */
-function buildC() {
-  const src = path.join(__dirname, 'ioctl-loop.c');
-  const hash = crypto.createHash('sha256').update(fs.readFileSync(src)).digest('hex').slice(0, 12);
-  const bin = path.join(workDir, `ioctl-loop-${hash}`);
-  if (!fs.existsSync(bin)) {
-    fs.mkdirSync(workDir, { recursive: true });
-    const cc = process.env.CC || 'gcc';
-    execFileSync(cc, ['-O2', '-o', `${bin}.tmp`, src], { stdio: 'inherit' });
-    fs.renameSync(`${bin}.tmp`, bin);
-  }
-  return bin;
-}
-
-/** The public API: lib/*.ts transpiled in memory, or dist/. */
+/**
+ * The public API: lib/*.ts transpiled in memory, or dist/. Under `p2pdma
+ * bench`, dist/ (what the other suites measure; and loading TypeScript takes
+ * minutes in a TCG guest).
+ */
 function loadApi() {
+  if (process.env.P2PDMA_BENCH_RESULTS) return { api: require(path.join(root, 'dist', 'index.js')), from: 'dist/' };
   let ts;
   try {
     ts = require(require.resolve('typescript', { paths: [root] }));
@@ -62,10 +53,13 @@ function loadApi() {
   }
 }
 
-/** Both ends of a FIFO (a pipe: same kernel code as pipe(2)) with one byte in it. */
+/**
+ * Both ends of a FIFO (a pipe: same kernel code as pipe(2)) with one byte in
+ * it, in the temporary directory: the work directory may be a guest's share
+ * of a host directory, which holds no FIFOs.
+ */
 function openPipe() {
-  fs.mkdirSync(workDir, { recursive: true });
-  const fifo = path.join(workDir, `fifo-${process.pid}`);
+  const fifo = path.join(os.tmpdir(), `p2pdma-bench-fifo-${process.pid}`);
   execFileSync('mkfifo', [fifo]);
   const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   const w = fs.openSync(fifo, fs.constants.O_WRONLY);
@@ -97,7 +91,7 @@ function best(a, b) {
 }
 
 function main() {
-  const bin = buildC();
+  const bin = buildC(...ANCHORS.ioctl);
   const { api, from } = loadApi();
   const { native } = require(path.join(root, from === 'dist/' ? 'dist/core/native.js' : 'lib/core/native.ts'));
   const { r, w } = openPipe();
@@ -122,10 +116,15 @@ function main() {
   let c = inf;
   let js = inf;
   let raw = inf;
+  const sample = (variant, m, anchor = false) => {
+    record('ioctl', 'FIONREAD CPU', 'ns/call', variant, m.cpu, { anchor, better: 'lower' });
+    record('ioctl', 'FIONREAD wall', 'ns/call', variant, m.wall, { anchor, better: 'lower' });
+    return m;
+  };
   for (let round = 0; round < rounds; round++) {
-    c = best(c, cRound(bin));
-    js = best(js, timeRound(viaApi));
-    raw = best(raw, timeRound(viaNative));
+    c = best(c, sample('c', cRound(bin), true));
+    js = best(js, sample('addon', timeRound(viaApi)));
+    raw = best(raw, sample('addon-binding', timeRound(viaNative)));
   }
   fs.closeSync(r);
   fs.closeSync(w);
@@ -133,12 +132,12 @@ function main() {
   const line = (name, m) =>
     `  ${name.padEnd(18)} ${m.cpu.toFixed(1).padStart(7)} ns/call CPU (${(m.cpu / c.cpu).toFixed(2)}x)` +
     `  ${m.wall.toFixed(1).padStart(7)} ns/call wall (${(m.wall / c.wall).toFixed(2)}x)`;
-  console.log(`ioctl FIONREAD round trip, best of ${rounds} x ${iterations}`);
-  console.log(`  (${os.release()}, node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, API from ${from})`);
-  console.log(line('C loop', c));
-  console.log(line('JS native binding', raw));
-  console.log(line('JS ioctlSync() API', js));
-  console.log(`ratio ${(js.cpu / c.cpu).toFixed(2)} (JS ioctlSync() / C, CPU time; goal <= 1.5 host, <= 1.2 TCG guest)`);
+  human(`ioctl FIONREAD round trip, best of ${rounds} x ${iterations}`);
+  human(`  (${os.release()}, node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, API from ${from})`);
+  human(line('C loop', c));
+  human(line('JS native binding', raw));
+  human(line('JS ioctlSync() API', js));
+  human(`ratio ${(js.cpu / c.cpu).toFixed(2)} (JS ioctlSync() / C, CPU time; goal <= 1.5 host, <= 1.2 TCG guest)`);
 }
 
 main();

@@ -6,21 +6,27 @@
  * flight (N threads, each with its own CHUNK slot of the buffer):
  *   p2p:    O_DIRECT pread from SRC into the CMB slot, pwrite from it to DST
  *   bounce: O_DIRECT pread into host memory, memcpy into the CMB slot, pwrite
+ *   uring:  p2p from one thread on an io_uring (raw syscalls, no liburing):
+ *           each slot's read linked to its write (IOSQE_IO_LINK), N pairs in
+ *           flight; the least CPU C can spend per copy here, so the addon is
+ *           compared with the best
  * Prints one JSON line: bytes, seconds, process CPU seconds (getrusage) and
  * guest CPU seconds (/proc/stat busy time, all CPUs). Not a test.
  *
  *   gcc -O2 -Wall -pthread -o build/guest-c/nvme-p2p-copy bench/nvme-p2p-copy.c
- *   nvme-p2p-copy MODE SRC SRC_OFF DST DST_OFF P2PMEM_ALLOCATE INFLIGHT CHUNK TOTAL
+ *   nvme-p2p-copy p2p|bounce|uring SRC SRC_OFF DST DST_OFF P2PMEM_ALLOCATE INFLIGHT CHUNK TOTAL
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,6 +123,130 @@ static void *run_lane(void *arg)
 	return NULL;
 }
 
+/* An io_uring's rings, mapped (the kernel's layout; liburing does the same). */
+struct ring {
+	int fd;
+	unsigned *sq_tail, *sq_mask, *sq_array;
+	unsigned *cq_head, *cq_tail, *cq_mask;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+};
+
+static int ring_init(struct ring *r, unsigned entries)
+{
+	struct io_uring_params p = { 0 };
+	size_t sq_len, cq_len;
+	char *sq, *cq;
+
+	r->fd = syscall(__NR_io_uring_setup, entries, &p);
+	if (r->fd < 0)
+		return errno;
+	sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	if (p.features & IORING_FEAT_SINGLE_MMAP)
+		sq_len = cq_len = sq_len > cq_len ? sq_len : cq_len;
+	sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQ_RING);
+	cq = p.features & IORING_FEAT_SINGLE_MMAP ? sq :
+		mmap(NULL, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_CQ_RING);
+	r->sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQES);
+	if (sq == MAP_FAILED || cq == MAP_FAILED || r->sqes == MAP_FAILED)
+		return errno;
+	r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+	r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+	r->sq_array = (unsigned *)(sq + p.sq_off.array);
+	r->cq_head = (unsigned *)(cq + p.cq_off.head);
+	r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+	r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+	r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+	return 0;
+}
+
+/* Queues one read or write; the kernel sees it at the next io_uring_enter. */
+static void ring_queue(struct ring *r, int op, int fd, void *buf, size_t len, long long off,
+		       unsigned flags, unsigned long long data)
+{
+	unsigned tail = *r->sq_tail; /* only this thread writes the tail */
+	unsigned idx = tail & *r->sq_mask;
+	struct io_uring_sqe *sqe = &r->sqes[idx];
+
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = op;
+	sqe->fd = fd;
+	sqe->addr = (unsigned long)buf;
+	sqe->len = len;
+	sqe->off = off;
+	sqe->flags = flags;
+	sqe->user_data = data;
+	r->sq_array[idx] = idx;
+	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+}
+
+/* Lane i's next copy: read into its slot, then (linked) write from it. user_data = lane << 1 | is_write. */
+static void queue_copy(struct ring *r, struct job *j, int lane, size_t off)
+{
+	char *slot = j->cmb + (size_t)lane * j->chunk;
+
+	ring_queue(r, IORING_OP_READ, j->src, slot, j->chunk, j->src_off + off, IOSQE_IO_LINK, (unsigned long long)lane << 1);
+	ring_queue(r, IORING_OP_WRITE, j->dst, slot, j->chunk, j->dst_off + off, 0, (unsigned long long)lane << 1 | 1);
+}
+
+static int run_uring(struct job *j)
+{
+	size_t next[256];
+	struct ring r;
+	int lane, pending = 0, to_submit = 0, err;
+
+	err = ring_init(&r, 2 * j->inflight);
+	if (err)
+		return err;
+	for (lane = 0; lane < j->inflight; lane++) {
+		next[lane] = (size_t)lane * j->chunk;
+		if (next[lane] < j->total) {
+			queue_copy(&r, j, lane, next[lane]);
+			to_submit += 2;
+			pending += 2;
+		}
+	}
+	while (pending) {
+		unsigned head, tail;
+		int n = syscall(__NR_io_uring_enter, r.fd, to_submit, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = errno;
+			break;
+		}
+		to_submit -= n;
+		head = *r.cq_head;
+		tail = __atomic_load_n(r.cq_tail, __ATOMIC_ACQUIRE);
+		for (; head != tail; head++) {
+			struct io_uring_cqe *cqe = &r.cqes[head & *r.cq_mask];
+
+			pending--;
+			lane = cqe->user_data >> 1;
+			if (cqe->res != (int)j->chunk) {
+				/* A failed read cancels its linked write (-ECANCELED). */
+				if (!err)
+					err = cqe->res < 0 ? -cqe->res : EIO;
+				continue;
+			}
+			if (!(cqe->user_data & 1) || err)
+				continue;
+			next[lane] += (size_t)j->inflight * j->chunk;
+			if (next[lane] < j->total) {
+				queue_copy(&r, j, lane, next[lane]);
+				to_submit += 2;
+				pending += 2;
+			}
+		}
+		__atomic_store_n(r.cq_head, head, __ATOMIC_RELEASE);
+	}
+	close(r.fd);
+	return err;
+}
+
 int main(int argc, char **argv)
 {
 	struct job j = { 0 };
@@ -126,7 +256,7 @@ int main(int argc, char **argv)
 	int i, fd, err = 0;
 
 	if (argc != 10) {
-		fprintf(stderr, "usage: %s p2p|bounce SRC SRC_OFF DST DST_OFF P2PMEM_ALLOCATE INFLIGHT CHUNK TOTAL\n", argv[0]);
+		fprintf(stderr, "usage: %s p2p|bounce|uring SRC SRC_OFF DST DST_OFF P2PMEM_ALLOCATE INFLIGHT CHUNK TOTAL\n", argv[0]);
 		return 2;
 	}
 	j.bounce = strcmp(argv[1], "bounce") == 0;
@@ -154,14 +284,18 @@ int main(int argc, char **argv)
 	t0 = now();
 	c0 = process_cpu();
 	g0 = guest_cpu();
-	for (i = 0; i < j.inflight; i++) {
-		lanes[i] = (struct lane){ .job = &j, .index = i };
-		pthread_create(&th[i], NULL, run_lane, &lanes[i]);
-	}
-	for (i = 0; i < j.inflight; i++) {
-		pthread_join(th[i], NULL);
-		if (lanes[i].err)
-			err = lanes[i].err;
+	if (strcmp(argv[1], "uring") == 0) {
+		err = run_uring(&j);
+	} else {
+		for (i = 0; i < j.inflight; i++) {
+			lanes[i] = (struct lane){ .job = &j, .index = i };
+			pthread_create(&th[i], NULL, run_lane, &lanes[i]);
+		}
+		for (i = 0; i < j.inflight; i++) {
+			pthread_join(th[i], NULL);
+			if (lanes[i].err)
+				err = lanes[i].err;
+		}
 	}
 	t = now() - t0;
 	c = process_cpu() - c0;

@@ -4,6 +4,8 @@
 //   addon p2p:    Nvme.read() from nvme0n1 into a P2pBuffer on nvme1's CMB,
 //                 Nvme.write() from it to nvme1n1 (the controllers DMA peer to peer)
 //   C p2p:        the same with pread/pwrite and N threads (bench/nvme-p2p-copy.c)
+//   C io_uring:   the same from one thread on an io_uring, each read linked to
+//                 its write (the least C can spend per copy; P2PDMA_BENCH_RESULTS only)
 //   addon bounce: Nvme.read() into host memory, copy into the CMB by the CPU,
 //                 Nvme.write() from the CMB
 // Rates, process CPU and guest CPU (all CPUs, /proc/stat) seconds per GB.
@@ -16,6 +18,7 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { Nvme, P2pMem } = require('../dist');
+const { record, human } = require('./lib/results');
 
 const MiB = 1 << 20;
 const OFFSET = 160 * MiB;
@@ -58,8 +61,8 @@ async function addon(mode, src, dst, cmb, depth, chunk) {
   return { bytes: TOTAL, seconds, processCpu: (c.user + c.system) / 1e6, guestCpu: guestCpu() - g0 };
 }
 
-function cProgram(src, dst, allocate, depth, chunk) {
-  const r = spawnSync(C_BIN, ['p2p', src, OFFSET, dst, OFFSET, allocate, depth, chunk, TOTAL], { encoding: 'utf8' });
+function cProgram(mode, src, dst, allocate, depth, chunk) {
+  const r = spawnSync(C_BIN, [mode, src, OFFSET, dst, OFFSET, allocate, depth, chunk, TOTAL], { encoding: 'utf8' });
   const line = r.stdout.trim().split('\n').pop();
   const res = line ? JSON.parse(line) : { error: r.stderr.trim() };
   if (res.error) throw new Error(`nvme-p2p-copy: ${res.error}`);
@@ -76,7 +79,7 @@ async function main() {
   const srcPath = `/dev/${fs.readdirSync(path.join(a.sysfsPath, 'nvme'))[0]}n1`;
   const dstPath = `/dev/${fs.readdirSync(path.join(b.sysfsPath, 'nvme'))[0]}n1`;
   const topo = P2pMem.topology(b, a);
-  console.log(`# kernel ${require('node:os').release()}, ${process.env.P2PDMA_TOPOLOGY ?? '?'} topology (${srcPath} -> CMB of ${b.bdf}: ${topo.mapType}), ` +
+  human(`# kernel ${require('node:os').release()}, ${process.env.P2PDMA_TOPOLOGY ?? '?'} topology (${srcPath} -> CMB of ${b.bdf}: ${topo.mapType}), ` +
     `${TOTAL / MiB} MiB per run, best of ${ROUNDS}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 4}, ` +
     `engine ${Nvme.engineInfo.engine} (${Nvme.engineInfo.reason})`);
   const src = Nvme.open(srcPath);
@@ -101,21 +104,30 @@ async function main() {
   const rows = [];
   for (const chunk of CHUNKS) {
     for (const depth of DEPTHS) {
-      const runs = { addon: [], c: [], bounce: [] };
+      const runs = { addon: [], c: [], 'c-uring': [], bounce: [] };
       for (let r = 0; r < ROUNDS; r++) {
         runs.addon.push(await withCmb(depth, chunk, (cmb) => addon('p2p', src, dst, cmb, depth, chunk)));
-        runs.c.push(cProgram(srcPath, dstPath, b.p2pmem.allocate, depth, chunk));
+        runs.c.push(cProgram('p2p', srcPath, dstPath, b.p2pmem.allocate, depth, chunk));
+        runs['c-uring'].push(cProgram('uring', srcPath, dstPath, b.p2pmem.allocate, depth, chunk));
         runs.bounce.push(await withCmb(depth, chunk, (cmb) => addon('bounce', src, dst, cmb, depth, chunk)));
+      }
+      const shape = `${chunk >= MiB ? `${chunk / MiB} MiB` : `${chunk / 1024} KiB`} x${depth}`;
+      for (const [variant, list] of Object.entries(runs)) {
+        const anchor = variant.startsWith('c');
+        for (const x of list) {
+          record('nvme', `copy ${shape}`, 'MB/s', variant, x.bytes / x.seconds / 1e6, { anchor });
+          record('nvme', `guest CPU ${shape}`, 's/GB', variant, x.guestCpu / (x.bytes / 1e9), { anchor, better: 'lower' });
+        }
       }
       rows.push({ chunk, depth, addon: best(runs.addon), c: best(runs.c), bounce: best(runs.bounce) });
     }
   }
   const mbps = (x) => (x.bytes / x.seconds / 1e6).toFixed(1);
   const perGb = (s, x) => (s / (x.bytes / 1e9)).toFixed(2);
-  console.log('| chunk | in flight | addon P2P MB/s | C P2P MB/s | addon/C | bounce MB/s | guest CPU s/GB: addon P2P | C P2P | bounce | P2P/bounce CPU | process CPU s/GB: addon P2P | C P2P | bounce |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  human('| chunk | in flight | addon P2P MB/s | C P2P MB/s | addon/C | bounce MB/s | guest CPU s/GB: addon P2P | C P2P | bounce | P2P/bounce CPU | process CPU s/GB: addon P2P | C P2P | bounce |');
+  human('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(
+    human(
       `| ${r.chunk >= MiB ? `${r.chunk / MiB} MiB` : `${r.chunk / 1024} KiB`} | ${r.depth} | ${mbps(r.addon)} | ${mbps(r.c)} | ` +
         `${(r.c.seconds / r.addon.seconds).toFixed(2)}x | ${mbps(r.bounce)} | ${perGb(r.addon.guestCpu, r.addon)} | ${perGb(r.c.guestCpu, r.c)} | ` +
         `${perGb(r.bounce.guestCpu, r.bounce)} | ${(r.addon.guestCpu / r.bounce.guestCpu).toFixed(2)}x | ` +

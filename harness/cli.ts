@@ -4,20 +4,45 @@
  *
  *   p2pdma vm run [options] -- <command...>   run a command in the test guest
  *   p2pdma vm shell [options]                 interactive shell in the test guest
- *   p2pdma kernel build [--debug] baseline|patched
+ *   p2pdma kernel build [--debug] baseline|patched|--series DIR
+ *   p2pdma bench [options]                    benchmark suites, A/B kernels
  */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { fail, int } from '../lib/core/cli-args';
 import { parseTopologies, Topology } from './vm/qemu-args';
 import { parsePvrdmaBackend } from './vm/pvrdma';
-import { KERNEL_BUILD_SCRIPT, runVm } from './vm/run';
+import * as path from 'node:path';
+import { KERNEL_BUILD_SCRIPT, PROJECT_DIR, runVm } from './vm/run';
+import { BENCH_USAGE as BENCH_USAGE_TEMPLATE, parseBenchArgs } from './bench/args';
 
 /** The usage lines of these commands, as lib/cli.ts's USAGE lists them. */
 export const COMMANDS = `  p2pdma vm run [options] -- <command...>
   p2pdma vm shell [options]
-  p2pdma kernel build [--debug] baseline|patched
+  p2pdma kernel build [--debug] baseline|patched|--series DIR
+  p2pdma bench [options]
 `;
+
+/** The suites bench/suites.js runs (plain JavaScript: it also runs in the guest). */
+function benchSuites(): string[] {
+  return (require(path.join(PROJECT_DIR, 'bench', 'suites.js')) as { DEFAULT_SUITES: string[] }).DEFAULT_SUITES;
+}
+
+export const BENCH_USAGE = BENCH_USAGE_TEMPLATE.replace('{SUITES}', benchSuites().join(', '));
+
+/** `p2pdma bench`: see BENCH_USAGE. */
+export async function bench(argv: string[]): Promise<number> {
+  let options;
+  try {
+    options = parseBenchArgs(argv, benchSuites());
+  } catch (e) {
+    fail(`${(e as Error).message}\n${BENCH_USAGE}`);
+  }
+  // Loaded here: the chart libraries are only needed by this command.
+  const { runBench } = await import('./bench/bench');
+  return runBench(options);
+}
 
 export const VM_OPTIONS = `vm options:
   --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached)
@@ -116,9 +141,13 @@ export function kernel(argv: string[], usage: string): number {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { debug: { type: 'boolean', default: false } },
+    options: { debug: { type: 'boolean', default: false }, series: { type: 'string' } },
   });
-  if (positionals[0] !== 'build' || !['baseline', 'patched'].includes(positionals[1])) fail(usage);
-  const r = spawnSync(KERNEL_BUILD_SCRIPT, [...(values.debug ? ['--debug'] : []), positionals[1]], { stdio: 'inherit' });
+  // --series DIR: a kernel developer's own patches, cached like ours (scripts/kernel/build.sh).
+  const variant = values.series !== undefined && positionals.length === 1 ? ['--series', values.series] : [positionals[1]];
+  if (positionals[0] !== 'build' || (values.series === undefined && !['baseline', 'patched'].includes(positionals[1]))) fail(usage);
+  if (values.series !== undefined && positionals.length !== 1) fail(`kernel build --series DIR takes no variant\n${usage}`);
+  if (values.series !== undefined && !fs.statSync(values.series, { throwIfNoEntry: false })?.isDirectory()) fail(`--series: ${values.series} is not a directory`);
+  const r = spawnSync(KERNEL_BUILD_SCRIPT, [...(values.debug ? ['--debug'] : []), ...variant], { stdio: 'inherit' });
   return r.status ?? 1;
 }

@@ -4,13 +4,18 @@
 # cached outside the clone.
 #
 #   scripts/kernel/build.sh [--debug] [--print-path] [--patches DIR] [--first N] [--source VERSION] baseline|patched
+#   scripts/kernel/build.sh [--debug] [--print-path] --series DIR
 #
 # baseline: pristine source; patched: the series in DIR (default
 # kernel-patches/, a quilt-style 'series' file naming git format-patch files)
 # applied, plus patched.config; --first N applies only the first N patches
 # (scripts/kernel/bisect-build.sh builds each prefix of the series that way,
 # in one object dir of its own, and config symbols a later patch adds are
-# not required to stick). The config is allnoconfig + base.config (a
+# not required to stick). --series DIR is a kernel developer's own series
+# (`p2pdma kernel build --series DIR`): the patches DIR's 'series' file
+# names (or, without one, DIR/*.patch in name order) on the same source,
+# with DIR/config as its config fragment instead of patched.config, cached
+# as series-<basename of DIR>-<key>. The config is allnoconfig + base.config (a
 # minimal headless q35 guest) + p2pdma.config (+ patched.config, + debug.config
 # for --debug; + VERSION.config for another --source, whose '# gone:' lines
 # name symbols that version no longer has). The series applies to 6.12 only:
@@ -32,13 +37,14 @@ jobs=${P2PDMA_JOBS:-$(($(nproc) + 1))}
 # Bump when a change here changes what gets built (part of the cache key).
 recipe=2
 
-usage="usage: $0 [--debug] [--print-path] [--patches DIR] [--first N] [--source VERSION] baseline|patched"
+usage="usage: $0 [--debug] [--print-path] [--patches DIR] [--first N] [--source VERSION] baseline|patched|--series DIR"
 debug=0 print_path=0 variant= patch_dir=$repo/kernel-patches first= source=6.12
 while [ $# -gt 0 ]; do
 	case $1 in
 	--debug) debug=1 ;;
 	--print-path) print_path=1 ;;
 	--patches) patch_dir=$(cd "${2:?$usage}" && pwd); shift ;;
+	--series) patch_dir=$(cd "${2:?$usage}" && pwd); variant=series; shift ;;
 	--first) first=${2:?$usage}; shift
 		[[ $first =~ ^[1-9][0-9]*$ ]] || { echo "--first takes a patch count >= 1" >&2; exit 2; } ;;
 	--source) source=${2:?$usage}; shift ;;
@@ -49,6 +55,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$variant" ] || { echo "$usage" >&2; exit 2; }
 name=$variant
+[ "$variant" = series ] && name=series-$(basename "$patch_dir")
 [ "$source" = 6.12 ] || name=$variant-$source
 [ $debug = 1 ] && name=$name-debug
 [ "$source" = 6.12 ] || [ "$variant" = baseline ] || { echo "--source $source: the series applies to 6.12; build the baseline" >&2; exit 2; }
@@ -69,7 +76,7 @@ tarball=$("$here/fetch-source.sh" "$source") || die "no $pkg: run 'make setup' (
 src_version=$("$here/fetch-source.sh" --version "$source")
 
 patches=()
-if [ "$variant" = patched ]; then
+if [ "$variant" != baseline ]; then
 	mapfile -t patches < <(series_patches "$patch_dir")
 	patches=("${patches[@]/#/$patch_dir/}")
 	if [ -n "$first" ]; then
@@ -79,6 +86,7 @@ if [ "$variant" = patched ]; then
 fi
 fragments=("$here/base.config" "$here/p2pdma.config")
 [ "$variant" = patched ] && fragments+=("$here/patched.config")
+[ "$variant" = series ] && [ -f "$patch_dir/config" ] && fragments+=("$patch_dir/config")
 [ $debug = 1 ] && fragments+=("$here/debug.config")
 [ "$source" = 6.12 ] || fragments+=("$here/$source.config")
 # Symbols of the fragments that this source no longer has.
