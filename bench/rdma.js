@@ -71,9 +71,9 @@ async function perftestLat() {
 async function addonBw(pd, size) {
   const [a, b] = Rdma.loopbackPair(pd, { cqSize: QD * 2 + 8, cap: { maxSendWr: QD, maxRecvWr: 1 } });
   // Memory the MRs own (pd.allocMemory): a Buffer's may be freed under the NIC.
-  const src = pd.allocMemorySync(size, 'local-write');
+  const src = pd.allocMemorySync(size, { access: 'local-write' });
   new Uint8Array(src.mapping.buffer).fill(1);
-  const dst = pd.allocMemorySync(size, ['local-write', 'remote-write']);
+  const dst = pd.allocMemorySync(size, { access: ['local-write', 'remote-write'] });
   try {
     const n = iterationsFor(size);
     const wr = { op: 'write', local: src, remote: dst };
@@ -122,9 +122,9 @@ async function addonLat(pd, busyPoll) {
   const b = pd.createQp({ sendCq: cq, cap: { maxSendWr: 4, maxRecvWr: 1 } });
   a.connect(b.info());
   b.connect(a.info());
-  const src = pd.allocMemorySync(64, 'local-write');
+  const src = pd.allocMemorySync(64, { access: 'local-write' });
   new Uint8Array(src.mapping.buffer).fill(1);
-  const dst = pd.allocMemorySync(64, ['local-write', 'remote-write']);
+  const dst = pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] });
   try {
     for (let i = 0; i < 50; i++) await a.write(src, dst); // warm-up
     const times = [];

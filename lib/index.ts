@@ -62,6 +62,8 @@ export type {
   RdmaPortAttributes,
   RdmaTarget,
   RegisterOptions,
+  RegisterDmaBufOptions,
+  AllocMemoryOptions,
   RemoteRegion,
   WorkRequest,
   WorkRequestOptions,
@@ -83,8 +85,7 @@ export const requestName = ioctls.requestName;
 // mmap
 /** mmap(fd, length, { prot, flags, offset }) -> Mapping. */
 export const mmap = mmaps.mmap;
-export const Mapping = mmaps.Mapping;
-export type Mapping = mmaps.Mapping;
+export { Mapping } from './core/mmap';
 /** The system page size in bytes. */
 export const pageSize = mmaps.pageSize;
 /** The largest `.buffer`/`window()` this Node can make (buffer.constants.MAX_LENGTH). */
@@ -92,21 +93,18 @@ export const maxViewLength = mmaps.maxViewLength;
 
 // handles
 /** An owned file descriptor: the base of every handle type. */
-export const Fd = handle.Fd;
-export type Fd = handle.Fd;
+export { Fd } from './core/handle';
 /** memfd_create(2) as an Fd. */
 export const memfd = memfds.memfd;
 /** eventfd(2) as an EventFd. */
 export const eventfd = eventfds.eventfd;
-export const EventFd = eventfds.EventFd;
-export type EventFd = eventfds.EventFd;
+export { EventFd } from './core/eventfd';
 
 // poll
 /** Waits on the event loop (uv_poll, no pool thread) until an fd is ready. */
 export const pollOnce = polls.pollOnce;
 /** A callback per readiness event of an fd. */
-export const Poller = polls.Poller;
-export type Poller = polls.Poller;
+export { Poller } from './core/poll';
 
 // errors
 export const errnoName = errors.errnoName;
@@ -119,7 +117,7 @@ export const sysError = errors.sysError;
 export const capabilities = caps.capabilities;
 /** capabilities() and more, what `p2pdma info` prints: the series, the P2P matrix, RDMA ports, io_uring, the IOMMU. */
 export const machineInfo = info.machineInfo;
-export type { MachineInfo, MachineInfoOptions, P2pMatrixEntry, RdmaDeviceState, RdmaPortState, SeriesInfo, IoUringInfo, IommuInfo } from './core/info';
+export type { MachineInfo, MachineInfoOptions, P2pClientKind, P2pMatrixEntry, RdmaDeviceState, RdmaPortState, SeriesInfo, IoUringInfo, IommuInfo } from './core/info';
 
 /** PROT_*, MAP_*, MS_* and MFD_* values of this platform. */
 export const constants = Object.freeze({ ...native.mmapConstants, ...native.memfdConstants });
@@ -131,8 +129,7 @@ export type { MapType, P2pMemOptions, P2pTopology, P2pmemProvider as P2pMemProvi
 export const Pci = pci.Pci;
 /** p2pmem providers, allocation (P2pBuffer) and P2P reachability between PCI devices. */
 export const P2pMem = p2pmems.P2pMem;
-export const P2pBuffer = p2pmems.P2pBuffer;
-export type P2pBuffer = p2pmems.P2pBuffer;
+export { P2pBuffer } from './pci/p2pmem';
 export type {
   NvmeBuffer,
   NvmeCmb,
@@ -148,40 +145,12 @@ export type {
   NvmeStatusError,
 } from './pci/nvme';
 /**
- * NVMe: `open()` gives a namespace or controller handle (identify(), O_DIRECT
- * read/write, peer to peer into a P2pBuffer, passthru()); `engine` says (or
- * sets) what runs the promise forms, io_uring or the thread pool;
- * `maxInFlight` and `queue` are the thread-pool guard. The class is reached through open()
- * (a type only here), as the RDMA classes are through Rdma.
+ * NVMe: `Nvme.open()` gives a namespace or controller handle (identify(),
+ * O_DIRECT read/write, peer to peer into a P2pBuffer, passthru());
+ * `Nvme.engine` says (or sets) what runs the promise forms, io_uring or the
+ * thread pool; `maxInFlight` and `queue` are the thread-pool guard.
  */
-export const Nvme: {
-  open(devicePath: string, options?: nvmes.NvmeOpenOptions): nvmes.Nvme;
-  maxInFlight: number;
-  readonly queue: { inFlight: number; waiting: number };
-  engine: nvmes.NvmeEngine;
-  readonly engineInfo: { engine: nvmes.NvmeEngine; reason: string };
-} = Object.freeze({
-  open: (devicePath: string, options?: nvmes.NvmeOpenOptions): nvmes.Nvme => nvmes.Nvme.open(devicePath, options),
-  get maxInFlight(): number {
-    return nvmes.Nvme.maxInFlight;
-  },
-  set maxInFlight(n: number) {
-    nvmes.Nvme.maxInFlight = n;
-  },
-  get queue(): { inFlight: number; waiting: number } {
-    return nvmes.Nvme.queue;
-  },
-  get engine(): nvmes.NvmeEngine {
-    return nvmes.Nvme.engine;
-  },
-  set engine(e: nvmes.NvmeEngine) {
-    nvmes.Nvme.engine = e;
-  },
-  get engineInfo(): { engine: nvmes.NvmeEngine; reason: string } {
-    return nvmes.Nvme.engineInfo;
-  },
-});
-export type Nvme = nvmes.Nvme;
+export { Nvme } from './pci/nvme';
 /** Decodes an NVMe status field: SCT, SC, name, DNR. */
 export const nvmeStatus = nvmes.nvmeStatus;
 export const nvmeOpcodes = nvmes.nvmeOpcodes;
@@ -195,48 +164,42 @@ export type { AccessMode, DmaBufFromOptions, DmaBufInfo, DmaBufMapOptions } from
 export type { DmaHeapAllocOptions } from './dmabuf/dma-heap';
 export type { UdmabufItem, UdmabufOptions } from './dmabuf/udmabuf';
 export type { FenceInfo, FenceState, SyncFileInfo, WaitOptions } from './dmabuf/sync-file';
-export type { CreateBufferOptions, CreateDumbOptions, DrmNodeInfo, DrmVersion } from './dmabuf/drm';
+export type { CreateBufferOptions, CreateDumbOptions, DrmDevicesOptions, DrmNodeInfo, DrmVersion } from './dmabuf/drm';
 /** A dma-buf handle: size, fdinfo, name, CPU-access brackets, map, fences. */
-export const DmaBuf = dmabufMod.DmaBuf;
-export type DmaBuf = dmabufMod.DmaBuf;
-export const CpuAccess = dmabufMod.CpuAccess;
-export type CpuAccess = dmabufMod.CpuAccess;
+export { DmaBuf } from './dmabuf/dmabuf';
+export { CpuAccess } from './dmabuf/dmabuf';
 export const isDmaBuf = dmabufMod.isDmaBuf;
 /** dma-buf heaps: DmaHeap.list(), DmaHeap.open(name), heap.alloc(size). */
-export const DmaHeap = dmaHeaps.DmaHeap;
-export type DmaHeap = dmaHeaps.DmaHeap;
+export { DmaHeap } from './dmabuf/dma-heap';
 /** udmabuf: dma-bufs over memfd pages. */
-export const Udmabuf = udmabufs.Udmabuf;
-export type Udmabuf = udmabufs.Udmabuf;
+export { Udmabuf } from './dmabuf/udmabuf';
 /** sync_file: fences as an fd. */
-export const SyncFile = syncFiles.SyncFile;
-export type SyncFile = syncFiles.SyncFile;
+export { SyncFile } from './dmabuf/sync-file';
 /** DRM devices: Drm.devices(), Drm.open(); PRIME export/import, dumb buffers, vgem fences. */
 export const Drm = drms.Drm;
-export const DrmDevice = drms.DrmDevice;
-export type DrmDevice = drms.DrmDevice;
-export const GemBuffer = drms.GemBuffer;
-export type GemBuffer = drms.GemBuffer;
-export const DRM_CAPS = drms.DRM_CAPS;
-export const DRM_CLIENT_CAPS = drms.DRM_CLIENT_CAPS;
-export type DrmCap = drms.DrmCap;
-export type DrmClientCap = drms.DrmClientCap;
+export { DrmDevice } from './dmabuf/drm';
+export { GemBuffer } from './dmabuf/drm';
+export { DRM_CAPS, DRM_CLIENT_CAPS } from './dmabuf/drm';
+export type { DrmCap, DrmClientCap } from './dmabuf/drm';
+export type { DrmNodeFacts } from './dmabuf/drm-nodes';
 import * as cudas from './dmabuf/cuda';
 /** NVIDIA GPU memory as a dma-buf (libcuda through the optional koffi, loaded on first use). */
 export const Cuda = cudas.Cuda;
 // RDMA
 /**
  * RDMA verbs: devices(), open(), loopbackPair(), library(), and rdma_cm's
- * listen() / connect(). The classes are reached through it (types only here).
+ * listen() / connect(). The classes are exported for `instanceof` and their
+ * types; they are made through Rdma and their parents (`ctx.allocPd()`...),
+ * never constructed directly.
  */
 export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect });
-export type RdmaContext = rdmas.RdmaContext;
-export type ProtectionDomain = rdmas.ProtectionDomain;
-export type MemoryRegion = rdmas.MemoryRegion;
-export type CompletionQueue = rdmas.CompletionQueue;
-export type QueuePair = rdmas.QueuePair;
-export type RdmaConnection = rdmaCm.Connection;
-export type RdmaListener = rdmaCm.Listener;
+export { RdmaContext } from './rdma';
+export { ProtectionDomain } from './rdma';
+export { MemoryRegion } from './rdma';
+export { CompletionQueue } from './rdma';
+export { QueuePair } from './rdma';
+export { Connection as RdmaConnection } from './rdma/cm';
+export { Listener as RdmaListener } from './rdma/cm';
 import * as inspect from './dmabuf/dmabuf-inspect';
 export type { DmaBufReport, DmaBufSharer, DmaBufsOptions, ExporterTotal, InspectedDmaBuf } from './dmabuf/dmabuf-inspect';
 /** Every dma-buf held by every process (or one), from /proc: `p2pdma dmabuf ls`. */

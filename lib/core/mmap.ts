@@ -7,6 +7,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 
+import { deprecated } from './deprecate';
 import { abortError, type CodedError, closedError, fromNative, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, validateObject, wrap } from './errors';
 import { Fd, type FdLike, toFd } from './handle';
 import { native, type NativeMapping } from './native';
@@ -334,18 +335,41 @@ export class Mapping implements Disposable {
     return ab;
   }
 
-  /** Copies `length` bytes at `offset` into a new Buffer. Needs PROT_READ. */
-  read(offset = 0, length?: number): Buffer {
-    const off = toIndex('offset', offset, this.length, this.read);
-    const len = toIndex('length', length === undefined ? this.length - off : length, this.length - off, this.read);
+  /**
+   * Copies bytes of the mapping, starting `offset` bytes into it, into
+   * `target` (as many as `target` holds) and returns `target`; with no
+   * target, the rest of the mapping from `offset` as a new Buffer. Needs
+   * PROT_READ. The data first, then where, as in write(source, offset).
+   */
+  read(): Buffer;
+  read<T extends ArrayBufferView>(target: T, offset?: number): T;
+  /** @deprecated `read(offset, length)`: use `read(Buffer.alloc(length), offset)` (DeprecationWarning P2PDMA_DEP0001). */
+  read(offset: number, length?: number): Buffer;
+  read(target?: ArrayBufferView | number, offset?: number): ArrayBufferView {
+    if (typeof target === 'number') {
+      deprecated('P2PDMA_DEP0001', 'mapping.read(offset, length) is deprecated: use mapping.read(target, offset), which fills target.');
+      const off = toIndex('offset', target, this.length, this.read);
+      const len = toIndex('length', offset === undefined ? this.length - off : offset, this.length - off, this.read);
+      return this.#copyOut(Buffer.allocUnsafe(len), off);
+    }
+    const off = toIndex('offset', offset ?? 0, this.length, this.read);
+    if (target === undefined) return this.#copyOut(Buffer.allocUnsafe(this.length - off), off);
+    if (!ArrayBuffer.isView(target)) throw invalidArgType('target', 'an instance of TypedArray or DataView', target, this.read);
+    toIndex('target.byteLength', viewByteLength(target), this.length - off, this.read);
+    return this.#copyOut(target, off);
+  }
+
+  #copyOut<T extends ArrayBufferView>(out: T, off: number): T {
     if (this.#unmapped) throw closedError('Mapping', this.read);
     if ((this.#prot & C.PROT_READ) === 0) throw accessError(this.#prot, 'PROT_READ', 'read()', this.read);
-    const out = Buffer.allocUnsafe(len);
     this.#native.read(off, out);
     return out;
   }
 
-  /** Copies `source`'s bytes into the mapping at `offset`. Needs PROT_WRITE. */
+  /**
+   * Copies `source`'s bytes into the mapping, starting `offset` bytes into
+   * it. Needs PROT_WRITE.
+   */
   write(source: ArrayBufferView, offset = 0): void {
     if (!ArrayBuffer.isView(source)) throw invalidArgType('source', 'an instance of TypedArray or DataView', source, this.write);
     const off = toIndex('offset', offset, this.length, this.write);
@@ -355,9 +379,20 @@ export class Mapping implements Disposable {
     this.#native.write(off, source);
   }
 
-  /** Whether unmap() has been called. */
-  get unmapped(): boolean {
+  /** Whether close() (or unmap()) has run: the state every handle calls `closed`. */
+  get closed(): boolean {
     return this.#unmapped;
+  }
+
+  /** @deprecated Use `closed` (the name every handle uses; DeprecationWarning P2PDMA_DEP0002). */
+  get unmapped(): boolean {
+    deprecated('P2PDMA_DEP0002', 'mapping.unmapped is deprecated: use mapping.closed.');
+    return this.#unmapped;
+  }
+
+  /** Unmaps, as unmap() does: the name every handle has. Idempotent. */
+  close(): void {
+    this.unmap();
   }
 
   /**
@@ -436,7 +471,7 @@ export class Mapping implements Disposable {
   }
 
   [Symbol.dispose](): void {
-    this.unmap();
+    this.close();
   }
 
   /**

@@ -10,7 +10,7 @@
  * (`P2pMem.topology()`).
  *
  * O_DIRECT rules are checked before any syscall, with errors that name the
- * rule: device offset and length multiples of the logical block size
+ * rule: device position and length multiples of the logical block size
  * (`queue/logical_block_size`), buffer address a multiple of the DMA
  * alignment (`queue/dma_alignment` + 1), the range inside the namespace.
  *
@@ -68,7 +68,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { abortError, closedError, type CodedError, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject, wrap } from '../core/errors';
+import { abortError, closedError, type CodedError, illegalConstructor, fromNative, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject, wrap } from '../core/errors';
 import { Fd, hold, nativeOf } from '../core/handle';
 import { ioctlSync } from '../core/ioctl';
 import { Mapping, mappingOf, maxViewLength } from '../core/mmap';
@@ -451,7 +451,7 @@ interface Target {
 
 function toTarget(buf: unknown, name: string, caller: Function): Target {
   if (buf instanceof Mapping) {
-    if (buf.unmapped) throw closedError(buf instanceof P2pBuffer ? 'P2pBuffer' : 'Mapping', caller);
+    if (buf.closed) throw closedError(buf instanceof P2pBuffer ? 'P2pBuffer' : 'Mapping', caller);
     const ab = buf.length <= maxViewLength ? buf.buffer : buf.window(0, maxViewLength);
     return { view: new Uint8Array(ab), mapping: buf };
   }
@@ -496,11 +496,11 @@ function toU32(name: string, v: unknown, caller: Function, dflt = 0): number {
 
 function toPosition(v: unknown, caller: Function): bigint {
   if (typeof v === 'bigint') {
-    if (v < 0n || v > 2n ** 63n - 1n) throw outOfRange('offset', `>= 0n && <= ${2n ** 63n - 1n}n`, v, caller);
+    if (v < 0n || v > 2n ** 63n - 1n) throw outOfRange('position', `>= 0n && <= ${2n ** 63n - 1n}n`, v, caller);
     return v;
   }
-  if (typeof v !== 'number') throw invalidArgType('offset', 'of type number or bigint', v, caller);
-  if (!Number.isSafeInteger(v) || v < 0) throw outOfRange('offset', `an integer >= 0 && <= ${Number.MAX_SAFE_INTEGER}`, v, caller);
+  if (typeof v !== 'number') throw invalidArgType('position', 'of type number or bigint', v, caller);
+  if (!Number.isSafeInteger(v) || v < 0) throw outOfRange('position', `an integer >= 0 && <= ${Number.MAX_SAFE_INTEGER}`, v, caller);
   return BigInt(v);
 }
 
@@ -604,6 +604,8 @@ export class Nvme implements Disposable, AsyncDisposable {
   #ng: Fd | null | undefined;
 
   private constructor(p: string, fd: Fd, sysfs: string, readOnly: boolean) {
+    // Exported for instanceof; handles come from Nvme.open().
+    if (typeof p !== 'string' || !(fd instanceof Fd) || typeof sysfs !== 'string') throw illegalConstructor(new.target);
     this.path = p;
     this.#fd = fd;
     this.#sysfs = sysfs;
@@ -790,31 +792,35 @@ export class Nvme implements Disposable, AsyncDisposable {
   // read / write
 
   /**
-   * Reads `length` bytes (default: the whole buffer) at byte `offset` of the
-   * namespace into `buf`, O_DIRECT on the thread pool. Resolves with the
-   * bytes read.
+   * Reads `length` bytes (default: the whole buffer past
+   * `options.bufferOffset`) at byte `position` of the namespace into `buf`,
+   * O_DIRECT, on this thread's engine. Resolves with the bytes read.
+   * `position` and `length` are multiples of the logical block size; `buf`
+   * starts at a multiple of `dmaAlignment`.
    */
-  read(buf: NvmeBuffer, offset: number | bigint, length?: number, options: NvmeRwOptions = {}): Promise<number> {
-    return this.#io(false, buf, offset, length, options, this.read);
+  read(buf: NvmeBuffer, position: number | bigint, length?: number, options: NvmeRwOptions = {}): Promise<number> {
+    return this.#io(false, buf, position, length, options, this.read);
   }
 
-  /** Writes `length` bytes (default: the whole buffer) of `buf` at byte `offset`, O_DIRECT on the thread pool. */
-  write(buf: NvmeBuffer, offset: number | bigint, length?: number, options: NvmeRwOptions = {}): Promise<number> {
-    return this.#io(true, buf, offset, length, options, this.write);
+  /** Writes `length` bytes (default: the whole buffer past `options.bufferOffset`) of `buf` at byte `position` of the namespace, O_DIRECT, on this thread's engine. */
+  write(buf: NvmeBuffer, position: number | bigint, length?: number, options: NvmeRwOptions = {}): Promise<number> {
+    return this.#io(true, buf, position, length, options, this.write);
   }
 
-  readSync(buf: NvmeBuffer, offset: number | bigint, length?: number, options: Omit<NvmeRwOptions, 'signal'> = {}): number {
-    return this.#ioSync(false, buf, offset, length, options, this.readSync);
+  /** read(), blocking the JS thread. */
+  readSync(buf: NvmeBuffer, position: number | bigint, length?: number, options: Omit<NvmeRwOptions, 'signal'> = {}): number {
+    return this.#ioSync(false, buf, position, length, options, this.readSync);
   }
 
-  writeSync(buf: NvmeBuffer, offset: number | bigint, length?: number, options: Omit<NvmeRwOptions, 'signal'> = {}): number {
-    return this.#ioSync(true, buf, offset, length, options, this.writeSync);
+  /** write(), blocking the JS thread. */
+  writeSync(buf: NvmeBuffer, position: number | bigint, length?: number, options: Omit<NvmeRwOptions, 'signal'> = {}): number {
+    return this.#ioSync(true, buf, position, length, options, this.writeSync);
   }
 
-  #io(write: boolean, buf: unknown, offset: unknown, length: unknown, options: unknown, caller: Function): Promise<number> {
+  #io(write: boolean, buf: unknown, position: unknown, length: unknown, options: unknown, caller: Function): Promise<number> {
     try {
       const signal = signalOf(options, caller);
-      const { target, pos } = this.#checkIo(buf, offset, length, options as object, caller);
+      const { target, pos } = this.#checkIo(buf, position, length, options as object, caller);
       const bounce = detachable(target) ? (write ? BOUNCE_IN : BOUNCE_OUT) : 0;
       if (currentEngine() === 'io_uring') {
         if (signal?.aborted) return Promise.reject(abortError(signal.reason, caller));
@@ -844,9 +850,9 @@ export class Nvme implements Disposable, AsyncDisposable {
     }
   }
 
-  #ioSync(write: boolean, buf: unknown, offset: unknown, length: unknown, options: unknown, caller: Function): number {
+  #ioSync(write: boolean, buf: unknown, position: unknown, length: unknown, options: unknown, caller: Function): number {
     validateObject(options, 'options', caller);
-    const { target, pos } = this.#checkIo(buf, offset, length, options, caller);
+    const { target, pos } = this.#checkIo(buf, position, length, options, caller);
     try {
       return native.nvmeIoSync(this.#fd.fd, write, target.view, pos);
     } catch (e) {
@@ -857,7 +863,7 @@ export class Nvme implements Disposable, AsyncDisposable {
   }
 
   /** The O_DIRECT rules, before any syscall. */
-  #checkIo(buf: unknown, offset: unknown, length: unknown, options: object, caller: Function): { target: Target; pos: bigint } {
+  #checkIo(buf: unknown, position: unknown, length: unknown, options: object, caller: Function): { target: Target; pos: bigint } {
     if (this.#fd.closed) throw closedError(`Nvme '${this.path}'`, caller);
     if (this.kind !== 'namespace') {
       throw nvmeError('ERR_P2PDMA_NVME_NOT_NAMESPACE', `${this.path} is a controller: read and write need a namespace (e.g. /dev/${this.controller}n1); use passthru() for commands`, caller);
@@ -869,7 +875,7 @@ export class Nvme implements Disposable, AsyncDisposable {
       throw outOfRange('options.bufferOffset', `an integer >= 0 && <= ${whole.view.byteLength} (the buffer's size)`, bufferOffset, caller);
     }
     const target = { view: whole.view.subarray(bufferOffset), mapping: whole.mapping };
-    const pos = toPosition(offset, caller);
+    const pos = toPosition(position, caller);
     const avail = target.view.byteLength;
     let len = avail;
     if (length !== undefined) {
@@ -879,10 +885,10 @@ export class Nvme implements Disposable, AsyncDisposable {
     }
     if (len === 0) throw invalidArgValue('buf', '[empty]', 'must not be empty or detached', caller);
     const lbs = this.logicalBlockSize;
-    if (pos % BigInt(lbs) !== 0n) throw outOfRange('offset', `a multiple of the logical block size (${lbs}) for O_DIRECT`, offset, caller);
+    if (pos % BigInt(lbs) !== 0n) throw outOfRange('position', `a multiple of the logical block size (${lbs}) for O_DIRECT`, position, caller);
     if (len % lbs !== 0) throw outOfRange('length', `a multiple of the logical block size (${lbs}) for O_DIRECT`, len, caller);
     if (pos + BigInt(len) > this.size) {
-      throw outOfRange('offset + length', `<= ${this.size} (the end of namespace ${this.path})`, pos + BigInt(len), caller);
+      throw outOfRange('position + length', `<= ${this.size} (the end of namespace ${this.path})`, pos + BigInt(len), caller);
     }
     const addr = native.viewAddress(target.view);
     if (addr % this.dmaAlignment !== 0) {

@@ -267,21 +267,11 @@ export class P2pBuffer extends Mapping {
     this.provider = provider;
   }
 
-  /** Whether close() or unmap() has run. */
-  get closed(): boolean {
-    return this.unmapped;
-  }
-
   /** Unmaps and closes the `allocate` file. Idempotent. */
   override unmap(): void {
-    if (this.unmapped) return;
+    if (this.closed) return;
     super.unmap();
     this.source!.close();
-  }
-
-  /** Same as unmap(). */
-  close(): void {
-    this.unmap();
   }
 }
 

@@ -26,7 +26,7 @@
  */
 import * as net from 'node:net';
 
-import { abortError, type CodedError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject } from '../core/errors';
+import { abortError, type CodedError, closedError, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, sysError, type SystemError, validateObject } from '../core/errors';
 import { native, type NativeCmChannel, type NativeCmEvent, type NativeCmId } from '../core/native';
 import { Poller } from '../core/poll';
 import type { CompletionQueue } from './cq';
@@ -262,6 +262,7 @@ export class Connection implements Disposable, AsyncDisposable {
 
   /** @internal */
   constructor(qp: QueuePair, id: NativeCmId, channel: Channel, ownsChannel: boolean, peerPrivateData?: Buffer) {
+    if (!(id instanceof native.CmId) || !(channel instanceof Channel)) throw illegalConstructor(new.target);
     this.qp = qp;
     this.peerPrivateData = peerPrivateData;
     this.#id = id;
@@ -355,8 +356,13 @@ export class Connection implements Disposable, AsyncDisposable {
     this.close();
   }
 
+  /**
+   * Closes and resolves once the QP is destroyed (its flushed work settled);
+   * rejects if that teardown fails, as RDMA objects' async dispose does.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
+    await this.qp[Symbol.asyncDispose]();
   }
 }
 
@@ -480,6 +486,9 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
   });
 }
 
+/** listen()'s key to the Listener constructor. */
+const LISTEN = Symbol('listen');
+
 /** A listening rdma_cm id. */
 export class Listener implements Disposable {
   /** Where it listens (the port the kernel chose when 0 was asked). */
@@ -492,7 +501,8 @@ export class Listener implements Disposable {
   #closed = false;
 
   /** @internal use listen() */
-  constructor(ep: CmEndpoint, backlog: number) {
+  constructor(ep: CmEndpoint, backlog: number, token?: symbol) {
+    if (token !== LISTEN) throw illegalConstructor(new.target);
     this.#ch = new Channel();
     try {
       this.#id = this.#ch.id((ev) => {
@@ -627,7 +637,7 @@ export function listen(options: CmEndpoint & { backlog?: number }): Listener {
   const backlog = options.backlog ?? 16;
   if (typeof backlog !== 'number' || !Number.isInteger(backlog) || backlog < 1 || backlog > 65535) throw outOfRange('options.backlog', 'an integer >= 1 && <= 65535', backlog, listen);
   try {
-    return new Listener(ep, backlog);
+    return new Listener(ep, backlog, LISTEN);
   } catch (e) {
     const err = rdmaError(e, listen) as Error;
     Error.captureStackTrace(err, listen);

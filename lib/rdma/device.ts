@@ -1,7 +1,7 @@
 /** RDMA devices: the list and their ports (sysfs), an open device (RdmaContext), and the Rdma entry points. */
 import * as fs from 'node:fs';
 
-import { invalidArgType, outOfRange, type SystemError, validateObject } from '../core/errors';
+import { illegalConstructor, invalidArgType, outOfRange, type SystemError, validateObject } from '../core/errors';
 import { native, type NativeResource } from '../core/native';
 import { CompletionQueue } from './cq';
 import { call, libraryError, rdmaError } from './errors';
@@ -150,6 +150,7 @@ export class RdmaContext extends RdmaResource {
 
   /** @internal use Rdma.open() */
   constructor(name: string) {
+    if (typeof name !== 'string') throw illegalConstructor(new.target);
     super(call(Rdma.open, () => new native.RdmaContext(name)));
     this.name = name;
   }

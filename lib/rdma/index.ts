@@ -75,4 +75,4 @@ export {
   remoteAddress,
 } from './qp';
 export { RdmaResource } from './resource';
-export { type RdmaAccess, type RdmaTarget, type RegisterOptions, resolveTarget } from './target';
+export { type AllocMemoryOptions, type RdmaAccess, type RdmaTarget, type RegisterDmaBufOptions, type RegisterOptions, resolveTarget } from './target';

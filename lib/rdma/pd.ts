@@ -9,8 +9,26 @@ import { call, rdmaError } from './errors';
 import { MemoryRegion } from './mr';
 import { createQp, type QueuePair, type QueuePairOptions } from './qp';
 import { RdmaResource } from './resource';
-import { explainRegister, type RdmaAccess, type RdmaTarget, type RegisterOptions, type Resolved, resolveTarget, sharedMemory, toAccess } from './target';
+import { type AllocMemoryOptions, explainRegister, type RdmaAccess, type RdmaTarget, type RegisterDmaBufOptions, type RegisterOptions, type Resolved, resolveTarget, sharedMemory, toAccess } from './target';
 import { toInt } from './validate';
+import { deprecated } from '../core/deprecate';
+
+/**
+ * The options of a registration call, taking the old positional `access`
+ * (`(target, access, options)`) for one release with a DeprecationWarning.
+ */
+function optionsOf<T extends { access?: RdmaAccess | readonly RdmaAccess[] }>(rest: unknown[], use: string, caller: Function): T {
+  const [first, second] = rest;
+  if (rest.length >= 2 || typeof first === 'string' || Array.isArray(first)) {
+    deprecated('P2PDMA_DEP0003', `access as a positional argument is deprecated: use ${use}.`);
+    const options = (second ?? {}) as T;
+    validateObject(options, 'options', caller);
+    return first === undefined ? options : { ...options, access: first as RdmaAccess };
+  }
+  const options = (first ?? {}) as T;
+  validateObject(options, 'options', caller);
+  return options;
+}
 
 /** A registration made ready by ProtectionDomain#prepare. */
 interface Prepared {
@@ -43,13 +61,26 @@ export class ProtectionDomain extends RdmaResource {
    * syscall. On a mapping of device memory (p2pmem, a PCI BAR) a kernel
    * without kernel-patches/ rejects with EFAULT, saying so.
    */
-  registerMemory(target: RdmaTarget, access?: RdmaAccess | readonly RdmaAccess[], options: RegisterOptions = {}): Promise<MemoryRegion> {
-    return this.#register(target, access, options, false, this.registerMemory);
+  registerMemory(target: RdmaTarget, options?: RegisterOptions): Promise<MemoryRegion>;
+  /** @deprecated positional `access`: use `registerMemory(target, { access })` (DeprecationWarning P2PDMA_DEP0003). */
+  registerMemory(target: RdmaTarget, access: RdmaAccess | readonly RdmaAccess[] | undefined, options?: RegisterOptions): Promise<MemoryRegion>;
+  registerMemory(target: RdmaTarget, ...rest: unknown[]): Promise<MemoryRegion> {
+    let options: RegisterOptions;
+    try {
+      options = optionsOf(rest, 'registerMemory(target, { access })', this.registerMemory);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#register(target, options, false, this.registerMemory);
   }
 
-  /** registerMemory, blocking. */
-  registerMemorySync(target: RdmaTarget, access?: RdmaAccess | readonly RdmaAccess[], options: Omit<RegisterOptions, 'signal'> = {}): MemoryRegion {
-    return this.#registerSync(target, access, options, false, this.registerMemorySync);
+  /** registerMemory(), blocking the JS thread while the pages are pinned. */
+  registerMemorySync(target: RdmaTarget, options?: Omit<RegisterOptions, 'signal'>): MemoryRegion;
+  /** @deprecated positional `access`: use `registerMemorySync(target, { access })` (DeprecationWarning P2PDMA_DEP0003). */
+  registerMemorySync(target: RdmaTarget, access: RdmaAccess | readonly RdmaAccess[] | undefined, options?: Omit<RegisterOptions, 'signal'>): MemoryRegion;
+  registerMemorySync(target: RdmaTarget, ...rest: unknown[]): MemoryRegion {
+    const options = optionsOf(rest, 'registerMemorySync(target, { access })', this.registerMemorySync);
+    return this.#registerSync(target, options, false, this.registerMemorySync);
   }
 
   /**
@@ -60,28 +91,37 @@ export class ProtectionDomain extends RdmaResource {
    * unmapped when the MR's deregistration has completed. `signal` is checked
    * before pinning starts.
    */
-  allocMemory(length: number, access?: RdmaAccess | readonly RdmaAccess[], options: { signal?: AbortSignal } = {}): Promise<MemoryRegion> {
+  allocMemory(length: number, options?: AllocMemoryOptions): Promise<MemoryRegion>;
+  /** @deprecated positional `access`: use `allocMemory(length, { access })` (DeprecationWarning P2PDMA_DEP0003). */
+  allocMemory(length: number, access: RdmaAccess | readonly RdmaAccess[] | undefined, options?: { signal?: AbortSignal }): Promise<MemoryRegion>;
+  allocMemory(length: number, ...rest: unknown[]): Promise<MemoryRegion> {
     let map: Mapping;
+    let options: AllocMemoryOptions;
     try {
-      map = this.#alloc(length, access, options, this.allocMemory);
+      options = optionsOf(rest, 'allocMemory(length, { access })', this.allocMemory);
+      map = this.#alloc(length, options, this.allocMemory);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#register(map, access, options, true, this.allocMemory);
+    return this.#register(map, { access: options.access, signal: options.signal }, true, this.allocMemory);
   }
 
-  /** allocMemory, blocking. */
-  allocMemorySync(length: number, access?: RdmaAccess | readonly RdmaAccess[]): MemoryRegion {
-    const map = this.#alloc(length, access, {}, this.allocMemorySync);
-    return this.#registerSync(map, access, {}, true, this.allocMemorySync);
+  /** allocMemory(), blocking. */
+  allocMemorySync(length: number, options?: Omit<AllocMemoryOptions, 'signal'>): MemoryRegion;
+  /** @deprecated positional `access`: use `allocMemorySync(length, { access })` (DeprecationWarning P2PDMA_DEP0003). */
+  allocMemorySync(length: number, access: RdmaAccess | readonly RdmaAccess[] | undefined): MemoryRegion;
+  allocMemorySync(length: number, ...rest: unknown[]): MemoryRegion {
+    const options = optionsOf(rest, 'allocMemorySync(length, { access })', this.allocMemorySync);
+    const map = this.#alloc(length, options, this.allocMemorySync);
+    return this.#registerSync(map, { access: options.access }, true, this.allocMemorySync);
   }
 
-  #alloc(length: number, access: unknown, options: { signal?: AbortSignal }, caller: Function): Mapping {
+  #alloc(length: number, options: AllocMemoryOptions, caller: Function): Mapping {
     toInt('length', length, Number.MAX_SAFE_INTEGER, caller);
     if (length === 0) throw outOfRange('length', '>= 1', length, caller);
     validateObject(options, 'options', caller);
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, caller);
-    toAccess(access, caller);
+    toAccess(options.access, caller);
     if (options.signal?.aborted) throw abortError(options.signal.reason, caller);
     this.check(caller);
     return sharedMemory(length, caller);
@@ -94,12 +134,12 @@ export class ProtectionDomain extends RdmaResource {
    * the native MR. `undo()` takes it all back. Throws after undoing;
    * memory the MR was to own is unmapped either way.
    */
-  #prepare(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, withSignal: boolean, caller: Function): Prepared {
+  #prepare(target: RdmaTarget, options: RegisterOptions, owned: boolean, withSignal: boolean, caller: Function): Prepared {
     let release: (() => void) | undefined;
     try {
       validateObject(options, 'options', caller);
       if (withSignal && options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal, caller);
-      const a = toAccess(access, caller);
+      const a = toAccess(options.access, caller);
       const r = resolveTarget(target, options, caller);
       if (withSignal && options.signal?.aborted) throw abortError(options.signal.reason, caller);
       this.check(caller);
@@ -119,10 +159,10 @@ export class ProtectionDomain extends RdmaResource {
     }
   }
 
-  #register(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): Promise<MemoryRegion> {
+  #register(target: RdmaTarget, options: RegisterOptions, owned: boolean, caller: Function): Promise<MemoryRegion> {
     let prep: Prepared;
     try {
-      prep = this.#prepare(target, access, options, owned, true, caller);
+      prep = this.#prepare(target, options, owned, true, caller);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -142,8 +182,8 @@ export class ProtectionDomain extends RdmaResource {
     return abortable(registered, options.signal, caller, (unwanted) => unwanted.close());
   }
 
-  #registerSync(target: RdmaTarget, access: unknown, options: RegisterOptions, owned: boolean, caller: Function): MemoryRegion {
-    const { r, a, mr, undo, region } = this.#prepare(target, access, options, owned, false, caller);
+  #registerSync(target: RdmaTarget, options: RegisterOptions, owned: boolean, caller: Function): MemoryRegion {
+    const { r, a, mr, undo, region } = this.#prepare(target, options, owned, false, caller);
     try {
       mr.register(...(r.args as [bigint, number]), a.bits);
     } catch (e) {
@@ -159,22 +199,42 @@ export class ProtectionDomain extends RdmaResource {
    * Registers a dma-buf (ibv_reg_dmabuf_mr): the NIC maps it through the
    * dma-buf importer API. EOPNOTSUPP when the RDMA driver has no dma-buf MRs
    * (rxe and siw do not), ENOSYS when libibverbs predates them. The MR holds
-   * the dma-buf handle open (an Fd) until closed.
+   * the dma-buf handle open (an Fd) until closed. The promise form of
+   * registerDmaBufSync(), for one API with registerMemory(): the
+   * registration itself runs on the JS thread (the exporter maps the buffer
+   * when the NIC first uses it, not here); `signal` is checked before it.
    */
-  registerDmaBuf(dmabuf: FdLike, options: { offset?: number; length: number; iova?: number | bigint; access?: RdmaAccess | readonly RdmaAccess[] }): MemoryRegion {
-    const fd = toFd(dmabuf, this.registerDmaBuf);
-    validateObject(options, 'options', this.registerDmaBuf);
-    const offset = options.offset === undefined ? 0 : toInt('options.offset', options.offset, Number.MAX_SAFE_INTEGER, this.registerDmaBuf);
-    const length = toInt('options.length', options.length, Number.MAX_SAFE_INTEGER, this.registerDmaBuf);
-    if (length === 0) throw outOfRange('options.length', '> 0', length, this.registerDmaBuf);
+  registerDmaBuf(dmabuf: FdLike, options: RegisterDmaBufOptions): Promise<MemoryRegion> {
+    try {
+      validateObject(options, 'options', this.registerDmaBuf);
+      const { signal } = options;
+      if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, this.registerDmaBuf);
+      if (signal?.aborted) throw abortError(signal.reason, this.registerDmaBuf);
+      return Promise.resolve(this.#registerDmaBuf(dmabuf, options, this.registerDmaBuf));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** registerDmaBuf(), blocking. */
+  registerDmaBufSync(dmabuf: FdLike, options: Omit<RegisterDmaBufOptions, 'signal'>): MemoryRegion {
+    return this.#registerDmaBuf(dmabuf, options, this.registerDmaBufSync);
+  }
+
+  #registerDmaBuf(dmabuf: FdLike, options: RegisterDmaBufOptions, caller: Function): MemoryRegion {
+    const fd = toFd(dmabuf, caller);
+    validateObject(options, 'options', caller);
+    const offset = options.offset === undefined ? 0 : toInt('options.offset', options.offset, Number.MAX_SAFE_INTEGER, caller);
+    const length = toInt('options.length', options.length, Number.MAX_SAFE_INTEGER, caller);
+    if (length === 0) throw outOfRange('options.length', '> 0', length, caller);
     let iova: bigint;
     if (options.iova === undefined) iova = BigInt(offset);
     else if (typeof options.iova === 'bigint' && options.iova >= 0n && options.iova < 2n ** 64n) iova = options.iova;
-    else if (typeof options.iova === 'number') iova = BigInt(toInt('options.iova', options.iova, Number.MAX_SAFE_INTEGER, this.registerDmaBuf));
-    else throw invalidArgType('options.iova', 'a number or bigint in [0, 2^64)', options.iova, this.registerDmaBuf);
-    const a = toAccess(options.access, this.registerDmaBuf);
-    this.check(this.registerDmaBuf);
-    const mr = call(this.registerDmaBuf, () => new native.RdmaMr(this.native));
+    else if (typeof options.iova === 'number') iova = BigInt(toInt('options.iova', options.iova, Number.MAX_SAFE_INTEGER, caller));
+    else throw invalidArgType('options.iova', 'a number or bigint in [0, 2^64)', options.iova, caller);
+    const a = toAccess(options.access, caller);
+    this.check(caller);
+    const mr = call(caller, () => new native.RdmaMr(this.native));
     try {
       mr.registerDmaBuf(fd, offset, length, iova, a.bits);
     } catch (e) {
@@ -185,7 +245,7 @@ export class ProtectionDomain extends RdmaResource {
       } else if (err.code === 'ENOSYS') {
         err.message += ': this libibverbs has no ibv_reg_dmabuf_mr (IBVERBS_1.12, rdma-core 34 or later)';
       }
-      Error.captureStackTrace(err, this.registerDmaBuf);
+      Error.captureStackTrace(err, caller);
       throw err;
     }
     return new MemoryRegion(this, mr, dmabuf instanceof Fd ? dmabuf : undefined, a.names, length);

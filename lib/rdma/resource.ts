@@ -1,5 +1,6 @@
 /** What every RDMA object shares: close() once, deferred while children or work are in flight, the GC backstop. */
-import { type CodedError, closedError, sysError } from '../core/errors';
+import { native } from '../core/native';
+import { type CodedError, closedError, illegalConstructor, sysError } from '../core/errors';
 import type { NativeResource } from '../core/native';
 
 /** native close() returned this: the teardown waits for children or work in flight. */
@@ -26,6 +27,10 @@ function warnCloseFailed(what: string, cause: Error): void {
  * in flight the teardown waits for them), `using` / `await using`, and a
  * `P2PDMA_GC_CLOSE` warning when the GC has to close it.
  */
+function isNativeRdma(n: unknown): boolean {
+  return n instanceof native.RdmaContext || n instanceof native.RdmaPd || n instanceof native.RdmaCq || n instanceof native.RdmaMr || n instanceof native.RdmaQp;
+}
+
 export abstract class RdmaResource implements Disposable, AsyncDisposable {
   /** @internal */
   readonly native: NativeResource;
@@ -35,6 +40,8 @@ export abstract class RdmaResource implements Disposable, AsyncDisposable {
 
   /** @internal */
   constructor(n: NativeResource) {
+    // The classes are exported for instanceof; instances come from Rdma and their parents.
+    if (!isNativeRdma(n)) throw illegalConstructor(new.target);
     this.native = n;
     gcWarning.register(this, this.constructor.name, this);
   }

@@ -22,21 +22,21 @@ const ACCESS: Record<RdmaAccess, number> = {
   'remote-atomic': C.IBV_ACCESS_REMOTE_ATOMIC,
 };
 
-export function toAccess(access: unknown, caller: Function): { bits: number; names: RdmaAccess[] } {
+export function toAccess(access: unknown, caller: Function, name = 'options.access'): { bits: number; names: RdmaAccess[] } {
   if (access === undefined) return { bits: 0, names: [] };
   const list = Array.isArray(access) ? access : [access];
   let bits = 0;
   const names: RdmaAccess[] = [];
   for (const a of list) {
-    if (typeof a !== 'string') throw invalidArgType('access', "one of 'local-write', 'remote-write', 'remote-read', 'remote-atomic' or an array of them", a, caller);
+    if (typeof a !== 'string') throw invalidArgType(name, "one of 'local-write', 'remote-write', 'remote-read', 'remote-atomic' or an array of them", a, caller);
     const b = (ACCESS as Record<string, number>)[a];
-    if (b === undefined) throw invalidArgValue('access', a, "must be 'local-write', 'remote-write', 'remote-read' or 'remote-atomic'", caller);
+    if (b === undefined) throw invalidArgValue(name, a, "must be 'local-write', 'remote-write', 'remote-read' or 'remote-atomic'", caller);
     if ((bits & b) === 0) names.push(a as RdmaAccess);
     bits |= b;
   }
   // The verbs spec: a peer that may write needs the NIC to write locally.
   if ((bits & (C.IBV_ACCESS_REMOTE_WRITE | C.IBV_ACCESS_REMOTE_ATOMIC)) !== 0 && (bits & C.IBV_ACCESS_LOCAL_WRITE) === 0) {
-    throw invalidArgValue('access', access, "must include 'local-write' with 'remote-write' or 'remote-atomic' (the verbs spec requires it)", caller);
+    throw invalidArgValue(name, access, "must include 'local-write' with 'remote-write' or 'remote-atomic' (the verbs spec requires it)", caller);
   }
   return { bits, names };
 }
@@ -50,7 +50,9 @@ export function toAccess(access: unknown, caller: Function): { bits: number; nam
 export type RdmaTarget = ArrayBuffer | SharedArrayBuffer | ArrayBufferView | Mapping;
 
 export interface RegisterOptions {
-  /** Part of the target to register: byte offset. Default 0. */
+  /** What the local NIC and the peer may do to the memory (ibv_access_flags). Default: none (local reads, RDMA WRITE/SEND from it). */
+  access?: RdmaAccess | readonly RdmaAccess[];
+  /** Part of the target to register: byte offset into it. Default 0. */
   offset?: number;
   /** Byte length. Default: the rest of the target. */
   length?: number;
@@ -58,6 +60,28 @@ export interface RegisterOptions {
    * For the promise form: checked before pinning starts. Once ibv_reg_mr
    * runs an abort does not recall it: the promise settles with its result.
    */
+  signal?: AbortSignal;
+}
+
+/** Options of `pd.registerDmaBuf()` / `registerDmaBufSync()`. */
+export interface RegisterDmaBufOptions {
+  /** What the local NIC and the peer may do to the memory. Default: none. */
+  access?: RdmaAccess | readonly RdmaAccess[];
+  /** Byte offset into the dma-buf. Default 0. */
+  offset?: number;
+  /** Bytes to register. */
+  length: number;
+  /** The address the region has for work requests. Default: `offset`. */
+  iova?: number | bigint;
+  /** Promise form: checked before the registration starts. */
+  signal?: AbortSignal;
+}
+
+/** Options of `pd.allocMemory()` / `allocMemorySync()`. */
+export interface AllocMemoryOptions {
+  /** What the local NIC and the peer may do to the memory. Default: none. */
+  access?: RdmaAccess | readonly RdmaAccess[];
+  /** Promise form: checked before pinning starts. */
   signal?: AbortSignal;
 }
 
@@ -118,7 +142,7 @@ export function resolveTarget(target: unknown, o: RegisterOptions, caller: Funct
       base = m.offset + viewOffset;
     }
   }
-  if (mapping?.unmapped) throw closedError('Mapping', caller);
+  if (mapping?.closed) throw closedError('Mapping', caller);
   const offset = o.offset === undefined ? 0 : toInt('options.offset', o.offset, size, caller);
   const length = o.length === undefined ? size - offset : toInt('options.length', o.length, size - offset, caller);
   if (length === 0) {

@@ -65,7 +65,7 @@ function barIoremaps(start: bigint, size: bigint): string[] {
 async function registerBar(pd: ProtectionDomain, map: Mapping): Promise<MemoryRegion> {
   for (let tries = 1; ; tries++) {
     try {
-      return await pd.registerMemory(map, [...ACCESS]);
+      return await pd.registerMemory(map, { access: [...ACCESS] });
     } catch (e) {
       if ((e as { code?: string }).code !== 'EAGAIN' || tries === 20) throw e;
     }
@@ -104,7 +104,7 @@ t.test('a WRITE and a READ on an MR the exporter just revoked complete, after an
   t.same(barIoremaps(busAddr, size), [], 'and rxe dropped its ioremap()s of the BAR in the invalidation');
   const naks = rnrNaksSent();
   await a.write(srcMr, bar);
-  t.ok(map.read(0, SIZE).equals(src), 'the BAR holds what the WRITE sent');
+  t.ok(map.read(Buffer.alloc(SIZE)).equals(src), 'the BAR holds what the WRITE sent');
   t.ok(rnrNaksSent() > naks, `rxe answered the first try with an RNR NAK (send_rnr_err ${naks} -> ${rnrNaksSent()})`);
   t.equal(info().activeMaps, 1, 'rxe mapped the BAR again');
 
@@ -164,10 +164,10 @@ t.test('WRITE/READ on one MR and QP pair while REVOKE, clear_refs and mprotect l
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const src = hostPattern(SIZE, round);
-      const srcMr = r.pd.registerMemorySync(src, 'local-write');
+      const srcMr = r.pd.registerMemorySync(src, { access: 'local-write' });
       try {
         await a.write(srcMr, bar);
-        if (!map.read(0, SIZE).equals(src)) unexpected.push(`round ${round}: WRITE completed but the BAR does not hold its data`);
+        if (!map.read(Buffer.alloc(SIZE)).equals(src)) unexpected.push(`round ${round}: WRITE completed but the BAR does not hold its data`);
         back.fill(0);
         await a.read(backMr, bar);
         if (!back.equals(src)) unexpected.push(`round ${round}: READ completed with other data than the BAR's`);
@@ -220,5 +220,5 @@ t.test('the BAR mapping under an MR cannot be unmapped (ERR_P2PDMA_BUSY) until t
   bar.close();
   t.equal(info().activeMaps, 0, 'deregistering released the mapping');
   map.unmap();
-  t.ok(map.unmapped, 'and unmap() works then');
+  t.ok(map.closed, 'and unmap() works then');
 });

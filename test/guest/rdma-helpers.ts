@@ -79,7 +79,7 @@ export function setup(t: Test, cap?: { maxSendWr?: number; maxRecvWr?: number; m
     a,
     b,
     mr(buf, access = ['local-write', 'remote-write', 'remote-read']) {
-      const m = pd.registerMemorySync(buf, access);
+      const m = pd.registerMemorySync(buf, { access });
       mrs.push(m);
       return m;
     },

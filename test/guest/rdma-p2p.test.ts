@@ -60,12 +60,12 @@ t.test('baseline: an MR on an NVMe CMB fails with EFAULT naming kernel-patches/'
   if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
   const r = rig(t);
   const map = mapFile(t, `${c.p2pmem}/allocate`);
-  await t.rejects(r.pd.registerMemory(map, [...ACCESS]), {
+  await t.rejects(r.pd.registerMemory(map, { access: [...ACCESS] }), {
     code: 'EFAULT',
     syscall: 'ibv_reg_mr',
     message: /^EFAULT: bad address[^,]*, ibv_reg_mr: this kernel cannot pin peer \(device\) memory for RDMA.*kernel-patches\//,
   });
-  t.throws(() => r.pd.registerMemorySync(map, [...ACCESS]), { code: 'EFAULT', message: /p2p_map/ });
+  t.throws(() => r.pd.registerMemorySync(map, { access: [...ACCESS] }), { code: 'EFAULT', message: /p2p_map/ });
 });
 
 t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round trip, unmap waits for the MR', patchedOnly, async (t) => {
@@ -76,13 +76,13 @@ t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round t
   t.teardown(() => fd.close());
   const map = mmap(fd, SIZE, { prot: 'rw', flags: 'shared' });
   map.write(Buffer.alloc(SIZE, 0x5a));
-  const cmb = await r.pd.registerMemory(map, [...ACCESS]);
+  const cmb = await r.pd.registerMemory(map, { access: [...ACCESS] });
   t.teardown(() => cmb.close());
 
   // WRITE host -> CMB, checked through the mapping.
   const src = r.host(1);
   await r.a.write(src.mr, cmb);
-  t.ok(map.read(0, SIZE).equals(src.buf), 'RDMA WRITE landed in the CMB');
+  t.ok(map.read(Buffer.alloc(SIZE)).equals(src.buf), 'RDMA WRITE landed in the CMB');
 
   // READ CMB -> host of what the CPU put there.
   const cpu = pattern(SIZE, 2);
@@ -111,7 +111,7 @@ t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round t
   t.throws(() => map.unmap(), { code: 'ERR_P2PDMA_BUSY', message: /1 memory region/ }, 'unmap() refused while the MR covers the CMB');
   await cmb[Symbol.asyncDispose]();
   map.unmap();
-  t.ok(map.unmapped, 'unmapped once the MR is deregistered');
+  t.ok(map.closed, 'unmapped once the MR is deregistered');
 });
 
 t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it again', patchedOnly, async (t) => {
@@ -121,11 +121,11 @@ t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it ag
   const r = rig(t);
   const { fd, map, info } = mapIvshmemP2p(t, node!, SIZE);
   map.write(Buffer.alloc(SIZE, 0x5a));
-  const bar = r.pd.registerMemorySync(map, [...ACCESS]);
+  const bar = r.pd.registerMemorySync(map, { access: [...ACCESS] });
   t.equal(info().activeMaps, 1, 'the MR holds one p2p mapping of the BAR');
   const src = r.host(5);
   await r.a.write(src.mr, bar);
-  t.ok(map.read(0, SIZE).equals(src.buf), 'RDMA WRITE landed in the BAR');
+  t.ok(map.read(Buffer.alloc(SIZE)).equals(src.buf), 'RDMA WRITE landed in the BAR');
   const cpu = pattern(SIZE, 6);
   map.write(cpu);
   const dst = r.host(0);
@@ -137,7 +137,7 @@ t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it ag
   const again = r.host(7);
   await r.a.write(again.mr, bar);
   t.equal(info().activeMaps, 1, 'the WRITE made rxe map the BAR again');
-  t.ok(map.read(0, SIZE).equals(again.buf), 'and landed in the BAR');
+  t.ok(map.read(Buffer.alloc(SIZE)).equals(again.buf), 'and landed in the BAR');
   bar.close();
   t.equal(info().activeMaps, 0, 'nothing mapped after deregistration');
 });
@@ -155,13 +155,13 @@ t.test('patched: a read-only shared mapping of the BAR registers for remote read
   t.teardown(() => fd.close());
   const ro = mmap(fd, SIZE, { prot: 'read', flags: 'shared' });
   t.teardown(() => ro.unmap());
-  const mr = await r.pd.registerMemory(ro, ['remote-read']);
+  const mr = await r.pd.registerMemory(ro, { access: ['remote-read'] });
   t.teardown(() => mr.close());
   const dst = r.host(0);
   dst.buf.fill(0);
   await r.a.read(dst.mr, mr);
   t.ok(dst.buf.equals(cpu), 'RDMA READ through the read-only mapping');
-  await t.rejects(r.pd.registerMemory(ro, ['local-write', 'remote-write']), { code: 'EPERM' }, 'registering it for writes is refused');
+  await t.rejects(r.pd.registerMemory(ro, { access: ['local-write', 'remote-write'] }), { code: 'EPERM' }, 'registering it for writes is refused');
 });
 
 /** Why the BAR cannot be mapped through sysfs, or false if it can (or there is no BAR: the test fails). */
@@ -184,7 +184,7 @@ t.test('an MR on a BAR mapped without an exporter (sysfs resource2) fails with E
   const r = rig(t);
   // VM_IO | VM_PFNMAP and no p2p_map: no fallback, on either kernel.
   const map = mapFile(t, `/sys/bus/pci/devices/${ivBdf}/resource2`);
-  t.throws(() => r.pd.registerMemorySync(map, [...ACCESS]), { code: 'EFAULT', message: /kernel-patches\// });
+  t.throws(() => r.pd.registerMemorySync(map, { access: [...ACCESS] }), { code: 'EFAULT', message: /kernel-patches\// });
 });
 
 if (!inGuest) t.pass('guest-only file');

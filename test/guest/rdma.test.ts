@@ -68,7 +68,7 @@ t.test('lifecycles: children keep parents alive; close is idempotent and ordered
   const pd = ctx.allocPd();
   const cq = ctx.createCq(16);
   const qp = pd.createQp({ sendCq: cq });
-  const mr = pd.registerMemorySync(Buffer.from(hostMemory(4096)), 'local-write');
+  const mr = pd.registerMemorySync(Buffer.from(hostMemory(4096)), { access: 'local-write' });
   t.equal(qp.state, 'RESET');
   t.ok(mr.lkey > 0 && mr.rkey > 0);
   t.equal(mr.length, 4096);
@@ -79,7 +79,7 @@ t.test('lifecycles: children keep parents alive; close is idempotent and ordered
   let gone = false;
   const ctxGone = ctx[Symbol.asyncDispose]().then(() => (gone = true));
   // Its children still work.
-  const mr2 = await pd.registerMemory(new Uint8Array(hostMemory(8192)), 'local-write');
+  const mr2 = await pd.registerMemory(new Uint8Array(hostMemory(8192)), { access: 'local-write' });
   t.equal(mr2.length, 8192);
   mr2.close();
   pd.close();
@@ -273,7 +273,7 @@ t.test('registerMemory on a memfd Mapping: RDMA lands in the shared pages', gues
   fs.ftruncateSync(fd.fd, 65536);
   using map = mmap(fd, 65536);
   // Declared after the map: disposed first (the map cannot be unmapped under it).
-  using mr = await s.pd.registerMemory(map, ['local-write', 'remote-write', 'remote-read']);
+  using mr = await s.pd.registerMemory(map, { access: ['local-write', 'remote-write', 'remote-read'] });
   t.equal(mr.target, map);
   t.equal(mr.mapping, map);
   const src = s.pattern(65536, 9);
@@ -298,9 +298,9 @@ t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', c
   t.equal(client.context.name, DEV);
 
   const srvBuf = hostBuffer(65536);
-  const srvMr = await server.pd.registerMemory(srvBuf, ['local-write', 'remote-write', 'remote-read']);
+  const srvMr = await server.pd.registerMemory(srvBuf, { access: ['local-write', 'remote-write', 'remote-read'] });
   const cliBuf = hostPattern(65536, 11);
-  const cliMr = await client.pd.registerMemory(cliBuf, 'local-write');
+  const cliMr = await client.pd.registerMemory(cliBuf, { access: 'local-write' });
   t.teardown(() => {
     srvMr.close();
     cliMr.close();
@@ -309,9 +309,9 @@ t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', c
   const adv = hostBuffer(16);
   adv.writeBigUInt64LE(srvMr.addr, 0);
   adv.writeUInt32LE(srvMr.rkey, 8);
-  const advMr = server.pd.registerMemorySync(adv, 'local-write');
+  const advMr = server.pd.registerMemorySync(adv, { access: 'local-write' });
   const got = hostBuffer(16);
-  const gotMr = client.pd.registerMemorySync(got, 'local-write');
+  const gotMr = client.pd.registerMemorySync(got, { access: 'local-write' });
   t.teardown(() => {
     advMr.close();
     gotMr.close();
@@ -325,7 +325,7 @@ t.test('rdma_cm: listen/connect on 10.0.2.15, then WRITE, READ and SEND/RECV', c
   t.ok(srvBuf.equals(cliBuf), 'WRITE through rdma_cm landed');
   srvBuf.fill(0x33, 0, 4096);
   const readBack = hostBuffer(4096);
-  const rbMr = client.pd.registerMemorySync(readBack, 'local-write');
+  const rbMr = client.pd.registerMemorySync(readBack, { access: 'local-write' });
   t.teardown(() => rbMr.close());
   await client.qp.read(rbMr, remote);
   t.ok(readBack.equals(Buffer.alloc(4096, 0x33)), 'READ through rdma_cm matches');
@@ -421,7 +421,7 @@ t.test('GC backstop: an unreferenced idle CQ and rdma_cm listener are collected,
 t.test('rdma_cm: a peer disconnect flushes the posted receives; a failed channel rejects pending waits', cmOnly, async (t) => {
   using listener = Rdma.listen({ address: ADDR, port: 0 });
   const { client, server } = await connectedPair(t, listener);
-  const inbox = await server.pd.allocMemory(4096, 'local-write');
+  const inbox = await server.pd.allocMemory(4096, { access: 'local-write' });
   t.teardown(() => inbox.close());
   const recvs = [server.qp.recv(inbox), server.qp.recv(inbox)];
   const bye = server.waitDisconnect();
@@ -487,11 +487,9 @@ t.test('registerDmaBuf on rxe: EOPNOTSUPP, saying the driver has no dma-buf MRs'
   arg.writeUInt32LE(0o2000002, 12); // O_RDWR | O_CLOEXEC
   ioctlSync(heap, ioc.iowr(0x48, 0, 24), arg);
   using buf = new Fd(arg.readUInt32LE(8));
-  t.throws(() => pd.registerDmaBuf(buf, { length: 65536, access: 'local-write' }), {
-    code: 'EOPNOTSUPP',
-    syscall: 'ibv_reg_dmabuf_mr',
-    message: /rxe0 does not support dma-buf memory regions/,
-  });
+  const refused = { code: 'EOPNOTSUPP', syscall: 'ibv_reg_dmabuf_mr', message: /rxe0 does not support dma-buf memory regions/ };
+  t.throws(() => pd.registerDmaBufSync(buf, { length: 65536, access: 'local-write' }), refused);
+  await t.rejects(pd.registerDmaBuf(buf, { length: 65536, access: 'local-write' }), refused, 'the promise form too');
 });
 
 if (!inGuest) t.pass('guest-only file');

@@ -401,7 +401,12 @@ const pds = receivers(
   }),
 );
 const access = mostly(pick(value('undefined', undefined), value("'local-write'", 'local-write'), value("['local-write', 'remote-write', 'remote-read']", ['local-write', 'remote-write', 'remote-read']), value("'remote-write' (needs local-write)", 'remote-write'), value("['bogus']", ['bogus'])));
-const registerOptions = mostly(fc.record({ offset: fc.oneof(ints(0, 1, 7, 4096), pick(value('undefined', undefined))), length: fc.oneof(ints(0, 1, 4096, 2 ** 31), pick(value('undefined', undefined))) }).map((o) => recipe(`{ offset: ${o.offset}, length: ${o.length} }`, (s) => withoutUndefined({ offset: o.offset.make(s), length: o.length.make(s) }))));
+const registerOptions = mostly(
+  fc
+    .record({ access, offset: fc.oneof(ints(0, 1, 7, 4096), pick(value('undefined', undefined))), length: fc.oneof(ints(0, 1, 4096, 2 ** 31), pick(value('undefined', undefined))) })
+    .map((o) => recipe(`{ access: ${o.access}, offset: ${o.offset}, length: ${o.length} }`, (s) => withoutUndefined({ access: o.access.make(s), offset: o.offset.make(s), length: o.length.make(s) }))),
+);
+const accessOptions = mostly(access.map((a) => recipe(`{ access: ${a} }`, (s) => withoutUndefined({ access: a.make(s) }))));
 const registerTargets = fc.oneof({ arbitrary: memory, weight: 4 }, { arbitrary: pick(recipe('a MemoryRegion', (s) => s.own(s.own(s.own(api.Rdma.open(DEV)).allocPd()).allocMemorySync(4096)))), weight: 1 }, { arbitrary: hostile, weight: 1 });
 const cqSizes = fc.oneof(ints(0, 1, 16, 4096, 2 ** 31), hostile);
 const capField = fc.oneof({ arbitrary: pick(value('undefined', undefined), value('1', 1), value('16', 16)), weight: 6 }, { arbitrary: pick(value('0', 0), value('1 << 16', 1 << 16), value('-1', -1), value('0.5', 0.5)), weight: 1 });
@@ -457,9 +462,9 @@ const targets: Record<string, Target> = {
   'Nvme#passthruSync': method(nvme, 'passthruSync', commands),
   'Rdma.open': fn((...a) => (api.Rdma.open as (...x: unknown[]) => unknown)(...a), mostly(pick(value(`'${DEV}'`, DEV), value("'nope0'", 'nope0'), value("''", '')))),
   'RdmaContext#createCq': method(ctxs, 'createCq', cqSizes),
-  'ProtectionDomain#registerMemory': { ...method(pds, 'registerMemory', registerTargets, access, registerOptions), mrs: true },
-  'ProtectionDomain#registerMemorySync': { ...method(pds, 'registerMemorySync', registerTargets, access, registerOptions), mrs: true },
-  'ProtectionDomain#allocMemory': { ...method(pds, 'allocMemory', fc.oneof(mrSizes, hostile), access), mrs: true },
+  'ProtectionDomain#registerMemory': { ...method(pds, 'registerMemory', registerTargets, registerOptions), mrs: true },
+  'ProtectionDomain#registerMemorySync': { ...method(pds, 'registerMemorySync', registerTargets, registerOptions), mrs: true },
+  'ProtectionDomain#allocMemory': { ...method(pds, 'allocMemory', fc.oneof(mrSizes, hostile), accessOptions), mrs: true },
   'ProtectionDomain#createQp': {
     args: qpOptions.map((o) => [o]),
     call: (_s, o) => {

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { memfd, mmap, Rdma } from '../../lib';
+import { native } from '../../lib/core/native';
 import { ProtectionDomain, RdmaResource, remoteAddress, resolveTarget } from '../../lib/rdma';
 import { leakGuard, report, runTs } from '../helpers';
 
@@ -154,37 +155,64 @@ t.test('registerMemory takes shared memory and Mappings (and the ArrayBuffers a 
 
 /** A PD whose native side is a stand-in: what runs before any native call is the real code. */
 function fakePd(): ProtectionDomain {
-  const n = { close: () => 0, hold() {}, unhold() {}, inFlight: () => 0 };
+  // A native PD by its prototype (the constructor refuses anything else), its methods stand-ins.
+  const n = Object.setPrototypeOf({ close: () => 0, hold() {}, unhold() {}, inFlight: () => 0 }, native.RdmaPd.prototype);
   const ctx = { name: 'fake0' };
   return new (ProtectionDomain as unknown as new (c: unknown, n: unknown) => ProtectionDomain)(ctx, n);
 }
 
 t.test('registerMemory and allocMemory: refusals come before any syscall', async (t) => {
   const pd = fakePd();
-  t.throws(() => pd.registerMemorySync(Buffer.alloc(64), 'local-write'), { code: 'ERR_INVALID_ARG_VALUE', message: SHARED_ADVICE });
-  await t.rejects(pd.registerMemory(new Uint8Array(64), 'local-write'), { code: 'ERR_INVALID_ARG_VALUE', message: /transfer\(\)/ });
+  t.throws(() => pd.registerMemorySync(Buffer.alloc(64), { access: 'local-write' }), { code: 'ERR_INVALID_ARG_VALUE', message: SHARED_ADVICE });
+  await t.rejects(pd.registerMemory(new Uint8Array(64), { access: 'local-write' }), { code: 'ERR_INVALID_ARG_VALUE', message: /transfer\(\)/ });
   t.throws(() => pd.allocMemorySync(0), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => pd.allocMemorySync(1.5), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => pd.allocMemorySync('4096' as never), { code: 'ERR_INVALID_ARG_TYPE' });
-  t.throws(() => pd.allocMemorySync(4096, 'remote-write'), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
-  await t.rejects(pd.allocMemory(4096, 'local-write', { signal: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => pd.allocMemorySync(4096, { access: 'remote-write' }), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ });
+  await t.rejects(pd.allocMemory(4096, { access: 'local-write', signal: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
   const ac = new AbortController();
   ac.abort();
-  await t.rejects(pd.allocMemory(4096, 'local-write', { signal: ac.signal }), { code: 'ABORT_ERR' });
+  await t.rejects(pd.allocMemory(4096, { access: 'local-write', signal: ac.signal }), { code: 'ABORT_ERR' });
   // Past the checks the stand-in fails: the memory allocMemory made is unmapped again.
   const maps = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('p2pdma-rdma-mr')).length;
   const before = maps();
-  t.throws(() => pd.allocMemorySync(65536, 'local-write'));
-  await t.rejects(pd.allocMemory(65536, 'local-write'));
+  t.throws(() => pd.allocMemorySync(65536, { access: 'local-write' }));
+  await t.rejects(pd.allocMemory(65536, { access: 'local-write' }));
   t.equal(maps(), before, 'no mapping left behind by a failed allocMemory');
   // A registration that fails lets go of the Mapping it held.
   using fd = memfd('rdma-host-test');
   fs.ftruncateSync(fd.fd, 4096);
   const map = mmap(fd, 4096);
-  t.throws(() => pd.registerMemorySync(map, 'local-write'));
-  await t.rejects(pd.registerMemory(new Uint8Array(map.buffer), 'local-write'));
+  t.throws(() => pd.registerMemorySync(map, { access: 'local-write' }));
+  await t.rejects(pd.registerMemory(new Uint8Array(map.buffer), { access: 'local-write' }));
   map.unmap();
-  t.equal(map.unmapped, true, 'unmap() works after failed registrations');
+  t.equal(map.closed, true, 'unmap() works after failed registrations');
+});
+
+t.test('the old positional access still works for one release, with one DeprecationWarning (P2PDMA_DEP0003)', async (t) => {
+  const pd = fakePd();
+  const warned: string[] = [];
+  const onWarning = (w: Error & { code?: string }) => {
+    if (w.name === 'DeprecationWarning' && w.code?.startsWith('P2PDMA_')) warned.push(w.code);
+  };
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
+  t.throws(() => pd.registerMemorySync(Buffer.alloc(64), 'local-write'), { code: 'ERR_INVALID_ARG_VALUE', message: SHARED_ADVICE });
+  t.throws(() => pd.allocMemorySync(4096, 'remote-write'), { code: 'ERR_INVALID_ARG_VALUE', message: /local-write/ }, 'the positional access is still checked');
+  await t.rejects(pd.allocMemory(4096, 'local-write', { signal: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => pd.registerMemorySync(Buffer.alloc(64), { access: 'bogus' as never }), { code: 'ERR_INVALID_ARG_VALUE', message: /options\.access/ });
+  await new Promise((r) => setImmediate(r));
+  t.same(warned, ['P2PDMA_DEP0003'], 'warned once');
+});
+
+t.test('registerDmaBuf is a promise with a Sync twin, as registerMemory', async (t) => {
+  const pd = fakePd();
+  await t.rejects(pd.registerDmaBuf('x' as never, { length: 4096 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => pd.registerDmaBufSync('x' as never, { length: 4096 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  await t.rejects(pd.registerDmaBuf(0, null as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  const ac = new AbortController();
+  ac.abort();
+  await t.rejects(pd.registerDmaBuf(0, { length: 4096, signal: ac.signal }), { code: 'ABORT_ERR' });
 });
 
 t.test('a remote address plus offset that would wrap past 2^64 is refused', async (t) => {
@@ -202,7 +230,7 @@ t.test('a deferred RDMA teardown that fails warns when nobody awaits it, as Fd d
     }
   }
   const stub = () => {
-    const n = { close: () => 1, onclose: undefined as ((r: number) => void) | undefined, hold() {}, unhold() {}, inFlight: () => 1 };
+    const n = Object.setPrototypeOf({ close: () => 1, onclose: undefined as ((r: number) => void) | undefined, hold() {}, unhold() {}, inFlight: () => 1 }, native.RdmaMr.prototype) as { close(): number; onclose: ((r: number) => void) | undefined };
     return { n, r: new (Stub as unknown as new (n: unknown) => Stub)(n) };
   };
   const warned: Error[] = [];

@@ -81,7 +81,7 @@ t.test("QEMU's pvrdma refuses an unaligned MR that spans one page more than its 
   const s = setup(t);
   const pages = hostMemory(3 * 4096);
   const spans = Buffer.from(pages, 256, 4096); // 4096 bytes over two pages
-  t.throws(() => s.pd.registerMemorySync(spans, ['local-write', 'remote-write']), {
+  t.throws(() => s.pd.registerMemorySync(spans, { access: ['local-write', 'remote-write'] }), {
     code: 'EFAULT',
     syscall: 'ibv_reg_mr',
     message: /pvrdma device; QEMU's .* page boundary/,
@@ -152,8 +152,8 @@ t.test("QEMU's pvrdma raises no completion interrupt: an event-driven CQ never h
   const [a, b] = Rdma.loopbackPair(pd);
   const msg = Buffer.from(hostMemory(4096)).fill(0x3c);
   const inbox = Buffer.from(hostMemory(4096));
-  const outMr = pd.registerMemorySync(msg, 'local-write');
-  const inMr = pd.registerMemorySync(inbox, 'local-write');
+  const outMr = pd.registerMemorySync(msg, { access: 'local-write' });
+  const inMr = pd.registerMemorySync(inbox, { access: 'local-write' });
   const before = completionIrqs();
   const done = Promise.allSettled([b.recv(inMr), a.send(outMr)]);
   const heard = await Promise.race([done.then(() => true), new Promise<boolean>((r) => setTimeout(r, 20_000, false))]);

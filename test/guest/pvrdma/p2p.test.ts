@@ -26,7 +26,7 @@ t.test(`${kernel}: an MR on an NVMe CMB (p2pmem) is refused by vmw_pvrdma's pinn
   const s = setup(t);
   using fd = Fd.open(`${c.p2pmem}/allocate`, 'r+');
   using map = mmap(fd, SIZE, { prot: 'rw', flags: 'shared' });
-  await t.rejects(s.pd.registerMemory(map, [...ACCESS]), REFUSED);
+  await t.rejects(s.pd.registerMemory(map, { access: [...ACCESS] }), REFUSED);
 });
 
 t.test(`${kernel}: an MR on the ivshmem BAR is refused by vmw_pvrdma's pinning`, lane, async (t) => {
@@ -37,12 +37,12 @@ t.test(`${kernel}: an MR on the ivshmem BAR is refused by vmw_pvrdma's pinning`,
     // No ivshmem_p2p: map the BAR through sysfs, VM_IO | VM_PFNMAP as well.
     using fd = Fd.open(`/sys/bus/pci/devices/${bdf}/resource2`, 'r+');
     using map = mmap(fd, SIZE, { prot: 'rw', flags: 'shared' });
-    t.throws(() => s.pd.registerMemorySync(map, [...ACCESS]), REFUSED);
+    t.throws(() => s.pd.registerMemorySync(map, { access: [...ACCESS] }), REFUSED);
     return;
   }
   const node = ivshmemNode(bdf!);
   if (!t.ok(node, `ivshmem_p2p char device for ${bdf} (CONFIG_IVSHMEM_P2P)`)) return;
   const { map, info } = mapIvshmemP2p(t, node!, SIZE);
-  t.throws(() => s.pd.registerMemorySync(map, [...ACCESS]), REFUSED);
+  t.throws(() => s.pd.registerMemorySync(map, { access: [...ACCESS] }), REFUSED);
   t.equal(info().activeMaps, 0, 'the exporter was never asked for a mapping');
 });
