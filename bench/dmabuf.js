@@ -37,7 +37,7 @@ function best(fn) {
 }
 
 function main() {
-  const api = require(path.join(root, 'dist', 'index.js'));
+  const api = require(process.env.P2PDMA_DIST ?? path.join(root, 'dist', 'index.js'));
   const bin = buildC(...ANCHORS.dmabuf);
   const heap = api.DmaHeap.open('system');
   const buf = heap.allocSync(size);

@@ -14,10 +14,17 @@
 // measured with completion-channel events (the default) and with
 // `busyPoll` (a core burnt polling the CQ).
 //
-// Env: SIZES (bytes, comma-separated), QD, BYTES (per size), LAT_ITERS, DEV, ADDR.
+// The addon is also measured the way ib_write_lat measures: a ping-pong of
+// 64 B WRITEs between two QPs, each side spinning on the memory the peer
+// writes, half the round trip reported ("ping-pong"); and, for bandwidth,
+// with `qp.postAll()` (one promise per batch of QD/4 WRITEs).
+//
+// Env: SIZES (bytes, comma-separated), QD, BYTES (per size), LAT_ITERS, DEV,
+// ADDR, NO_PERFTEST=1 (the addon only), P2PDMA_DIST (another build's dist/,
+// to compare two builds in one boot).
 'use strict';
 const { spawn } = require('node:child_process');
-const { Rdma } = require('../dist');
+const { Rdma } = require(process.env.P2PDMA_DIST ?? '../dist');
 const { record, human } = require('./lib/results');
 
 const DEV = process.env.DEV ?? 'rxe0';
@@ -115,6 +122,79 @@ async function addonBw(pd, size) {
   }
 }
 
+async function addonBwBatch(pd, size) {
+  const [a, b] = Rdma.loopbackPair(pd, { cqSize: QD * 2 + 8, cap: { maxSendWr: QD, maxRecvWr: 1 } });
+  const src = pd.allocMemorySync(size, 'local-write');
+  const dst = pd.allocMemorySync(size, ['local-write', 'remote-write']);
+  try {
+    const n = iterationsFor(size);
+    const per = Math.max(1, QD >> 2);
+    const wrs = new Array(per).fill({ op: 'write', local: src, remote: dst });
+    const t0 = process.hrtime.bigint();
+    let posted = 0;
+    // QD in flight as batches of QD/4: a settled batch is replaced by the next.
+    const lane = async () => {
+      while (posted < n) {
+        const k = Math.min(per, n - posted);
+        posted += k;
+        await a.postAll(k === per ? wrs : wrs.slice(0, k));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.ceil(QD / per) }, lane));
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    return (n * size) / s / 1e6;
+  } finally {
+    a.close();
+    b.close();
+    src.close();
+    dst.close();
+  }
+}
+
+/** ib_write_lat's measure: 64 B WRITEs back and forth, each side spinning on the bytes the peer writes; half the round trip. */
+async function addonPingPong(pd, busyPoll) {
+  const cq = pd.context.createCq(64, { busyPoll });
+  const a = pd.createQp({ sendCq: cq, cap: { maxSendWr: 32, maxRecvWr: 1 } });
+  const b = pd.createQp({ sendCq: cq, cap: { maxSendWr: 32, maxRecvWr: 1 } });
+  a.connect(b.info());
+  b.connect(a.info());
+  const mem = [0, 1, 2, 3].map(() => pd.allocMemorySync(64, ['local-write', 'remote-write']));
+  const [srcA, srcB, inA, inB] = mem;
+  const [sa, sb, va, vb] = mem.map((m) => new Uint8Array(m.mapping.buffer));
+  const spin = (view, seq) => {
+    const t = Date.now();
+    while (Atomics.load(view, 63) !== seq) if (Date.now() - t > 10000) throw new Error('ping-pong: no WRITE arrived in 10 s');
+  };
+  try {
+    let pending = [];
+    const round = async (i) => {
+      const seq = (i % 255) + 1;
+      sa[63] = seq;
+      pending.push(a.write(srcA, inB));
+      spin(vb, seq);
+      sb[63] = seq;
+      pending.push(b.write(srcB, inA));
+      spin(va, seq);
+      // Reap completions now and then, as ib_write_lat polls its CQ.
+      if (pending.length >= 16) {
+        await Promise.all(pending);
+        pending = [];
+      }
+    };
+    for (let i = 0; i < 50; i++) await round(i); // warm-up
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < LAT_ITERS; i++) await round(i);
+    const us = Number(process.hrtime.bigint() - t0) / 1e3 / (2 * LAT_ITERS);
+    await Promise.all(pending);
+    return us;
+  } finally {
+    a.close();
+    b.close();
+    for (const m of mem) m.close();
+    cq.close();
+  }
+}
+
 async function addonLat(pd, busyPoll) {
   const ctx = pd.context;
   const cq = ctx.createCq(16, { busyPoll });
@@ -150,25 +230,36 @@ async function main() {
   const ctx = Rdma.open(DEV);
   const pd = ctx.allocPd();
   const rows = [];
-  human('size      perftest MB/s  addon MB/s  ratio');
+  const perf = process.env.NO_PERFTEST !== '1';
+  human('size      perftest MB/s  addon MB/s  ratio  postAll MB/s');
   for (const size of SIZES) {
-    const p = await perftestBw(size);
+    const p = perf ? await perftestBw(size) : NaN;
     const a = await addonBw(pd, size);
-    rows.push({ size, perftest: p, addon: a, ratio: a / p });
+    let ab = NaN;
+    try {
+      ab = await addonBwBatch(pd, size);
+    } catch (e) {
+      if (!(e instanceof TypeError)) throw e; // a build without postAll
+    }
+    rows.push({ size, perftest: p, addon: a, ratio: a / p, postAll: ab });
     record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon', a);
-    record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'perftest', p, { anchor: true });
-    human(`${String(size).padEnd(9)} ${p.toFixed(1).padStart(13)} ${a.toFixed(1).padStart(11)} ${(a / p).toFixed(2).padStart(6)}x`);
+    if (!Number.isNaN(ab)) record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-postall', ab);
+    if (perf) record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'perftest', p, { anchor: true });
+    human(`${String(size).padEnd(9)} ${p.toFixed(1).padStart(13)} ${a.toFixed(1).padStart(11)} ${(a / p).toFixed(2).padStart(6)}x ${ab.toFixed(1).padStart(12)}`);
   }
-  const pl = await perftestLat();
+  const pl = perf ? await perftestLat() : NaN;
+  const pp = await addonPingPong(pd, false);
   const ev = await addonLat(pd, false);
   const bp = await addonLat(pd, true);
+  record('rdma', 'WRITE latency 64 B', 'us', 'addon-pingpong', pp, { better: 'lower' });
   // Not the same measure (see the top of this file): the ratio overstates the addon's cost by about one one-way trip.
   record('rdma', 'WRITE latency 64 B', 'us', 'addon', ev.avg, { better: 'lower' });
   record('rdma', 'WRITE latency 64 B', 'us', 'addon-busypoll', bp.avg, { better: 'lower' });
-  record('rdma', 'WRITE latency 64 B', 'us', 'perftest', pl, { anchor: true, better: 'lower' });
-  human(`64 B latency: ib_write_lat t_avg ${pl.toFixed(1)} us; addon post->completion avg ${ev.avg.toFixed(1)} us (median ${ev.median.toFixed(1)}), ` +
+  if (perf) record('rdma', 'WRITE latency 64 B', 'us', 'perftest', pl, { anchor: true, better: 'lower' });
+  human(`64 B latency: ib_write_lat t_avg ${pl.toFixed(1)} us; addon ping-pong (half round trip) ${pp.toFixed(1)} us (${(pp / pl).toFixed(2)}x); ` +
+    `post->completion avg ${ev.avg.toFixed(1)} us (median ${ev.median.toFixed(1)}), ` +
     `busy-poll avg ${bp.avg.toFixed(1)} us (median ${bp.median.toFixed(1)}); ratios ${(ev.avg / pl).toFixed(2)}x / ${(bp.avg / pl).toFixed(2)}x`);
-  human(JSON.stringify({ qd: QD, bw: rows, lat: { perftest: pl, addon: ev, addonBusyPoll: bp } }));
+  human(JSON.stringify({ qd: QD, bw: rows, lat: { perftest: pl, pingPong: pp, addon: ev, addonBusyPoll: bp } }));
   pd.close();
   ctx.close();
 }

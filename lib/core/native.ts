@@ -77,6 +77,8 @@ export interface NativeRdmaCq extends NativeResource {
   readonly cqe: number;
   /** Up to `max` completions, flat: [wrId, status, opcode, byteLen, vendorErr, qpNum]*. */
   drain(max: number): Float64Array;
+  /** The same into `out` (8 doubles per completion) -> count; spins up to spinUs on an empty CQ; rearm: consume channel events first. */
+  drainInto(out: Float64Array, spinUs: number, rearm: boolean): number;
 }
 
 /** An RC QP. */
@@ -88,6 +90,9 @@ export interface NativeRdmaQp extends NativeResource {
   /** -> [posted, 0 | -errno]. */
   postSend(wrs: unknown[][]): [number, number];
   postRecv(wrs: unknown[][]): [number, number];
+  /** count posted, or -(errno + 4096 * posted); desc: 10 doubles per WR (native/rdma/rdma.cc). */
+  postSendPacked(desc: Float64Array, mrs: NativeRdmaMr | NativeRdmaMr[], count: number): number;
+  postRecvPacked(desc: Float64Array, mrs: NativeRdmaMr | NativeRdmaMr[], count: number): number;
 }
 
 /** An rdma_cm event channel (native/rdma/rdma_cm.cc). */
@@ -142,6 +147,8 @@ export interface Binding {
   ioctlBigInt(fd: number, request: number, arg: bigint): number | undefined;
   /** ioctl with a pointer to the view's bytes -> result (undefined for 0) or -errno. */
   ioctlView(fd: number, request: number, arg: ArrayBufferView): number | undefined;
+  /** DMA_BUF_IOCTL_SYNC with `flags` -> undefined | -errno. */
+  dmabufSync(fd: number, flags: number): number | undefined;
   /**
    * ioctl on the thread pool; rejects with a native SysError. A view (<= 16 KiB,
    * at least the request's encoded size) is copied in, and copied back when

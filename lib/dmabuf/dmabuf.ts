@@ -120,20 +120,13 @@ export class CpuAccess implements Disposable {
   }
 }
 
-// One argument for every DMA_BUF_IOCTL_SYNC (the call is synchronous):
-// struct dma_buf_sync { __u64 flags; }, written as its low 32-bit word (the
-// flags fit in 3 bits) so the hot path makes no BigInt.
-const syncArg = new Uint32Array(uapi.dma_buf_sync.size / 4);
-const LOW = os.endianness() === 'LE' ? 0 : 1;
-const SYNC = requests.DMA_BUF_IOCTL_SYNC;
-
 function syncIoctl(buf: DmaBuf, flags: number, caller: Function): void {
   const fd = buf.fd;
-  syncArg[LOW] = flags;
-  // The binding directly (the hot path of begin/end): ioctlSync's checks
-  // are all known to pass here. undefined is success, else -errno.
-  const r = native.ioctlView(fd, SYNC, syncArg);
-  if (r !== undefined && r < 0) throw sysError(-r, 'ioctl', { fd, request: 'DMA_BUF_IOCTL_SYNC' }, caller);
+  // A binding of its own (native/core/ioctl.cc): the struct lives on the
+  // native stack, so the hot path of begin/end passes two numbers and
+  // allocates nothing. undefined is success, else -errno.
+  const r = native.dmabufSync(fd, flags);
+  if (r !== undefined) throw sysError(-r, 'ioctl', { fd, request: 'DMA_BUF_IOCTL_SYNC' }, caller);
 }
 
 /** A dma-buf handle. Closing it drops this process's reference (mappings keep the buffer alive). */

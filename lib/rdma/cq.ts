@@ -4,6 +4,7 @@ import { native } from '../core/native';
 import { Poller } from '../core/poll';
 import type { RdmaContext } from './device';
 import { completionError, rdmaError } from './errors';
+import type { MemoryRegion } from './mr';
 import type { QueuePair } from './qp';
 import { RdmaResource } from './resource';
 
@@ -37,12 +38,20 @@ export interface Pending {
   length: number;
   resolve(c: RdmaCompletion): void;
   reject(e: Error): void;
-  release: (() => void)[];
+  /** The MRs the request uses, each acquire()d once: released at its completion. */
+  mrs: MemoryRegion[];
+}
+
+/** @internal lets go of a settled request's MRs. */
+export function releaseMrs(p: Pending): void {
+  for (let i = 0; i < p.mrs.length; i++) p.mrs[i].unuse();
 }
 
 const WC_STRIDE = 8;
-/** Completions per ibv_poll_cq call; a drain polls until the CQ is empty. */
-const DRAIN_BATCH = 256;
+/** Completions per native call, into the CQ's own buffer; a drain calls again while it comes back full. */
+const DRAIN_BATCH = 64;
+/** A busyPoll CQ spins in C this long on an empty CQ before the event loop gets a turn. */
+const SPIN_US = 50;
 
 /**
  * CQs with work outstanding: reachable (their promises must settle) however
@@ -65,6 +74,11 @@ export class CompletionQueue extends RdmaResource {
   readonly pending = new Map<number, Pending>();
   #poller: Poller | undefined;
   #spinning = false;
+  /** Completions land here (native drainInto): no allocation per drain. */
+  readonly #wc = new Float64Array(DRAIN_BATCH * WC_STRIDE);
+  /** Whether the Poller is ref'd; an idle CQ unrefs it a loop turn later (#idleCheck). */
+  #refd = false;
+  #idleCheck = false;
 
   /** @internal */
   constructor(context: RdmaContext, n: NativeRdmaCq, busyPoll: boolean) {
@@ -102,8 +116,11 @@ export class CompletionQueue extends RdmaResource {
     this.pending.set(wrId, p);
     if (this.pending.size !== 1) return;
     busyCqs.add(this);
-    if (this.#poller !== undefined) this.#poller.ref();
-    else this.#spin();
+    if (this.#poller === undefined) this.#spin();
+    else if (!this.#refd) {
+      this.#refd = true;
+      this.#poller.ref();
+    }
   }
 
   /** @internal */
@@ -113,7 +130,18 @@ export class CompletionQueue extends RdmaResource {
     this.pending.delete(wrId);
     if (this.pending.size === 0) {
       busyCqs.delete(this);
-      this.#poller?.unref();
+      // Request after request (a latency loop) would toggle the ref with
+      // two native calls each: unref only once the CQ stayed idle a turn.
+      if (this.#refd && !this.#idleCheck) {
+        this.#idleCheck = true;
+        setImmediate(() => {
+          this.#idleCheck = false;
+          if (this.pending.size === 0 && this.#refd) {
+            this.#refd = false;
+            this.#poller?.unref();
+          }
+        }).unref();
+      }
     }
     return p;
   }
@@ -134,40 +162,49 @@ export class CompletionQueue extends RdmaResource {
   }
 
   #drain(): void {
-    let wc: Float64Array;
-    try {
-      // Polls until the CQ is empty (native/rdma/rdma.cc): completions left in
-      // it would wait for a channel event that may never come.
-      wc = this.native.drain(DRAIN_BATCH);
-    } catch (e) {
-      this.#fail(rdmaError(e) as Error);
+    const wc = this.#wc;
+    const spin = this.busyPoll ? SPIN_US : 0;
+    // The first call consumes the channel's events and re-arms it, then
+    // polls; a full buffer means more may be waiting: poll again until the
+    // CQ is empty (native/rdma/rdma.cc), since completions left in it would
+    // wait for a channel event that may never come.
+    for (let first = true; ; first = false) {
+      let n: number;
+      try {
+        n = this.native.drainInto(wc, first ? spin : 0, first);
+      } catch (e) {
+        this.#fail(rdmaError(e) as Error);
+        return;
+      }
+      for (let i = 0; i < n * WC_STRIDE; i += WC_STRIDE) this.#complete(wc, i);
+      if (n < DRAIN_BATCH) return;
+    }
+  }
+
+  #complete(wc: Float64Array, i: number): void {
+    const wrId = wc[i];
+    const p = this.remove(wrId);
+    if (p === undefined) return; // its QP was closed: already rejected as flushed
+    p.qp.completed(p);
+    releaseMrs(p);
+    const status = wc[i + 1];
+    if (status !== 0) {
+      p.reject(completionError(status, wc[i + 4], wrId, p.op));
       return;
     }
-    for (let i = 0; i < wc.length; i += WC_STRIDE) {
-      const wrId = wc[i];
-      const p = this.remove(wrId);
-      if (p === undefined) continue; // its QP was closed: already rejected as flushed
-      p.qp.completed(p);
-      for (const r of p.release) r();
-      const status = wc[i + 1];
-      if (status !== 0) {
-        p.reject(completionError(status, wc[i + 4], wrId, p.op));
-        continue;
-      }
-      const c: RdmaCompletion = { wrId, op: p.op, byteLen: p.op === 'recv' ? wc[i + 3] : p.length };
-      if (p.op === 'recv') {
-        if (wc[i + 6] & C.IBV_WC_WITH_IMM) c.immediate = wc[i + 7];
-        if (wc[i + 2] === C.IBV_WC_RECV_RDMA_WITH_IMM) c.byWrite = true;
-      }
-      p.resolve(c);
+    const c: RdmaCompletion = { wrId, op: p.op, byteLen: p.op === 'recv' ? wc[i + 3] : p.length };
+    if (p.op === 'recv') {
+      if (wc[i + 6] & C.IBV_WC_WITH_IMM) c.immediate = wc[i + 7];
+      if (wc[i + 2] === C.IBV_WC_RECV_RDMA_WITH_IMM) c.byWrite = true;
     }
+    p.resolve(c);
   }
 
   #fail(err: Error): void {
     for (const [wrId, p] of [...this.pending]) {
       this.remove(wrId);
       p.qp.completed(p);
-      for (const r of p.release) r();
+      releaseMrs(p);
       p.reject(err);
     }
   }

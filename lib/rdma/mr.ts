@@ -95,10 +95,18 @@ export class MemoryRegion extends RdmaResource implements RemoteRegion {
    * the returned release runs (one native hold for all of them).
    */
   use(): () => void {
+    this.acquire();
+    return () => this.unuse();
+  }
+
+  /** @internal use() without the closure (the posting path's hot form); unuse() once per acquire(). */
+  acquire(): void {
     if (this.#uses++ === 0) this.native.hold();
-    return () => {
-      if (--this.#uses === 0) this.native.unhold();
-    };
+  }
+
+  /** @internal */
+  unuse(): void {
+    if (--this.#uses === 0) this.native.unhold();
   }
 
   /** What a peer needs to WRITE or READ this region: { addr, rkey, length }. */

@@ -1,8 +1,8 @@
 /** RC queue pairs: connection, and work requests (WRITE, READ, SEND, RECV, atomics) as promises. */
 import { abortable } from '../core/abort';
 import { abortError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from '../core/errors';
-import { native, type NativeRdmaQp } from '../core/native';
-import { CompletionQueue, type Pending, type RdmaCompletion } from './cq';
+import { native, type NativeRdmaMr, type NativeRdmaQp } from '../core/native';
+import { CompletionQueue, type Pending, type RdmaCompletion, releaseMrs } from './cq';
 import type { RdmaContext } from './device';
 import { call, completionError, rdmaError, WC_WR_FLUSH_ERR } from './errors';
 import { gidBytes, gidString } from './gid';
@@ -15,6 +15,70 @@ const C = native.rdmaConstants;
 const ENOMEM = 12;
 const EOPNOTSUPP = 95;
 let nextWrId = 1;
+/** Doubles per WR in a packed chain (native/rdma/rdma.cc postSendPacked). */
+const PACK_STRIDE = 10;
+/** Remote addresses below this go to the packed path as doubles. */
+const ADDR_EXACT = 2n ** 53n;
+const noop = (): void => {};
+
+/** One checked work request of a chain. */
+interface Entry {
+  wrId: number;
+  send: boolean;
+  signal: AbortSignal | undefined;
+  opcode: number;
+  flags: number;
+  imm: number | null;
+  parts: { mr: MemoryRegion; offset: number; length: number }[];
+  /** local was a scatter/gather list. */
+  list: boolean;
+  length: number;
+  /** A double when exact, else a bigint (then the chain takes the array form). */
+  raddr: number | bigint | null;
+  rkey: number;
+  /** [compareAdd, swap] of an atomic. */
+  atomic: [bigint, bigint] | null;
+  p: Pending;
+}
+
+/** The array form of an entry (native postSend/postRecv), for chains the packed form cannot carry. */
+function legacyEntry(e: Entry): unknown[] {
+  const mrArgs = e.parts.length === 0 ? [null, 0, 0] : e.list ? [e.parts.map((p) => [p.mr.native, p.offset, p.length]), 0, 0] : [e.parts[0].mr.native, e.parts[0].offset, e.length];
+  if (!e.send) return [e.wrId, ...mrArgs];
+  const raddr = e.raddr === null ? null : BigInt(e.raddr);
+  if (e.atomic !== null) return [e.wrId, e.opcode, ...mrArgs, raddr, e.rkey, null, 0, e.atomic[0], e.atomic[1]];
+  return [e.wrId, e.opcode, ...mrArgs, raddr, raddr === null ? null : e.rkey, e.imm, e.flags];
+}
+
+/** The shared promise of a postAll(): settles once every request has left the queue. */
+class Batch {
+  readonly promise: Promise<RdmaCompletion[]>;
+  #left: number;
+  #done: RdmaCompletion[] = [];
+  #error: Error | undefined;
+  #settle!: (v: RdmaCompletion[] | Error) => void;
+  readonly resolve = (c: RdmaCompletion): void => {
+    this.#done.push(c);
+    if (--this.#left === 0) this.#end();
+  };
+  readonly reject = (e: Error): void => {
+    this.#error ??= e;
+    if (--this.#left === 0) this.#end();
+  };
+
+  constructor(n: number) {
+    this.#left = n;
+    this.promise = new Promise((resolve, reject) => {
+      this.#settle = (v) => (v instanceof Error ? reject(v) : resolve(v));
+    });
+  }
+
+  #end(): void {
+    if (this.#error !== undefined) return this.#settle(this.#error);
+    // Sends and receives complete on their own queues: posting order is wrId order.
+    this.#settle(this.#done.sort((a, b) => a.wrId - b.wrId));
+  }
+}
 
 export interface QueuePairOptions {
   /** Only 'RC' (reliable connected). Default 'RC'. */
@@ -313,7 +377,10 @@ export class QueuePair extends RdmaResource {
   #one(wr: WorkRequest, options: WorkRequestOptions, caller: Function): Promise<RdmaCompletion> {
     try {
       const signal = signalOf(options, 'options', caller);
-      return this.#post([{ ...wr, signal, immediate: options.immediate, inline: options.inline }], caller)[0];
+      wr.signal = signal;
+      wr.immediate = options.immediate;
+      wr.inline = options.inline;
+      return this.#post([wr], caller, null)![0];
     } catch (e) {
       return Promise.reject(e);
     }
@@ -326,93 +393,212 @@ export class QueuePair extends RdmaResource {
    */
   post(wrs: readonly WorkRequest[]): Promise<RdmaCompletion>[] {
     if (!Array.isArray(wrs)) throw invalidArgType('wrs', 'an array of work requests', wrs, this.post);
-    return this.#post(wrs, this.post);
+    return this.#post(wrs, this.post, null)!;
   }
 
-  #post(wrs: readonly WorkRequest[], caller: Function): Promise<RdmaCompletion>[] {
+  /**
+   * Posts a batch as post() does, with one promise for all of it: it
+   * resolves with the completions in posting order once every request has
+   * completed, or rejects with the first failure once every request has
+   * left the queue (so the batch's buffers are free when it settles). The
+   * cheap form for many small requests: no promise per request. Requests
+   * take no `signal` of their own; `options.signal` stops the wait.
+   */
+  postAll(wrs: readonly WorkRequest[], options: { signal?: AbortSignal } = {}): Promise<RdmaCompletion[]> {
+    try {
+      if (!Array.isArray(wrs)) throw invalidArgType('wrs', 'an array of work requests', wrs, this.postAll);
+      const signal = signalOf(options, 'options', this.postAll);
+      if (signal?.aborted) throw abortError(signal.reason, this.postAll);
+      for (const wr of wrs) {
+        if (typeof wr === 'object' && wr !== null && (wr as WorkRequest).signal !== undefined) {
+          throw invalidArgValue('wr.signal', (wr as WorkRequest).signal, 'must be left out in postAll() (pass options.signal)', this.postAll);
+        }
+      }
+      if (wrs.length === 0) return Promise.resolve([]);
+      const batch = new Batch(wrs.length);
+      this.#post(wrs, this.postAll, batch);
+      return abortable(batch.promise, signal, this.postAll);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The packed descriptors of a chain (native postSendPacked), grown to the largest and reused. */
+  #desc = new Float64Array(PACK_STRIDE * 4);
+  readonly #descMrs: NativeRdmaMr[] = [];
+
+  #post(wrs: readonly WorkRequest[], caller: Function, batch: Batch | null): Promise<RdmaCompletion>[] | undefined {
     this.check(caller);
-    const sends: unknown[][] = [];
-    const recvs: unknown[][] = [];
-    const entries: { list: 'send' | 'recv'; pending: Omit<Pending, 'resolve' | 'reject'>; wrId: number; mrs: MemoryRegion[]; signal?: AbortSignal }[] = [];
+    const entries: Entry[] = [];
+    let sends = 0;
+    let packable = true;
     for (const wr of wrs) {
-      validateObject(wr, 'wr', caller);
-      const signal = signalOf(wr, 'wr', caller);
-      // Aborted already: nothing of the batch is posted.
-      if (signal?.aborted) throw abortError(signal.reason, caller);
-      const op = wr.op;
-      if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv' && op !== 'compare-swap' && op !== 'fetch-add') {
-        throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send', 'recv', 'compare-swap' or 'fetch-add'", caller);
-      }
-      if (op === 'compare-swap' || op === 'fetch-add') {
-        const { wrId, entry, mr } = this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller);
-        sends.push(entry);
-        entries.push({ list: 'send', wrId, mrs: [mr], signal, pending: { qp: this, op, length: 8, release: [] } });
-        continue;
-      }
-      if (op === 'read') this.#needRdAtomic('RDMA READ', caller);
-      // A scatter/gather list: each part its own { mr, offset, length }.
-      const parts = wr.local === null && (op === 'send' || op === 'recv') ? [] : Array.isArray(wr.local) ? wr.local.map((l) => toLocal(l, caller)) : [toLocal(wr.local, caller)];
-      if (Array.isArray(wr.local)) {
-        const maxSge = op === 'recv' ? this.cap.maxRecvSge : this.cap.maxSendSge;
-        if (parts.length === 0 || parts.length > maxSge) {
-          throw outOfRange('local', `a list of 1 to ${maxSge} buffers (the queue pair's cap.${op === 'recv' ? 'maxRecvSge' : 'maxSendSge'})`, parts.length, caller);
-        }
-        if (wr.length !== undefined) throw invalidArgValue('length', wr.length, 'must be left out with a list of buffers (each part has its own length)', caller);
-      }
-      const total = parts.reduce((n, p) => n + p.length, 0);
-      const want = wr.length === undefined ? total : toInt('length', wr.length, 0xffffffff, caller);
-      if (parts.length > 0 && want > total) throw outOfRange('length', `<= ${total} (the local buffer's length)`, want, caller);
-      for (const local of parts) {
-        if ((op === 'read' || op === 'recv') && !local.mr.access.includes('local-write')) {
-          throw invalidArgValue('local', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, `must be registered with 'local-write' to be the target of ${op === 'read' ? 'an RDMA READ' : 'a receive'}`, caller);
-        }
-        if (local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
-      }
-      const wrId = nextWrId++;
-      const mrArgs = parts.length === 0 ? [null, 0, 0]
-        : Array.isArray(wr.local) ? [parts.map((p) => [p.mr.native, p.offset, p.length]), 0, 0]
-          : [parts[0].mr.native, parts[0].offset, want];
-      if (op === 'write' || op === 'read') {
-        const remote = toRemote((wr as { remote: unknown }).remote, caller);
-        const roff = (wr as { remoteOffset?: number }).remoteOffset === undefined ? 0 : toInt('remoteOffset', (wr as { remoteOffset?: number }).remoteOffset, Number.MAX_SAFE_INTEGER, caller);
-        if (remote.length !== undefined && roff + want > remote.length) {
-          throw outOfRange('length', `<= ${remote.length - Math.min(roff, remote.length)} (the remote region's length after remoteOffset)`, want, caller);
-        }
-        const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
-        const opcode = so.immediate !== null && op === 'write' ? OPCODE_WITH_IMM.write : OPCODE[op];
-        sends.push([wrId, opcode, ...mrArgs, remoteAddress(remote, roff, want, caller), remote.rkey, so.immediate, so.flags]);
-      } else if (op === 'send') {
-        const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
-        sends.push([wrId, so.immediate !== null ? OPCODE_WITH_IMM.send : OPCODE.send, ...mrArgs, null, null, so.immediate, so.flags]);
-      } else {
-        sendOptionsOf(wr, op, want, 0, caller);
-        recvs.push([wrId, ...mrArgs]);
-      }
-      entries.push({ list: op === 'recv' ? 'recv' : 'send', wrId, mrs: parts.map((p) => p.mr), signal, pending: { qp: this, op, length: want, release: [] } });
+      const e = this.#entry(wr, caller);
+      if (e.send) sends++;
+      if (e.list || e.atomic !== null || typeof e.raddr === 'bigint') packable = false;
+      entries.push(e);
     }
-    this.#checkRoom(sends.length, recvs.length, caller);
+    const recvs = entries.length - sends;
+    this.#checkRoom(sends, recvs, caller);
     // Each MR in use stays registered until its request completes.
-    const promises: Promise<RdmaCompletion>[] = [];
-    for (const e of entries) {
-      const cq = e.list === 'send' ? this.sendCq : this.recvCq;
-      promises.push(
-        new Promise<RdmaCompletion>((resolve, reject) => {
-          for (const mr of e.mrs) e.pending.release.push(mr.use());
-          cq.add(e.wrId, { ...e.pending, resolve, reject });
-          if (e.list === 'send') this.#sends++;
-          else this.#recvs++;
-        }),
-      );
+    const promises: Promise<RdmaCompletion>[] | undefined = batch === null ? [] : undefined;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      const cq = e.send ? this.sendCq : this.recvCq;
+      for (let j = 0; j < e.p.mrs.length; j++) e.p.mrs[j].acquire();
+      if (batch !== null) {
+        e.p.resolve = batch.resolve;
+        e.p.reject = batch.reject;
+        cq.add(e.wrId, e.p);
+      } else {
+        promises!.push(
+          new Promise<RdmaCompletion>((resolve, reject) => {
+            e.p.resolve = resolve;
+            e.p.reject = reject;
+            cq.add(e.wrId, e.p);
+          }),
+        );
+      }
+      if (e.send) this.#sends++;
+      else this.#recvs++;
     }
-    this.#submit(sends, 'send', entries.filter((e) => e.list === 'send'), caller);
-    this.#submit(recvs, 'recv', entries.filter((e) => e.list === 'recv'), caller);
+    if (packable) {
+      if (sends > 0) this.#submitPacked(entries, true, sends, caller);
+      if (recvs > 0) this.#submitPacked(entries, false, recvs, caller);
+    } else {
+      const s = entries.filter((e) => e.send);
+      const r = entries.filter((e) => !e.send);
+      this.#submit(s.map(legacyEntry), 'send', s, caller);
+      this.#submit(r.map(legacyEntry), 'recv', r, caller);
+    }
+    if (promises === undefined) return undefined;
     // The request keeps its MR and queue slot until its completion, which an
     // abort only stops the caller from waiting for.
-    return promises.map((p, i) => abortable(p, entries[i].signal, caller));
+    for (let i = 0; i < promises.length; i++) if (entries[i].signal !== undefined) promises[i] = abortable(promises[i], entries[i].signal, caller);
+    return promises;
   }
 
+  /** One work request, checked, as an Entry (its Pending's resolve/reject set by #post). */
+  #entry(wr: WorkRequest, caller: Function): Entry {
+    validateObject(wr, 'wr', caller);
+    const signal = signalOf(wr, 'wr', caller);
+    // Aborted already: nothing of the batch is posted.
+    if (signal?.aborted) throw abortError(signal.reason, caller);
+    const op = wr.op;
+    if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv' && op !== 'compare-swap' && op !== 'fetch-add') {
+      throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send', 'recv', 'compare-swap' or 'fetch-add'", caller);
+    }
+    if (op === 'compare-swap' || op === 'fetch-add') return this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, signal, caller);
+    if (op === 'read') this.#needRdAtomic('RDMA READ', caller);
+    // A scatter/gather list: each part its own { mr, offset, length }.
+    const list = Array.isArray(wr.local);
+    const parts = wr.local === null && (op === 'send' || op === 'recv') ? [] : list ? (wr.local as LocalBuffer[]).map((l) => toLocal(l, caller)) : [toLocal(wr.local, caller)];
+    if (list) {
+      const maxSge = op === 'recv' ? this.cap.maxRecvSge : this.cap.maxSendSge;
+      if (parts.length === 0 || parts.length > maxSge) {
+        throw outOfRange('local', `a list of 1 to ${maxSge} buffers (the queue pair's cap.${op === 'recv' ? 'maxRecvSge' : 'maxSendSge'})`, parts.length, caller);
+      }
+      if (wr.length !== undefined) throw invalidArgValue('length', wr.length, 'must be left out with a list of buffers (each part has its own length)', caller);
+    }
+    let total = 0;
+    for (let i = 0; i < parts.length; i++) total += parts[i].length;
+    const want = wr.length === undefined ? total : toInt('length', wr.length, 0xffffffff, caller);
+    if (parts.length > 0 && want > total) throw outOfRange('length', `<= ${total} (the local buffer's length)`, want, caller);
+    const mrs: MemoryRegion[] = [];
+    for (let i = 0; i < parts.length; i++) {
+      const local = parts[i];
+      if ((op === 'read' || op === 'recv') && !local.mr.access.includes('local-write')) {
+        throw invalidArgValue('local', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, `must be registered with 'local-write' to be the target of ${op === 'read' ? 'an RDMA READ' : 'a receive'}`, caller);
+      }
+      if (local.mr.pd !== this.pd) throw invalidArgValue('local', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
+      mrs.push(local.mr);
+    }
+    let opcode = 0;
+    let flags = 0;
+    let imm: number | null = null;
+    let raddr: number | bigint | null = null;
+    let rkey = 0;
+    if (op === 'write' || op === 'read') {
+      const remote = toRemote((wr as { remote: unknown }).remote, caller);
+      const ro = (wr as { remoteOffset?: number }).remoteOffset;
+      const roff = ro === undefined ? 0 : toInt('remoteOffset', ro, Number.MAX_SAFE_INTEGER, caller);
+      if (remote.length !== undefined && roff + want > remote.length) {
+        throw outOfRange('length', `<= ${remote.length - Math.min(roff, remote.length)} (the remote region's length after remoteOffset)`, want, caller);
+      }
+      const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
+      opcode = so.immediate !== null && op === 'write' ? OPCODE_WITH_IMM.write : OPCODE[op];
+      flags = so.flags;
+      imm = so.immediate;
+      // A double while exact (user-space addresses are): no BigInt per request.
+      raddr = remote.addr < ADDR_EXACT ? Number(remote.addr) + roff : -1;
+      if (raddr === -1 || raddr + want > Number.MAX_SAFE_INTEGER) raddr = remoteAddress(remote, roff, want, caller);
+      rkey = remote.rkey;
+    } else if (op === 'send') {
+      const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
+      opcode = so.immediate !== null ? OPCODE_WITH_IMM.send : OPCODE.send;
+      flags = so.flags;
+      imm = so.immediate;
+    } else {
+      sendOptionsOf(wr, op, want, 0, caller);
+    }
+    return {
+      wrId: nextWrId++, send: op !== 'recv', signal, opcode, flags, imm, parts, list, length: want, raddr, rkey, atomic: null,
+      p: { qp: this, op, length: want, resolve: noop, reject: noop, mrs },
+    };
+  }
+
+  /** Posts the send (or receive) entries through the packed native path. */
+  #submitPacked(entries: Entry[], send: boolean, count: number, caller: Function): void {
+    if (this.#desc.length < count * PACK_STRIDE) this.#desc = new Float64Array(count * PACK_STRIDE * 2);
+    const d = this.#desc;
+    const mrs = this.#descMrs;
+    let k = 0;
+    let one: NativeRdmaMr | undefined;
+    let same = true;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      if (e.send !== send) continue;
+      const o = k * PACK_STRIDE;
+      d[o] = e.wrId;
+      d[o + 1] = e.opcode;
+      d[o + 2] = e.flags;
+      if (e.parts.length === 0) d[o + 3] = -1;
+      else {
+        const n = e.parts[0].mr.native;
+        if (one === undefined) one = n;
+        else if (n !== one) same = false;
+        mrs.push(n);
+        d[o + 3] = mrs.length - 1;
+        d[o + 4] = e.parts[0].offset;
+        d[o + 5] = e.length;
+      }
+      d[o + 6] = e.raddr === null ? 0 : (e.raddr as number);
+      d[o + 7] = e.rkey;
+      d[o + 8] = e.imm ?? 0;
+      k++;
+    }
+    // One MR for the whole chain (the usual case) goes as itself: no array lookups natively.
+    const arg = same && one !== undefined ? one : mrs;
+    const verb = send ? 'ibv_post_send' : 'ibv_post_recv';
+    let posted = count;
+    let e: Error | undefined;
+    try {
+      const r = send ? this.native.postSendPacked(d, arg, count) : this.native.postRecvPacked(d, arg, count);
+      if (r < 0) {
+        posted = Math.floor(-r / 4096);
+        e = sysError(-r % 4096, verb, {}, caller);
+        if (this.#state !== 'RTS' && send) e.message += ` (the queue pair is in ${this.#state}; connect it first)`;
+      }
+    } catch (x) {
+      posted = 0;
+      e = this.#postError(x, verb, caller);
+    } finally {
+      mrs.length = 0;
+    }
+    if (e !== undefined) this.#unpost(entries.filter((x) => x.send === send).slice(posted), send ? 'send' : 'recv', e);
+  }
   /** The native entry of an atomic request, checked: 8 bytes each side, aligned remote, the access it needs. */
-  #atomic(wr: Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, caller: Function): { wrId: number; entry: unknown[]; mr: MemoryRegion } {
+  #atomic(wr: Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, signal: AbortSignal | undefined, caller: Function): Entry {
     const op = wr.op;
     this.#needRdAtomic('atomic', caller);
     // Refuses immediate and inline: they apply to write and send only.
@@ -432,8 +618,10 @@ export class QueuePair extends RdmaResource {
     if (addr % 8n !== 0n) throw invalidArgValue('remote', `address 0x${addr.toString(16)}`, 'must be 8-byte aligned for an atomic', caller);
     const compareAdd = op === 'compare-swap' ? u64('compare', wr.compare, caller) : u64('add', wr.add, caller);
     const swap = op === 'compare-swap' ? u64('swap', wr.swap, caller) : 0n;
-    const wrId = nextWrId++;
-    return { wrId, entry: [wrId, OPCODE_ATOMIC[op], local.mr.native, local.offset, 8, addr, remote.rkey, null, 0, compareAdd, swap], mr: local.mr };
+    return {
+      wrId: nextWrId++, send: true, signal, opcode: OPCODE_ATOMIC[op], flags: 0, imm: null, parts: [local], list: false, length: 8, raddr: addr, rkey: remote.rkey,
+      atomic: [compareAdd, swap], p: { qp: this, op, length: 8, resolve: noop, reject: noop, mrs: [local.mr] },
+    };
   }
 
   /** READs and atomics need a responder resource: posted without one they would wait forever for a credit. */
@@ -456,7 +644,7 @@ export class QueuePair extends RdmaResource {
     for (const [cq, n] of cqs) if (cq.outstanding + n > cq.size) throw full('completion queue', cq.outstanding, cq.size, n);
   }
 
-  #submit(list: unknown[][], kind: 'send' | 'recv', entries: { wrId: number }[], caller: Function): void {
+  #submit(list: unknown[][], kind: 'send' | 'recv', entries: Entry[], caller: Function): void {
     if (list.length === 0) return;
     const verb = kind === 'send' ? 'ibv_post_send' : 'ibv_post_recv';
     let posted: number;
@@ -469,24 +657,35 @@ export class QueuePair extends RdmaResource {
       e = sysError(-err, verb, {}, caller);
       if (this.#state !== 'RTS' && kind === 'send') e.message += ` (the queue pair is in ${this.#state}; connect it first)`;
     } catch (x) {
-      // Nothing was posted. An argument the native side refused (a bug
-      // here: the JS checks come first) reads as EINVAL with its reason;
-      // anything else keeps its own error.
       posted = 0;
-      const code = (x as { code?: unknown })?.code;
-      if (code === 'ERR_INVALID_ARG_TYPE' || code === 'ERR_OUT_OF_RANGE') {
-        e = sysError(22, verb, {}, caller);
-        e.message += ` (${(x as Error).message})`;
-      } else {
-        e = rdmaError(x, caller) as Error;
-      }
+      e = this.#postError(x, verb, caller);
     }
+    this.#unpost(entries.slice(posted), kind, e);
+  }
+
+  /**
+   * A throw from the native post: nothing was posted. An argument the
+   * native side refused (a bug here: the JS checks come first) reads as
+   * EINVAL with its reason; anything else keeps its own error.
+   */
+  #postError(x: unknown, verb: string, caller: Function): Error {
+    const code = (x as { code?: unknown })?.code;
+    if (code === 'ERR_INVALID_ARG_TYPE' || code === 'ERR_OUT_OF_RANGE') {
+      const e = sysError(22, verb, {}, caller);
+      e.message += ` (${(x as Error).message})`;
+      return e;
+    }
+    return rdmaError(x, caller) as Error;
+  }
+
+  /** Rejects the entries that were never posted: no completion will come for them. */
+  #unpost(entries: Entry[], kind: 'send' | 'recv', e: Error): void {
     const cq = kind === 'send' ? this.sendCq : this.recvCq;
-    for (const { wrId } of entries.slice(posted)) {
+    for (const { wrId } of entries) {
       const p = cq.remove(wrId);
       if (p === undefined) continue;
       this.completed(p);
-      for (const r of p.release) r();
+      releaseMrs(p);
       p.reject(e);
     }
   }
@@ -498,7 +697,7 @@ export class QueuePair extends RdmaResource {
   }
 
   /** MR holds of the requests flushed by close(): released once the QP is destroyed. */
-  #releaseAfterClose: (() => void)[] = [];
+  #releaseAfterClose: MemoryRegion[] = [];
 
   protected override willClose(): void {
     // The kernel flushes them when the QP is destroyed; no completion will
@@ -510,14 +709,14 @@ export class QueuePair extends RdmaResource {
         if (p.qp !== this) continue;
         cq.remove(wrId);
         this.completed(p);
-        this.#releaseAfterClose.push(...p.release);
+        this.#releaseAfterClose.push(...p.mrs);
         p.reject(completionError(WC_WR_FLUSH_ERR, 0, wrId, p.op, 'work request flushed: the queue pair was closed'));
       }
     }
   }
 
   protected override didClose(): void {
-    for (const r of this.#releaseAfterClose.splice(0)) r();
+    for (const mr of this.#releaseAfterClose.splice(0)) mr.unuse();
     for (const o of this.owned.splice(0)) o.close();
   }
 

@@ -11,6 +11,7 @@
 // a wrapped or fractional number.
 #include <errno.h>
 #include <string.h>
+#include <linux/dma-buf.h>
 #include <sys/ioctl.h>
 
 #include <vector>
@@ -127,6 +128,20 @@ napi_value IoctlView(napi_env env, napi_callback_info info) {
   return RawRet(env, ::ioctl(fd, static_cast<unsigned long>(req), data));
 }
 
+// dmabufSync(fd, flags) -> undefined | -errno: DMA_BUF_IOCTL_SYNC with
+// the struct on the stack, the hot path of DmaBuf CPU-access brackets (two
+// per bracket): no view to look up, nothing allocated.
+napi_value DmaBufSync(napi_env env, napi_callback_info info) {
+  size_t argc;
+  napi_value argv[3];
+  int32_t fd;
+  uint32_t flags;
+  if (!RawArgs(env, info, 2, argv, &argc, &fd, &flags)) return nullptr;
+  if ((flags & ~static_cast<uint32_t>(DMA_BUF_SYNC_VALID_FLAGS_MASK)) != 0) return RawThrow(env, true, "flags");
+  dma_buf_sync s = {flags};
+  return RawRet(env, ::ioctl(fd, DMA_BUF_IOCTL_SYNC, &s));
+}
+
 // The promise form. A view is not passed in place: its memory could be
 // detached, transferred or unmapped while the call runs on the pool, and the
 // kernel would then write into memory it no longer owns. The bytes are
@@ -221,7 +236,7 @@ void InitIoctl(Napi::Env env, Napi::Object exports) {
   const struct {
     const char* name;
     napi_callback cb;
-  } raw[] = {{"ioctl", IoctlNumber}, {"ioctlBigInt", IoctlBigInt}, {"ioctlView", IoctlView}};
+  } raw[] = {{"ioctl", IoctlNumber}, {"ioctlBigInt", IoctlBigInt}, {"ioctlView", IoctlView}, {"dmabufSync", DmaBufSync}};
   for (const auto& f : raw) {
     napi_value fn;
     NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &fn));

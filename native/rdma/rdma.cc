@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 
 #include <algorithm>
 #include <vector>
@@ -411,6 +412,7 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
 Napi::Function RdmaCq::Define(Napi::Env env) {
   auto props = ResourceMethods();
   props.push_back(InstanceMethod<&RdmaCq::Drain>("drain"));
+  props.push_back(InstanceMethod<&RdmaCq::DrainInto>("drainInto"));
   props.push_back(InstanceAccessor<&RdmaCq::GetFd>("fd"));
   props.push_back(InstanceAccessor<&RdmaCq::GetCqe>("cqe"));
   return DefineClass(env, "RdmaCq", props);
@@ -447,23 +449,8 @@ Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
   uint32_t batch = U32Arg(info, 0);
   if (batch < 1 || batch > 4096) ThrowRange(env, "batch");
   if (cq_ == nullptr) ThrowSys(env, EBADF, "ibv_poll_cq");
-  bool evented = false;
-  for (;;) {
-    ibv_cq* cq;
-    void* ctx;
-    if (v_->get_cq_event(ch_, &cq, &ctx) != 0) break;  // EAGAIN: none left
-    unacked_++;
-    evented = true;
-  }
-  // Acking takes a lock: batch it.
-  if (unacked_ >= 64) {
-    v_->ack_cq_events(cq_, unacked_);
-    unacked_ = 0;
-  }
-  if (evented) {
-    int r = ibv_req_notify_cq(cq_, 0);
-    if (r != 0) ThrowSys(env, r, "ibv_req_notify_cq");
-  }
+  int r = Rearm();
+  if (r != 0) ThrowSys(env, r, "ibv_req_notify_cq");
   std::vector<double> out;
   std::vector<ibv_wc> wc(batch);
   for (;;) {
@@ -485,6 +472,80 @@ Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
   Napi::Float64Array a = Napi::Float64Array::New(env, out.size());
   if (!out.empty()) memcpy(a.Data(), out.data(), out.size() * sizeof(double));
   return a;
+}
+
+// Consumes the channel's events (if any) and re-arms the CQ when one came:
+// the poll that follows then sees every completion the event could not
+// announce. 0 or an errno.
+int RdmaCq::Rearm() {
+  bool evented = false;
+  for (;;) {
+    ibv_cq* cq;
+    void* ctx;
+    if (v_->get_cq_event(ch_, &cq, &ctx) != 0) break;  // EAGAIN: none left
+    unacked_++;
+    evented = true;
+  }
+  // Acking takes a lock: batch it.
+  if (unacked_ >= 64) {
+    v_->ack_cq_events(cq_, unacked_);
+    unacked_ = 0;
+  }
+  return evented ? ibv_req_notify_cq(cq_, 0) : 0;
+}
+
+// drainInto(out: Float64Array, spinUs, rearm) -> count: as drain(), into
+// the caller's buffer (kWcStride doubles per completion, allocated once per
+// CQ), at most out.length / kWcStride; a full buffer means more may be
+// left, and the caller calls again (with rearm false). With spinUs > 0 and
+// an empty CQ it polls again in a loop for up to spinUs microseconds before
+// returning 0: native busy-polling, no JS per empty poll.
+Napi::Value RdmaCq::DrainInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) ThrowType(env, "out");
+  Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_float64_array) ThrowType(env, "out");
+  double* out = static_cast<double*>(ta.ArrayBuffer().Data()) + ta.ByteOffset() / sizeof(double);
+  size_t cap = ta.ElementLength() / kWcStride;
+  if (cap < 1 || cap > 4096) ThrowRange(env, "out");
+  uint32_t spinUs = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
+  if (cq_ == nullptr) ThrowSys(env, EBADF, "ibv_poll_cq");
+  if (info[2].ToBoolean()) {
+    int r = Rearm();
+    if (r != 0) ThrowSys(env, r, "ibv_req_notify_cq");
+  }
+  ibv_wc wc[64];
+  size_t got = 0;
+  timespec start{};
+  bool spun = false;
+  while (got < cap) {
+    int want = static_cast<int>(std::min<size_t>(cap - got, 64));
+    int n = ibv_poll_cq(cq_, want, wc);
+    if (n < 0) ThrowSys(env, -n > 0 ? -n : EIO, "ibv_poll_cq");
+    for (int i = 0; i < n; i++, got++) {
+      double* o = out + got * kWcStride;
+      o[0] = static_cast<double>(wc[i].wr_id);
+      o[1] = wc[i].status;
+      o[2] = wc[i].opcode;
+      o[3] = wc[i].byte_len;
+      o[4] = wc[i].vendor_err;
+      o[5] = wc[i].qp_num;
+      o[6] = wc[i].wc_flags;
+      o[7] = (wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 ? ntohl(wc[i].imm_data) : 0;
+    }
+    if (n == want) continue;
+    if (got > 0 || spinUs == 0) break;
+    // Empty: spin (the latency path), then give the event loop its turn.
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!spun) {
+      start = now;
+      spun = true;
+    } else if ((now.tv_sec - start.tv_sec) * 1000000 + (now.tv_nsec - start.tv_nsec) / 1000 >= spinUs) {
+      break;
+    }
+  }
+  return Napi::Number::New(env, static_cast<double>(got));
 }
 
 // ---------------------------------------------------------------------------
@@ -526,6 +587,8 @@ Napi::Function RdmaQp::Define(Napi::Env env) {
   props.push_back(InstanceMethod<&RdmaQp::Modify>("modify"));
   props.push_back(InstanceMethod<&RdmaQp::PostSend>("postSend"));
   props.push_back(InstanceMethod<&RdmaQp::PostRecv>("postRecv"));
+  props.push_back(InstanceMethod<&RdmaQp::PostSendPacked>("postSendPacked"));
+  props.push_back(InstanceMethod<&RdmaQp::PostRecvPacked>("postRecvPacked"));
   props.push_back(InstanceAccessor<&RdmaQp::GetQpNum>("qpNum"));
   props.push_back(InstanceAccessor<&RdmaQp::GetCap>("cap"));
   return DefineClass(env, "RdmaQp", props);
@@ -609,18 +672,20 @@ namespace {
 
 // One scatter/gather entry from (mr, offset, length): the MR must be open
 // and registered, and the range inside it.
-bool Sge(Napi::Value mrv, Napi::Value offv, Napi::Value lenv, ibv_sge* sge) {
+bool Sge(Napi::Value mrv, double off, double len, ibv_sge* sge) {
   RdmaMr* mr = UnwrapResource<RdmaMr>(mrv);
   if (mr == nullptr || !mr->IsOpen() || mr->mr() == nullptr) return false;
-  if (!offv.IsNumber() || !lenv.IsNumber()) return false;
-  double off = offv.As<Napi::Number>().DoubleValue();
-  double len = lenv.As<Napi::Number>().DoubleValue();
   double size = static_cast<double>(mr->mr()->length);
   if (!IsIntegerIn(off, 0, size) || !IsIntegerIn(len, 0, 4294967295.0) || off + len > size) return false;
   sge->addr = reinterpret_cast<uintptr_t>(mr->mr()->addr) + static_cast<uint64_t>(off);
   sge->length = static_cast<uint32_t>(len);
   sge->lkey = mr->mr()->lkey;
   return true;
+}
+
+bool Sge(Napi::Value mrv, Napi::Value offv, Napi::Value lenv, ibv_sge* sge) {
+  if (!offv.IsNumber() || !lenv.IsNumber()) return false;
+  return Sge(mrv, offv.As<Napi::Number>().DoubleValue(), lenv.As<Napi::Number>().DoubleValue(), sge);
 }
 
 // The local side of a work request: null (no SGE), an MR with (offset,
@@ -786,6 +851,115 @@ Napi::Value RdmaQp::PostRecv(const Napi::CallbackInfo& info) {
   int r = ibv_post_recv(qp_, wr.data(), &bad);
   if (r == 0) return PostResult(env, n, 0);
   return PostResult(env, bad != nullptr ? static_cast<size_t>(bad - wr.data()) : 0, r);
+}
+
+namespace {
+
+// The packed form's stride: [wrId, opcode, sendFlags, mrSlot, offset,
+// length, remoteAddr, rkey, immediate, 0] per WR.
+constexpr size_t kPackStride = 10;
+
+// The Float64Array of a packed post, and the count it must hold.
+const double* PackedArgs(const Napi::CallbackInfo& info, uint32_t* n) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) ThrowType(env, "desc");
+  Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_float64_array) ThrowType(env, "desc");
+  double c = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  if (!IsIntegerIn(c, 1, static_cast<double>(ta.ElementLength() / kPackStride))) ThrowRange(env, "count");
+  *n = static_cast<uint32_t>(c);
+  return static_cast<const double*>(ta.ArrayBuffer().Data()) + ta.ByteOffset() / sizeof(double);
+}
+
+// The SGE of packed WR `d`: none (slot -1), or the MR in `mrs` (an RdmaMr,
+// used for every slot, or an array indexed by slot) with the WR's range.
+int PackedSge(Napi::Value mrs, const double* d, ibv_sge* sge) {
+  double slot = d[3];
+  if (slot == -1) return 0;
+  if (!IsIntegerIn(slot, 0, 65535)) return -1;
+  Napi::Value mrv = mrs;
+  if (mrs.IsArray()) mrv = mrs.As<Napi::Array>().Get(static_cast<uint32_t>(slot));
+  return Sge(mrv, d[4], d[5], sge) ? 1 : -1;
+}
+
+// posted, or -(errno + 4096 * posted) when ibv_post_* failed at `posted`.
+Napi::Value PackedResult(Napi::Env env, size_t posted, size_t n, int err) {
+  if (err == 0) return Napi::Number::New(env, static_cast<double>(n));
+  return Napi::Number::New(env, -(static_cast<double>(err) + 4096.0 * static_cast<double>(posted)));
+}
+
+}  // namespace
+
+// postSendPacked(desc: Float64Array, mrs: RdmaMr | RdmaMr[], count) ->
+// count | -(errno + 4096 * posted): the hot path of WRITE, READ and SEND
+// with one local buffer (or none). One JS -> native call per chain, no JS
+// array per request, the WRs in storage this QP reuses. remoteAddr is a
+// double: lib/rdma/qp.ts sends only addresses below 2^53 this way.
+Napi::Value RdmaQp::PostSendPacked(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t n;
+  const double* desc = PackedArgs(info, &n);
+  if (swr_.size() < n) swr_.resize(n);
+  if (sge_.size() < n) sge_.resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    const double* d = desc + i * kPackStride;
+    double op = d[1];
+    if (!IsIntegerIn(d[0], 0, 9007199254740991.0)) ThrowRange(env, "wrId");
+    if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND && op != IBV_WR_RDMA_WRITE_WITH_IMM &&
+        op != IBV_WR_SEND_WITH_IMM) {
+      ThrowRange(env, "opcode");
+    }
+    if (d[2] != 0 && d[2] != IBV_SEND_INLINE) ThrowRange(env, "sendFlags");
+    ibv_send_wr& w = swr_[i];
+    memset(&w, 0, sizeof(w));
+    w.wr_id = static_cast<uint64_t>(d[0]);
+    w.opcode = static_cast<ibv_wr_opcode>(op);
+    w.send_flags = IBV_SEND_SIGNALED | static_cast<unsigned>(d[2]);
+    if (op == IBV_WR_RDMA_WRITE_WITH_IMM || op == IBV_WR_SEND_WITH_IMM) {
+      if (!IsIntegerIn(d[8], 0, 4294967295.0)) ThrowRange(env, "immediate");
+      w.imm_data = htonl(static_cast<uint32_t>(d[8]));
+    }
+    int count = PackedSge(info[1], d, &sge_[i]);
+    if (count < 0) ThrowRange(env, "local");
+    w.num_sge = count;
+    w.sg_list = count > 0 ? &sge_[i] : nullptr;
+    if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM) {
+      if (!IsIntegerIn(d[6], 0, 9007199254740991.0)) ThrowRange(env, "remoteAddr");
+      if (!IsIntegerIn(d[7], 0, 4294967295.0)) ThrowRange(env, "rkey");
+      w.wr.rdma.remote_addr = static_cast<uint64_t>(d[6]);
+      w.wr.rdma.rkey = static_cast<uint32_t>(d[7]);
+    }
+    w.next = i + 1 < n ? &swr_[i + 1] : nullptr;
+  }
+  if (!IsOpen()) return PackedResult(env, 0, n, EBADF);
+  ibv_send_wr* bad = nullptr;
+  int r = ibv_post_send(qp_, swr_.data(), &bad);
+  return PackedResult(env, bad != nullptr && r != 0 ? static_cast<size_t>(bad - swr_.data()) : 0, n, r);
+}
+
+// postRecvPacked(desc, mrs, count) -> as postSendPacked (slots 0, 3, 4, 5).
+Napi::Value RdmaQp::PostRecvPacked(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t n;
+  const double* desc = PackedArgs(info, &n);
+  if (rwr_.size() < n) rwr_.resize(n);
+  if (sge_.size() < n) sge_.resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    const double* d = desc + i * kPackStride;
+    if (!IsIntegerIn(d[0], 0, 9007199254740991.0)) ThrowRange(env, "wrId");
+    ibv_recv_wr& w = rwr_[i];
+    memset(&w, 0, sizeof(w));
+    w.wr_id = static_cast<uint64_t>(d[0]);
+    int count = PackedSge(info[1], d, &sge_[i]);
+    if (count < 0) ThrowRange(env, "local");
+    w.num_sge = count;
+    w.sg_list = count > 0 ? &sge_[i] : nullptr;
+    w.next = i + 1 < n ? &rwr_[i + 1] : nullptr;
+  }
+  if (!IsOpen()) return PackedResult(env, 0, n, EBADF);
+  ibv_recv_wr* bad = nullptr;
+  int r = ibv_post_recv(qp_, rwr_.data(), &bad);
+  return PackedResult(env, bad != nullptr && r != 0 ? static_cast<size_t>(bad - rwr_.data()) : 0, n, r);
 }
 
 // ---------------------------------------------------------------------------

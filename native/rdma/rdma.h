@@ -7,6 +7,8 @@
 
 #include <napi.h>
 
+#include <vector>
+
 #include "rdma_lib.h"
 #include "../core/resource.h"
 
@@ -88,6 +90,8 @@ class RdmaCq : public ResourceWrap<RdmaCq> {
 
  private:
   Napi::Value Drain(const Napi::CallbackInfo& info);
+  Napi::Value DrainInto(const Napi::CallbackInfo& info);
+  int Rearm();
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   Napi::Value GetCqe(const Napi::CallbackInfo& info);
   const Verbs* v_ = nullptr;
@@ -114,12 +118,19 @@ class RdmaQp : public ResourceWrap<RdmaQp> {
   Napi::Value Modify(const Napi::CallbackInfo& info);
   Napi::Value PostSend(const Napi::CallbackInfo& info);
   Napi::Value PostRecv(const Napi::CallbackInfo& info);
+  Napi::Value PostSendPacked(const Napi::CallbackInfo& info);
+  Napi::Value PostRecvPacked(const Napi::CallbackInfo& info);
   Napi::Value GetQpNum(const Napi::CallbackInfo& info);
   Napi::Value GetCap(const Napi::CallbackInfo& info);
   const Verbs* v_ = nullptr;
   ibv_qp* qp_ = nullptr;
   ibv_qp_cap cap_ = {};
   uint32_t qp_num_ = 0;
+  // The packed posting path's WRs and SGEs, grown to the largest batch and
+  // reused: nothing is allocated per request.
+  std::vector<ibv_send_wr> swr_;
+  std::vector<ibv_recv_wr> rwr_;
+  std::vector<ibv_sge> sge_;
 };
 
 }  // namespace p2pdma
