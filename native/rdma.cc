@@ -398,6 +398,9 @@ Napi::Value RdmaMr::RegisterDmaBuf(const Napi::CallbackInfo& info) {
     mr_ = RegDmaBufRxe(v_, pd_, off, len, iova, fd, access);
   }
   if (mr_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_reg_dmabuf_mr", fd);
+  // libibverbs sets addr to the dma-buf offset; peers address the MR by
+  // its iova, which info() reports as addr.
+  mr_->addr = reinterpret_cast<void*>(static_cast<uintptr_t>(iova));
   return info.This();
 }
 
