@@ -198,7 +198,8 @@ export class ProtectionDomain extends RdmaResource {
   /**
    * Registers a dma-buf (ibv_reg_dmabuf_mr): the NIC maps it through the
    * dma-buf importer API. EOPNOTSUPP when the RDMA driver has no dma-buf MRs
-   * (rxe and siw do not), ENOSYS when libibverbs predates them. The MR holds
+   * (siw, and rxe on a stock kernel; the p2pdma series gives rxe them), ENOSYS
+   * when libibverbs predates them. The MR holds
    * the dma-buf handle open (an Fd) until closed. The promise form of
    * registerDmaBufSync(), for one API with registerMemory(): the
    * registration itself runs on the JS thread (the exporter maps the buffer
@@ -241,7 +242,7 @@ export class ProtectionDomain extends RdmaResource {
       mr.close();
       const err = rdmaError(e) as SystemError;
       if (err.code === 'EOPNOTSUPP' || err.code === 'ENOTSUPP') {
-        err.message += `: the RDMA driver of ${this.context.name} does not support dma-buf memory regions (rxe and siw have none; mlx5, efa, irdma do)`;
+        err.message += `: the RDMA driver of ${this.context.name} does not support dma-buf memory regions (siw has none, nor rxe on a stock kernel; mlx5, efa, irdma do, and rxe with the p2pdma kernel series)`;
       } else if (err.code === 'ENOSYS') {
         err.message += ': this libibverbs has no ibv_reg_dmabuf_mr (IBVERBS_1.12, rdma-core 34 or later)';
       }

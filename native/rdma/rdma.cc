@@ -6,10 +6,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "../core/async.h"
@@ -340,6 +343,44 @@ Napi::Value RdmaMr::RegisterAsync(const Napi::CallbackInfo& info) {
   return w->Start();
 }
 
+namespace {
+
+// rdma-core's struct verbs_mr (infiniband/driver.h, not installed): what
+// rxe's provider allocates for an MR and frees in its dereg_mr.
+struct VerbsMr {
+  ibv_mr mr;
+  int mr_type;  // enum ibv_mr_type
+  int access;
+};
+
+// rxe is the one RDMA driver with a 'parent' attribute (its netdev).
+bool IsRxe(ibv_context* ctx) {
+  std::string p = std::string(ctx->device->ibdev_path) + "/parent";
+  return ::access(p.c_str(), F_OK) == 0;
+}
+
+// rdma-core's rxe provider has no reg_dmabuf_mr, so ibv_reg_dmabuf_mr()
+// fails with EOPNOTSUPP before the kernel is asked, although rxe with the
+// p2pdma kernel series has the verb. Register as that provider op would:
+// the command into a calloc()ed verbs_mr, which rxe's dereg_mr (reached
+// through ibv_dereg_mr) frees. rxe only: other providers' MRs are larger.
+ibv_mr* RegDmaBufRxe(const Verbs* v, ibv_pd* pd, uint64_t off, uint64_t len, uint64_t iova, int fd, int access) {
+  auto* vmr = static_cast<VerbsMr*>(::calloc(1, sizeof(VerbsMr)));
+  if (vmr == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  int r = v->cmd_reg_dmabuf_mr(pd, off, len, iova, fd, access, vmr, nullptr);
+  if (r != 0) {
+    ::free(vmr);
+    errno = r;
+    return nullptr;
+  }
+  return &vmr->mr;
+}
+
+}  // namespace
+
 // registerDmaBuf(fd, offset, length, iova, access) -> this. ENOSYS when the
 // library lacks ibv_reg_dmabuf_mr (before rdma-core 34).
 Napi::Value RdmaMr::RegisterDmaBuf(const Napi::CallbackInfo& info) {
@@ -353,7 +394,14 @@ Napi::Value RdmaMr::RegisterDmaBuf(const Napi::CallbackInfo& info) {
   if (!IsOpen() || mr_ != nullptr || InFlight() > 0) ThrowSys(env, EBUSY, "ibv_reg_dmabuf_mr", fd);
   errno = 0;
   mr_ = v_->reg_dmabuf_mr(pd_, off, len, iova, fd, access);
+  if (mr_ == nullptr && errno == EOPNOTSUPP && v_->cmd_reg_dmabuf_mr != nullptr && IsRxe(pd_->context)) {
+    errno = 0;
+    mr_ = RegDmaBufRxe(v_, pd_, off, len, iova, fd, access);
+  }
   if (mr_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_reg_dmabuf_mr", fd);
+  // libibverbs sets addr to the dma-buf offset; peers address the MR by
+  // its iova, which info() reports as addr.
+  mr_->addr = reinterpret_cast<void*>(static_cast<uintptr_t>(iova));
   return info.This();
 }
 

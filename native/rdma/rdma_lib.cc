@@ -73,6 +73,7 @@ void DoLoadVerbs() {
   l.Sym(v.reg_mr, "ibv_reg_mr");
   l.Sym(v.dereg_mr, "ibv_dereg_mr");
   l.Sym(v.reg_dmabuf_mr, "ibv_reg_dmabuf_mr", true);
+  l.Sym(v.cmd_reg_dmabuf_mr, "ibv_cmd_reg_dmabuf_mr", true);
   l.Sym(v.query_gid_table, "_ibv_query_gid_table", true);
   l.Sym(v.create_comp_channel, "ibv_create_comp_channel");
   l.Sym(v.destroy_comp_channel, "ibv_destroy_comp_channel");

@@ -32,6 +32,9 @@ struct Verbs {
   int (*dereg_mr)(ibv_mr*);
   // IBVERBS_1.12: null when the library predates it.
   ibv_mr* (*reg_dmabuf_mr)(ibv_pd*, uint64_t, size_t, uint64_t, int, int);
+  // IBVERBS_PRIVATE (the command providers build reg_dmabuf_mr on; its last
+  // argument, a driver command buffer, came later: passing null suits both).
+  int (*cmd_reg_dmabuf_mr)(ibv_pd*, uint64_t, size_t, uint64_t, int, int, void*, void*);
   // IBVERBS_1.11 (the function behind ibv_query_gid_table): null when older.
   ssize_t (*query_gid_table)(ibv_context*, ibv_gid_entry*, size_t, uint32_t, size_t);
   ibv_comp_channel* (*create_comp_channel)(ibv_context*);
