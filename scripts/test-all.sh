@@ -185,6 +185,16 @@ if [ $kernels_ok = 1 ]; then
 		printf 'not ok 1 - stock 7.3 kernel build failed\n' > "$out/stock-7.3.tap"
 		suites+=("stock-7.3=$out/stock-7.3.tap")
 	fi
+	# Two guests on one wire (docs/harness.md, "Two nodes"): about 25 s on
+	# the baseline kernel; the patched DEBUG run (about 120 s) is opt-in,
+	# make test-nodes, to keep a cold CI run inside its 90 minutes.
+	step "guest suite: nodes-baseline (two guests)"
+	# shellcheck disable=SC2086
+	node dist/cli.js vm run --nodes 2 --kernel baseline --rwdir "$out" ${guest_node:+--env P2PDMA_NODE=$guest_node} \
+		--node-env a:P2PDMA_TAP_OUT="$out/nodes-a.tap" --node-env b:P2PDMA_TAP_OUT="$out/nodes-b.tap" \
+		-- scripts/guest-suite.sh test/guest/nodes/*.test.ts
+	# vm run's status covers both nodes: a failure no test shows counts once.
+	suites+=("nodes-a=$out/nodes-a.tap" "nodes-b=$out/nodes-b.tap" --exit-status "nodes-a=$?")
 	# Not the generic hot-unplug test: 6.12's pciehp lockdep report (known,
 	# harness/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
 	# until its own device_del; it runs in the baseline lane (docs/harness.md).
