@@ -60,6 +60,22 @@ async function connection(t: Test): Promise<Connection> {
   return conn;
 }
 
+/**
+ * A's half of a round trip on B's memory: WRITE pattern(seed) there, tell B
+ * ('written'), wait until B wrote its own pattern ('rewritten'), READ it back.
+ */
+async function writeThenReadBack(conn: Connection, remote: RemoteRegion, seed: number): Promise<{ back: Buffer; expected: Buffer }> {
+  const src = hostPattern(SIZE, seed);
+  using srcMr = await conn.pd.registerMemory(src, 'local-write');
+  await conn.qp.write(srcMr, remote);
+  ctl.send({ type: 'written', seed });
+  const rewritten = await ctl.expect('rewritten');
+  const back = hostBuffer(SIZE);
+  using backMr = await conn.pd.registerMemory(back, 'local-write');
+  await conn.qp.read(backMr, remote);
+  return { back, expected: pattern(SIZE, rewritten.seed as number) };
+}
+
 t.test('rdma_cm across the wire: A connects to B, SEND/RECV, WRITE into B\'s memory verified on B, READ back', twoNodes, async (t) => {
   const conn = await connection(t);
   t.equal(conn.qp.state, 'RTS');
@@ -86,16 +102,8 @@ t.test('rdma_cm across the wire: A connects to B, SEND/RECV, WRITE into B\'s mem
     out.write('hello from a');
     using outMr = await conn.pd.registerMemory(out, 'local-write');
     await conn.qp.send(outMr, 12);
-    const remote = remoteOf(await ctl.expect('mr'));
-    const src = hostPattern(SIZE, 21);
-    using srcMr = await conn.pd.registerMemory(src, 'local-write');
-    await conn.qp.write(srcMr, remote);
-    ctl.send({ type: 'written', seed: 21 });
-    const { seed } = await ctl.expect('rewritten');
-    const back = hostBuffer(SIZE);
-    using backMr = await conn.pd.registerMemory(back, 'local-write');
-    await conn.qp.read(backMr, remote);
-    t.ok(back.equals(pattern(SIZE, seed as number)), 'RDMA READ brought B\'s new contents back');
+    const { back, expected } = await writeThenReadBack(conn, remoteOf(await ctl.expect('mr')), 21);
+    t.ok(back.equals(expected), 'RDMA READ brought B\'s new contents back');
     ctl.send({ type: 'read', digest: sha(back) });
   }
   await ctl.sync('host memory done');
@@ -133,16 +141,8 @@ t.test(`B's NVMe CMB as the target: ${kernel === 'baseline' ? 'the baseline kern
     if (kernel === 'baseline') {
       t.match(m.refused, /^EFAULT: .*this kernel cannot pin peer \(device\) memory for RDMA/, 'B reports the refusal');
     } else {
-      const remote = remoteOf(m);
-      const src = hostPattern(SIZE, 31);
-      using srcMr = await conn.pd.registerMemory(src, 'local-write');
-      await conn.qp.write(srcMr, remote);
-      ctl.send({ type: 'written', seed: 31 });
-      const { seed } = await ctl.expect('rewritten');
-      const back = hostBuffer(SIZE);
-      using backMr = await conn.pd.registerMemory(back, 'local-write');
-      await conn.qp.read(backMr, remote);
-      t.ok(back.equals(pattern(SIZE, seed as number)), 'RDMA READ from B\'s CMB matches what B wrote there');
+      const { back, expected } = await writeThenReadBack(conn, remoteOf(m), 31);
+      t.ok(back.equals(expected), 'RDMA READ from B\'s CMB matches what B wrote there');
       ctl.send({ type: 'read' });
     }
   }
