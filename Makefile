@@ -6,7 +6,7 @@ KERNEL    ?= baseline
 TOPOLOGY  ?= switch
 VMFLAGS   ?=
 
-.PHONY: all setup build kernel kernels vm-test vm-shell test test-pvrdma host-test guest-test demo bench clean
+.PHONY: all setup build kernel kernels vm-test vm-shell test test-pvrdma test-nodes host-test guest-test demo bench clean
 
 all: build
 
@@ -41,6 +41,11 @@ test:
 # Opt-in: the RDMA tests on QEMU's pvrdma in a nested guest (slow: TCG inside TCG).
 test-pvrdma: build
 	scripts/test-pvrdma.sh
+
+# Opt-in: the two-node tests (RDMA between two guests on one wire), on KERNEL:
+#   make test-nodes KERNEL=patched VMFLAGS=--debug
+test-nodes: build
+	KERNEL=$(KERNEL) VMFLAGS='$(VMFLAGS)' scripts/test-nodes.sh
 
 # The flow on the patched kernel (DEMO_KERNEL), then on the baseline kernel,
 # whose RDMA step shows the refusal the series removes.

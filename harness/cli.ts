@@ -15,6 +15,8 @@ import { parseTopologies, Topology } from './vm/qemu-args';
 import { parsePvrdmaBackend } from './vm/pvrdma';
 import * as path from 'node:path';
 import { KERNEL_BUILD_SCRIPT, PROJECT_DIR, runVm } from './vm/run';
+import { parseNodeEnv } from './vm/nodes';
+import { runNodes } from './vm/run-nodes';
 import { BENCH_USAGE as BENCH_USAGE_TEMPLATE, parseBenchArgs } from './bench/args';
 
 /** The usage lines of these commands, as lib/cli.ts's USAGE lists them. */
@@ -59,6 +61,10 @@ export const VM_OPTIONS = `vm options:
   --timeout SECONDS                kill the guest after this long (default: 900)
   --memory MIB  --cpus N  --cmb MIB  --hugepages N
   --env NAME=VALUE                 set in the guest (repeatable)
+  --nodes 1|2                      two guests on one network (10.0.3.1 and .2, rxe0 on it), the
+                                   command in both, told P2PDMA_NODE_ROLE=a|b, P2PDMA_NODE_ADDR
+                                   and P2PDMA_PEER_ADDR; fails if either fails (default: 1)
+  --node-env a|b:NAME=VALUE        set in one node only (repeatable)
   --rwdir DIR                      share a host directory read-write at the same path (repeatable)
   --keep                           keep the results directory (console log, dmesg)
 `;
@@ -82,6 +88,8 @@ export async function vm(sub: string, argv: string[], usage: string): Promise<nu
       cmb: { type: 'string' },
       hugepages: { type: 'string' },
       env: { type: 'string', multiple: true, default: [] },
+      nodes: { type: 'string', default: '1' },
+      'node-env': { type: 'string', multiple: true, default: [] },
       rwdir: { type: 'string', multiple: true, default: [] },
       keep: { type: 'boolean', default: false },
       rdma: { type: 'string', default: 'rxe' },
@@ -112,7 +120,18 @@ export async function vm(sub: string, argv: string[], usage: string): Promise<nu
   }
   const shell = sub === 'shell';
   if (!shell && positionals.length === 0) fail(`vm run needs a command after --\n${usage}`);
-  const result = await runVm({
+  if (!['1', '2'].includes(values.nodes!)) fail('--nodes must be 1 or 2');
+  const twoNodes = values.nodes === '2';
+  if (twoNodes && (shell || values.rdma !== 'rxe')) fail('--nodes 2 runs a command on rxe: not vm shell, not --rdma pvrdma');
+  let nodeEnv;
+  try {
+    nodeEnv = parseNodeEnv(values['node-env']!);
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  if (!twoNodes && values['node-env']!.length) fail('--node-env needs --nodes 2');
+  const result = await (twoNodes ? runNodes : runVm)({
+    nodeEnv,
     kernel: values.kernel!,
     debug: values.debug,
     topology,

@@ -12,7 +12,7 @@ import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const dirs = ['dist/guest-tests/test/guest', 'dist/guest-tests/test/guest/pvrdma'];
+const dirs = ['dist/guest-tests/test/guest', 'dist/guest-tests/test/guest/pvrdma', 'dist/guest-tests/test/guest/nodes'];
 const entryPoints = dirs.flatMap((dir) =>
   readdirSync(dir).filter((f) => f.endsWith('.test.js')).map((f) => join(dir, f)));
 

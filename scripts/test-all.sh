@@ -119,7 +119,7 @@ stock73=$(scripts/kernel/build.sh --print-path --source 7.3 baseline) || stock73
 #   with the full sweep, on the newest LTS (FULL_NODE_LINE).
 # Each file is listed in exactly one group (test/harness/test-groups.test.ts checks).
 FULL_NODE_LINE=26
-HARNESS_TESTS=(test/harness/vm-boot.test.ts test/harness/vm.test.ts test/harness/bench.test.ts test/harness/pvrdma.test.ts test/harness/tap-summary.test.ts test/harness/package.test.ts test/harness/test-groups.test.ts)
+HARNESS_TESTS=(test/harness/vm-boot.test.ts test/harness/vm.test.ts test/harness/bench.test.ts test/harness/pvrdma.test.ts test/harness/tap-summary.test.ts test/harness/package.test.ts test/harness/test-groups.test.ts test/harness/nodes.test.ts)
 LINE_TESTS=(
 	test/core/views.test.ts test/core/mmap.test.ts test/core/mmap-lifetime.test.ts test/core/mmap-access.test.ts
 	test/core/handle.test.ts test/core/worker.test.ts test/core/native.test.ts test/core/poll.test.ts test/core/ioctl.test.ts
@@ -185,6 +185,16 @@ if [ $kernels_ok = 1 ]; then
 		printf 'not ok 1 - stock 7.3 kernel build failed\n' > "$out/stock-7.3.tap"
 		suites+=("stock-7.3=$out/stock-7.3.tap")
 	fi
+	# Two guests on one wire (docs/harness.md, "Two nodes"): about 25 s on
+	# the baseline kernel; the patched DEBUG run (about 120 s) is opt-in,
+	# make test-nodes, to keep a cold CI run inside its 90 minutes.
+	step "guest suite: nodes-baseline (two guests)"
+	# shellcheck disable=SC2086
+	node dist/cli.js vm run --nodes 2 --kernel baseline --rwdir "$out" ${guest_node:+--env P2PDMA_NODE=$guest_node} \
+		--node-env a:P2PDMA_TAP_OUT="$out/nodes-a.tap" --node-env b:P2PDMA_TAP_OUT="$out/nodes-b.tap" \
+		-- scripts/guest-suite.sh test/guest/nodes/*.test.ts
+	# vm run's status covers both nodes: a failure no test shows counts once.
+	suites+=("nodes-a=$out/nodes-a.tap" "nodes-b=$out/nodes-b.tap" --exit-status "nodes-a=$?")
 	# Not the generic hot-unplug test: 6.12's pciehp lockdep report (known,
 	# harness/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
 	# until its own device_del; it runs in the baseline lane (docs/harness.md).

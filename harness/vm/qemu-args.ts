@@ -3,6 +3,7 @@
  * suite can check it without booting anything.
  */
 
+import { FabricNic, fabricArgs } from './nodes';
 import { PvrdmaBackend, pvrdmaArgs } from './pvrdma';
 
 /**
@@ -95,6 +96,11 @@ export interface QemuArgsOptions {
    * instead of the virtio-net NIC that carries rxe (the nested pvrdma lane).
    */
   pvrdma?: PvrdmaBackend;
+  /**
+   * One node of a two-node run (harness/vm/nodes.ts): its NIC on the wire to
+   * the other node, instead of the user-mode NIC.
+   */
+  fabric?: FabricNic;
   /** Host directories shared read-write, mounted at the same path in the guest. */
   rwDirs?: string[];
   /** Extra kernel command line words. */
@@ -164,7 +170,9 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     // restrict=on: the guest NIC exists for RDMA and reaches nothing outside.
     ...(o.pvrdma
       ? pvrdmaArgs(o.resultsDir, o.pvrdma)
-      : ['-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0']),
+      : o.fabric
+        ? fabricArgs(o.fabric)
+        : ['-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0']),
     // A RAM-backed BAR without struct pages, for the BAR exporter.
     '-object', `memory-backend-ram,id=ivshmem,size=16M${shared}`,
     ...(o.acsPair

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { chooseAccel, Accel } from './accel';
 import { HOST_CONTROL_SOCKET, parseTopologies, QMP_SOCKET, qemuArgs, Topology } from './qemu-args';
+import type { FabricNic } from './nodes';
 import { relayGuestRequests } from './host-control';
 import { PVRDMA_MAD_SOCKET, PVRDMA_QMP_SOCKET, PvrdmaBackend, relayGids } from './pvrdma';
 import { startRdmacmMux } from './rdmacm-mux';
@@ -59,6 +60,12 @@ export interface VmOptions {
   rwDirs?: string[];
   /** Environment variables to set in the guest. */
   env?: Record<string, string>;
+  /** One node of a two-node run (harness/vm/run-nodes.ts): its NIC on the shared wire. */
+  fabric?: FabricNic;
+  /** Stops the guest (SIGKILL to QEMU), failing the run with the signal's reason. */
+  signal?: AbortSignal;
+  /** Results directory to create (default: a new one under P2PDMA_VM_TMP or the OS's). */
+  resultsDir?: string;
   /** Keep the results directory even when the run passed. */
   keep?: boolean;
   /** Where the guest's output goes (default: this process's stdout). */
@@ -162,7 +169,9 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   const cwd = path.resolve(o.cwd ?? process.cwd());
   if (!o.shell && !o.command?.length) throw new TypeError('a command to run in the guest is required');
 
-  const resultsDir = fs.mkdtempSync(path.join(process.env.P2PDMA_VM_TMP ?? os.tmpdir(), 'p2pdma-vm-'));
+  const resultsDir = o.resultsDir
+    ? (fs.mkdirSync(o.resultsDir, { recursive: true }), o.resultsDir)
+    : fs.mkdtempSync(path.join(process.env.P2PDMA_VM_TMP ?? os.tmpdir(), 'p2pdma-vm-'));
   const nvmeImages = Array.from({ length: 2 * topologies.length }, (_, i) => {
     const image = path.join(resultsDir, `nvme${i}.img`);
     fs.closeSync(fs.openSync(image, 'w'));
@@ -216,6 +225,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     hugepages: o.hugepages ?? 16,
     rwDirs,
     pvrdma: o.pvrdmaBackend,
+    fabric: o.fabric,
   });
   log(`booting ${path.basename(path.dirname(kernel))} on ${accelChoice.accel} (${accelChoice.reason}), topology ${topologies.join(' + ')}${o.iommu ? ', vIOMMU' : ''}`);
 
@@ -251,11 +261,20 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
   };
   const stopSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP'];
   for (const sig of stopSignals) process.once(sig, stop);
+  // The other node of a two-node run failed or hung: this one ends too.
+  let aborted: string | undefined;
+  const abort = () => {
+    aborted = String(o.signal?.reason ?? 'aborted');
+    child.kill('SIGKILL');
+  };
+  if (o.signal?.aborted) abort();
+  else o.signal?.addEventListener('abort', abort, { once: true });
   const qemuStatus = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve(code));
   }).finally(() => {
     for (const sig of stopSignals) process.off(sig, stop);
+    o.signal?.removeEventListener('abort', abort);
     clearTimeout(timer);
     fs.closeSync(qemuStderr);
     relayStop.abort();
@@ -282,6 +301,8 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
 
   let reason: string | undefined;
   if (stoppedBy) reason = `stopped by ${stoppedBy}`;
+  // A guest that wrote its status before the abort reached it finished.
+  else if (aborted && exitCode === null) reason = `stopped: ${aborted}`;
   else if (timedOut) reason = `the guest did not finish within ${timeoutSec} s`;
   else if (exitCode === null) {
     const panic = /Kernel panic - .*/.exec(consoleLog);
