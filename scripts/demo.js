@@ -32,8 +32,10 @@ function emit(record) {
   process.stdout.write(`${JSON.stringify({ demo: 'step', ...record })}\n`);
 }
 
-/** A step that cannot run: failed in the guest (the harness broke), skipped on a host. */
+/** A device is missing: failed in the guest (the harness gives it every one), skipped on a host. */
 class Missing extends Error {}
+/** An earlier step did not leave what this one needs: skipped, that step says why. */
+class After extends Error {}
 
 /** Step `name` with title `title`: fn returns its detail, or throws. Returns what fn returned. */
 async function step(name, title, fn) {
@@ -46,7 +48,7 @@ async function step(name, title, fn) {
     detail = value?.detail ?? '';
     if (value?.expected) status = 'expected';
   } catch (err) {
-    status = err instanceof Missing && host ? 'skipped' : 'failed';
+    status = err instanceof After || (err instanceof Missing && host) ? 'skipped' : 'failed';
     detail = err.message;
     value = undefined;
   }
@@ -108,7 +110,7 @@ async function main() {
   const wanted = LENGTH;
   const data = pattern(wanted, 31);
   await step('nvme-write', 'NVMe write from CMB A', async () => {
-    if (!state.a) throw new Missing(noPair);
+    if (!state.a) throw new After(noPair);
     if (!writeNvme) throw new Missing(`overwrites the first ${wanted >> 20} MiB of ${state.ns}: pass --write-nvme to allow`);
     state.nvme = Nvme.open(state.ns);
     state.cmbA = P2pMem.allocate(state.a, LENGTH);
@@ -130,7 +132,7 @@ async function main() {
   const cmbBHolds = () => state.cmbB.read(Buffer.alloc(LENGTH)).equals(data);
 
   await step('p2p-read', 'NVMe read into CMB B (peer-to-peer)', async () => {
-    if (!state.cmbB) throw new Missing('nothing written (NVMe write step did not run)');
+    if (!state.cmbB) throw new After('nothing written (NVMe write step did not run)');
     state.cmbB.write(Buffer.alloc(LENGTH));
     let rate;
     try {
@@ -145,7 +147,7 @@ async function main() {
   });
 
   await step('bounce', 'bounce: NVMe read into RAM, copy into CMB B', async () => {
-    if (!state.cmbB) throw new Missing('nothing written (NVMe write step did not run)');
+    if (!state.cmbB) throw new After('nothing written (NVMe write step did not run)');
     state.cmbB.write(Buffer.alloc(LENGTH));
     const ram = Buffer.alloc(LENGTH + 4096);
     const aligned = ram.subarray(4096 - (ram.byteOffset % 4096)).subarray(0, LENGTH);
@@ -187,7 +189,7 @@ async function main() {
 
   const src = pattern(RDMA_SIZE, 7);
   await step('rdma-write', 'RDMA WRITE host -> CMB', async () => {
-    if (!rdma.mr) throw new Missing('no memory region on a CMB (step above)');
+    if (!rdma.mr) throw new After('no memory region on a CMB (step above)');
     rdma.map.write(Buffer.alloc(RDMA_SIZE, 0x5a));
     const srcMr = rdma.pd.registerMemorySync(src, { access: 'local-write' });
     open.unshift(srcMr);
@@ -197,7 +199,7 @@ async function main() {
   });
 
   await step('rdma-read', 'RDMA READ CMB -> host', async () => {
-    if (!rdma.mr) throw new Missing('no memory region on a CMB (step above)');
+    if (!rdma.mr) throw new After('no memory region on a CMB (step above)');
     const back = Buffer.from(new SharedArrayBuffer(RDMA_SIZE));
     const backMr = rdma.pd.registerMemorySync(back, { access: 'local-write' });
     open.unshift(backMr);
