@@ -48,12 +48,13 @@ test-nodes: build
 	KERNEL=$(KERNEL) VMFLAGS='$(VMFLAGS)' scripts/test-nodes.sh
 
 # The flow on the patched kernel (DEMO_KERNEL), then on the baseline kernel,
-# whose RDMA step shows the refusal the series removes.
+# whose RDMA step shows the refusal the series removes: `p2pdma demo` prints
+# each run's table and exits non-zero if a step failed (p2pdma demo --help).
 DEMO_KERNEL ?= patched
 demo: build
-	$(CLI) vm run --kernel $(DEMO_KERNEL) --topology $(TOPOLOGY) $(VMFLAGS) -- node scripts/demo.js
+	$(CLI) demo --kernel $(DEMO_KERNEL) --topology $(TOPOLOGY) $(VMFLAGS)
 	@echo "== the same on the baseline kernel (pristine 6.12)"
-	$(CLI) vm run --kernel baseline --topology $(TOPOLOGY) -- node scripts/demo.js
+	$(CLI) demo --kernel baseline --topology $(TOPOLOGY)
 
 # The benchmark suites in the guest, A/B across kernels (p2pdma bench --help):
 #   make bench BENCHFLAGS='--kernels baseline,patched --rounds 5'

@@ -6,6 +6,7 @@
  *   p2pdma vm shell [options]                 interactive shell in the test guest
  *   p2pdma kernel build [--debug] baseline|patched|--series DIR
  *   p2pdma bench [options]                    benchmark suites, A/B kernels
+ *   p2pdma demo [options]                     the P2P flow, checked and timed (guest or --host)
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -18,12 +19,14 @@ import { KERNEL_BUILD_SCRIPT, PROJECT_DIR, runVm } from './vm/run';
 import { parseNodeEnv } from './vm/nodes';
 import { runNodes } from './vm/run-nodes';
 import { BENCH_USAGE as BENCH_USAGE_TEMPLATE, parseBenchArgs } from './bench/args';
+import { DEMO_USAGE, parseDemoArgs } from './demo/args';
 
 /** The usage lines of these commands, as lib/cli.ts's USAGE lists them. */
 export const COMMANDS = `  p2pdma vm run [options] -- <command...>
   p2pdma vm shell [options]
   p2pdma kernel build [--debug] baseline|patched|--series DIR
   p2pdma bench [options]
+  p2pdma demo [--kernel patched|baseline|PATH] [--host] [--json]
 `;
 
 /** The suites bench/suites.js runs (plain JavaScript: it also runs in the guest). */
@@ -44,6 +47,20 @@ export async function bench(argv: string[]): Promise<number> {
   // Loaded here: the chart libraries are only needed by this command.
   const { runBench } = await import('./bench/bench');
   return runBench(options);
+}
+
+export { DEMO_USAGE };
+
+/** `p2pdma demo`: see DEMO_USAGE. */
+export async function demo(argv: string[]): Promise<number> {
+  let options;
+  try {
+    options = parseDemoArgs(argv);
+  } catch (e) {
+    fail(`${(e as Error).message}\n${DEMO_USAGE}`);
+  }
+  const { runDemo } = await import('./demo/demo');
+  return runDemo(options);
 }
 
 export const VM_OPTIONS = `vm options:

@@ -6,7 +6,7 @@
  *   p2pdma info [--json]                      what this machine and kernel can do
  *
  * From a checkout of the repository, also the QEMU harness's `vm run`,
- * `vm shell`, `kernel build` and `bench` (harness/cli.ts): the npm package leaves
+ * `vm shell`, `kernel build`, `bench` and `demo` (harness/cli.ts): the npm package leaves
  * the harness out.
  */
 import * as fs from 'node:fs';
@@ -22,6 +22,8 @@ interface HarnessCli {
   kernel(argv: string[], usage: string): number;
   BENCH_USAGE: string;
   bench(argv: string[]): Promise<number>;
+  DEMO_USAGE: string;
+  demo(argv: string[]): Promise<number>;
 }
 
 /**
@@ -39,7 +41,7 @@ function loadHarness(): HarnessCli | undefined {
 
 const harness = loadHarness();
 
-const NO_HARNESS = "'vm', 'kernel' and 'bench' (the QEMU harness) run from a checkout of the p2pdma repository, not from the npm package";
+const NO_HARNESS = "'vm', 'kernel', 'bench' and 'demo' (the QEMU harness) run from a checkout of the p2pdma repository, not from the npm package";
 
 const USAGE = `usage:
 ${harness?.COMMANDS ?? ''}  p2pdma dmabuf ls [--json] [--pid PID]
@@ -67,6 +69,7 @@ function usageOf(group: string): string {
   const lines = USAGE.split('\n').filter((l) => l.startsWith(`  p2pdma ${group} `) || l === `  p2pdma ${group}`);
   if (lines.length === 0) return USAGE;
   if (group === 'bench' && harness) return harness.BENCH_USAGE;
+  if (group === 'demo' && harness) return harness.DEMO_USAGE;
   const vmOptions = group === 'vm' ? `\n${USAGE.slice(USAGE.indexOf('vm options:'))}` : '';
   return `usage:\n${lines.join('\n')}\n${vmOptions}`;
 }
@@ -82,7 +85,7 @@ async function info(argv: string[]): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   const [group, sub, ...rest] = argv;
-  if ((group === 'vm' || group === 'kernel' || group === 'bench') && harness === undefined) return fail(NO_HARNESS);
+  if ((group === 'vm' || group === 'kernel' || group === 'bench' || group === 'demo') && harness === undefined) return fail(NO_HARNESS);
   // --help anywhere before a '--' (after it, the words belong to the guest command).
   const ours = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   if (ours.includes('--help') || ours.includes('-h') || group === 'help') {
@@ -92,6 +95,7 @@ async function main(argv: string[]): Promise<number> {
   if (group === 'info') return info([sub, ...rest].filter((a) => a !== undefined));
   if (group === 'vm' && (sub === 'run' || sub === 'shell')) return harness!.vm(sub, rest, USAGE);
   if (group === 'bench') return harness!.bench([sub, ...rest].filter((a) => a !== undefined));
+  if (group === 'demo') return harness!.demo([sub, ...rest].filter((a) => a !== undefined));
   if (group === 'kernel') return harness!.kernel([sub, ...rest].filter((a) => a !== undefined), USAGE);
   if (group === 'dmabuf') return dmabuf([sub, ...rest].filter((a) => a !== undefined));
   return fail(USAGE);

@@ -119,7 +119,7 @@ stock73=$(scripts/kernel/build.sh --print-path --source 7.3 baseline) || stock73
 #   with the full sweep, on the newest LTS (FULL_NODE_LINE).
 # Each file is listed in exactly one group (test/harness/test-groups.test.ts checks).
 FULL_NODE_LINE=26
-HARNESS_TESTS=(test/harness/vm-boot.test.ts test/harness/vm.test.ts test/harness/bench.test.ts test/harness/pvrdma.test.ts test/harness/tap-summary.test.ts test/harness/package.test.ts test/harness/test-groups.test.ts test/harness/nodes.test.ts)
+HARNESS_TESTS=(test/harness/vm-boot.test.ts test/harness/vm.test.ts test/harness/bench.test.ts test/harness/demo.test.ts test/harness/examples.test.ts test/harness/pvrdma.test.ts test/harness/tap-summary.test.ts test/harness/package.test.ts test/harness/test-groups.test.ts test/harness/nodes.test.ts)
 LINE_TESTS=(
 	test/core/views.test.ts test/core/mmap.test.ts test/core/mmap-lifetime.test.ts test/core/mmap-access.test.ts
 	test/core/handle.test.ts test/core/worker.test.ts test/core/native.test.ts test/core/poll.test.ts test/core/ioctl.test.ts
