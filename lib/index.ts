@@ -49,9 +49,12 @@ export type { PollEvent, PollerOptions, PollOnceOptions } from './core/poll';
 export type {
   LocalBuffer,
   LocalBuffers,
+  QueuePairAttributes,
   QueuePairInfo,
   QueuePairOptions,
   RdmaAccess,
+  RdmaAsyncEvent,
+  SharedReceiveQueueOptions,
   RdmaCompletion,
   RdmaCompletionError,
   RdmaDeviceAttributes,
@@ -198,6 +201,8 @@ export { ProtectionDomain } from './rdma';
 export { MemoryRegion } from './rdma';
 export { CompletionQueue } from './rdma';
 export { QueuePair } from './rdma';
+export { SharedReceiveQueue } from './rdma';
+export { AddressHandle } from './rdma';
 export { Connection as RdmaConnection } from './rdma/cm';
 export { Listener as RdmaListener } from './rdma/cm';
 import * as inspect from './dmabuf/dmabuf-inspect';
