@@ -52,6 +52,7 @@ export type {
   QueuePairAttributes,
   QueuePairInfo,
   QueuePairOptions,
+  QueuePairType,
   RdmaAccess,
   RdmaAsyncEvent,
   SharedReceiveQueueOptions,

@@ -80,6 +80,7 @@ export {
   type QueuePairAttributes,
   type QueuePairInfo,
   type QueuePairOptions,
+  type QueuePairType,
   type WorkRequest,
   type WorkRequestOptions,
   QueuePair,

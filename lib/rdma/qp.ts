@@ -92,13 +92,17 @@ class Batch {
   }
 }
 
+export type QueuePairType = 'RC' | 'UC' | 'UD';
+
 export interface QueuePairOptions {
   /**
-   * 'RC' (reliable connected, the default) or 'UD' (unreliable datagram:
-   * no connection, `activate()` then SENDs to an AddressHandle, messages up
-   * to the path MTU, each receive starting with a 40-byte GRH).
+   * 'RC' (reliable connected, the default), 'UC' (unreliable connected:
+   * `connect()`, then SEND and RDMA WRITE only, no acknowledgements, a lost
+   * message is gone) or 'UD' (unreliable datagram: no connection,
+   * `activate()` then SENDs to an AddressHandle, messages up to the path
+   * MTU, each receive starting with a 40-byte GRH).
    */
-  type?: 'RC' | 'UD';
+  type?: QueuePairType;
   sendCq: CompletionQueue;
   /** Default: sendCq; with `srq`, the SRQ's CQ (and nothing else). */
   recvCq?: CompletionQueue;
@@ -260,10 +264,9 @@ const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_A
 export function createQp(pd: ProtectionDomain, options: QueuePairOptions, caller: Function): QueuePair {
   validateObject(options, 'options', caller);
   const type = (options.type as string | undefined) ?? 'RC';
-  if (type !== 'RC' && type !== 'UD') {
-    const e = invalidArgValue('options.type', options.type, "must be 'RC' or 'UD'", caller);
+  if (type !== 'RC' && type !== 'UC' && type !== 'UD') {
+    const e = invalidArgValue('options.type', options.type, "must be 'RC', 'UC' or 'UD'", caller);
     if (type === 'XRC') e.message += " (XRC is not offered: rxe, the guest's device, has no XRC; mlx5 has it)";
-    else if (type === 'UC') e.message += ' (UC is not offered yet: rxe and mlx5 have it)';
     throw e;
   }
   if (!(options.sendCq instanceof CompletionQueue)) throw invalidArgType('options.sendCq', 'an instance of CompletionQueue', options.sendCq, caller);
@@ -289,9 +292,9 @@ export function createQp(pd: ProtectionDomain, options: QueuePairOptions, caller
     throw invalidArgValue('options.sendCq', options.sendCq.context.name, `must be a CQ of the PD's context (${pd.context.name})`, caller);
   }
   if (srq !== undefined && srq.pd !== pd) throw invalidArgValue('options.srq', 'SharedReceiveQueue', "must be created on the QP's protection domain", caller);
-  const qpType = type === 'UD' ? C.IBV_QPT_UD : C.IBV_QPT_RC;
+  const qpType = type === 'UD' ? C.IBV_QPT_UD : type === 'UC' ? C.IBV_QPT_UC : C.IBV_QPT_RC;
   const n = call(caller, () => new native.RdmaQp(pd.native, options.sendCq.native, recvCq.native, c, qpType, srq?.native ?? null));
-  const qp = new QueuePair(pd, options.sendCq, recvCq, n, type as 'RC' | 'UD', srq);
+  const qp = new QueuePair(pd, options.sendCq, recvCq, n, type, srq);
   pd.context.track(qp);
   return qp;
 }
@@ -309,7 +312,7 @@ export function defaultGidIndex(context: RdmaContext, port: number): number {
 export interface QueuePairAttributes {
   /** 'RESET', 'INIT', 'RTR', 'RTS', 'SQD', 'SQE' or 'ERR', as the device has it. */
   state: string;
-  type: 'RC' | 'UD';
+  type: QueuePairType;
   /** Path MTU in bytes (0 before RTR). */
   pathMtu: number;
   /** The peer's QP number (RC). */
@@ -360,7 +363,7 @@ export class QueuePair extends RdmaResource {
   readonly sendCq: CompletionQueue;
   readonly recvCq: CompletionQueue;
   readonly qpNum: number;
-  readonly type: 'RC' | 'UD';
+  readonly type: QueuePairType;
   /** The shared receive queue its receives come from, if any. */
   readonly srq: SharedReceiveQueue | undefined;
   /** UD: the Q_Key activate() gave it. */
@@ -381,7 +384,7 @@ export class QueuePair extends RdmaResource {
   readonly owned: { close(): void }[] = [];
 
   /** @internal */
-  constructor(pd: ProtectionDomain, sendCq: CompletionQueue, recvCq: CompletionQueue, n: NativeRdmaQp, type: 'RC' | 'UD' = 'RC', srq?: SharedReceiveQueue) {
+  constructor(pd: ProtectionDomain, sendCq: CompletionQueue, recvCq: CompletionQueue, n: NativeRdmaQp, type: QueuePairType = 'RC', srq?: SharedReceiveQueue) {
     super(n);
     this.pd = pd;
     this.sendCq = sendCq;
@@ -446,6 +449,14 @@ export class QueuePair extends RdmaResource {
     toInt('remote.psn', remote.psn, 0xffffff, this.connect);
     const mine = this.info({ portNum: options.portNum, gidIndex: options.gidIndex });
     const mtu = MTU_ENUM[Math.min(mine.mtu, remote.mtu ?? mine.mtu)] ?? 3;
+    if (this.type === 'UC') {
+      // No READs, atomics, ACKs or retries: the kernel refuses those attributes on UC.
+      const ah = { dlid: remote.lid ?? 0, sl: 0, portNum: mine.portNum, dgid, sgidIndex: mine.gidIndex, hopLimit: 64 };
+      this.#modify({ qpState: C.IBV_QPS_INIT, pkeyIndex: 0, portNum: mine.portNum, qpAccessFlags: C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE }, 'INIT');
+      this.#modify({ qpState: C.IBV_QPS_RTR, pathMtu: mtu, destQpNum: remote.qpNum, rqPsn: remote.psn, ah }, 'RTR');
+      this.#modify({ qpState: C.IBV_QPS_RTS, sqPsn: this.#psn }, 'RTS');
+      return;
+    }
     const dev = call(this.connect, () => this.pd.context.query());
     const rdAtomic = Math.min(askedRd, dev.maxQpInitRdAtom);
     this.#modify({ qpState: C.IBV_QPS_INIT, pkeyIndex: 0, portNum: mine.portNum, qpAccessFlags: QP_ACCESS }, 'INIT');
@@ -476,7 +487,7 @@ export class QueuePair extends RdmaResource {
    */
   activate(options: { portNum?: number; qkey?: number } = {}): void {
     validateObject(options, 'options', this.activate);
-    if (this.type !== 'UD') throw invalidArgValue('this', 'an RC QueuePair', 'connects to its peer: use connect() (activate() is for UD)', this.activate);
+    if (this.type !== 'UD') throw invalidArgValue('this', `a ${this.type} QueuePair`, 'connects to its peer: use connect() (activate() is for UD)', this.activate);
     const portNum = options.portNum === undefined ? 1 : toInt('options.portNum', options.portNum, 255, this.activate);
     const qkey = options.qkey === undefined ? DEFAULT_QKEY : toInt('options.qkey', options.qkey, 0xffffffff, this.activate);
     this.#modify({ qpState: C.IBV_QPS_INIT, pkeyIndex: 0, portNum, qkey }, 'INIT', this.activate);
@@ -493,7 +504,7 @@ export class QueuePair extends RdmaResource {
     const flags = n('qpAccessFlags');
     const a: QueuePairAttributes = {
       state: STATE_NAMES[n('qpState')] ?? String(n('qpState')),
-      type: n('qpType') === C.IBV_QPT_UD ? 'UD' : 'RC',
+      type: n('qpType') === C.IBV_QPT_UD ? 'UD' : n('qpType') === C.IBV_QPT_UC ? 'UC' : 'RC',
       pathMtu: MTU_BYTES[n('pathMtu')] ?? 0,
       destQpNum: n('destQpNum'),
       rqPsn: n('rqPsn'),
@@ -706,6 +717,7 @@ export class QueuePair extends RdmaResource {
       throw invalidArgValue('wr.op', op, 'is not for a queue pair created with an srq: post receives with srq.recv()', caller);
     }
     if (this.type === 'UD' && op !== 'send' && op !== 'recv') throw invalidArgValue('wr.op', op, "must be 'send' or 'recv' on a UD queue pair (RDMA WRITE, READ and atomics need RC)", caller);
+    if (this.type === 'UC' && op !== 'send' && op !== 'recv' && op !== 'write') throw invalidArgValue('wr.op', op, "must be 'send', 'recv' or 'write' on a UC queue pair (RDMA READ and atomics need RC)", caller);
     const fl = flagsOf(wr, op, caller);
     const ud = this.#udOf(wr, op, caller);
     if (op === 'compare-swap' || op === 'fetch-add') return this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, signal, fl, caller);

@@ -671,7 +671,7 @@ Napi::Value RdmaCq::DrainInto(const Napi::CallbackInfo& info) {
 // QP
 
 // new Qp(pd, sendCq, recvCq, { maxSendWr, maxRecvWr, maxSendSge, maxRecvSge, maxInlineData },
-// qpType = IBV_QPT_RC, srq = null): an RC or UD queue pair in RESET, its
+// qpType = IBV_QPT_RC, srq = null): an RC, UC or UD queue pair in RESET, its
 // receives from `srq` when given. qp_context is unused: completions carry
 // qp_num.
 RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : ResourceWrap<RdmaQp>(info) {
@@ -687,7 +687,7 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : ResourceWrap<RdmaQp>(info) {
   a.send_cq = scq->cq();
   a.recv_cq = rcq->cq();
   double type = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : static_cast<double>(IBV_QPT_RC);
-  if (type != IBV_QPT_RC && type != IBV_QPT_UD) ThrowRange(env, "qpType");
+  if (type != IBV_QPT_RC && type != IBV_QPT_UC && type != IBV_QPT_UD) ThrowRange(env, "qpType");
   RdmaSrq* srq = nullptr;
   if (!info[5].IsUndefined() && !info[5].IsNull()) srq = OpenParent<RdmaSrq>(info, 5, "ibv_create_qp");
   a.qp_type = static_cast<ibv_qp_type>(type);
@@ -1359,6 +1359,7 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   c.Set("IBV_SEND_SOLICITED", static_cast<int>(IBV_SEND_SOLICITED));
   c.Set("IBV_QPT_RC", static_cast<int>(IBV_QPT_RC));
   c.Set("IBV_QPT_UD", static_cast<int>(IBV_QPT_UD));
+  c.Set("IBV_QPT_UC", static_cast<int>(IBV_QPT_UC));
   c.Set("IBV_WC_GRH", static_cast<int>(IBV_WC_GRH));
   c.Set("IBV_ACCESS_ON_DEMAND", static_cast<int>(IBV_ACCESS_ON_DEMAND));
   c.Set("IBV_WR_ATOMIC_CMP_AND_SWP", static_cast<int>(IBV_WR_ATOMIC_CMP_AND_SWP));

@@ -245,6 +245,37 @@ t.test('UD: SEND through an address handle; the payload after the 40-byte GRH, t
   await t.rejects(u1.send(src, 8, { ah, remoteQpn: u2.qpNum }), { code: 'ERR_P2PDMA_CLOSED' });
 });
 
+t.test('UC: connect(), then SEND and RDMA WRITE (no READ, no atomics)', rxeOnly, async (t) => {
+  const ctx = Rdma.open(DEV);
+  const pd = ctx.allocPd();
+  const cq = ctx.createCq(16);
+  const a = pd.createQp({ type: 'UC', sendCq: cq });
+  const b = pd.createQp({ type: 'UC', sendCq: cq });
+  const srcBuf = hostPattern(4096, 21);
+  const dstBuf = hostBuffer(4096);
+  const src = pd.registerMemorySync(srcBuf, { access: 'local-write' });
+  const dst = pd.registerMemorySync(dstBuf, { access: ['local-write', 'remote-write'] });
+  t.teardown(() => {
+    for (const o of [a, b, src, dst, cq, pd, ctx]) o.close();
+  });
+  a.connect(b.info());
+  b.connect(a.info());
+  const q = a.query();
+  t.equal(q.type, 'UC');
+  t.equal(q.state, 'RTS');
+  t.equal(q.destQpNum, b.qpNum);
+  await a.write(src, dst, 2048);
+  t.ok(dstBuf.subarray(0, 2048).equals(srcBuf.subarray(0, 2048)), 'the RDMA WRITE landed');
+  const recv = b.recv({ mr: dst, offset: 2048, length: 2048 });
+  await a.send({ mr: src, offset: 0, length: 100 }, undefined, { immediate: 5 });
+  const r = await recv;
+  t.equal(r.byteLen, 100);
+  t.equal(r.immediate, 5);
+  await t.rejects(a.read(dst, src, 8), { code: 'ERR_INVALID_ARG_VALUE', message: /UC queue pair/ });
+  await t.rejects(a.fetchAndAdd(dst, src, 1n), { code: 'ERR_INVALID_ARG_VALUE', message: /UC queue pair/ });
+  t.throws(() => a.activate(), { code: 'ERR_INVALID_ARG_VALUE', message: /connect\(\).*UC QueuePair/ });
+});
+
 t.test('what rxe cannot do: on-demand paging (before Linux 6.14) and XRC, as clear errors', rxeOnly, async (t) => {
   using ctx = Rdma.open(DEV);
   using pd = ctx.allocPd();
