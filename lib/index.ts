@@ -204,6 +204,7 @@ export { CompletionQueue } from './rdma';
 export { QueuePair } from './rdma';
 export { SharedReceiveQueue } from './rdma';
 export { AddressHandle } from './rdma';
+export { MemoryWindow } from './rdma';
 export { Connection as RdmaConnection } from './rdma/cm';
 export { Listener as RdmaListener } from './rdma/cm';
 import * as inspect from './dmabuf/dmabuf-inspect';

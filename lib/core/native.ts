@@ -91,6 +91,8 @@ export interface NativeRdmaQp extends NativeResource {
   modify(attrs: Record<string, unknown>): number;
   /** ibv_query_qp, raw. */
   query(): Record<string, number | boolean | Buffer>;
+  /** ibv_bind_mw (type 1) -> the window's new rkey, or -errno. */
+  bindMw(mw: NativeResource, mr: NativeRdmaMr, wrId: number, offset: number, length: number, access: number): number;
   /** -> [posted, 0 | -errno]. */
   postSend(wrs: unknown[][]): [number, number];
   postRecv(wrs: unknown[][]): [number, number];
@@ -200,13 +202,14 @@ export interface Binding {
   RdmaQp: new (pd: NativeResource, sendCq: NativeRdmaCq, recvCq: NativeRdmaCq, cap: Record<string, number>, qpType?: number, srq?: NativeRdmaSrq | null) => NativeRdmaQp;
   RdmaSrq: new (pd: NativeResource, attr: { maxWr: number; maxSge: number }) => NativeRdmaSrq;
   RdmaAh: new (pd: NativeResource, attr: Record<string, unknown>) => NativeResource;
+  RdmaMw: new (pd: NativeResource) => NativeResource;
   rdmaDevices(): { name: string; guid: string; nodeType: number; transportType: number }[];
   rdmaLibrary(which: 'verbs' | 'rdmacm'): RdmaLibrary;
   rdmaWcStatusStr(status: number): string;
   rdmaConstants: Record<
     | 'IBV_ACCESS_LOCAL_WRITE' | 'IBV_ACCESS_REMOTE_WRITE' | 'IBV_ACCESS_REMOTE_READ' | 'IBV_ACCESS_REMOTE_ATOMIC'
     | 'IBV_WR_RDMA_WRITE' | 'IBV_WR_RDMA_READ' | 'IBV_WR_SEND' | 'IBV_WR_RDMA_WRITE_WITH_IMM' | 'IBV_WR_SEND_WITH_IMM'
-    | 'IBV_SEND_INLINE' | 'IBV_SEND_SIGNALED' | 'IBV_SEND_FENCE' | 'IBV_SEND_SOLICITED' | 'IBV_QPT_RC' | 'IBV_QPT_UD' | 'IBV_QPT_UC' | 'IBV_WC_GRH' | 'IBV_ACCESS_ON_DEMAND' | 'IBV_WC_WITH_IMM' | 'IBV_WC_RECV_RDMA_WITH_IMM'
+    | 'IBV_SEND_INLINE' | 'IBV_SEND_SIGNALED' | 'IBV_SEND_FENCE' | 'IBV_SEND_SOLICITED' | 'IBV_QPT_RC' | 'IBV_QPT_UD' | 'IBV_QPT_UC' | 'IBV_WC_GRH' | 'IBV_ACCESS_ON_DEMAND' | 'IBV_ACCESS_MW_BIND' | 'IBV_WC_WITH_IMM' | 'IBV_WC_RECV_RDMA_WITH_IMM'
     | 'IBV_WR_ATOMIC_CMP_AND_SWP' | 'IBV_WR_ATOMIC_FETCH_AND_ADD'
     | 'IBV_QPS_RESET' | 'IBV_QPS_INIT' | 'IBV_QPS_RTR' | 'IBV_QPS_RTS' | 'IBV_QPS_ERR',
     number

@@ -9,7 +9,7 @@ import { RdmaResource } from './resource';
 const C = native.rdmaConstants;
 
 /** The operation of a work request. */
-export type RdmaOp = 'write' | 'read' | 'send' | 'recv' | 'compare-swap' | 'fetch-add';
+export type RdmaOp = 'write' | 'read' | 'send' | 'recv' | 'compare-swap' | 'fetch-add' | 'bind-mw';
 
 /** A successful work completion. */
 export interface RdmaCompletion {

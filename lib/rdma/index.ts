@@ -68,6 +68,7 @@
  * one that settles them, is refused with ENOMEM.
  */
 export { AddressHandle } from './ah';
+export { MemoryWindow } from './mw';
 export { type SharedReceiveQueueOptions, SharedReceiveQueue } from './srq';
 export { type RdmaAsyncEvent, type RdmaDeviceAttributes, type RdmaDeviceInfo, type RdmaGid, type RdmaPort, type RdmaPortAttributes, Rdma, RdmaContext, ports } from './device';
 export { type RdmaCompletion, type RdmaOp, CompletionQueue } from './cq';

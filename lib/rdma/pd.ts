@@ -8,6 +8,7 @@ import type { RdmaContext } from './device';
 import { call, rdmaError } from './errors';
 import { MemoryRegion } from './mr';
 import { AddressHandle } from './ah';
+import { MemoryWindow } from './mw';
 import { gidBytes, gidString } from './gid';
 import { createQp, defaultGidIndex, type QueuePair, type QueuePairOptions } from './qp';
 import { SharedReceiveQueue, type SharedReceiveQueueOptions, srqOptions } from './srq';
@@ -272,6 +273,15 @@ export class ProtectionDomain extends RdmaResource {
     const srq = new SharedReceiveQueue(this, options.cq, call(this.createSrq, () => new native.RdmaSrq(this.native, attr)));
     this.context.track(srq);
     return srq;
+  }
+
+  /**
+   * A type 1 memory window (ibv_alloc_mw): bind it to part of an MR with
+   * `qp.bindMw()`. EOPNOTSUPP where the provider has none.
+   */
+  allocMw(): MemoryWindow {
+    this.check(this.allocMw);
+    return new MemoryWindow(this, call(this.allocMw, () => new native.RdmaMw(this.native)));
   }
 
   /**

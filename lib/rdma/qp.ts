@@ -8,6 +8,7 @@ import type { RdmaContext } from './device';
 import { call, completionError, rdmaError, WC_WR_FLUSH_ERR } from './errors';
 import { gidBytes, gidString } from './gid';
 import { MemoryRegion, type RemoteRegion } from './mr';
+import { MemoryWindow } from './mw';
 import type { ProtectionDomain } from './pd';
 import { RdmaResource } from './resource';
 import { SharedReceiveQueue } from './srq';
@@ -356,6 +357,7 @@ const ACCESS_NAMES: [number, RdmaAccess][] = [
   [C.IBV_ACCESS_REMOTE_ATOMIC, 'remote-atomic'],
 ];
 const MTU_BYTES = [0, 256, 512, 1024, 2048, 4096];
+const MW_ACCESS: Record<string, number> = { 'remote-write': C.IBV_ACCESS_REMOTE_WRITE, 'remote-read': C.IBV_ACCESS_REMOTE_READ, 'remote-atomic': C.IBV_ACCESS_REMOTE_ATOMIC };
 
 /** A queue pair (RC or UD). Work requests return promises settled by their completions. */
 export class QueuePair extends RdmaResource {
@@ -579,6 +581,66 @@ export class QueuePair extends RdmaResource {
   /** Atomic fetch-and-add of `add` to the 8 bytes at `remote`; the original value lands in `local`, as compareAndSwap. */
   fetchAndAdd(local: LocalBuffer, remote: RemoteRegion | MemoryRegion, add: bigint, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
     return this.#one({ op: 'fetch-add', local, remote, add }, options, this.fetchAndAdd);
+  }
+
+  /**
+   * Binds a type 1 memory window to `options.mr` (registered with
+   * 'mw-bind'), `offset`/`length` of it (default: all), granting peers
+   * `access` ('remote-write', 'remote-read', 'remote-atomic') through the
+   * window's new rkey (`mw.rkey`, `mw.remote()`), posted as a work request
+   * on this RC or UC QP: resolves when the bind has completed.
+   */
+  bindMw(mw: MemoryWindow, options: { mr: MemoryRegion; offset?: number; length?: number; access?: RdmaAccess | readonly RdmaAccess[]; signal?: AbortSignal }): Promise<RdmaCompletion> {
+    const caller = this.bindMw;
+    try {
+      const signal = signalOf(options, 'options', caller);
+      if (signal?.aborted) throw abortError(signal.reason, caller);
+      if (!(mw instanceof MemoryWindow)) throw invalidArgType('mw', 'an instance of MemoryWindow', mw, caller);
+      if (mw.closed) throw closedError('MemoryWindow', caller);
+      if (mw.pd !== this.pd) throw invalidArgValue('mw', 'MemoryWindow', "must be allocated on the QP's protection domain", caller);
+      if (this.type === 'UD') throw invalidArgValue('this', 'a UD QueuePair', 'cannot bind memory windows (RC and UC can)', caller);
+      const local = toLocal({ mr: options.mr, offset: options.offset, length: options.length }, caller);
+      if (!local.mr.access.includes('mw-bind')) {
+        throw invalidArgValue('options.mr', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, "must be registered with 'mw-bind' to take memory windows", caller);
+      }
+      if (local.mr.pd !== this.pd) throw invalidArgValue('options.mr', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
+      let bits = 0;
+      const access = options.access === undefined ? [] : typeof options.access === 'string' ? [options.access] : options.access;
+      if (!Array.isArray(access)) throw invalidArgType('options.access', "'remote-write', 'remote-read', 'remote-atomic' or an array of them", options.access, caller);
+      for (const a of access) {
+        const b = MW_ACCESS[a as string];
+        if (b === undefined) throw invalidArgValue('options.access', a, "must be 'remote-write', 'remote-read' or 'remote-atomic' (what peers may do through the window)", caller);
+        bits |= b;
+      }
+      this.check(caller);
+      this.#checkRoom(1, 0, caller);
+      const wrId = takeWrId();
+      let p!: Pending;
+      const promise = new Promise<RdmaCompletion>((resolve, reject) => {
+        p = { qp: this, op: 'bind-mw', length: local.length, resolve, reject, mrs: [] };
+      });
+      this.sendCq.add(wrId, p);
+      this.#sends++;
+      let r: number;
+      try {
+        r = this.native.bindMw(mw.native, local.mr.native, wrId, local.offset, local.length, bits);
+      } catch (x) {
+        this.sendCq.remove(wrId);
+        this.completed(p);
+        throw this.#postError(x, 'ibv_bind_mw', caller);
+      }
+      if (r < 0) {
+        this.sendCq.remove(wrId);
+        this.completed(p);
+        const e = sysError(-r, 'ibv_bind_mw', {}, caller);
+        if (this.#state !== 'RTS') e.message += ` (the queue pair is in ${this.#state}; connect it first)`;
+        throw e;
+      }
+      mw.setBound(r, local);
+      return abortable(promise, signal, caller);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Posts a receive into `local` (its MR needs 'local-write'); resolves with the byte count received. */

@@ -17,8 +17,9 @@ const C = native.rdmaConstants;
  * What an MR allows. 'on-demand': on-demand paging (IBV_ACCESS_ON_DEMAND),
  * pages faulted in as the NIC touches them instead of pinned at
  * registration; the driver must offer it (mlx5; rxe from Linux 6.14).
+ * 'mw-bind': memory windows may be bound to it (qp.bindMw()).
  */
-export type RdmaAccess = 'local-write' | 'remote-write' | 'remote-read' | 'remote-atomic' | 'on-demand';
+export type RdmaAccess = 'local-write' | 'remote-write' | 'remote-read' | 'remote-atomic' | 'on-demand' | 'mw-bind';
 
 const ACCESS: Record<RdmaAccess, number> = {
   'local-write': C.IBV_ACCESS_LOCAL_WRITE,
@@ -26,6 +27,7 @@ const ACCESS: Record<RdmaAccess, number> = {
   'remote-read': C.IBV_ACCESS_REMOTE_READ,
   'remote-atomic': C.IBV_ACCESS_REMOTE_ATOMIC,
   'on-demand': C.IBV_ACCESS_ON_DEMAND,
+  'mw-bind': C.IBV_ACCESS_MW_BIND,
 };
 
 export function toAccess(access: unknown, caller: Function, name = 'options.access'): { bits: number; names: RdmaAccess[] } {
@@ -34,9 +36,9 @@ export function toAccess(access: unknown, caller: Function, name = 'options.acce
   let bits = 0;
   const names: RdmaAccess[] = [];
   for (const a of list) {
-    if (typeof a !== 'string') throw invalidArgType(name, "one of 'local-write', 'remote-write', 'remote-read', 'remote-atomic', 'on-demand' or an array of them", a, caller);
+    if (typeof a !== 'string') throw invalidArgType(name, "one of 'local-write', 'remote-write', 'remote-read', 'remote-atomic', 'on-demand', 'mw-bind' or an array of them", a, caller);
     const b = (ACCESS as Record<string, number>)[a];
-    if (b === undefined) throw invalidArgValue(name, a, "must be 'local-write', 'remote-write', 'remote-read', 'remote-atomic' or 'on-demand'", caller);
+    if (b === undefined) throw invalidArgValue(name, a, "must be 'local-write', 'remote-write', 'remote-read', 'remote-atomic', 'on-demand' or 'mw-bind'", caller);
     if ((bits & b) === 0) names.push(a as RdmaAccess);
     bits |= b;
   }

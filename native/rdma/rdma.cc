@@ -714,6 +714,7 @@ Napi::Function RdmaQp::Define(Napi::Env env) {
   auto props = ResourceMethods();
   props.push_back(InstanceMethod<&RdmaQp::Modify>("modify"));
   props.push_back(InstanceMethod<&RdmaQp::Query>("query"));
+  props.push_back(InstanceMethod<&RdmaQp::BindMw>("bindMw"));
   props.push_back(InstanceMethod<&RdmaQp::PostSend>("postSend"));
   props.push_back(InstanceMethod<&RdmaQp::PostRecv>("postRecv"));
   props.push_back(InstanceMethod<&RdmaQp::PostSendPacked>("postSendPacked"));
@@ -1242,6 +1243,55 @@ Napi::Value RdmaSrq::PostRecvPacked(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------
+// MW
+
+// new Mw(pd): a type 1 memory window (ibv_alloc_mw, an inline verb through
+// the provider's ops: EOPNOTSUPP where it has none).
+RdmaMw::RdmaMw(const Napi::CallbackInfo& info) : ResourceWrap<RdmaMw>(info) {
+  Napi::Env env = info.Env();
+  VerbsOrThrow(env);
+  RdmaPd* pd = OpenParent<RdmaPd>(info, 0, "ibv_alloc_mw");
+  errno = 0;
+  mw_ = ibv_alloc_mw(pd->pd(), IBV_MW_TYPE_1);
+  if (mw_ == nullptr) ThrowSys(env, errno != 0 ? errno : EOPNOTSUPP, "ibv_alloc_mw");
+  AddParent(pd, info[0].As<Napi::Object>());
+}
+
+Napi::Function RdmaMw::Define(Napi::Env env) { return DefineClass(env, "RdmaMw", ResourceMethods()); }
+
+int RdmaMw::Teardown() {
+  int r = ibv_dealloc_mw(mw_);
+  mw_ = nullptr;
+  return r == 0 ? 0 : -r;
+}
+
+// bindMw(mw, mr, wrId, offset, length, access) -> the window's new rkey, or
+// -errno: ibv_bind_mw (type 1) posts a signaled bind WR on this QP.
+Napi::Value RdmaQp::BindMw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RdmaMw* mw = UnwrapResource<RdmaMw>(info[0]);
+  if (mw == nullptr || !mw->IsOpen()) ThrowType(env, "mw");
+  RdmaMr* mr = UnwrapResource<RdmaMr>(info[1]);
+  if (mr == nullptr || !mr->IsOpen() || mr->mr() == nullptr) ThrowType(env, "mr");
+  double id = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  double off = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
+  double len = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : -1;
+  if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
+  double size = static_cast<double>(mr->mr()->length);
+  if (!IsIntegerIn(off, 0, size) || !IsIntegerIn(len, 0, size) || off + len > size) ThrowRange(env, "length");
+  ibv_mw_bind b = {};
+  b.wr_id = static_cast<uint64_t>(id);
+  b.send_flags = IBV_SEND_SIGNALED;
+  b.bind_info.mr = mr->mr();
+  b.bind_info.addr = reinterpret_cast<uintptr_t>(mr->mr()->addr) + static_cast<uint64_t>(off);
+  b.bind_info.length = static_cast<uint64_t>(len);
+  b.bind_info.mw_access_flags = U32Arg(info, 5);
+  if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  int r = ibv_bind_mw(qp_, mw->mw(), &b);
+  return Napi::Number::New(env, r == 0 ? static_cast<double>(mw->mw()->rkey) : -static_cast<double>(r));
+}
+
+// ---------------------------------------------------------------------------
 // AH
 
 // new Ah(pd, { dlid, sl, portNum, dgid, sgidIndex, hopLimit }): an address
@@ -1340,6 +1390,7 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   exports.Set("RdmaQp", RdmaQp::Define(env));
   exports.Set("RdmaSrq", RdmaSrq::Define(env));
   exports.Set("RdmaAh", RdmaAh::Define(env));
+  exports.Set("RdmaMw", RdmaMw::Define(env));
   exports.Set("rdmaDevices", Napi::Function::New(env, Devices, "rdmaDevices"));
   exports.Set("rdmaLibrary", Napi::Function::New(env, Library, "rdmaLibrary"));
   exports.Set("rdmaWcStatusStr", Napi::Function::New(env, WcStatusStr, "rdmaWcStatusStr"));
@@ -1362,6 +1413,7 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   c.Set("IBV_QPT_UC", static_cast<int>(IBV_QPT_UC));
   c.Set("IBV_WC_GRH", static_cast<int>(IBV_WC_GRH));
   c.Set("IBV_ACCESS_ON_DEMAND", static_cast<int>(IBV_ACCESS_ON_DEMAND));
+  c.Set("IBV_ACCESS_MW_BIND", static_cast<int>(IBV_ACCESS_MW_BIND));
   c.Set("IBV_WR_ATOMIC_CMP_AND_SWP", static_cast<int>(IBV_WR_ATOMIC_CMP_AND_SWP));
   c.Set("IBV_WR_ATOMIC_FETCH_AND_ADD", static_cast<int>(IBV_WR_ATOMIC_FETCH_AND_ADD));
   c.Set("IBV_WC_WITH_IMM", static_cast<int>(IBV_WC_WITH_IMM));

@@ -136,6 +136,21 @@ class RdmaSrq : public ResourceWrap<RdmaSrq> {
   RecvStorage rs_;
 };
 
+class RdmaMw : public ResourceWrap<RdmaMw> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x7264'6d61'6d77'0008ULL, 0x6e15'c3a0'9d42'7b8eULL};
+  static Napi::Function Define(Napi::Env env);
+  explicit RdmaMw(const Napi::CallbackInfo& info);
+  void Finalize(Napi::Env) override { FinalizeResource(); }
+  ibv_mw* mw() const { return mw_; }
+
+ protected:
+  int Teardown() override;
+
+ private:
+  ibv_mw* mw_ = nullptr;
+};
+
 class RdmaAh : public ResourceWrap<RdmaAh> {
  public:
   static constexpr napi_type_tag kTypeTag = {0x7264'6d61'6168'0007ULL, 0x2d97'b4e0'31fa'6c58ULL};
@@ -167,6 +182,7 @@ class RdmaQp : public ResourceWrap<RdmaQp> {
  private:
   Napi::Value Modify(const Napi::CallbackInfo& info);
   Napi::Value Query(const Napi::CallbackInfo& info);
+  Napi::Value BindMw(const Napi::CallbackInfo& info);
   Napi::Value PostSend(const Napi::CallbackInfo& info);
   Napi::Value PostRecv(const Napi::CallbackInfo& info);
   Napi::Value PostSendPacked(const Napi::CallbackInfo& info);

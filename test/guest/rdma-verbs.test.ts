@@ -276,6 +276,48 @@ t.test('UC: connect(), then SEND and RDMA WRITE (no READ, no atomics)', rxeOnly,
   t.throws(() => a.activate(), { code: 'ERR_INVALID_ARG_VALUE', message: /connect\(\).*UC QueuePair/ });
 });
 
+t.test('memory windows (type 1): bind part of an MR, the peer writes through the window; a rebind retires the old rkey', rxeOnly, async (t) => {
+  const { a, b, pd, buffer, pattern: pat } = setup(t);
+  const targetBuf = buffer(4096);
+  const target = pd.registerMemorySync(targetBuf, { access: ['local-write', 'remote-write', 'remote-read', 'mw-bind'] });
+  const srcBuf = pat(4096, 31);
+  const src = pd.registerMemorySync(srcBuf, { access: 'local-write' });
+  const mw = pd.allocMw();
+  t.teardown(() => {
+    mw.close();
+    target.close();
+    src.close();
+  });
+  t.equal(mw.rkey, 0, 'no rkey before a bind');
+  const c = await a.bindMw(mw, { mr: target, offset: 1024, length: 1024, access: ['remote-write', 'remote-read'] });
+  t.equal(c.op, 'bind-mw');
+  t.not(mw.rkey, 0);
+  t.not(mw.rkey, target.rkey, 'its own rkey');
+  t.same(mw.remote(), { addr: target.addr + 1024n, rkey: mw.rkey, length: 1024 });
+  // The peer writes through the window: it lands 1024 bytes into the MR.
+  await b.write(src, mw.remote(), 512);
+  t.ok(targetBuf.subarray(1024, 1536).equals(srcBuf.subarray(0, 512)), 'the WRITE through the window landed in its range');
+  t.ok(targetBuf.subarray(0, 1024).every((x) => x === 0), 'nothing before it');
+  // Bad input, before anything is posted.
+  await t.rejects(a.bindMw(mw, { mr: src }), { code: 'ERR_INVALID_ARG_VALUE', message: /mw-bind/ });
+  await t.rejects(a.bindMw(mw, { mr: target, access: 'local-write' as never }), { code: 'ERR_INVALID_ARG_VALUE', message: /remote-write/ });
+  await t.rejects(a.bindMw({} as never, { mr: target }), { code: 'ERR_INVALID_ARG_TYPE' });
+  // Moving the window gives it a new rkey; the old one stops working.
+  const old = mw.rkey;
+  await a.bindMw(mw, { mr: target, offset: 0, length: 1024, access: 'remote-write' });
+  t.not(mw.rkey, old, 'a new rkey');
+  t.same(mw.bound, { mr: target, offset: 0, length: 1024 });
+  // Past the window, with its rkey: the IB spec has the responder refuse
+  // it. rxe (6.12) checks a window's accesses against its MR's range, not
+  // the window's (rxe_resp.c check_rkey), so there it lands; mlx5 refuses.
+  const past = await b.write(src, { addr: target.addr + 2048n, rkey: mw.rkey, length: 512 }, 512).then(() => 'landed', (e: { status?: string }) => e.status);
+  if (past === 'landed') t.comment('rxe let a WRITE past the window land (its MR range check only)');
+  else t.match(past, /IBV_WC_(REM_ACCESS_ERR|REM_INV_REQ_ERR)/, 'refused past the window');
+  // The old rkey (last: a refusal moves the QP to the error state).
+  const stale = await b.write(src, { addr: target.addr + 1024n, rkey: old, length: 512 }, 8).then(() => 'landed', (e: { status?: string }) => e.status);
+  t.match(stale, /^IBV_WC_/, `the old rkey is refused (${stale})`);
+});
+
 t.test('what rxe cannot do: on-demand paging (before Linux 6.14) and XRC, as clear errors', rxeOnly, async (t) => {
   using ctx = Rdma.open(DEV);
   using pd = ctx.allocPd();
