@@ -134,8 +134,8 @@ export interface NativeCmId extends NativeResource {
   resolveAddr(address: string, port: number, timeoutMs: number): number;
   resolveRoute(timeoutMs: number): number;
   initQp(qp: NativeRdmaQp, state: number, accessFlags?: number): number;
-  connect(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array): number;
-  accept(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array): number;
+  connect(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array, retryCount?: number, rnrRetryCount?: number): number;
+  accept(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array, retryCount?: number, rnrRetryCount?: number): number;
   reject(): number;
   establish(): number;
   disconnect(): number;

@@ -34,6 +34,7 @@ import { Rdma, type RdmaContext } from './device';
 import { rdmaError } from './errors';
 import type { ProtectionDomain } from './pd';
 import type { QueuePair, QueuePairOptions } from './qp';
+import { toInt } from './validate';
 
 const C = native.rdmaConstants;
 const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_ACCESS_REMOTE_READ | C.IBV_ACCESS_REMOTE_ATOMIC;
@@ -64,6 +65,17 @@ export interface ConnectionOptions {
    * The peer reads them as `connection.peerPrivateData`.
    */
   privateData?: ArrayBufferView;
+  /**
+   * Retries on a missing ACK (0-7, default 7), sent in the CM REQ: both
+   * sides' QPs use the connecting side's value. connect() only.
+   */
+  retryCount?: number;
+  /**
+   * Retries on receiver-not-ready (0-7, 7 = forever; default 7): the peer's
+   * QP retries this often when this side has no receive posted (IB CM
+   * REQ/REP semantics: each side's value goes to the other's QP).
+   */
+  rnrRetryCount?: number;
 }
 
 /** The IB CM's private data limits: REQ (connect) and REP (accept). */
@@ -403,6 +415,8 @@ function toOptions(options: unknown, caller: Function): ConnectionOptions & { ti
     throw outOfRange('options.timeoutMs', 'an integer >= 1 && <= 2147483647', timeoutMs, caller);
   }
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', o.signal, caller);
+  if (o.retryCount !== undefined) toInt('options.retryCount', o.retryCount, 7, caller);
+  if (o.rnrRetryCount !== undefined) toInt('options.rnrRetryCount', o.rnrRetryCount, 7, caller);
   return { ...o, timeoutMs };
 }
 
@@ -462,7 +476,7 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
             qp = makeQp(id, o, connect);
             check(id.initQp(qp.native, C.IBV_QPS_INIT, QP_ACCESS), 'ibv_modify_qp');
             qp.setState('INIT');
-            check(id.connect(qp.qpNum, RD_ATOMIC, RD_ATOMIC, privateData), 'rdma_connect');
+            check(id.connect(qp.qpNum, RD_ATOMIC, RD_ATOMIC, privateData, o.retryCount ?? 7, o.rnrRetryCount ?? 7), 'rdma_connect');
             return;
           case 'RDMA_CM_EVENT_CONNECT_RESPONSE':
             // Our QP is not librdmacm's: move it ourselves, then establish.
@@ -546,6 +560,7 @@ export class Listener implements Disposable {
     try {
       o = toOptions(options, this.accept);
       privateData = privateDataOf(o, 'accept', this.accept);
+      if (o.retryCount !== undefined) throw invalidArgValue('options.retryCount', o.retryCount, "is the connecting side's (the CM REQ carries it): pass it to connect()", this.accept);
       if (o.signal?.aborted) throw abortError(o.signal.reason, this.accept);
       if (this.#closed) throw closedError('Listener', this.accept);
       if (this.#ch.error !== undefined) throw this.#ch.error;
@@ -598,7 +613,7 @@ export class Listener implements Disposable {
           check(cid.initQp(qp.native, C.IBV_QPS_RTR), 'ibv_modify_qp');
           check(cid.initQp(qp.native, C.IBV_QPS_RTS), 'ibv_modify_qp');
           qp.setState('RTS');
-          check(cid.accept(qp.qpNum, Math.min(RD_ATOMIC, ev.initiatorDepth || RD_ATOMIC), Math.min(RD_ATOMIC, ev.responderResources || RD_ATOMIC), privateData), 'rdma_accept');
+          check(cid.accept(qp.qpNum, Math.min(RD_ATOMIC, ev.initiatorDepth || RD_ATOMIC), Math.min(RD_ATOMIC, ev.responderResources || RD_ATOMIC), privateData, 7, o.rnrRetryCount ?? 7), 'rdma_accept');
         } catch (e) {
           finish(e);
         }

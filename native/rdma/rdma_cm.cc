@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <string.h>
 
+#include <algorithm>
+
 #include "../core/errors.h"
 #include "../core/modules.h"
 #include "rdma.h"
@@ -278,8 +280,9 @@ rdma_conn_param ConnParam(const Napi::CallbackInfo& info) {
   p.qp_num = U32Arg(info, 0);
   p.responder_resources = static_cast<uint8_t>(U32Arg(info, 1));
   p.initiator_depth = static_cast<uint8_t>(U32Arg(info, 2));
-  p.retry_count = 7;
-  p.rnr_retry_count = 7;
+  // info[4], info[5]: retry and RNR retry counts, 0-7 (lib/ checks them).
+  p.retry_count = static_cast<uint8_t>(info.Length() > 4 && info[4].IsNumber() ? std::min(info[4].As<Napi::Number>().Uint32Value(), 7u) : 7);
+  p.rnr_retry_count = static_cast<uint8_t>(info.Length() > 5 && info[5].IsNumber() ? std::min(info[5].As<Napi::Number>().Uint32Value(), 7u) : 7);
   p.flow_control = 1;
   if (info.Length() > 3 && info[3].IsTypedArray()) {
     Napi::Uint8Array d = info[3].As<Napi::Uint8Array>();
@@ -293,7 +296,7 @@ rdma_conn_param ConnParam(const Napi::CallbackInfo& info) {
 }
 }  // namespace
 
-// connect(qpNum, responderResources, initiatorDepth, privateData?) -> 0 | -errno.
+// connect(qpNum, responderResources, initiatorDepth, privateData?, retryCount = 7, rnrRetryCount = 7) -> 0 | -errno.
 Napi::Value CmId::Connect(const Napi::CallbackInfo& info) {
   rdma_conn_param p = ConnParam(info);
   if (!IsOpen()) return Napi::Number::New(info.Env(), -EBADF);

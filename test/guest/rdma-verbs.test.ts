@@ -6,7 +6,7 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Rdma, type RdmaAsyncEvent, type RdmaCompletion } from '../../lib';
 import { guest } from './helpers';
-import { DEV, hostBuffer, hostPattern, onPvrdma, pattern, setup } from './rdma-helpers';
+import { ADDR, DEV, hostBuffer, hostPattern, onPvrdma, pattern, setup } from './rdma-helpers';
 
 const rxeOnly = guest.skip ? guest : { skip: onPvrdma ? 'pvrdma lane: these verbs are checked on rxe' : false };
 
@@ -316,6 +316,26 @@ t.test('memory windows (type 1): bind part of an MR, the peer writes through the
   // The old rkey (last: a refusal moves the QP to the error state).
   const stale = await b.write(src, { addr: target.addr + 1024n, rkey: old, length: 512 }, 8).then(() => 'landed', (e: { status?: string }) => e.status);
   t.match(stale, /^IBV_WC_/, `the old rkey is refused (${stale})`);
+});
+
+t.test('rdma_cm retry and RNR retry counts reach the QPs (qp.query())', rxeOnly, async (t) => {
+  const listener = Rdma.listen({ address: ADDR, port: 0 });
+  t.teardown(() => listener.close());
+  const accepted = listener.accept({ rnrRetryCount: 4 });
+  const client = await Rdma.connect({ address: ADDR, port: listener.port, retryCount: 3, rnrRetryCount: 2 });
+  const server = await accepted;
+  t.teardown(() => {
+    client.close();
+    server.close();
+  });
+  const c = client.qp.query();
+  const s = server.qp.query();
+  t.equal(c.retryCnt, 3, "the client's own retry count");
+  t.equal(s.retryCnt, 3, 'the server takes it from the REQ');
+  t.equal(c.rnrRetry, 4, "the client's RNR retries: the server's accept() value (REP)");
+  t.equal(s.rnrRetry, 2, "the server's: the client's connect() value (REQ)");
+  await t.rejects(Rdma.connect({ address: ADDR, port: listener.port, retryCount: 8 }), { code: 'ERR_OUT_OF_RANGE', message: /retryCount/ });
+  await t.rejects(listener.accept({ retryCount: 1 }), { code: 'ERR_INVALID_ARG_VALUE', message: /connect\(\)/ });
 });
 
 t.test('what rxe cannot do: on-demand paging (before Linux 6.14) and XRC, as clear errors', rxeOnly, async (t) => {
