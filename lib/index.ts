@@ -72,7 +72,7 @@ export type {
   WorkRequest,
   WorkRequestOptions,
 } from './rdma';
-export type { CmEndpoint, ConnectionOptions } from './rdma/cm';
+export type { CmEndpoint, ConnectionOptions, RdmaAddrInfo } from './rdma/cm';
 
 // ioctl
 /** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/core/ioctl.ts. */
@@ -196,7 +196,7 @@ export const Cuda = cudas.Cuda;
  * types; they are made through Rdma and their parents (`ctx.allocPd()`...),
  * never constructed directly.
  */
-export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect });
+export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect, getAddrInfo: rdmaCm.getAddrInfo });
 export { RdmaContext } from './rdma';
 export { ProtectionDomain } from './rdma';
 export { MemoryRegion } from './rdma';

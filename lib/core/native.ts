@@ -216,6 +216,7 @@ export interface Binding {
   >;
   CmChannel: new () => NativeCmChannel;
   CmId: new (channel: NativeCmChannel) => NativeCmId;
+  rdmaGetAddrInfo(node: string | null, service: string | null, passive: boolean): { family: number; qpType: number; portSpace: number; src?: { address: string; port: number }; dst?: { address: string; port: number } }[] | { gai: number; errno: number; message: string };
   /** dlopen(soname, RTLD_LAZY) then dlclose. */
   dlprobe(soname: string): { ok: true; path?: string } | { ok: false; error: string };
   /** pread/pwrite of the whole view at `position` (loops on short transfers) -> bytes; throws a native SysError. */

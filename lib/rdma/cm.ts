@@ -647,6 +647,54 @@ export class Listener implements Disposable {
 }
 
 /** Listens on `address:port` (port 0: any; see `listener.port`). */
+/** One answer of `Rdma.getAddrInfo()`. */
+export interface RdmaAddrInfo {
+  /** 'IPv4' or 'IPv6' (or 'IB'). */
+  family: string;
+  /** The local address to bind (with `passive`, or a route's source). */
+  src?: CmEndpoint;
+  /** The address to connect to. */
+  dst?: CmEndpoint;
+}
+
+const FAMILY: Record<number, string> = { 2: 'IPv4', 10: 'IPv6', 27: 'IB' };
+
+/**
+ * rdma_getaddrinfo (RDMA_PS_TCP): the RDMA addresses for `node` (a host
+ * name or address) and `service` (a port), as librdmacm resolves them;
+ * `passive` for a listener's (`src`). Fails as Node's dns.lookup does:
+ * code 'ENOTFOUND' (or 'EAI_AGAIN'...) with `hostname`, syscall
+ * 'rdma_getaddrinfo'. Synchronous, like the library call: name
+ * resolution may block.
+ */
+export function getAddrInfo(options: { node?: string; service?: string | number; passive?: boolean }): RdmaAddrInfo[] {
+  validateObject(options, 'options', getAddrInfo);
+  const { node, service, passive } = options;
+  if (node !== undefined && typeof node !== 'string') throw invalidArgType('options.node', 'of type string', node, getAddrInfo);
+  if (service !== undefined && typeof service !== 'string') toInt('options.service', service, 65535, getAddrInfo);
+  if (passive !== undefined && typeof passive !== 'boolean') throw invalidArgType('options.passive', 'of type boolean', passive, getAddrInfo);
+  if (node === undefined && service === undefined) throw invalidArgValue('options', options, 'must have node or service', getAddrInfo);
+  let r: ReturnType<typeof native.rdmaGetAddrInfo>;
+  try {
+    r = native.rdmaGetAddrInfo(node ?? null, service === undefined ? null : String(service), passive === true);
+  } catch (e) {
+    throw rdmaError(e, getAddrInfo);
+  }
+  if (!Array.isArray(r)) {
+    // EAI_NONAME (-2) and EAI_NODATA (-5) read as Node's ENOTFOUND; EAI_SYSTEM (-11) as its errno.
+    if (r.gai === -11 && r.errno !== 0) throw sysError(r.errno, 'rdma_getaddrinfo', {}, getAddrInfo);
+    const code = r.gai === -2 || r.gai === -5 ? 'ENOTFOUND' : r.gai === -3 ? 'EAI_AGAIN' : `EAI_${-r.gai}`;
+    const e = new Error(`rdma_getaddrinfo ${code} ${node ?? ''}${service !== undefined ? `:${service}` : ''} (${r.message})`) as CodedError & { errno: number; syscall: string; hostname?: string };
+    e.code = code;
+    e.errno = r.gai;
+    e.syscall = 'rdma_getaddrinfo';
+    if (node !== undefined) e.hostname = node;
+    Error.captureStackTrace(e, getAddrInfo);
+    throw e;
+  }
+  return r.map((a) => ({ family: FAMILY[a.family] ?? String(a.family), ...(a.src ? { src: a.src } : {}), ...(a.dst ? { dst: a.dst } : {}) }));
+}
+
 export function listen(options: CmEndpoint & { backlog?: number }): Listener {
   const ep = toEndpoint(options, listen);
   const backlog = options.backlog ?? 16;

@@ -7,6 +7,7 @@
 // documents for users that create their own QPs. Events are acked as soon
 // as they are copied out, so rdma_destroy_id never waits on one.
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -341,6 +342,44 @@ Napi::Value CmId::Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// rdmaGetAddrInfo(node | null, service | null, passive) -> [{ family,
+// qpType, portSpace, src?, dst? }], or { gai, errno, message } when
+// rdma_getaddrinfo fails (lib/rdma/cm.ts makes the error).
+Napi::Value GetAddrInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const RdmaCm& c = RdmaCmOrThrow(env);
+  std::string node, service;
+  bool hasNode = info[0].IsString(), hasService = info[1].IsString();
+  if (hasNode) node = info[0].As<Napi::String>();
+  if (hasService) service = info[1].As<Napi::String>();
+  rdma_addrinfo hints = {};
+  hints.ai_port_space = RDMA_PS_TCP;
+  if (info[2].ToBoolean()) hints.ai_flags = RAI_PASSIVE;
+  rdma_addrinfo* res = nullptr;
+  errno = 0;
+  int r = c.getaddrinfo(hasNode ? node.c_str() : nullptr, hasService ? service.c_str() : nullptr, &hints, &res);
+  if (r != 0) {
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("gai", r);
+    e.Set("errno", errno);
+    e.Set("message", gai_strerror(r));
+    return e;
+  }
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (rdma_addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("family", a->ai_family);
+    o.Set("qpType", a->ai_qp_type);
+    o.Set("portSpace", a->ai_port_space);
+    if (a->ai_src_addr != nullptr) o.Set("src", FromSockaddr(env, a->ai_src_addr));
+    if (a->ai_dst_addr != nullptr) o.Set("dst", FromSockaddr(env, a->ai_dst_addr));
+    out.Set(i++, o);
+  }
+  c.freeaddrinfo(res);
+  return out;
+}
+
 }  // namespace
 
 void InitRdmaCm(Napi::Env env, Napi::Object exports) {
@@ -348,6 +387,7 @@ void InitRdmaCm(Napi::Env env, Napi::Object exports) {
   Napi::Function id = CmId::Define(env);
   EnvState::Get(env)->rdma_cm_id_class = Napi::Persistent(id);
   exports.Set("CmId", id);
+  exports.Set("rdmaGetAddrInfo", Napi::Function::New(env, GetAddrInfo, "rdmaGetAddrInfo"));
 }
 
 }  // namespace p2pdma

@@ -118,6 +118,8 @@ void DoLoadCm() {
   l.Sym(c.ack_cm_event, "rdma_ack_cm_event");
   l.Sym(c.init_qp_attr, "rdma_init_qp_attr");
   l.Sym(c.event_str, "rdma_event_str");
+  l.Sym(c.getaddrinfo, "rdma_getaddrinfo");
+  l.Sym(c.freeaddrinfo, "rdma_freeaddrinfo");
   g_cm_ok = l.ok();
   l.Report(&g_cm_err[0], &g_cm_err[1], &g_cm_err[2]);
 }

@@ -76,6 +76,8 @@ struct RdmaCm {
   int (*ack_cm_event)(rdma_cm_event*);
   int (*init_qp_attr)(rdma_cm_id*, ibv_qp_attr*, int*);
   const char* (*event_str)(rdma_cm_event_type);
+  int (*getaddrinfo)(const char*, const char*, const rdma_addrinfo*, rdma_addrinfo**);
+  void (*freeaddrinfo)(rdma_addrinfo*);
 };
 
 // The loaded table, or nullptr with `library`/`symbol`/`error` (dlerror())

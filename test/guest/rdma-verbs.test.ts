@@ -338,6 +338,18 @@ t.test('rdma_cm retry and RNR retry counts reach the QPs (qp.query())', rxeOnly,
   await t.rejects(listener.accept({ retryCount: 1 }), { code: 'ERR_INVALID_ARG_VALUE', message: /connect\(\)/ });
 });
 
+t.test('Rdma.getAddrInfo(): rdma_getaddrinfo for an address and a listener; unknown names fail as dns.lookup does', rxeOnly, async (t) => {
+  const active = Rdma.getAddrInfo({ node: ADDR, service: 7471 });
+  t.ok(active.length >= 1);
+  t.same(active[0].dst, { address: ADDR, port: 7471 });
+  t.equal(active[0].family, 'IPv4');
+  const passive = Rdma.getAddrInfo({ node: ADDR, service: '7471', passive: true });
+  t.same(passive[0].src, { address: ADDR, port: 7471 }, 'passive: the address to bind');
+  t.throws(() => Rdma.getAddrInfo({ node: 'no-such-host.invalid' }), { code: /^(ENOTFOUND|EAI_AGAIN)$/, syscall: 'rdma_getaddrinfo', hostname: 'no-such-host.invalid' });
+  t.throws(() => Rdma.getAddrInfo({}), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => Rdma.getAddrInfo({ node: ADDR, service: 70000 }), { code: 'ERR_OUT_OF_RANGE' });
+});
+
 t.test('what rxe cannot do: on-demand paging (before Linux 6.14) and XRC, as clear errors', rxeOnly, async (t) => {
   using ctx = Rdma.open(DEV);
   using pd = ctx.allocPd();
