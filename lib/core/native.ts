@@ -198,7 +198,7 @@ export interface Binding {
   RdmaContext: new (name: string) => NativeResource & Record<string, Function>;
   RdmaPd: new (context: NativeResource) => NativeResource;
   RdmaMr: new (pd: NativeResource) => NativeRdmaMr;
-  RdmaCq: new (context: NativeResource, cqe: number) => NativeRdmaCq;
+  RdmaCq: new (context: NativeResource, cqe: number, solicitedOnly?: boolean) => NativeRdmaCq;
   RdmaQp: new (pd: NativeResource, sendCq: NativeRdmaCq, recvCq: NativeRdmaCq, cap: Record<string, number>, qpType?: number, srq?: NativeRdmaSrq | null) => NativeRdmaQp;
   RdmaSrq: new (pd: NativeResource, attr: { maxWr: number; maxSge: number }) => NativeRdmaSrq;
   RdmaAh: new (pd: NativeResource, attr: Record<string, unknown>) => NativeResource;

@@ -91,6 +91,8 @@ export class CompletionQueue extends RdmaResource {
   /** Entries the provider allocated (>= the size asked for). */
   readonly size: number;
   readonly busyPoll: boolean;
+  /** The channel wakes only for solicited completions (and errors): see createCq(). */
+  readonly solicitedOnly: boolean;
   /** @internal */
   declare readonly native: NativeRdmaCq;
   /** @internal */
@@ -104,11 +106,12 @@ export class CompletionQueue extends RdmaResource {
   #idleCheck = false;
 
   /** @internal */
-  constructor(context: RdmaContext, n: NativeRdmaCq, busyPoll: boolean) {
+  constructor(context: RdmaContext, n: NativeRdmaCq, busyPoll: boolean, solicitedOnly = false) {
     super(n);
     this.context = context;
     this.size = n.cqe;
     this.busyPoll = busyPoll;
+    this.solicitedOnly = solicitedOnly;
     if (!busyPoll) {
       // Unref'd while idle: an idle CQ does not keep the process alive. The
       // callback reaches the CQ weakly: the watcher holds itself while

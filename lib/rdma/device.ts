@@ -1,7 +1,7 @@
 /** RDMA devices: the list and their ports (sysfs), an open device (RdmaContext), and the Rdma entry points. */
 import * as fs from 'node:fs';
 
-import { abortError, closedError, illegalConstructor, invalidArgType, outOfRange, type SystemError, validateObject } from '../core/errors';
+import { abortError, closedError, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, type SystemError, validateObject } from '../core/errors';
 import { Poller } from '../core/poll';
 import { native, type NativeResource } from '../core/native';
 import { CompletionQueue } from './cq';
@@ -262,14 +262,22 @@ export class RdmaContext extends RdmaResource {
    * waiting for the channel: lower latency, one core burnt while work is
    * outstanding (benchmarks, and devices that never signal the channel:
    * QEMU's pvrdma raises no completion interrupt).
+   * `{ solicitedOnly: true }` arms the channel for solicited completions
+   * only (ibv_req_notify_cq solicited_only; a peer's `{ solicited: true }`
+   * SEND or WRITE with immediate, and errors): the event loop wakes once
+   * per solicited message and then settles everything the CQ holds, so a
+   * receive of an unsolicited message waits for the next solicited one.
    */
-  createCq(size: number, options: { busyPoll?: boolean } = {}): CompletionQueue {
+  createCq(size: number, options: { busyPoll?: boolean; solicitedOnly?: boolean } = {}): CompletionQueue {
     toInt('size', size, 0x7fffffff, this.createCq);
     if (size === 0) throw outOfRange('size', '>= 1', size, this.createCq);
     validateObject(options, 'options', this.createCq);
     if (options.busyPoll !== undefined && typeof options.busyPoll !== 'boolean') throw invalidArgType('options.busyPoll', 'of type boolean', options.busyPoll, this.createCq);
+    const solicited = options.solicitedOnly;
+    if (solicited !== undefined && typeof solicited !== 'boolean') throw invalidArgType('options.solicitedOnly', 'of type boolean', solicited, this.createCq);
+    if (solicited && options.busyPoll) throw invalidArgValue('options.solicitedOnly', solicited, 'needs the completion channel: not with busyPoll', this.createCq);
     this.check(this.createCq);
-    const cq = new CompletionQueue(this, call(this.createCq, () => new native.RdmaCq(this.native, size)), options.busyPoll === true);
+    const cq = new CompletionQueue(this, call(this.createCq, () => new native.RdmaCq(this.native, size, solicited === true)), options.busyPoll === true, solicited === true);
     this.track(cq);
     return cq;
   }

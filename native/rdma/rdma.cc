@@ -484,7 +484,7 @@ Napi::Value RdmaMr::Info(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------
 // CQ
 
-// new Cq(context, cqe): a CQ with its own completion channel (non-blocking,
+// new Cq(context, cqe, solicitedOnly = false): a CQ with its own completion channel (non-blocking,
 // polled by lib/rdma/ on the event loop), armed for the next completion.
 RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
   Napi::Env env = info.Env();
@@ -510,7 +510,9 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
     v_->destroy_comp_channel(ch_);
     ThrowSys(env, err, "ibv_create_cq");
   }
-  int r = ibv_req_notify_cq(cq_, 0);
+  // info[2]: solicited only (the channel wakes for solicited completions and errors).
+  solicited_ = info[2].ToBoolean() ? 1 : 0;
+  int r = ibv_req_notify_cq(cq_, solicited_);
   if (r != 0) {
     v_->destroy_cq(cq_);
     v_->destroy_comp_channel(ch_);
@@ -608,7 +610,7 @@ int RdmaCq::Rearm() {
     v_->ack_cq_events(cq_, unacked_);
     unacked_ = 0;
   }
-  return evented ? ibv_req_notify_cq(cq_, 0) : 0;
+  return evented ? ibv_req_notify_cq(cq_, solicited_) : 0;
 }
 
 // drainInto(out: Float64Array, spinUs, rearm) -> count: as drain(), into

@@ -105,6 +105,7 @@ class RdmaCq : public ResourceWrap<RdmaCq> {
   int fd_ = -1;
   int cqe_ = 0;
   uint32_t handle_ = 0;
+  int solicited_ = 0;
 };
 
 // The receive-posting storage of a QP or SRQ: grown to the largest batch

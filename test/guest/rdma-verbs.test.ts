@@ -101,6 +101,35 @@ t.test('{ fence: true } and { solicited: true }: accepted by rxe, data where it 
   t.equal(w.op, 'write');
 });
 
+t.test("createCq({ solicitedOnly }): a receive CQ wakes for the peer's solicited SEND, and settles what came before it", rxeOnly, async (t) => {
+  const ctx = Rdma.open(DEV);
+  const pd = ctx.allocPd();
+  const cq = ctx.createCq(16);
+  const rcq = ctx.createCq(16, { solicitedOnly: true });
+  const a = pd.createQp({ sendCq: cq });
+  const b = pd.createQp({ sendCq: cq, recvCq: rcq });
+  const src = pd.registerMemorySync(hostBuffer(256, 3), { access: 'local-write' });
+  const dst = pd.registerMemorySync(hostBuffer(512), { access: 'local-write' });
+  t.teardown(() => {
+    for (const o of [a, b, src, dst, rcq, cq, pd, ctx]) o.close();
+  });
+  a.connect(b.info());
+  b.connect(a.info());
+  t.equal(rcq.solicitedOnly, true);
+  let first = false;
+  const r1 = b.recv({ mr: dst, offset: 0, length: 256 }).then((c) => ((first = true), c));
+  const r2 = b.recv({ mr: dst, offset: 256, length: 256 });
+  await a.send(src, 10);
+  await sleep(200);
+  t.equal(first, false, 'an unsolicited message wakes nothing');
+  await a.send(src, 20, { solicited: true });
+  const [c1, c2] = await Promise.all([r1, r2]);
+  t.equal(c1.byteLen, 10, 'the earlier one settles with the solicited one');
+  t.equal(c2.byteLen, 20);
+  t.throws(() => ctx.createCq(4, { solicitedOnly: 1 as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => ctx.createCq(4, { solicitedOnly: true, busyPoll: true }), { code: 'ERR_INVALID_ARG_VALUE' });
+});
+
 t.test('request flags: bad input', rxeOnly, async (t) => {
   const { a, mr, buffer } = setup(t);
   const m = mr(buffer(64));
