@@ -49,9 +49,13 @@ export type { PollEvent, PollerOptions, PollOnceOptions } from './core/poll';
 export type {
   LocalBuffer,
   LocalBuffers,
+  QueuePairAttributes,
   QueuePairInfo,
   QueuePairOptions,
+  QueuePairType,
   RdmaAccess,
+  RdmaAsyncEvent,
+  SharedReceiveQueueOptions,
   RdmaCompletion,
   RdmaCompletionError,
   RdmaDeviceAttributes,
@@ -68,7 +72,7 @@ export type {
   WorkRequest,
   WorkRequestOptions,
 } from './rdma';
-export type { CmEndpoint, ConnectionOptions } from './rdma/cm';
+export type { CmEndpoint, ConnectionOptions, RdmaAddrInfo } from './rdma/cm';
 
 // ioctl
 /** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/core/ioctl.ts. */
@@ -192,12 +196,15 @@ export const Cuda = cudas.Cuda;
  * types; they are made through Rdma and their parents (`ctx.allocPd()`...),
  * never constructed directly.
  */
-export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect });
+export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect, getAddrInfo: rdmaCm.getAddrInfo });
 export { RdmaContext } from './rdma';
 export { ProtectionDomain } from './rdma';
 export { MemoryRegion } from './rdma';
 export { CompletionQueue } from './rdma';
 export { QueuePair } from './rdma';
+export { SharedReceiveQueue } from './rdma';
+export { AddressHandle } from './rdma';
+export { MemoryWindow } from './rdma';
 export { Connection as RdmaConnection } from './rdma/cm';
 export { Listener as RdmaListener } from './rdma/cm';
 import * as inspect from './dmabuf/dmabuf-inspect';

@@ -75,9 +75,11 @@ export interface NativeRdmaMr extends NativeResource {
 export interface NativeRdmaCq extends NativeResource {
   readonly fd: number;
   readonly cqe: number;
+  /** The kernel's handle, which async events name. */
+  readonly handle: number;
   /** Up to `max` completions, flat: [wrId, status, opcode, byteLen, vendorErr, qpNum]*. */
   drain(max: number): Float64Array;
-  /** The same into `out` (8 doubles per completion) -> count; spins up to spinUs on an empty CQ; rearm: consume channel events first. */
+  /** The same into `out` (10 doubles per completion: ..., srcQp, sl) -> count; spins up to spinUs on an empty CQ; rearm: consume channel events first. */
   drainInto(out: Float64Array, spinUs: number, rearm: boolean): number;
 }
 
@@ -87,12 +89,25 @@ export interface NativeRdmaQp extends NativeResource {
   readonly cap: { maxSendWr: number; maxRecvWr: number; maxSendSge: number; maxRecvSge: number; maxInlineData: number };
   /** ibv_modify_qp with the fields present -> 0 or -errno. */
   modify(attrs: Record<string, unknown>): number;
+  /** ibv_query_qp, raw. */
+  query(): Record<string, number | boolean | Buffer>;
+  /** ibv_bind_mw (type 1) -> the window's new rkey, or -errno. */
+  bindMw(mw: NativeResource, mr: NativeRdmaMr, wrId: number, offset: number, length: number, access: number): number;
   /** -> [posted, 0 | -errno]. */
   postSend(wrs: unknown[][]): [number, number];
   postRecv(wrs: unknown[][]): [number, number];
   /** count posted, or -(errno + 4096 * posted); desc: 10 doubles per WR (native/rdma/rdma.cc). */
   postSendPacked(desc: Float64Array, mrs: NativeRdmaMr | NativeRdmaMr[], count: number): number;
   postRecvPacked(desc: Float64Array, mrs: NativeRdmaMr | NativeRdmaMr[], count: number): number;
+}
+
+/** A shared receive queue. */
+export interface NativeRdmaSrq extends NativeResource {
+  readonly attr: { maxWr: number; maxSge: number; handle: number };
+  postRecv(wrs: unknown[][]): [number, number];
+  postRecvPacked(desc: Float64Array, mrs: NativeRdmaMr | NativeRdmaMr[], count: number): number;
+  /** ibv_modify_srq(IBV_SRQ_LIMIT) -> 0 or -errno. */
+  setLimit(limit: number): number;
 }
 
 /** An rdma_cm event channel (native/rdma/rdma_cm.cc). */
@@ -119,8 +134,8 @@ export interface NativeCmId extends NativeResource {
   resolveAddr(address: string, port: number, timeoutMs: number): number;
   resolveRoute(timeoutMs: number): number;
   initQp(qp: NativeRdmaQp, state: number, accessFlags?: number): number;
-  connect(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array): number;
-  accept(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array): number;
+  connect(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array, retryCount?: number, rnrRetryCount?: number): number;
+  accept(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array, retryCount?: number, rnrRetryCount?: number): number;
   reject(): number;
   establish(): number;
   disconnect(): number;
@@ -183,21 +198,25 @@ export interface Binding {
   RdmaContext: new (name: string) => NativeResource & Record<string, Function>;
   RdmaPd: new (context: NativeResource) => NativeResource;
   RdmaMr: new (pd: NativeResource) => NativeRdmaMr;
-  RdmaCq: new (context: NativeResource, cqe: number) => NativeRdmaCq;
-  RdmaQp: new (pd: NativeResource, sendCq: NativeRdmaCq, recvCq: NativeRdmaCq, cap: Record<string, number>) => NativeRdmaQp;
+  RdmaCq: new (context: NativeResource, cqe: number, solicitedOnly?: boolean) => NativeRdmaCq;
+  RdmaQp: new (pd: NativeResource, sendCq: NativeRdmaCq, recvCq: NativeRdmaCq, cap: Record<string, number>, qpType?: number, srq?: NativeRdmaSrq | null) => NativeRdmaQp;
+  RdmaSrq: new (pd: NativeResource, attr: { maxWr: number; maxSge: number }) => NativeRdmaSrq;
+  RdmaAh: new (pd: NativeResource, attr: Record<string, unknown>) => NativeResource;
+  RdmaMw: new (pd: NativeResource) => NativeResource;
   rdmaDevices(): { name: string; guid: string; nodeType: number; transportType: number }[];
   rdmaLibrary(which: 'verbs' | 'rdmacm'): RdmaLibrary;
   rdmaWcStatusStr(status: number): string;
   rdmaConstants: Record<
     | 'IBV_ACCESS_LOCAL_WRITE' | 'IBV_ACCESS_REMOTE_WRITE' | 'IBV_ACCESS_REMOTE_READ' | 'IBV_ACCESS_REMOTE_ATOMIC'
     | 'IBV_WR_RDMA_WRITE' | 'IBV_WR_RDMA_READ' | 'IBV_WR_SEND' | 'IBV_WR_RDMA_WRITE_WITH_IMM' | 'IBV_WR_SEND_WITH_IMM'
-    | 'IBV_SEND_INLINE' | 'IBV_WC_WITH_IMM' | 'IBV_WC_RECV_RDMA_WITH_IMM'
+    | 'IBV_SEND_INLINE' | 'IBV_SEND_SIGNALED' | 'IBV_SEND_FENCE' | 'IBV_SEND_SOLICITED' | 'IBV_QPT_RC' | 'IBV_QPT_UD' | 'IBV_QPT_UC' | 'IBV_WC_GRH' | 'IBV_ACCESS_ON_DEMAND' | 'IBV_ACCESS_MW_BIND' | 'IBV_WC_WITH_IMM' | 'IBV_WC_RECV_RDMA_WITH_IMM'
     | 'IBV_WR_ATOMIC_CMP_AND_SWP' | 'IBV_WR_ATOMIC_FETCH_AND_ADD'
     | 'IBV_QPS_RESET' | 'IBV_QPS_INIT' | 'IBV_QPS_RTR' | 'IBV_QPS_RTS' | 'IBV_QPS_ERR',
     number
   >;
   CmChannel: new () => NativeCmChannel;
   CmId: new (channel: NativeCmChannel) => NativeCmId;
+  rdmaGetAddrInfo(node: string | null, service: string | null, passive: boolean): { family: number; qpType: number; portSpace: number; src?: { address: string; port: number }; dst?: { address: string; port: number } }[] | { gai: number; errno: number; message: string };
   /** dlopen(soname, RTLD_LAZY) then dlclose. */
   dlprobe(soname: string): { ok: true; path?: string } | { ok: false; error: string };
   /** pread/pwrite of the whole view at `position` (loops on short transfers) -> bytes; throws a native SysError. */

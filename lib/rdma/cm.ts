@@ -34,6 +34,7 @@ import { Rdma, type RdmaContext } from './device';
 import { rdmaError } from './errors';
 import type { ProtectionDomain } from './pd';
 import type { QueuePair, QueuePairOptions } from './qp';
+import { toInt } from './validate';
 
 const C = native.rdmaConstants;
 const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_ACCESS_REMOTE_READ | C.IBV_ACCESS_REMOTE_ATOMIC;
@@ -64,6 +65,17 @@ export interface ConnectionOptions {
    * The peer reads them as `connection.peerPrivateData`.
    */
   privateData?: ArrayBufferView;
+  /**
+   * Retries on a missing ACK (0-7, default 7), sent in the CM REQ: both
+   * sides' QPs use the connecting side's value. connect() only.
+   */
+  retryCount?: number;
+  /**
+   * Retries on receiver-not-ready (0-7, 7 = forever; default 7): the peer's
+   * QP retries this often when this side has no receive posted (IB CM
+   * REQ/REP semantics: each side's value goes to the other's QP).
+   */
+  rnrRetryCount?: number;
 }
 
 /** The IB CM's private data limits: REQ (connect) and REP (accept). */
@@ -403,6 +415,8 @@ function toOptions(options: unknown, caller: Function): ConnectionOptions & { ti
     throw outOfRange('options.timeoutMs', 'an integer >= 1 && <= 2147483647', timeoutMs, caller);
   }
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', o.signal, caller);
+  if (o.retryCount !== undefined) toInt('options.retryCount', o.retryCount, 7, caller);
+  if (o.rnrRetryCount !== undefined) toInt('options.rnrRetryCount', o.rnrRetryCount, 7, caller);
   return { ...o, timeoutMs };
 }
 
@@ -462,7 +476,7 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
             qp = makeQp(id, o, connect);
             check(id.initQp(qp.native, C.IBV_QPS_INIT, QP_ACCESS), 'ibv_modify_qp');
             qp.setState('INIT');
-            check(id.connect(qp.qpNum, RD_ATOMIC, RD_ATOMIC, privateData), 'rdma_connect');
+            check(id.connect(qp.qpNum, RD_ATOMIC, RD_ATOMIC, privateData, o.retryCount ?? 7, o.rnrRetryCount ?? 7), 'rdma_connect');
             return;
           case 'RDMA_CM_EVENT_CONNECT_RESPONSE':
             // Our QP is not librdmacm's: move it ourselves, then establish.
@@ -546,6 +560,7 @@ export class Listener implements Disposable {
     try {
       o = toOptions(options, this.accept);
       privateData = privateDataOf(o, 'accept', this.accept);
+      if (o.retryCount !== undefined) throw invalidArgValue('options.retryCount', o.retryCount, "is the connecting side's (the CM REQ carries it): pass it to connect()", this.accept);
       if (o.signal?.aborted) throw abortError(o.signal.reason, this.accept);
       if (this.#closed) throw closedError('Listener', this.accept);
       if (this.#ch.error !== undefined) throw this.#ch.error;
@@ -598,7 +613,7 @@ export class Listener implements Disposable {
           check(cid.initQp(qp.native, C.IBV_QPS_RTR), 'ibv_modify_qp');
           check(cid.initQp(qp.native, C.IBV_QPS_RTS), 'ibv_modify_qp');
           qp.setState('RTS');
-          check(cid.accept(qp.qpNum, Math.min(RD_ATOMIC, ev.initiatorDepth || RD_ATOMIC), Math.min(RD_ATOMIC, ev.responderResources || RD_ATOMIC), privateData), 'rdma_accept');
+          check(cid.accept(qp.qpNum, Math.min(RD_ATOMIC, ev.initiatorDepth || RD_ATOMIC), Math.min(RD_ATOMIC, ev.responderResources || RD_ATOMIC), privateData, 7, o.rnrRetryCount ?? 7), 'rdma_accept');
         } catch (e) {
           finish(e);
         }
@@ -632,6 +647,54 @@ export class Listener implements Disposable {
 }
 
 /** Listens on `address:port` (port 0: any; see `listener.port`). */
+/** One answer of `Rdma.getAddrInfo()`. */
+export interface RdmaAddrInfo {
+  /** 'IPv4' or 'IPv6' (or 'IB'). */
+  family: string;
+  /** The local address to bind (with `passive`, or a route's source). */
+  src?: CmEndpoint;
+  /** The address to connect to. */
+  dst?: CmEndpoint;
+}
+
+const FAMILY: Record<number, string> = { 2: 'IPv4', 10: 'IPv6', 27: 'IB' };
+
+/**
+ * rdma_getaddrinfo (RDMA_PS_TCP): the RDMA addresses for `node` (a host
+ * name or address) and `service` (a port), as librdmacm resolves them;
+ * `passive` for a listener's (`src`). Fails as Node's dns.lookup does:
+ * code 'ENOTFOUND' (or 'EAI_AGAIN'...) with `hostname`, syscall
+ * 'rdma_getaddrinfo'. Synchronous, like the library call: name
+ * resolution may block.
+ */
+export function getAddrInfo(options: { node?: string; service?: string | number; passive?: boolean }): RdmaAddrInfo[] {
+  validateObject(options, 'options', getAddrInfo);
+  const { node, service, passive } = options;
+  if (node !== undefined && typeof node !== 'string') throw invalidArgType('options.node', 'of type string', node, getAddrInfo);
+  if (service !== undefined && typeof service !== 'string') toInt('options.service', service, 65535, getAddrInfo);
+  if (passive !== undefined && typeof passive !== 'boolean') throw invalidArgType('options.passive', 'of type boolean', passive, getAddrInfo);
+  if (node === undefined && service === undefined) throw invalidArgValue('options', options, 'must have node or service', getAddrInfo);
+  let r: ReturnType<typeof native.rdmaGetAddrInfo>;
+  try {
+    r = native.rdmaGetAddrInfo(node ?? null, service === undefined ? null : String(service), passive === true);
+  } catch (e) {
+    throw rdmaError(e, getAddrInfo);
+  }
+  if (!Array.isArray(r)) {
+    // EAI_NONAME (-2) and EAI_NODATA (-5) read as Node's ENOTFOUND; EAI_SYSTEM (-11) as its errno.
+    if (r.gai === -11 && r.errno !== 0) throw sysError(r.errno, 'rdma_getaddrinfo', {}, getAddrInfo);
+    const code = r.gai === -2 || r.gai === -5 ? 'ENOTFOUND' : r.gai === -3 ? 'EAI_AGAIN' : `EAI_${-r.gai}`;
+    const e = new Error(`rdma_getaddrinfo ${code} ${node ?? ''}${service !== undefined ? `:${service}` : ''} (${r.message})`) as CodedError & { errno: number; syscall: string; hostname?: string };
+    e.code = code;
+    e.errno = r.gai;
+    e.syscall = 'rdma_getaddrinfo';
+    if (node !== undefined) e.hostname = node;
+    Error.captureStackTrace(e, getAddrInfo);
+    throw e;
+  }
+  return r.map((a) => ({ family: FAMILY[a.family] ?? String(a.family), ...(a.src ? { src: a.src } : {}), ...(a.dst ? { dst: a.dst } : {}) }));
+}
+
 export function listen(options: CmEndpoint & { backlog?: number }): Listener {
   const ep = toEndpoint(options, listen);
   const backlog = options.backlog ?? 16;

@@ -4,14 +4,12 @@ import { native } from '../core/native';
 import { Poller } from '../core/poll';
 import type { RdmaContext } from './device';
 import { completionError, rdmaError } from './errors';
-import type { MemoryRegion } from './mr';
-import type { QueuePair } from './qp';
 import { RdmaResource } from './resource';
 
 const C = native.rdmaConstants;
 
 /** The operation of a work request. */
-export type RdmaOp = 'write' | 'read' | 'send' | 'recv' | 'compare-swap' | 'fetch-add';
+export type RdmaOp = 'write' | 'read' | 'send' | 'recv' | 'compare-swap' | 'fetch-add' | 'bind-mw';
 
 /** A successful work completion. */
 export interface RdmaCompletion {
@@ -30,16 +28,40 @@ export interface RdmaCompletion {
    * into the receive's buffer, and `byteLen` is the WRITE's length.
    */
   byWrite?: boolean;
+  /**
+   * recv from a shared receive queue or on a UD QP: the QP number that
+   * received it (which of the SRQ's QPs).
+   */
+  qpNum?: number;
+  /** recv on a UD QP: the sender's QP number. */
+  srcQp?: number;
+  /** recv on a UD QP: a 40-byte GRH precedes the payload in the buffer (always on RoCE). */
+  grh?: boolean;
+}
+
+/** What a request holds until it completes: its MRs, a UD send's address handle. */
+export interface Held {
+  acquire(): void;
+  unuse(): void;
+}
+
+/** Where a request's queue slot returns: a QP, or the SRQ of a shared receive. */
+export interface RequestOwner {
+  completed(p: Pending): void;
+  /** A send completion arrived: the unsignaled requests before it are done. */
+  sendCompleted?(wrId: number): void;
 }
 
 export interface Pending {
-  qp: QueuePair;
+  qp: RequestOwner;
   op: RdmaOp;
   length: number;
   resolve(c: RdmaCompletion): void;
   reject(e: Error): void;
-  /** The MRs the request uses, each acquire()d once: released at its completion. */
-  mrs: MemoryRegion[];
+  /** What the request uses, each acquire()d once: released at its completion. */
+  mrs: Held[];
+  /** recv completions name their QP and sender (SRQ, UD). */
+  detail?: boolean;
 }
 
 /** @internal lets go of a settled request's MRs. */
@@ -47,7 +69,8 @@ export function releaseMrs(p: Pending): void {
   for (let i = 0; i < p.mrs.length; i++) p.mrs[i].unuse();
 }
 
-const WC_STRIDE = 8;
+/** Doubles per completion (native/rdma/rdma.cc kWcStride). */
+const WC_STRIDE = 10;
 /** Completions per native call, into the CQ's own buffer; a drain calls again while it comes back full. */
 const DRAIN_BATCH = 64;
 /** A busyPoll CQ spins in C this long on an empty CQ before the event loop gets a turn. */
@@ -68,6 +91,8 @@ export class CompletionQueue extends RdmaResource {
   /** Entries the provider allocated (>= the size asked for). */
   readonly size: number;
   readonly busyPoll: boolean;
+  /** The channel wakes only for solicited completions (and errors): see createCq(). */
+  readonly solicitedOnly: boolean;
   /** @internal */
   declare readonly native: NativeRdmaCq;
   /** @internal */
@@ -81,11 +106,12 @@ export class CompletionQueue extends RdmaResource {
   #idleCheck = false;
 
   /** @internal */
-  constructor(context: RdmaContext, n: NativeRdmaCq, busyPoll: boolean) {
+  constructor(context: RdmaContext, n: NativeRdmaCq, busyPoll: boolean, solicitedOnly = false) {
     super(n);
     this.context = context;
     this.size = n.cqe;
     this.busyPoll = busyPoll;
+    this.solicitedOnly = solicitedOnly;
     if (!busyPoll) {
       // Unref'd while idle: an idle CQ does not keep the process alive. The
       // callback reaches the CQ weakly: the watcher holds itself while
@@ -185,6 +211,8 @@ export class CompletionQueue extends RdmaResource {
     const wrId = wc[i];
     const p = this.remove(wrId);
     if (p === undefined) return; // its QP was closed: already rejected as flushed
+    // The send queue completes in order: unsignaled requests posted before this one are done.
+    if (p.op !== 'recv') p.qp.sendCompleted?.(wrId);
     p.qp.completed(p);
     releaseMrs(p);
     const status = wc[i + 1];
@@ -196,6 +224,11 @@ export class CompletionQueue extends RdmaResource {
     if (p.op === 'recv') {
       if (wc[i + 6] & C.IBV_WC_WITH_IMM) c.immediate = wc[i + 7];
       if (wc[i + 2] === C.IBV_WC_RECV_RDMA_WITH_IMM) c.byWrite = true;
+      if (p.detail) {
+        c.qpNum = wc[i + 5];
+        c.srcQp = wc[i + 8];
+        c.grh = (wc[i + 6] & C.IBV_WC_GRH) !== 0;
+      }
     }
     p.resolve(c);
   }

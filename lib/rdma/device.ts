@@ -1,13 +1,15 @@
 /** RDMA devices: the list and their ports (sysfs), an open device (RdmaContext), and the Rdma entry points. */
 import * as fs from 'node:fs';
 
-import { illegalConstructor, invalidArgType, outOfRange, type SystemError, validateObject } from '../core/errors';
+import { abortError, closedError, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, type SystemError, validateObject } from '../core/errors';
+import { Poller } from '../core/poll';
 import { native, type NativeResource } from '../core/native';
 import { CompletionQueue } from './cq';
 import { call, libraryError, rdmaError } from './errors';
 import { gidString } from './gid';
 import { ProtectionDomain } from './pd';
-import { createQp, type QueuePair, type QueuePairOptions } from './qp';
+import { createQp, QueuePair, type QueuePairOptions } from './qp';
+import type { SharedReceiveQueue } from './srq';
 import { RdmaResource } from './resource';
 import { toInt } from './validate';
 
@@ -133,6 +135,39 @@ export interface RdmaDeviceAttributes {
   ports: RdmaPortAttributes[];
 }
 
+/**
+ * An asynchronous event of a device (ibv_get_async_event), already acked:
+ * a port going down or up, a QP or CQ in error, an SRQ below its limit.
+ */
+export interface RdmaAsyncEvent {
+  /** 'IBV_EVENT_PORT_ACTIVE', 'IBV_EVENT_SRQ_LIMIT_REACHED', ... */
+  type: string;
+  /** ibv_event_type_str(): 'port active', ... */
+  description: string;
+  /** Port events. */
+  portNum?: number;
+  /** QP events: its number, and the QueuePair while this process holds it. */
+  qpNum?: number;
+  qp?: QueuePair;
+  /** SRQ events. */
+  srq?: SharedReceiveQueue;
+  /** CQ events. */
+  cq?: CompletionQueue;
+}
+
+// enum ibv_event_type, in order.
+const EVENT_TYPE = [
+  'IBV_EVENT_CQ_ERR', 'IBV_EVENT_QP_FATAL', 'IBV_EVENT_QP_REQ_ERR', 'IBV_EVENT_QP_ACCESS_ERR', 'IBV_EVENT_COMM_EST',
+  'IBV_EVENT_SQ_DRAINED', 'IBV_EVENT_PATH_MIG', 'IBV_EVENT_PATH_MIG_ERR', 'IBV_EVENT_DEVICE_FATAL', 'IBV_EVENT_PORT_ACTIVE',
+  'IBV_EVENT_PORT_ERR', 'IBV_EVENT_LID_CHANGE', 'IBV_EVENT_PKEY_CHANGE', 'IBV_EVENT_SM_CHANGE', 'IBV_EVENT_SRQ_ERR',
+  'IBV_EVENT_SRQ_LIMIT_REACHED', 'IBV_EVENT_QP_LAST_WQE_REACHED', 'IBV_EVENT_CLIENT_REREGISTER', 'IBV_EVENT_GID_CHANGE', 'IBV_EVENT_WQ_FATAL',
+] as const;
+/** Events kept for a later events() reader; older ones are dropped past this. */
+const EVENT_BACKLOG = 256;
+// A context collected while open: the native finalizer closes it; this
+// stops the Poller watching its async fd (as lib/rdma/cq.ts does).
+const eventPollers = new FinalizationRegistry<Poller>((p) => p.close());
+
 const PORT_STATE = ['NOP', 'DOWN', 'INIT', 'ARMED', 'ACTIVE', 'ACTIVE_DEFER'];
 const MTU_BYTES = [0, 256, 512, 1024, 2048, 4096];
 const LINK_LAYER = ['unspecified', 'InfiniBand', 'Ethernet'] as const;
@@ -146,7 +181,16 @@ export class RdmaContext extends RdmaResource {
     queryPort(port: number): { state: number; activeMtu: number; maxMtu: number; gidTblLen: number; lid: number; linkLayer: number };
     queryGid(port: number, index: number): Buffer;
     queryGidTable(maxEntries: number): { index: number; port: number; gid: Buffer; type: number }[] | null;
+    readonly asyncFd: number;
+    getAsyncEvent(): { type: number; name: string; portNum?: number; qpNum?: number; cqHandle?: number; srqHandle?: number } | undefined;
   };
+  /** What async events name, by QP number and kernel handle; weakly. */
+  readonly #qps = new Map<number, WeakRef<QueuePair>>();
+  readonly #srqs = new Map<number, WeakRef<SharedReceiveQueue>>();
+  readonly #cqs = new Map<number, WeakRef<CompletionQueue>>();
+  #eventPoller: Poller | undefined;
+  readonly #backlog: RdmaAsyncEvent[] = [];
+  readonly #waiters: { resolve(e: RdmaAsyncEvent | null): void }[] = [];
 
   /** @internal use Rdma.open() */
   constructor(name: string) {
@@ -218,14 +262,149 @@ export class RdmaContext extends RdmaResource {
    * waiting for the channel: lower latency, one core burnt while work is
    * outstanding (benchmarks, and devices that never signal the channel:
    * QEMU's pvrdma raises no completion interrupt).
+   * `{ solicitedOnly: true }` arms the channel for solicited completions
+   * only (ibv_req_notify_cq solicited_only; a peer's `{ solicited: true }`
+   * SEND or WRITE with immediate, and errors): the event loop wakes once
+   * per solicited message and then settles everything the CQ holds, so a
+   * receive of an unsolicited message waits for the next solicited one.
    */
-  createCq(size: number, options: { busyPoll?: boolean } = {}): CompletionQueue {
+  createCq(size: number, options: { busyPoll?: boolean; solicitedOnly?: boolean } = {}): CompletionQueue {
     toInt('size', size, 0x7fffffff, this.createCq);
     if (size === 0) throw outOfRange('size', '>= 1', size, this.createCq);
     validateObject(options, 'options', this.createCq);
     if (options.busyPoll !== undefined && typeof options.busyPoll !== 'boolean') throw invalidArgType('options.busyPoll', 'of type boolean', options.busyPoll, this.createCq);
+    const solicited = options.solicitedOnly;
+    if (solicited !== undefined && typeof solicited !== 'boolean') throw invalidArgType('options.solicitedOnly', 'of type boolean', solicited, this.createCq);
+    if (solicited && options.busyPoll) throw invalidArgValue('options.solicitedOnly', solicited, 'needs the completion channel: not with busyPoll', this.createCq);
     this.check(this.createCq);
-    return new CompletionQueue(this, call(this.createCq, () => new native.RdmaCq(this.native, size)), options.busyPoll === true);
+    const cq = new CompletionQueue(this, call(this.createCq, () => new native.RdmaCq(this.native, size, solicited === true)), options.busyPoll === true, solicited === true);
+    this.track(cq);
+    return cq;
+  }
+
+  /** @internal makes an object nameable by async events. */
+  track(o: QueuePair | SharedReceiveQueue | CompletionQueue): void {
+    // Numbers are reused after close: drop the collected now and then.
+    for (const m of [this.#qps, this.#srqs, this.#cqs] as Map<number, WeakRef<object>>[]) {
+      if (m.size < 1024) continue;
+      for (const [k, r] of m) if (r.deref() === undefined) m.delete(k);
+    }
+    if (o instanceof QueuePair) this.#qps.set(o.qpNum, new WeakRef(o));
+    else if (o instanceof CompletionQueue) this.#cqs.set(o.native.handle, new WeakRef(o));
+    else this.#srqs.set(o.handle, new WeakRef(o));
+  }
+
+  /**
+   * The device's asynchronous events (ibv_get_async_event, each acked at
+   * once), as an async iterator that ends when the context closes. Read on
+   * the event loop through the context's async fd (no thread). Events from
+   * the first call on are kept (the last 256) until read; the kernel keeps
+   * those before. `signal` ends the iteration with an AbortError.
+   */
+  async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<RdmaAsyncEvent, void, undefined> {
+    validateObject(options, 'options', this.events);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, this.events);
+    for (;;) {
+      const e = await this.#next(signal, this.events);
+      if (e === null) return;
+      yield e;
+    }
+  }
+
+  /** The next asynchronous event (see events()); rejects with ERR_P2PDMA_CLOSED when the context closes first. */
+  nextEvent(options: { signal?: AbortSignal } = {}): Promise<RdmaAsyncEvent> {
+    try {
+      validateObject(options, 'options', this.nextEvent);
+      const signal = options.signal;
+      if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal, this.nextEvent);
+      return this.#next(signal, this.nextEvent).then((e) => {
+        if (e === null) throw closedError(this.describe(), this.nextEvent);
+        return e;
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #next(signal: AbortSignal | undefined, caller: Function): Promise<RdmaAsyncEvent | null> {
+    if (signal?.aborted) return Promise.reject(abortError(signal.reason, caller));
+    if (this.closed) return Promise.resolve(null);
+    this.#watch();
+    this.#readEvents();
+    if (this.#backlog.length > 0) return Promise.resolve(this.#backlog.shift()!);
+    return new Promise((resolve, reject) => {
+      const w = {
+        resolve: (e: RdmaAsyncEvent | null) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(e);
+        },
+      };
+      // An aborted wait takes no event: the next one stays for the next reader.
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(w);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        if (this.#waiters.length === 0) this.#eventPoller?.unref();
+        reject(abortError(signal!.reason, caller));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(w);
+      this.#eventPoller!.ref();
+    });
+  }
+
+  #watch(): void {
+    if (this.#eventPoller !== undefined) return;
+    // Ref'd only while someone waits: an idle context does not keep the process alive.
+    const self = new WeakRef(this);
+    const poller: Poller = new Poller(this.native.asyncFd, () => {
+      const ctx = self.deref();
+      if (ctx === undefined) poller.close();
+      else ctx.#readEvents();
+    }, { ref: false });
+    this.#eventPoller = poller;
+    eventPollers.register(this, poller, this);
+  }
+
+  #readEvents(): void {
+    for (;;) {
+      let raw: ReturnType<RdmaContext['native']['getAsyncEvent']>;
+      try {
+        raw = this.native.getAsyncEvent();
+      } catch {
+        return;
+      }
+      if (raw === undefined) return;
+      const e: RdmaAsyncEvent = { type: EVENT_TYPE[raw.type] ?? `IBV_EVENT_${raw.type}`, description: raw.name };
+      if (raw.portNum !== undefined) e.portNum = raw.portNum;
+      if (raw.qpNum !== undefined) {
+        e.qpNum = raw.qpNum;
+        const qp = this.#qps.get(raw.qpNum)?.deref();
+        if (qp !== undefined) e.qp = qp;
+      }
+      if (raw.srqHandle !== undefined) {
+        const srq = this.#srqs.get(raw.srqHandle)?.deref();
+        if (srq !== undefined) e.srq = srq;
+      }
+      if (raw.cqHandle !== undefined) {
+        const cq = this.#cqs.get(raw.cqHandle)?.deref();
+        if (cq !== undefined) e.cq = cq;
+      }
+      const w = this.#waiters.shift();
+      if (w !== undefined) {
+        if (this.#waiters.length === 0) this.#eventPoller?.unref();
+        w.resolve(e);
+      } else {
+        this.#backlog.push(e);
+        if (this.#backlog.length > EVENT_BACKLOG) this.#backlog.shift();
+      }
+    }
+  }
+
+  protected override willClose(): void {
+    eventPollers.unregister(this);
+    this.#eventPoller?.close();
+    for (const w of this.#waiters.splice(0)) w.resolve(null);
   }
 
   protected get teardownCall(): string {

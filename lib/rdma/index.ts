@@ -1,7 +1,8 @@
 /**
  * RDMA verbs: devices, contexts, protection domains, memory regions (host
- * memory, mappings of device memory, dma-bufs), completion queues and RC
- * queue pairs, with work requests as promises. One module per verbs object,
+ * memory, mappings of device memory, dma-bufs), completion queues, RC and
+ * UD queue pairs, shared receive queues, address handles, async events,
+ * with work requests as promises. One module per verbs object,
  * as in rdma-core's pyverbs: device.ts (devices, ports, RdmaContext, the
  * Rdma entry points), pd.ts, mr.ts, cq.ts, qp.ts; cm.ts is rdma_cm. This
  * file says what they share, and exports what lib/index.ts uses.
@@ -58,8 +59,18 @@
  * work request stays in the queue (nothing recalls one) and keeps its MR
  * and queue slot until its completion arrives, which is then discarded.
  * `qp.close()` ends every posted request (IBV_WC_WR_FLUSH_ERR).
+ *
+ * Unsignaled requests (`{ signaled: false }`) have no completion of their
+ * own: their promises resolve when a later signaled request on the same
+ * QP completes (the send queue completes in order), and reject on their
+ * own when they fail (errors always complete). A post that would fill the
+ * send queue with unsignaled requests, leaving no room for the signaled
+ * one that settles them, is refused with ENOMEM.
  */
-export { type RdmaDeviceAttributes, type RdmaDeviceInfo, type RdmaGid, type RdmaPort, type RdmaPortAttributes, Rdma, RdmaContext, ports } from './device';
+export { AddressHandle } from './ah';
+export { MemoryWindow } from './mw';
+export { type SharedReceiveQueueOptions, SharedReceiveQueue } from './srq';
+export { type RdmaAsyncEvent, type RdmaDeviceAttributes, type RdmaDeviceInfo, type RdmaGid, type RdmaPort, type RdmaPortAttributes, Rdma, RdmaContext, ports } from './device';
 export { type RdmaCompletion, type RdmaOp, CompletionQueue } from './cq';
 export { type RdmaCompletionError, rdmaError } from './errors';
 export { MemoryRegion, type RemoteRegion } from './mr';
@@ -67,8 +78,10 @@ export { ProtectionDomain } from './pd';
 export {
   type LocalBuffer,
   type LocalBuffers,
+  type QueuePairAttributes,
   type QueuePairInfo,
   type QueuePairOptions,
+  type QueuePairType,
   type WorkRequest,
   type WorkRequestOptions,
   QueuePair,

@@ -1,13 +1,17 @@
 /** Protection domains: memory registration (host memory, mappings, dma-bufs) and QP creation. */
 import { abortable } from '../core/abort';
-import { abortError, invalidArgType, outOfRange, type SystemError, validateObject } from '../core/errors';
+import { abortError, invalidArgType, invalidArgValue, outOfRange, type SystemError, validateObject } from '../core/errors';
 import { Fd, type FdLike, toFd } from '../core/handle';
 import type { Mapping } from '../core/mmap';
 import { native, type NativeRdmaMr, type NativeResource } from '../core/native';
 import type { RdmaContext } from './device';
 import { call, rdmaError } from './errors';
 import { MemoryRegion } from './mr';
-import { createQp, type QueuePair, type QueuePairOptions } from './qp';
+import { AddressHandle } from './ah';
+import { MemoryWindow } from './mw';
+import { gidBytes, gidString } from './gid';
+import { createQp, defaultGidIndex, type QueuePair, type QueuePairOptions } from './qp';
+import { SharedReceiveQueue, type SharedReceiveQueueOptions, srqOptions } from './srq';
 import { RdmaResource } from './resource';
 import { type AllocMemoryOptions, explainRegister, type RdmaAccess, type RdmaTarget, type RegisterDmaBufOptions, type RegisterOptions, type Resolved, resolveTarget, sharedMemory, toAccess } from './target';
 import { toInt } from './validate';
@@ -176,7 +180,7 @@ export class ProtectionDomain extends RdmaResource {
     }
     const registered = p.then(() => region(), (e: unknown) => {
       undo();
-      throw explainRegister(rdmaError(e), r.mapping, this.context.name);
+      throw explainRegister(rdmaError(e), r.mapping, this.context.name, a.names);
     });
     // Aborted while pinning: the MR nobody will get is closed when it exists.
     return abortable(registered, options.signal, caller, (unwanted) => unwanted.close());
@@ -188,7 +192,7 @@ export class ProtectionDomain extends RdmaResource {
       mr.register(...(r.args as [bigint, number]), a.bits);
     } catch (e) {
       undo();
-      const err = explainRegister(rdmaError(e), r.mapping, this.context.name) as Error;
+      const err = explainRegister(rdmaError(e), r.mapping, this.context.name, a.names) as Error;
       Error.captureStackTrace(err, caller);
       throw err;
     }
@@ -252,9 +256,50 @@ export class ProtectionDomain extends RdmaResource {
     return new MemoryRegion(this, mr, dmabuf instanceof Fd ? dmabuf : undefined, a.names, length);
   }
 
-  /** An RC queue pair on this PD (see QueuePairOptions). */
+  /** A queue pair on this PD, RC or UD (see QueuePairOptions). */
   createQp(options: QueuePairOptions): QueuePair {
     return createQp(this, options, this.createQp);
+  }
+
+  /**
+   * A shared receive queue (ibv_create_srq) whose receives complete on
+   * `options.cq`: QPs created with `{ srq }` take their receives from it.
+   */
+  createSrq(options: SharedReceiveQueueOptions): SharedReceiveQueue {
+    const attr = srqOptions(options, this.createSrq);
+    this.check(this.createSrq);
+    options.cq.check(this.createSrq);
+    if (options.cq.context !== this.context) throw invalidArgValue('options.cq', options.cq.context.name, `must be a CQ of the PD's context (${this.context.name})`, this.createSrq);
+    const srq = new SharedReceiveQueue(this, options.cq, call(this.createSrq, () => new native.RdmaSrq(this.native, attr)));
+    this.context.track(srq);
+    return srq;
+  }
+
+  /**
+   * A type 1 memory window (ibv_alloc_mw): bind it to part of an MR with
+   * `qp.bindMw()`. EOPNOTSUPP where the provider has none.
+   */
+  allocMw(): MemoryWindow {
+    this.check(this.allocMw);
+    return new MemoryWindow(this, call(this.allocMw, () => new native.RdmaMw(this.native)));
+  }
+
+  /**
+   * An address handle (ibv_create_ah): the destination of UD sends, by
+   * the peer's GID (a QP's `info().gid`). `portNum` and `gidIndex` are
+   * this side's (default port 1 and its RoCE v2 GID, as `info()` picks).
+   */
+  createAh(options: { gid: string; portNum?: number; gidIndex?: number; hopLimit?: number; sl?: number }): AddressHandle {
+    validateObject(options, 'options', this.createAh);
+    const dgid = gidBytes(options.gid, this.createAh, 'options.gid');
+    const portNum = options.portNum === undefined ? 1 : toInt('options.portNum', options.portNum, 255, this.createAh);
+    const hopLimit = options.hopLimit === undefined ? 64 : toInt('options.hopLimit', options.hopLimit, 255, this.createAh);
+    const sl = options.sl === undefined ? 0 : toInt('options.sl', options.sl, 15, this.createAh);
+    if (options.gidIndex !== undefined) toInt('options.gidIndex', options.gidIndex, 0xffff, this.createAh);
+    this.check(this.createAh);
+    const sgidIndex = options.gidIndex ?? defaultGidIndex(this.context, portNum);
+    const n = call(this.createAh, () => new native.RdmaAh(this.native, { dlid: 0, sl, portNum, dgid, sgidIndex, hopLimit }));
+    return new AddressHandle(this, n, gidString(dgid));
   }
 
   protected get teardownCall(): string {

@@ -1,25 +1,31 @@
-/** RC queue pairs: connection, and work requests (WRITE, READ, SEND, RECV, atomics) as promises. */
+/** RC and UD queue pairs: connection, and work requests (WRITE, READ, SEND, RECV, atomics) as promises. */
 import { abortable } from '../core/abort';
 import { abortError, closedError, invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from '../core/errors';
 import { native, type NativeRdmaMr, type NativeRdmaQp } from '../core/native';
-import { CompletionQueue, type Pending, type RdmaCompletion, releaseMrs } from './cq';
+import { AddressHandle } from './ah';
+import { CompletionQueue, type Held, type Pending, type RdmaCompletion, releaseMrs } from './cq';
 import type { RdmaContext } from './device';
 import { call, completionError, rdmaError, WC_WR_FLUSH_ERR } from './errors';
 import { gidBytes, gidString } from './gid';
 import { MemoryRegion, type RemoteRegion } from './mr';
+import { MemoryWindow } from './mw';
 import type { ProtectionDomain } from './pd';
 import { RdmaResource } from './resource';
+import { SharedReceiveQueue } from './srq';
+import type { RdmaAccess } from './target';
 import { toInt } from './validate';
+import { takeWrId, toLocal } from './wr';
 
 const C = native.rdmaConstants;
 const ENOMEM = 12;
 const EOPNOTSUPP = 95;
-let nextWrId = 1;
 /** Doubles per WR in a packed chain (native/rdma/rdma.cc postSendPacked). */
 const PACK_STRIDE = 10;
 /** Remote addresses below this go to the packed path as doubles. */
 const ADDR_EXACT = 2n ** 53n;
 const noop = (): void => {};
+/** The Q_Key of UD QPs and sends unless one is given (any value both sides agree on; high bit clear: not privileged). */
+export const DEFAULT_QKEY = 0x11111111;
 
 /** One checked work request of a chain. */
 interface Entry {
@@ -38,6 +44,12 @@ interface Entry {
   rkey: number;
   /** [compareAdd, swap] of an atomic. */
   atomic: [bigint, bigint] | null;
+  /** false: { signaled: false }, settled by a later signaled request's completion. */
+  signaled: boolean;
+  /** UD send: the destination. */
+  ah: AddressHandle | null;
+  remoteQpn: number;
+  remoteQkey: number;
   p: Pending;
 }
 
@@ -46,7 +58,8 @@ function legacyEntry(e: Entry): unknown[] {
   const mrArgs = e.parts.length === 0 ? [null, 0, 0] : e.list ? [e.parts.map((p) => [p.mr.native, p.offset, p.length]), 0, 0] : [e.parts[0].mr.native, e.parts[0].offset, e.length];
   if (!e.send) return [e.wrId, ...mrArgs];
   const raddr = e.raddr === null ? null : BigInt(e.raddr);
-  if (e.atomic !== null) return [e.wrId, e.opcode, ...mrArgs, raddr, e.rkey, null, 0, e.atomic[0], e.atomic[1]];
+  if (e.atomic !== null) return [e.wrId, e.opcode, ...mrArgs, raddr, e.rkey, null, e.flags, e.atomic[0], e.atomic[1]];
+  if (e.ah !== null) return [e.wrId, e.opcode, ...mrArgs, null, null, e.imm, e.flags, null, null, e.ah.native, e.remoteQpn, e.remoteQkey];
   return [e.wrId, e.opcode, ...mrArgs, raddr, raddr === null ? null : e.rkey, e.imm, e.flags];
 }
 
@@ -80,12 +93,26 @@ class Batch {
   }
 }
 
+export type QueuePairType = 'RC' | 'UC' | 'UD';
+
 export interface QueuePairOptions {
-  /** Only 'RC' (reliable connected). Default 'RC'. */
-  type?: 'RC';
+  /**
+   * 'RC' (reliable connected, the default), 'UC' (unreliable connected:
+   * `connect()`, then SEND and RDMA WRITE only, no acknowledgements, a lost
+   * message is gone) or 'UD' (unreliable datagram: no connection,
+   * `activate()` then SENDs to an AddressHandle, messages up to the path
+   * MTU, each receive starting with a 40-byte GRH).
+   */
+  type?: QueuePairType;
   sendCq: CompletionQueue;
-  /** Default: sendCq. */
+  /** Default: sendCq; with `srq`, the SRQ's CQ (and nothing else). */
   recvCq?: CompletionQueue;
+  /**
+   * Receives come from this shared receive queue (post them with
+   * `srq.recv()`); `qp.recv()` is refused. `cap.maxRecvWr/maxRecvSge` do
+   * not apply.
+   */
+  srq?: SharedReceiveQueue;
   cap?: {
     /** Default 128. */
     maxSendWr?: number;
@@ -128,7 +155,55 @@ export interface WorkRequestOptions {
    * `cap.maxInlineData` bytes.
    */
   inline?: boolean;
+  /**
+   * Sends, writes, reads and atomics: false posts it unsignaled (no
+   * IBV_SEND_SIGNALED: no completion of its own unless it fails). Its
+   * promise resolves when a later signaled request on the same QP
+   * completes: the send queue completes in order. Until one is posted the
+   * promise stays pending (`qp.close()` rejects it as flushed); a post that
+   * would leave the send queue full of unsignaled requests, with no room
+   * for the signaled one that settles them, is refused with ENOMEM.
+   * Default true.
+   */
+  signaled?: boolean;
+  /** Sends, writes, reads and atomics: wait for this QP's earlier READs and atomics to finish first (IBV_SEND_FENCE). */
+  fence?: boolean;
+  /** send and write: ask the peer's CQ for a solicited event (IBV_SEND_SOLICITED). */
+  solicited?: boolean;
+  /** send on a UD QP: the destination (pd.createAh()). */
+  ah?: AddressHandle;
+  /** send on a UD QP: the destination QP number. */
+  remoteQpn?: number;
+  /** send on a UD QP: the destination's Q_Key. Default 0x11111111 (DEFAULT_QKEY, what UD QPs get unless created with another). */
+  remoteQkey?: number;
 }
+
+/** The option names a request's options object may carry (WorkRequestOptions minus signal). */
+const WR_OPTIONS = ['immediate', 'inline', 'signaled', 'fence', 'solicited', 'ah', 'remoteQpn', 'remoteQkey'] as const;
+
+/** One of { signaled, fence, solicited }, checked: a boolean, on a send-side request. */
+function flagOf(name: string, v: unknown, op: string, caller: Function): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw invalidArgType(`wr.${name}`, 'of type boolean', v, caller);
+  if (op === 'recv') throw invalidArgValue(`wr.${name}`, v, 'applies to send-side requests, not receives', caller);
+  return v;
+}
+
+/**
+ * IBV_SEND_* bits of { signaled, fence, solicited } (0 for a receive),
+ * checked: solicited on send and write only. No allocation: the hot path.
+ */
+function flagsOf(o: WorkRequestOptions, op: string, caller: Function): number {
+  const unsignaled = o.signaled !== undefined && !flagOf('signaled', o.signaled, op, caller);
+  const fence = flagOf('fence', o.fence, op, caller);
+  const solicited = flagOf('solicited', o.solicited, op, caller);
+  if (o.solicited !== undefined && op !== 'send' && op !== 'write') throw invalidArgValue('wr.solicited', o.solicited, `applies to 'send' and 'write' only, not '${op}'`, caller);
+  if (op === 'recv') return 0;
+  return (unsignaled ? 0 : C.IBV_SEND_SIGNALED) | (fence ? C.IBV_SEND_FENCE : 0) | (solicited ? C.IBV_SEND_SOLICITED : 0);
+}
+
+/** What an RC request or a receive has of a UD send's destination. */
+const NO_UD = Object.freeze({ ah: null, remoteQpn: 0, remoteQkey: 0 });
 
 /** The send-side options of a request, checked: immediate (u32) and inline. */
 function sendOptionsOf(o: WorkRequestOptions, op: string, length: number, maxInline: number, caller: Function): { immediate: number | null; flags: number } {
@@ -189,9 +264,17 @@ const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_A
 
 export function createQp(pd: ProtectionDomain, options: QueuePairOptions, caller: Function): QueuePair {
   validateObject(options, 'options', caller);
-  if (options.type !== undefined && options.type !== 'RC') throw invalidArgValue('options.type', options.type, "must be 'RC'", caller);
+  const type = (options.type as string | undefined) ?? 'RC';
+  if (type !== 'RC' && type !== 'UC' && type !== 'UD') {
+    const e = invalidArgValue('options.type', options.type, "must be 'RC', 'UC' or 'UD'", caller);
+    if (type === 'XRC') e.message += " (XRC is not offered: rxe, the guest's device, has no XRC; mlx5 has it)";
+    throw e;
+  }
   if (!(options.sendCq instanceof CompletionQueue)) throw invalidArgType('options.sendCq', 'an instance of CompletionQueue', options.sendCq, caller);
-  const recvCq = options.recvCq ?? options.sendCq;
+  const srq = options.srq;
+  if (srq !== undefined && !(srq instanceof SharedReceiveQueue)) throw invalidArgType('options.srq', 'an instance of SharedReceiveQueue', srq, caller);
+  const recvCq = options.recvCq ?? srq?.cq ?? options.sendCq;
+  if (srq !== undefined && recvCq !== srq.cq) throw invalidArgValue('options.recvCq', 'CompletionQueue', "must be the shared receive queue's cq (its receives settle through that one CQ)", caller);
   if (!(recvCq instanceof CompletionQueue)) throw invalidArgType('options.recvCq', 'an instance of CompletionQueue', recvCq, caller);
   const cap = options.cap ?? {};
   validateObject(cap, 'options.cap', caller);
@@ -205,27 +288,90 @@ export function createQp(pd: ProtectionDomain, options: QueuePairOptions, caller
   pd.check(caller);
   options.sendCq.check(caller);
   recvCq.check(caller);
+  srq?.check(caller);
   if (options.sendCq.context !== pd.context || recvCq.context !== pd.context) {
     throw invalidArgValue('options.sendCq', options.sendCq.context.name, `must be a CQ of the PD's context (${pd.context.name})`, caller);
   }
-  const n = call(caller, () => new native.RdmaQp(pd.native, options.sendCq.native, recvCq.native, c));
-  return new QueuePair(pd, options.sendCq, recvCq, n);
+  if (srq !== undefined && srq.pd !== pd) throw invalidArgValue('options.srq', 'SharedReceiveQueue', "must be created on the QP's protection domain", caller);
+  const qpType = type === 'UD' ? C.IBV_QPT_UD : type === 'UC' ? C.IBV_QPT_UC : C.IBV_QPT_RC;
+  const n = call(caller, () => new native.RdmaQp(pd.native, options.sendCq.native, recvCq.native, c, qpType, srq?.native ?? null));
+  const qp = new QueuePair(pd, options.sendCq, recvCq, n, type, srq);
+  pd.context.track(qp);
+  return qp;
 }
 
 /** The GID a QP on `port` sends from: RoCE v2 IPv4-mapped first, then any RoCE v2, then index 0. */
-function defaultGidIndex(context: RdmaContext, port: number): number {
+/** @internal */
+export function defaultGidIndex(context: RdmaContext, port: number): number {
   const gids = context.gids(port);
   if (gids.length === 0) return 0;
   const v2 = gids.filter((g) => g.type === 'RoCE v2');
   return (v2.find((g) => g.gid.startsWith('0000:0000:0000:0000:0000:ffff:')) ?? v2[0] ?? gids[0]).index;
 }
 
-/** An RC queue pair. Work requests return promises settled by their completions. */
+/** What `qp.query()` reports (ibv_query_qp). */
+export interface QueuePairAttributes {
+  /** 'RESET', 'INIT', 'RTR', 'RTS', 'SQD', 'SQE' or 'ERR', as the device has it. */
+  state: string;
+  type: QueuePairType;
+  /** Path MTU in bytes (0 before RTR). */
+  pathMtu: number;
+  /** The peer's QP number (RC). */
+  destQpNum: number;
+  /** The receive queue's PSN (the peer's send PSN at connect). */
+  rqPsn: number;
+  /** The send queue's PSN. */
+  sqPsn: number;
+  /** What peers may do through this QP. */
+  access: RdmaAccess[];
+  /** UD: the Q_Key senders must use. */
+  qkey: number;
+  portNum: number;
+  pkeyIndex: number;
+  /** Local ACK timeout: 4.096 us * 2^timeout (0: infinite). */
+  timeout: number;
+  /** Retries on a missing ACK (0-7). */
+  retryCnt: number;
+  /** Retries on receiver-not-ready (7: infinite). */
+  rnrRetry: number;
+  /** The RNR NAK timer this QP asks peers to wait (an IB encoding, 0-31). */
+  minRnrTimer: number;
+  /** RDMA READs and atomics this QP may have outstanding, and may serve. */
+  maxRdAtomic: number;
+  maxDestRdAtomic: number;
+  maxInlineData: number;
+  maxSendWr: number;
+  maxRecvWr: number;
+  /** Every request signaled (never here: each request says, `{ signaled }`). */
+  sqSigAll: boolean;
+  /** RC with a global route: the peer's GID, as info() writes GIDs. */
+  destGid?: string;
+  sgidIndex?: number;
+  hopLimit?: number;
+}
+
+const ACCESS_NAMES: [number, RdmaAccess][] = [
+  [C.IBV_ACCESS_LOCAL_WRITE, 'local-write'],
+  [C.IBV_ACCESS_REMOTE_WRITE, 'remote-write'],
+  [C.IBV_ACCESS_REMOTE_READ, 'remote-read'],
+  [C.IBV_ACCESS_REMOTE_ATOMIC, 'remote-atomic'],
+];
+const MTU_BYTES = [0, 256, 512, 1024, 2048, 4096];
+const MW_ACCESS: Record<string, number> = { 'remote-write': C.IBV_ACCESS_REMOTE_WRITE, 'remote-read': C.IBV_ACCESS_REMOTE_READ, 'remote-atomic': C.IBV_ACCESS_REMOTE_ATOMIC };
+
+/** A queue pair (RC or UD). Work requests return promises settled by their completions. */
 export class QueuePair extends RdmaResource {
   readonly pd: ProtectionDomain;
   readonly sendCq: CompletionQueue;
   readonly recvCq: CompletionQueue;
   readonly qpNum: number;
+  readonly type: QueuePairType;
+  /** The shared receive queue its receives come from, if any. */
+  readonly srq: SharedReceiveQueue | undefined;
+  /** UD: the Q_Key activate() gave it. */
+  #qkey = DEFAULT_QKEY;
+  /** wrIds of unsignaled sends not yet settled, in posting order. */
+  #unsignaled: number[] = [];
   /** What the provider granted. */
   readonly cap: Readonly<Required<NonNullable<QueuePairOptions['cap']>>>;
   /** @internal */
@@ -240,14 +386,21 @@ export class QueuePair extends RdmaResource {
   readonly owned: { close(): void }[] = [];
 
   /** @internal */
-  constructor(pd: ProtectionDomain, sendCq: CompletionQueue, recvCq: CompletionQueue, n: NativeRdmaQp) {
+  constructor(pd: ProtectionDomain, sendCq: CompletionQueue, recvCq: CompletionQueue, n: NativeRdmaQp, type: QueuePairType = 'RC', srq?: SharedReceiveQueue) {
     super(n);
     this.pd = pd;
     this.sendCq = sendCq;
     this.recvCq = recvCq;
+    this.type = type;
+    this.srq = srq;
     this.qpNum = n.qpNum;
     this.cap = Object.freeze(n.cap);
     this.#psn = (Math.random() * 0xffffff) >>> 0;
+  }
+
+  /** UD: the Q_Key it receives with (activate()'s `qkey`). */
+  get qkey(): number {
+    return this.#qkey;
   }
 
   /** 'RESET', 'INIT', 'RTR', 'RTS' or 'ERR', as this object last moved it. */
@@ -290,6 +443,7 @@ export class QueuePair extends RdmaResource {
    */
   connect(remote: QueuePairInfo, options: { portNum?: number; gidIndex?: number; maxRdAtomic?: number } = {}): void {
     validateObject(remote, 'remote', this.connect);
+    if (this.type === 'UD') throw invalidArgValue('this', 'a UD QueuePair', 'has no connection: use activate(), then send to an AddressHandle', this.connect);
     validateObject(options, 'options', this.connect);
     const askedRd = options.maxRdAtomic === undefined ? 16 : toInt('options.maxRdAtomic', options.maxRdAtomic, 255, this.connect);
     const dgid = gidBytes(remote.gid, this.connect);
@@ -297,6 +451,14 @@ export class QueuePair extends RdmaResource {
     toInt('remote.psn', remote.psn, 0xffffff, this.connect);
     const mine = this.info({ portNum: options.portNum, gidIndex: options.gidIndex });
     const mtu = MTU_ENUM[Math.min(mine.mtu, remote.mtu ?? mine.mtu)] ?? 3;
+    if (this.type === 'UC') {
+      // No READs, atomics, ACKs or retries: the kernel refuses those attributes on UC.
+      const ah = { dlid: remote.lid ?? 0, sl: 0, portNum: mine.portNum, dgid, sgidIndex: mine.gidIndex, hopLimit: 64 };
+      this.#modify({ qpState: C.IBV_QPS_INIT, pkeyIndex: 0, portNum: mine.portNum, qpAccessFlags: C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE }, 'INIT');
+      this.#modify({ qpState: C.IBV_QPS_RTR, pathMtu: mtu, destQpNum: remote.qpNum, rqPsn: remote.psn, ah }, 'RTR');
+      this.#modify({ qpState: C.IBV_QPS_RTS, sqPsn: this.#psn }, 'RTS');
+      return;
+    }
     const dev = call(this.connect, () => this.pd.context.query());
     const rdAtomic = Math.min(askedRd, dev.maxQpInitRdAtom);
     this.#modify({ qpState: C.IBV_QPS_INIT, pkeyIndex: 0, portNum: mine.portNum, qpAccessFlags: QP_ACCESS }, 'INIT');
@@ -320,11 +482,63 @@ export class QueuePair extends RdmaResource {
     this.#maxRdAtomicWhy = askedRd === 0 ? 'connect() was asked for maxRdAtomic 0' : `${this.pd.context.name} offers maxQpInitRdAtom ${dev.maxQpInitRdAtom}`;
   }
 
-  #modify(attrs: Record<string, unknown>, to: (typeof STATE_NAMES)[number]): void {
-    this.check(this.connect);
+  /**
+   * UD: RESET -> INIT -> RTR -> RTS, ready to send to and receive from any
+   * UD QP that uses `qkey` (default 0x11111111, DEFAULT_QKEY). Peers need
+   * `info()`'s qpNum and gid.
+   */
+  activate(options: { portNum?: number; qkey?: number } = {}): void {
+    validateObject(options, 'options', this.activate);
+    if (this.type !== 'UD') throw invalidArgValue('this', `a ${this.type} QueuePair`, 'connects to its peer: use connect() (activate() is for UD)', this.activate);
+    const portNum = options.portNum === undefined ? 1 : toInt('options.portNum', options.portNum, 255, this.activate);
+    const qkey = options.qkey === undefined ? DEFAULT_QKEY : toInt('options.qkey', options.qkey, 0xffffffff, this.activate);
+    this.#modify({ qpState: C.IBV_QPS_INIT, pkeyIndex: 0, portNum, qkey }, 'INIT', this.activate);
+    this.#modify({ qpState: C.IBV_QPS_RTR }, 'RTR', this.activate);
+    this.#modify({ qpState: C.IBV_QPS_RTS, sqPsn: this.#psn }, 'RTS', this.activate);
+    this.#qkey = qkey;
+  }
+
+  /** ibv_query_qp: the QP as the device has it (state, MTU, PSNs, retry counts, access...). */
+  query(): QueuePairAttributes {
+    this.check(this.query);
+    const q = call(this.query, () => this.native.query()) as Record<string, number | boolean | Buffer>;
+    const n = (k: string) => q[k] as number;
+    const flags = n('qpAccessFlags');
+    const a: QueuePairAttributes = {
+      state: STATE_NAMES[n('qpState')] ?? String(n('qpState')),
+      type: n('qpType') === C.IBV_QPT_UD ? 'UD' : n('qpType') === C.IBV_QPT_UC ? 'UC' : 'RC',
+      pathMtu: MTU_BYTES[n('pathMtu')] ?? 0,
+      destQpNum: n('destQpNum'),
+      rqPsn: n('rqPsn'),
+      sqPsn: n('sqPsn'),
+      access: ACCESS_NAMES.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name),
+      qkey: n('qkey'),
+      portNum: n('portNum'),
+      pkeyIndex: n('pkeyIndex'),
+      timeout: n('timeout'),
+      retryCnt: n('retryCnt'),
+      rnrRetry: n('rnrRetry'),
+      minRnrTimer: n('minRnrTimer'),
+      maxRdAtomic: n('maxRdAtomic'),
+      maxDestRdAtomic: n('maxDestRdAtomic'),
+      maxInlineData: n('maxInlineData'),
+      maxSendWr: n('maxSendWr'),
+      maxRecvWr: n('maxRecvWr'),
+      sqSigAll: q.sqSigAll === true,
+    };
+    if (q.dgid !== undefined) {
+      a.destGid = gidString(q.dgid as Buffer);
+      a.sgidIndex = n('sgidIndex');
+      a.hopLimit = n('hopLimit');
+    }
+    return a;
+  }
+
+  #modify(attrs: Record<string, unknown>, to: (typeof STATE_NAMES)[number], caller: Function = this.connect): void {
+    this.check(caller);
     const r = this.native.modify(attrs);
     if (r < 0) {
-      const e = sysError(-r, 'ibv_modify_qp', {}, this.connect);
+      const e = sysError(-r, 'ibv_modify_qp', {}, caller);
       e.message += ` (${this.#state} -> ${to})`;
       throw e;
     }
@@ -369,6 +583,66 @@ export class QueuePair extends RdmaResource {
     return this.#one({ op: 'fetch-add', local, remote, add }, options, this.fetchAndAdd);
   }
 
+  /**
+   * Binds a type 1 memory window to `options.mr` (registered with
+   * 'mw-bind'), `offset`/`length` of it (default: all), granting peers
+   * `access` ('remote-write', 'remote-read', 'remote-atomic') through the
+   * window's new rkey (`mw.rkey`, `mw.remote()`), posted as a work request
+   * on this RC or UC QP: resolves when the bind has completed.
+   */
+  bindMw(mw: MemoryWindow, options: { mr: MemoryRegion; offset?: number; length?: number; access?: RdmaAccess | readonly RdmaAccess[]; signal?: AbortSignal }): Promise<RdmaCompletion> {
+    const caller = this.bindMw;
+    try {
+      const signal = signalOf(options, 'options', caller);
+      if (signal?.aborted) throw abortError(signal.reason, caller);
+      if (!(mw instanceof MemoryWindow)) throw invalidArgType('mw', 'an instance of MemoryWindow', mw, caller);
+      if (mw.closed) throw closedError('MemoryWindow', caller);
+      if (mw.pd !== this.pd) throw invalidArgValue('mw', 'MemoryWindow', "must be allocated on the QP's protection domain", caller);
+      if (this.type === 'UD') throw invalidArgValue('this', 'a UD QueuePair', 'cannot bind memory windows (RC and UC can)', caller);
+      const local = toLocal({ mr: options.mr, offset: options.offset, length: options.length }, caller);
+      if (!local.mr.access.includes('mw-bind')) {
+        throw invalidArgValue('options.mr', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, "must be registered with 'mw-bind' to take memory windows", caller);
+      }
+      if (local.mr.pd !== this.pd) throw invalidArgValue('options.mr', 'MemoryRegion', "must be registered on the QP's protection domain", caller);
+      let bits = 0;
+      const access = options.access === undefined ? [] : typeof options.access === 'string' ? [options.access] : options.access;
+      if (!Array.isArray(access)) throw invalidArgType('options.access', "'remote-write', 'remote-read', 'remote-atomic' or an array of them", options.access, caller);
+      for (const a of access) {
+        const b = MW_ACCESS[a as string];
+        if (b === undefined) throw invalidArgValue('options.access', a, "must be 'remote-write', 'remote-read' or 'remote-atomic' (what peers may do through the window)", caller);
+        bits |= b;
+      }
+      this.check(caller);
+      this.#checkRoom(1, 0, caller);
+      const wrId = takeWrId();
+      let p!: Pending;
+      const promise = new Promise<RdmaCompletion>((resolve, reject) => {
+        p = { qp: this, op: 'bind-mw', length: local.length, resolve, reject, mrs: [] };
+      });
+      this.sendCq.add(wrId, p);
+      this.#sends++;
+      let r: number;
+      try {
+        r = this.native.bindMw(mw.native, local.mr.native, wrId, local.offset, local.length, bits);
+      } catch (x) {
+        this.sendCq.remove(wrId);
+        this.completed(p);
+        throw this.#postError(x, 'ibv_bind_mw', caller);
+      }
+      if (r < 0) {
+        this.sendCq.remove(wrId);
+        this.completed(p);
+        const e = sysError(-r, 'ibv_bind_mw', {}, caller);
+        if (this.#state !== 'RTS') e.message += ` (the queue pair is in ${this.#state}; connect it first)`;
+        throw e;
+      }
+      mw.setBound(r, local);
+      return abortable(promise, signal, caller);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   /** Posts a receive into `local` (its MR needs 'local-write'); resolves with the byte count received. */
   recv(local: LocalBuffers | null, length?: number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
     return this.#one({ op: 'recv', local, length }, options, this.recv);
@@ -378,8 +652,8 @@ export class QueuePair extends RdmaResource {
     try {
       const signal = signalOf(options, 'options', caller);
       wr.signal = signal;
-      wr.immediate = options.immediate;
-      wr.inline = options.inline;
+      const w = wr as unknown as Record<string, unknown>;
+      for (const k of WR_OPTIONS) if (options[k] !== undefined) w[k] = options[k];
       return this.#post([wr], caller, null)![0];
     } catch (e) {
       return Promise.reject(e);
@@ -432,14 +706,25 @@ export class QueuePair extends RdmaResource {
     const entries: Entry[] = [];
     let sends = 0;
     let packable = true;
+    let last: Entry | undefined;
     for (const wr of wrs) {
       const e = this.#entry(wr, caller);
-      if (e.send) sends++;
-      if (e.list || e.atomic !== null || typeof e.raddr === 'bigint') packable = false;
+      if (e.send) {
+        sends++;
+        last = e;
+      }
+      if (e.list || e.atomic !== null || typeof e.raddr === 'bigint' || e.ah !== null) packable = false;
       entries.push(e);
     }
     const recvs = entries.length - sends;
     this.#checkRoom(sends, recvs, caller);
+    // Unsignaled requests keep their slots until a signaled one completes
+    // after them: one must always fit.
+    if (last !== undefined && !last.signaled && this.#sends + sends >= this.cap.maxSendWr) {
+      const e = sysError(ENOMEM, 'ibv_post_send', {}, caller);
+      e.message += `: an unsignaled request would take the send queue's last slot (${this.cap.maxSendWr}); its promise settles only when a later signaled request completes, so end the batch with a signaled one`;
+      throw e;
+    }
     // Each MR in use stays registered until its request completes.
     const promises: Promise<RdmaCompletion>[] | undefined = batch === null ? [] : undefined;
     for (let i = 0; i < entries.length; i++) {
@@ -459,8 +744,10 @@ export class QueuePair extends RdmaResource {
           }),
         );
       }
-      if (e.send) this.#sends++;
-      else this.#recvs++;
+      if (e.send) {
+        this.#sends++;
+        if (!e.signaled) this.#unsignaled.push(e.wrId);
+      } else this.#recvs++;
     }
     if (packable) {
       if (sends > 0) this.#submitPacked(entries, true, sends, caller);
@@ -488,7 +775,14 @@ export class QueuePair extends RdmaResource {
     if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv' && op !== 'compare-swap' && op !== 'fetch-add') {
       throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send', 'recv', 'compare-swap' or 'fetch-add'", caller);
     }
-    if (op === 'compare-swap' || op === 'fetch-add') return this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, signal, caller);
+    if (op === 'recv' && this.srq !== undefined) {
+      throw invalidArgValue('wr.op', op, 'is not for a queue pair created with an srq: post receives with srq.recv()', caller);
+    }
+    if (this.type === 'UD' && op !== 'send' && op !== 'recv') throw invalidArgValue('wr.op', op, "must be 'send' or 'recv' on a UD queue pair (RDMA WRITE, READ and atomics need RC)", caller);
+    if (this.type === 'UC' && op !== 'send' && op !== 'recv' && op !== 'write') throw invalidArgValue('wr.op', op, "must be 'send', 'recv' or 'write' on a UC queue pair (RDMA READ and atomics need RC)", caller);
+    const fl = flagsOf(wr, op, caller);
+    const ud = this.#udOf(wr, op, caller);
+    if (op === 'compare-swap' || op === 'fetch-add') return this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, signal, fl, caller);
     if (op === 'read') this.#needRdAtomic('RDMA READ', caller);
     // A scatter/gather list: each part its own { mr, offset, length }.
     const list = Array.isArray(wr.local);
@@ -504,7 +798,7 @@ export class QueuePair extends RdmaResource {
     for (let i = 0; i < parts.length; i++) total += parts[i].length;
     const want = wr.length === undefined ? total : toInt('length', wr.length, 0xffffffff, caller);
     if (parts.length > 0 && want > total) throw outOfRange('length', `<= ${total} (the local buffer's length)`, want, caller);
-    const mrs: MemoryRegion[] = [];
+    const mrs: Held[] = [];
     for (let i = 0; i < parts.length; i++) {
       const local = parts[i];
       if ((op === 'read' || op === 'recv') && !local.mr.access.includes('local-write')) {
@@ -527,7 +821,7 @@ export class QueuePair extends RdmaResource {
       }
       const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
       opcode = so.immediate !== null && op === 'write' ? OPCODE_WITH_IMM.write : OPCODE[op];
-      flags = so.flags;
+      flags = so.flags | fl;
       imm = so.immediate;
       // A double while exact (user-space addresses are): no BigInt per request.
       raddr = remote.addr < ADDR_EXACT ? Number(remote.addr) + roff : -1;
@@ -536,15 +830,49 @@ export class QueuePair extends RdmaResource {
     } else if (op === 'send') {
       const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
       opcode = so.immediate !== null ? OPCODE_WITH_IMM.send : OPCODE.send;
-      flags = so.flags;
+      flags = so.flags | fl;
       imm = so.immediate;
     } else {
       sendOptionsOf(wr, op, want, 0, caller);
     }
+    if (ud.ah !== null) mrs.push(ud.ah);
     return {
-      wrId: nextWrId++, send: op !== 'recv', signal, opcode, flags, imm, parts, list, length: want, raddr, rkey, atomic: null,
-      p: { qp: this, op, length: want, resolve: noop, reject: noop, mrs },
+      wrId: takeWrId(), send: op !== 'recv', signal, opcode, flags, imm, parts, list, length: want, raddr, rkey, atomic: null, signaled: op === 'recv' || (fl & C.IBV_SEND_SIGNALED) !== 0, ah: ud.ah, remoteQpn: ud.remoteQpn, remoteQkey: ud.remoteQkey,
+      p: { qp: this, op, length: want, resolve: noop, reject: noop, mrs, detail: op === 'recv' && this.type === 'UD' },
     };
+  }
+
+  /** A UD send's destination, checked; refused on RC. */
+  #udOf(wr: WorkRequestOptions, op: string, caller: Function): { readonly ah: AddressHandle | null; readonly remoteQpn: number; readonly remoteQkey: number } {
+    const { ah, remoteQpn, remoteQkey } = wr;
+    if (this.type !== 'UD' || op !== 'send') {
+      const k = ah !== undefined ? 'ah' : remoteQpn !== undefined ? 'remoteQpn' : remoteQkey !== undefined ? 'remoteQkey' : undefined;
+      if (k !== undefined) throw invalidArgValue(`wr.${k}`, wr[k], this.type === 'UD' ? 'applies to sends only' : 'applies to sends on a UD queue pair only', caller);
+      return NO_UD;
+    }
+    if (!(ah instanceof AddressHandle)) throw invalidArgType('wr.ah', 'an instance of AddressHandle (a UD send needs a destination)', ah, caller);
+    if (ah.closed) throw closedError('AddressHandle', caller);
+    if (ah.pd !== this.pd) throw invalidArgValue('wr.ah', 'AddressHandle', "must be created on the QP's protection domain", caller);
+    const qpn = toInt('wr.remoteQpn', remoteQpn, 0xffffff, caller);
+    const qkey = remoteQkey === undefined ? DEFAULT_QKEY : toInt('wr.remoteQkey', remoteQkey, 0xffffffff, caller);
+    return { ah, remoteQpn: qpn, remoteQkey: qkey };
+  }
+
+  /** @internal a send completed: the unsignaled ones posted before it completed too (the send queue is in order). */
+  sendCompleted(wrId: number): void {
+    const u = this.#unsignaled;
+    if (u.length === 0 || u[0] > wrId) return;
+    let i = 0;
+    while (i < u.length && u[i] <= wrId) {
+      const id = u[i++];
+      if (id === wrId) continue; // this one failed: its own completion settles it
+      const p = this.sendCq.remove(id);
+      if (p === undefined) continue; // never posted, or already failed
+      this.completed(p);
+      releaseMrs(p);
+      p.resolve({ wrId: id, op: p.op, byteLen: p.length });
+    }
+    u.splice(0, i);
   }
 
   /** Posts the send (or receive) entries through the packed native path. */
@@ -598,7 +926,7 @@ export class QueuePair extends RdmaResource {
     if (e !== undefined) this.#unpost(entries.filter((x) => x.send === send).slice(posted), send ? 'send' : 'recv', e);
   }
   /** The native entry of an atomic request, checked: 8 bytes each side, aligned remote, the access it needs. */
-  #atomic(wr: Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, signal: AbortSignal | undefined, caller: Function): Entry {
+  #atomic(wr: Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, signal: AbortSignal | undefined, fl: number, caller: Function): Entry {
     const op = wr.op;
     this.#needRdAtomic('atomic', caller);
     // Refuses immediate and inline: they apply to write and send only.
@@ -619,8 +947,8 @@ export class QueuePair extends RdmaResource {
     const compareAdd = op === 'compare-swap' ? u64('compare', wr.compare, caller) : u64('add', wr.add, caller);
     const swap = op === 'compare-swap' ? u64('swap', wr.swap, caller) : 0n;
     return {
-      wrId: nextWrId++, send: true, signal, opcode: OPCODE_ATOMIC[op], flags: 0, imm: null, parts: [local], list: false, length: 8, raddr: addr, rkey: remote.rkey,
-      atomic: [compareAdd, swap], p: { qp: this, op, length: 8, resolve: noop, reject: noop, mrs: [local.mr] },
+      wrId: takeWrId(), send: true, signal, opcode: OPCODE_ATOMIC[op], flags: fl, imm: null, parts: [local], list: false, length: 8, raddr: addr, rkey: remote.rkey,
+      atomic: [compareAdd, swap], signaled: (fl & C.IBV_SEND_SIGNALED) !== 0, ah: null, remoteQpn: 0, remoteQkey: 0, p: { qp: this, op, length: 8, resolve: noop, reject: noop, mrs: [local.mr] },
     };
   }
 
@@ -697,13 +1025,14 @@ export class QueuePair extends RdmaResource {
   }
 
   /** MR holds of the requests flushed by close(): released once the QP is destroyed. */
-  #releaseAfterClose: MemoryRegion[] = [];
+  #releaseAfterClose: Held[] = [];
 
   protected override willClose(): void {
     // The kernel flushes them when the QP is destroyed; no completion will
     // reach us, so they are rejected here, at once. The device may touch
     // their memory until destroy_qp returns: their MRs stay registered
     // until then (didClose).
+    this.#unsignaled.length = 0;
     for (const cq of new Set([this.sendCq, this.recvCq])) {
       for (const [wrId, p] of [...cq.pending]) {
         if (p.qp !== this) continue;
@@ -739,25 +1068,6 @@ export function remoteAddress(remote: RemoteRegion, offset: number, length: numb
     throw outOfRange('remoteOffset', `<= ${2n ** 64n - BigInt(length) - remote.addr} (remote.addr ${remote.addr} + remoteOffset + length must not pass 2^64)`, offset, caller);
   }
   return addr;
-}
-
-function toLocal(v: unknown, caller: Function): { mr: MemoryRegion; offset: number; length: number } {
-  let mr: unknown;
-  let offset = 0;
-  let length: number | undefined;
-  if (v instanceof MemoryRegion) mr = v;
-  else if (typeof v === 'object' && v !== null) {
-    const o = v as { mr?: unknown; offset?: number; length?: number };
-    mr = o.mr;
-    if (o.offset !== undefined) offset = toInt('local.offset', o.offset, Number.MAX_SAFE_INTEGER, caller);
-    if (o.length !== undefined) length = toInt('local.length', o.length, Number.MAX_SAFE_INTEGER, caller);
-  }
-  if (!(mr instanceof MemoryRegion)) throw invalidArgType('local', 'a MemoryRegion or { mr, offset?, length? }', v, caller);
-  if (mr.closed) throw closedError('MemoryRegion (deregistered)', caller);
-  if (offset > mr.length) throw outOfRange('local.offset', `<= ${mr.length} (the memory region's length)`, offset, caller);
-  if (length === undefined) length = mr.length - offset;
-  if (offset + length > mr.length) throw outOfRange('local.length', `<= ${mr.length - offset} (the memory region's length after offset)`, length, caller);
-  return { mr, offset, length };
 }
 
 function toRemote(v: unknown, caller: Function): RemoteRegion {

@@ -28,7 +28,7 @@ function warnCloseFailed(what: string, cause: Error): void {
  * `P2PDMA_GC_CLOSE` warning when the GC has to close it.
  */
 function isNativeRdma(n: unknown): boolean {
-  return n instanceof native.RdmaContext || n instanceof native.RdmaPd || n instanceof native.RdmaCq || n instanceof native.RdmaMr || n instanceof native.RdmaQp;
+  return n instanceof native.RdmaContext || n instanceof native.RdmaPd || n instanceof native.RdmaCq || n instanceof native.RdmaMr || n instanceof native.RdmaQp || n instanceof native.RdmaSrq || n instanceof native.RdmaAh || n instanceof native.RdmaMw;
 }
 
 export abstract class RdmaResource implements Disposable, AsyncDisposable {

@@ -13,13 +13,21 @@ import { toInt } from './validate';
 const C = native.rdmaConstants;
 
 /** MR access: what the local NIC and remote peers may do with the memory. */
-export type RdmaAccess = 'local-write' | 'remote-write' | 'remote-read' | 'remote-atomic';
+/**
+ * What an MR allows. 'on-demand': on-demand paging (IBV_ACCESS_ON_DEMAND),
+ * pages faulted in as the NIC touches them instead of pinned at
+ * registration; the driver must offer it (mlx5; rxe from Linux 6.14).
+ * 'mw-bind': memory windows may be bound to it (qp.bindMw()).
+ */
+export type RdmaAccess = 'local-write' | 'remote-write' | 'remote-read' | 'remote-atomic' | 'on-demand' | 'mw-bind';
 
 const ACCESS: Record<RdmaAccess, number> = {
   'local-write': C.IBV_ACCESS_LOCAL_WRITE,
   'remote-write': C.IBV_ACCESS_REMOTE_WRITE,
   'remote-read': C.IBV_ACCESS_REMOTE_READ,
   'remote-atomic': C.IBV_ACCESS_REMOTE_ATOMIC,
+  'on-demand': C.IBV_ACCESS_ON_DEMAND,
+  'mw-bind': C.IBV_ACCESS_MW_BIND,
 };
 
 export function toAccess(access: unknown, caller: Function, name = 'options.access'): { bits: number; names: RdmaAccess[] } {
@@ -28,9 +36,9 @@ export function toAccess(access: unknown, caller: Function, name = 'options.acce
   let bits = 0;
   const names: RdmaAccess[] = [];
   for (const a of list) {
-    if (typeof a !== 'string') throw invalidArgType(name, "one of 'local-write', 'remote-write', 'remote-read', 'remote-atomic' or an array of them", a, caller);
+    if (typeof a !== 'string') throw invalidArgType(name, "one of 'local-write', 'remote-write', 'remote-read', 'remote-atomic', 'on-demand', 'mw-bind' or an array of them", a, caller);
     const b = (ACCESS as Record<string, number>)[a];
-    if (b === undefined) throw invalidArgValue(name, a, "must be 'local-write', 'remote-write', 'remote-read' or 'remote-atomic'", caller);
+    if (b === undefined) throw invalidArgValue(name, a, "must be 'local-write', 'remote-write', 'remote-read', 'remote-atomic', 'on-demand' or 'mw-bind'", caller);
     if ((bits & b) === 0) names.push(a as RdmaAccess);
     bits |= b;
   }
@@ -200,8 +208,12 @@ function rdmaDriver(device: string): string {
  * EFAULT on a mapping of device memory: the kernel cannot pin it. EFAULT on
  * host memory from QEMU's pvrdma: its device refuses what most buffers are.
  */
-export function explainRegister(e: unknown, target: Mapping | undefined, device: string): unknown {
+export function explainRegister(e: unknown, target: Mapping | undefined, device: string, access: readonly RdmaAccess[] = []): unknown {
   const err = e as SystemError;
+  if (access.includes('on-demand') && (err?.code === 'EOPNOTSUPP' || err?.code === 'EINVAL')) {
+    err.message += `: ${device} has no on-demand paging (IBV_ACCESS_ON_DEMAND; the kernel offers it where the driver sets IBK_ON_DEMAND_PAGING: mlx5, and rxe from Linux 6.14)`;
+    return err;
+  }
   if (err?.code !== 'EFAULT') return err;
   const driver = rdmaDriver(device);
   // A Mapping of host memory (a memfd: allocMemory's, or behind a Buffer's

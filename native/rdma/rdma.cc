@@ -88,6 +88,16 @@ RdmaContext::RdmaContext(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCont
   int err = errno != 0 ? errno : ENODEV;
   v_->free_device_list(list);
   if (ctx_ == nullptr) ThrowSys(env, err, "ibv_open_device");
+  // Async events are read on the event loop (lib/rdma/device.ts events()):
+  // a read must never block it.
+  int fl = ::fcntl(ctx_->async_fd, F_GETFL);
+  if (fl == -1 || ::fcntl(ctx_->async_fd, F_SETFL, fl | O_NONBLOCK) == -1) {
+    int e = errno;
+    v_->close_device(ctx_);
+    ctx_ = nullptr;
+    ThrowSys(env, e, "fcntl");
+  }
+  async_fd_ = ctx_->async_fd;
 }
 
 Napi::Function RdmaContext::Define(Napi::Env env) {
@@ -96,6 +106,8 @@ Napi::Function RdmaContext::Define(Napi::Env env) {
   props.push_back(InstanceMethod<&RdmaContext::QueryPort>("queryPort"));
   props.push_back(InstanceMethod<&RdmaContext::QueryGid>("queryGid"));
   props.push_back(InstanceMethod<&RdmaContext::QueryGidTable>("queryGidTable"));
+  props.push_back(InstanceMethod<&RdmaContext::GetAsyncEvent>("getAsyncEvent"));
+  props.push_back(InstanceAccessor<&RdmaContext::GetAsyncFd>("asyncFd"));
   return DefineClass(env, "RdmaContext", props);
 }
 
@@ -192,6 +204,58 @@ Napi::Value RdmaContext::QueryGidTable(const Napi::CallbackInfo& info) {
     out.Set(static_cast<uint32_t>(i), o);
   }
   return out;
+}
+
+Napi::Value RdmaContext::GetAsyncFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), async_fd_); }
+
+// getAsyncEvent() -> { type, name, portNum? | qpNum? | cqHandle? | srqHandle? }
+// or undefined when none is queued (the fd is non-blocking). Acked at once,
+// after copying what names its object: an unacked event would make
+// destroying that object wait.
+Napi::Value RdmaContext::GetAsyncEvent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsOpen()) ThrowSys(env, EBADF, "ibv_get_async_event");
+  ibv_async_event ev;
+  errno = 0;
+  if (v_->get_async_event(ctx_, &ev) != 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Undefined();
+    ThrowSys(env, errno != 0 ? errno : EIO, "ibv_get_async_event");
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("type", static_cast<int>(ev.event_type));
+  o.Set("name", v_->event_type_str(ev.event_type));
+  switch (ev.event_type) {
+    case IBV_EVENT_CQ_ERR:
+      o.Set("cqHandle", ev.element.cq->handle);
+      break;
+    case IBV_EVENT_QP_FATAL:
+    case IBV_EVENT_QP_REQ_ERR:
+    case IBV_EVENT_QP_ACCESS_ERR:
+    case IBV_EVENT_COMM_EST:
+    case IBV_EVENT_SQ_DRAINED:
+    case IBV_EVENT_PATH_MIG:
+    case IBV_EVENT_PATH_MIG_ERR:
+    case IBV_EVENT_QP_LAST_WQE_REACHED:
+      o.Set("qpNum", ev.element.qp->qp_num);
+      break;
+    case IBV_EVENT_SRQ_ERR:
+    case IBV_EVENT_SRQ_LIMIT_REACHED:
+      o.Set("srqHandle", ev.element.srq->handle);
+      break;
+    case IBV_EVENT_PORT_ACTIVE:
+    case IBV_EVENT_PORT_ERR:
+    case IBV_EVENT_LID_CHANGE:
+    case IBV_EVENT_PKEY_CHANGE:
+    case IBV_EVENT_SM_CHANGE:
+    case IBV_EVENT_CLIENT_REREGISTER:
+    case IBV_EVENT_GID_CHANGE:
+      o.Set("portNum", ev.element.port_num);
+      break;
+    default:
+      break;
+  }
+  v_->ack_async_event(&ev);
+  return o;
 }
 
 // ---------------------------------------------------------------------------
@@ -420,7 +484,7 @@ Napi::Value RdmaMr::Info(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------
 // CQ
 
-// new Cq(context, cqe): a CQ with its own completion channel (non-blocking,
+// new Cq(context, cqe, solicitedOnly = false): a CQ with its own completion channel (non-blocking,
 // polled by lib/rdma/ on the event loop), armed for the next completion.
 RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
   Napi::Env env = info.Env();
@@ -446,7 +510,9 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
     v_->destroy_comp_channel(ch_);
     ThrowSys(env, err, "ibv_create_cq");
   }
-  int r = ibv_req_notify_cq(cq_, 0);
+  // info[2]: solicited only (the channel wakes for solicited completions and errors).
+  solicited_ = info[2].ToBoolean() ? 1 : 0;
+  int r = ibv_req_notify_cq(cq_, solicited_);
   if (r != 0) {
     v_->destroy_cq(cq_);
     v_->destroy_comp_channel(ch_);
@@ -454,6 +520,7 @@ RdmaCq::RdmaCq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaCq>(info) {
   }
   fd_ = ch_->fd;
   cqe_ = cq_->cqe;
+  handle_ = cq_->handle;
   AddParent(c, info[0].As<Napi::Object>());
 }
 
@@ -463,6 +530,7 @@ Napi::Function RdmaCq::Define(Napi::Env env) {
   props.push_back(InstanceMethod<&RdmaCq::DrainInto>("drainInto"));
   props.push_back(InstanceAccessor<&RdmaCq::GetFd>("fd"));
   props.push_back(InstanceAccessor<&RdmaCq::GetCqe>("cqe"));
+  props.push_back(InstanceAccessor<&RdmaCq::GetHandle>("handle"));
   return DefineClass(env, "RdmaCq", props);
 }
 
@@ -479,13 +547,14 @@ int RdmaCq::Teardown() {
 
 Napi::Value RdmaCq::GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
 Napi::Value RdmaCq::GetCqe(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cqe_); }
+Napi::Value RdmaCq::GetHandle(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), handle_); }
 
-// Completions, flattened: stride 8.
-constexpr int kWcStride = 8;
+// Completions, flattened: stride 10.
+constexpr int kWcStride = 10;
 
 // drain(batch) -> Float64Array [wr_id, status, opcode, byte_len,
 // vendor_err, qp_num, wc_flags, immediate (host order, 0 without
-// IBV_WC_WITH_IMM)]*: consumes the channel's events (if any), re-arms the
+// IBV_WC_WITH_IMM), src_qp (UD), sl]*: consumes the channel's events (if any), re-arms the
 // CQ, then polls `batch` (1..4096) at a time until a poll returns fewer than
 // asked, i.e. until the CQ is empty. Never stops at a count: the channel
 // signals only completions that arrive after the re-arm, so any left behind
@@ -514,6 +583,8 @@ Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
       out.push_back(wc[i].qp_num);
       out.push_back(wc[i].wc_flags);
       out.push_back((wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 ? ntohl(wc[i].imm_data) : 0);
+      out.push_back(wc[i].src_qp);
+      out.push_back(wc[i].sl);
     }
     if (n < want) break;
   }
@@ -539,7 +610,7 @@ int RdmaCq::Rearm() {
     v_->ack_cq_events(cq_, unacked_);
     unacked_ = 0;
   }
-  return evented ? ibv_req_notify_cq(cq_, 0) : 0;
+  return evented ? ibv_req_notify_cq(cq_, solicited_) : 0;
 }
 
 // drainInto(out: Float64Array, spinUs, rearm) -> count: as drain(), into
@@ -580,6 +651,8 @@ Napi::Value RdmaCq::DrainInto(const Napi::CallbackInfo& info) {
       o[5] = wc[i].qp_num;
       o[6] = wc[i].wc_flags;
       o[7] = (wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 ? ntohl(wc[i].imm_data) : 0;
+      o[8] = wc[i].src_qp;
+      o[9] = wc[i].sl;
     }
     if (n == want) continue;
     if (got > 0 || spinUs == 0) break;
@@ -599,8 +672,10 @@ Napi::Value RdmaCq::DrainInto(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------
 // QP
 
-// new Qp(pd, sendCq, recvCq, { maxSendWr, maxRecvWr, maxSendSge, maxRecvSge, maxInlineData }):
-// an RC queue pair in RESET. qp_context is unused: completions carry qp_num.
+// new Qp(pd, sendCq, recvCq, { maxSendWr, maxRecvWr, maxSendSge, maxRecvSge, maxInlineData },
+// qpType = IBV_QPT_RC, srq = null): an RC, UC or UD queue pair in RESET, its
+// receives from `srq` when given. qp_context is unused: completions carry
+// qp_num.
 RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : ResourceWrap<RdmaQp>(info) {
   Napi::Env env = info.Env();
   v_ = &VerbsOrThrow(env);
@@ -613,7 +688,13 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : ResourceWrap<RdmaQp>(info) {
   bool p;
   a.send_cq = scq->cq();
   a.recv_cq = rcq->cq();
-  a.qp_type = IBV_QPT_RC;
+  double type = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : static_cast<double>(IBV_QPT_RC);
+  if (type != IBV_QPT_RC && type != IBV_QPT_UC && type != IBV_QPT_UD) ThrowRange(env, "qpType");
+  RdmaSrq* srq = nullptr;
+  if (!info[5].IsUndefined() && !info[5].IsNull()) srq = OpenParent<RdmaSrq>(info, 5, "ibv_create_qp");
+  a.qp_type = static_cast<ibv_qp_type>(type);
+  a.srq = srq != nullptr ? srq->srq() : nullptr;
+  // Each WR says whether it is signaled (lib/rdma/qp.ts { signaled }).
   a.sq_sig_all = 0;
   a.cap.max_send_wr = U32Of(cap, "maxSendWr", &p);
   a.cap.max_recv_wr = U32Of(cap, "maxRecvWr", &p);
@@ -628,11 +709,14 @@ RdmaQp::RdmaQp(const Napi::CallbackInfo& info) : ResourceWrap<RdmaQp>(info) {
   AddParent(pd, info[0].As<Napi::Object>());
   AddParent(scq, info[1].As<Napi::Object>());
   if (rcq != scq) AddParent(rcq, info[2].As<Napi::Object>());
+  if (srq != nullptr) AddParent(srq, info[5].As<Napi::Object>());
 }
 
 Napi::Function RdmaQp::Define(Napi::Env env) {
   auto props = ResourceMethods();
   props.push_back(InstanceMethod<&RdmaQp::Modify>("modify"));
+  props.push_back(InstanceMethod<&RdmaQp::Query>("query"));
+  props.push_back(InstanceMethod<&RdmaQp::BindMw>("bindMw"));
   props.push_back(InstanceMethod<&RdmaQp::PostSend>("postSend"));
   props.push_back(InstanceMethod<&RdmaQp::PostRecv>("postRecv"));
   props.push_back(InstanceMethod<&RdmaQp::PostSendPacked>("postSendPacked"));
@@ -658,6 +742,69 @@ Napi::Value RdmaQp::GetCap(const Napi::CallbackInfo& info) {
   o.Set("maxSendSge", cap_.max_send_sge);
   o.Set("maxRecvSge", cap_.max_recv_sge);
   o.Set("maxInlineData", cap_.max_inline_data);
+  return o;
+}
+
+namespace {
+
+// An address vector from { dlid, sl, portNum, dgid?: 16 bytes, sgidIndex, hopLimit = 64 }.
+void AhAttrOf(Napi::Object ah, ibv_ah_attr* a) {
+  bool p;
+  a->dlid = static_cast<uint16_t>(U32Of(ah, "dlid", &p));
+  a->sl = static_cast<uint8_t>(U32Of(ah, "sl", &p));
+  a->port_num = static_cast<uint8_t>(U32Of(ah, "portNum", &p));
+  Napi::Value gid = ah.Get("dgid");
+  if (!gid.IsUndefined()) {
+    uint8_t* d;
+    size_t n;
+    if (!BytesOf(gid, &d, &n) || n != 16) ThrowType(ah.Env(), "ah.dgid");
+    a->is_global = 1;
+    memcpy(a->grh.dgid.raw, d, 16);
+    a->grh.sgid_index = static_cast<uint8_t>(U32Of(ah, "sgidIndex", &p));
+    a->grh.hop_limit = static_cast<uint8_t>(U32Of(ah, "hopLimit", &p));
+    if (!p) a->grh.hop_limit = 64;
+  }
+}
+
+}  // namespace
+
+// query() -> ibv_query_qp's attributes, raw (lib/rdma/qp.ts names them).
+Napi::Value RdmaQp::Query(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsOpen()) ThrowSys(env, EBADF, "ibv_query_qp");
+  ibv_qp_attr a = {};
+  ibv_qp_init_attr ia = {};
+  int mask = IBV_QP_STATE | IBV_QP_CUR_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS | IBV_QP_QKEY | IBV_QP_AV |
+             IBV_QP_PATH_MTU | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_RQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC |
+             IBV_QP_MIN_RNR_TIMER | IBV_QP_SQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_DEST_QPN | IBV_QP_CAP;
+  int r = v_->query_qp(qp_, &a, mask, &ia);
+  if (r != 0) ThrowSys(env, r > 0 ? r : (errno != 0 ? errno : EINVAL), "ibv_query_qp");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("qpState", static_cast<int>(a.qp_state));
+  o.Set("pathMtu", static_cast<int>(a.path_mtu));
+  o.Set("destQpNum", a.dest_qp_num);
+  o.Set("rqPsn", a.rq_psn);
+  o.Set("sqPsn", a.sq_psn);
+  o.Set("qpAccessFlags", a.qp_access_flags);
+  o.Set("qkey", a.qkey);
+  o.Set("pkeyIndex", a.pkey_index);
+  o.Set("portNum", a.port_num);
+  o.Set("timeout", a.timeout);
+  o.Set("retryCnt", a.retry_cnt);
+  o.Set("rnrRetry", a.rnr_retry);
+  o.Set("minRnrTimer", a.min_rnr_timer);
+  o.Set("maxRdAtomic", a.max_rd_atomic);
+  o.Set("maxDestRdAtomic", a.max_dest_rd_atomic);
+  o.Set("maxInlineData", ia.cap.max_inline_data);
+  o.Set("maxSendWr", ia.cap.max_send_wr);
+  o.Set("maxRecvWr", ia.cap.max_recv_wr);
+  o.Set("sqSigAll", ia.sq_sig_all != 0);
+  o.Set("qpType", static_cast<int>(ia.qp_type));
+  if (a.ah_attr.is_global) {
+    o.Set("dgid", Napi::Buffer<uint8_t>::Copy(env, a.ah_attr.grh.dgid.raw, 16));
+    o.Set("sgidIndex", a.ah_attr.grh.sgid_index);
+    o.Set("hopLimit", a.ah_attr.grh.hop_limit);
+  }
   return o;
 }
 
@@ -691,24 +838,11 @@ Napi::Value RdmaQp::Modify(const Napi::CallbackInfo& info) {
   FIELD("timeout", timeout, IBV_QP_TIMEOUT)
   FIELD("retryCnt", retry_cnt, IBV_QP_RETRY_CNT)
   FIELD("rnrRetry", rnr_retry, IBV_QP_RNR_RETRY)
+  FIELD("qkey", qkey, IBV_QP_QKEY)
 #undef FIELD
   Napi::Value ahv = o.Get("ah");
   if (ahv.IsObject()) {
-    Napi::Object ah = ahv.As<Napi::Object>();
-    a.ah_attr.dlid = static_cast<uint16_t>(U32Of(ah, "dlid", &p));
-    a.ah_attr.sl = static_cast<uint8_t>(U32Of(ah, "sl", &p));
-    a.ah_attr.port_num = static_cast<uint8_t>(U32Of(ah, "portNum", &p));
-    Napi::Value gid = ah.Get("dgid");
-    if (!gid.IsUndefined()) {
-      uint8_t* d;
-      size_t n;
-      if (!BytesOf(gid, &d, &n) || n != 16) ThrowType(env, "ah.dgid");
-      a.ah_attr.is_global = 1;
-      memcpy(a.ah_attr.grh.dgid.raw, d, 16);
-      a.ah_attr.grh.sgid_index = static_cast<uint8_t>(U32Of(ah, "sgidIndex", &p));
-      a.ah_attr.grh.hop_limit = static_cast<uint8_t>(U32Of(ah, "hopLimit", &p));
-      if (!p) a.ah_attr.grh.hop_limit = 64;
-    }
+    AhAttrOf(ahv.As<Napi::Object>(), &a.ah_attr);
     mask |= IBV_QP_AV;
   }
   if (!IsOpen()) return Napi::Number::New(env, -EBADF);
@@ -786,6 +920,12 @@ size_t SgeCapacity(Napi::Array list, uint32_t mrSlot) {
   return total;
 }
 
+// The send flags a WR may carry; lib/rdma/qp.ts sets IBV_SEND_SIGNALED
+// on each request unless it asked for { signaled: false }.
+constexpr unsigned kSendFlags = IBV_SEND_SIGNALED | IBV_SEND_INLINE | IBV_SEND_FENCE | IBV_SEND_SOLICITED;
+
+bool SendFlagsOk(double f) { return IsIntegerIn(f, 0, kSendFlags) && (static_cast<unsigned>(f) & ~kSendFlags) == 0; }
+
 double NumAt(Napi::Array a, uint32_t i) {
   Napi::Value v = a.Get(i);
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
@@ -802,11 +942,10 @@ Napi::Value PostResult(Napi::Env env, size_t posted, int err) {
 }  // namespace
 
 // postSend([[wrId, opcode, mr, offset, length, remoteAddr(bigint) | null,
-// rkey | null, immediate | null, sendFlags, compareAdd(bigint), swap(bigint)],
-// ...]) -> [posted, 0 | -errno]:
-// one chain, every WR signalled (each settles a promise). `immediate` is a
-// host-order u32 (sent in network order, as ibv_wc gives it back);
-// sendFlags may add IBV_SEND_INLINE.
+// rkey | null, immediate | null, sendFlags, compareAdd(bigint), swap(bigint),
+// ah (RdmaAh, UD), remoteQpn, remoteQkey], ...]) -> [posted, 0 | -errno]:
+// one chain. `immediate` is a host-order u32 (sent in network order, as
+// ibv_wc gives it back); sendFlags is kSendFlags' bits.
 Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) ThrowType(env, "wrs");
@@ -834,8 +973,19 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
     w.opcode = static_cast<ibv_wr_opcode>(op);
     Napi::Value flagsV = e.Get(8u);
     double flags = flagsV.IsNumber() ? flagsV.As<Napi::Number>().DoubleValue() : 0;
-    if (flags != 0 && flags != IBV_SEND_INLINE) ThrowRange(env, "sendFlags");
-    w.send_flags = IBV_SEND_SIGNALED | static_cast<unsigned>(flags);
+    if (!SendFlagsOk(flags)) ThrowRange(env, "sendFlags");
+    w.send_flags = static_cast<unsigned>(flags);
+    Napi::Value ahv = e.Get(11u);
+    if (!ahv.IsUndefined() && !ahv.IsNull()) {
+      RdmaAh* ah = UnwrapResource<RdmaAh>(ahv);
+      if (ah == nullptr || !ah->IsOpen()) ThrowType(env, "ah");
+      double qpn = NumAt(e, 12), qkey = NumAt(e, 13);
+      if (!IsIntegerIn(qpn, 0, 0xffffff)) ThrowRange(env, "remoteQpn");
+      if (!IsIntegerIn(qkey, 0, 4294967295.0)) ThrowRange(env, "remoteQkey");
+      w.wr.ud.ah = ah->ah();
+      w.wr.ud.remote_qpn = static_cast<uint32_t>(qpn);
+      w.wr.ud.remote_qkey = static_cast<uint32_t>(qkey);
+    }
     if (withImm) {
       double imm = NumAt(e, 7);
       if (!IsIntegerIn(imm, 0, 4294967295.0)) ThrowRange(env, "immediate");
@@ -868,35 +1018,6 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
   if (!IsOpen()) return PostResult(env, 0, EBADF);
   ibv_send_wr* bad = nullptr;
   int r = ibv_post_send(qp_, wr.data(), &bad);
-  if (r == 0) return PostResult(env, n, 0);
-  return PostResult(env, bad != nullptr ? static_cast<size_t>(bad - wr.data()) : 0, r);
-}
-
-// postRecv([[wrId, mr | [[mr, offset, length], ...] | null, offset, length], ...]) -> [posted, 0 | -errno].
-Napi::Value RdmaQp::PostRecv(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsArray()) ThrowType(env, "wrs");
-  Napi::Array list = info[0].As<Napi::Array>();
-  uint32_t n = list.Length();
-  if (n == 0) return PostResult(env, 0, 0);
-  std::vector<ibv_recv_wr> wr(n);
-  std::vector<ibv_sge> sge;
-  sge.reserve(SgeCapacity(list, 1));
-  for (uint32_t i = 0; i < n; i++) {
-    Napi::Value ev = list.Get(i);
-    if (!ev.IsArray()) ThrowType(env, "wr");
-    Napi::Array e = ev.As<Napi::Array>();
-    double id = NumAt(e, 0);
-    if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
-    ibv_recv_wr& w = wr[i];
-    memset(&w, 0, sizeof(w));
-    w.wr_id = static_cast<uint64_t>(id);
-    w.next = i + 1 < n ? &wr[i + 1] : nullptr;
-    SetSges(env, e, 1, &sge, &w);
-  }
-  if (!IsOpen()) return PostResult(env, 0, EBADF);
-  ibv_recv_wr* bad = nullptr;
-  int r = ibv_post_recv(qp_, wr.data(), &bad);
   if (r == 0) return PostResult(env, n, 0);
   return PostResult(env, bad != nullptr ? static_cast<size_t>(bad - wr.data()) : 0, r);
 }
@@ -957,12 +1078,12 @@ Napi::Value RdmaQp::PostSendPacked(const Napi::CallbackInfo& info) {
         op != IBV_WR_SEND_WITH_IMM) {
       ThrowRange(env, "opcode");
     }
-    if (d[2] != 0 && d[2] != IBV_SEND_INLINE) ThrowRange(env, "sendFlags");
+    if (!SendFlagsOk(d[2])) ThrowRange(env, "sendFlags");
     ibv_send_wr& w = swr_[i];
     memset(&w, 0, sizeof(w));
     w.wr_id = static_cast<uint64_t>(d[0]);
     w.opcode = static_cast<ibv_wr_opcode>(op);
-    w.send_flags = IBV_SEND_SIGNALED | static_cast<unsigned>(d[2]);
+    w.send_flags = static_cast<unsigned>(d[2]);
     if (op == IBV_WR_RDMA_WRITE_WITH_IMM || op == IBV_WR_SEND_WITH_IMM) {
       if (!IsIntegerIn(d[8], 0, 4294967295.0)) ThrowRange(env, "immediate");
       w.imm_data = htonl(static_cast<uint32_t>(d[8]));
@@ -985,29 +1106,217 @@ Napi::Value RdmaQp::PostSendPacked(const Napi::CallbackInfo& info) {
   return PackedResult(env, bad != nullptr && r != 0 ? static_cast<size_t>(bad - swr_.data()) : 0, n, r);
 }
 
-// postRecvPacked(desc, mrs, count) -> as postSendPacked (slots 0, 3, 4, 5).
-Napi::Value RdmaQp::PostRecvPacked(const Napi::CallbackInfo& info) {
+namespace {
+
+// postRecv([[wrId, mr | [[mr, offset, length], ...] | null, offset, length], ...])
+// -> [posted, 0 | -errno], through `post` (ibv_post_recv or ibv_post_srq_recv).
+template <typename Post>
+Napi::Value PostRecvList(const Napi::CallbackInfo& info, bool open, Post post) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) ThrowType(env, "wrs");
+  Napi::Array list = info[0].As<Napi::Array>();
+  uint32_t n = list.Length();
+  if (n == 0) return PostResult(env, 0, 0);
+  std::vector<ibv_recv_wr> wr(n);
+  std::vector<ibv_sge> sge;
+  sge.reserve(SgeCapacity(list, 1));
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value ev = list.Get(i);
+    if (!ev.IsArray()) ThrowType(env, "wr");
+    Napi::Array e = ev.As<Napi::Array>();
+    double id = NumAt(e, 0);
+    if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
+    ibv_recv_wr& w = wr[i];
+    memset(&w, 0, sizeof(w));
+    w.wr_id = static_cast<uint64_t>(id);
+    w.next = i + 1 < n ? &wr[i + 1] : nullptr;
+    SetSges(env, e, 1, &sge, &w);
+  }
+  if (!open) return PostResult(env, 0, EBADF);
+  ibv_recv_wr* bad = nullptr;
+  int r = post(wr.data(), &bad);
+  if (r == 0) return PostResult(env, n, 0);
+  return PostResult(env, bad != nullptr ? static_cast<size_t>(bad - wr.data()) : 0, r);
+}
+
+// postRecvPacked(desc, mrs, count) -> as postSendPacked (slots 0, 3, 4, 5),
+// in `rs`, through `post`.
+template <typename Post>
+Napi::Value PostRecvPackedIn(const Napi::CallbackInfo& info, RecvStorage* rs, bool open, Post post) {
   Napi::Env env = info.Env();
   uint32_t n;
   const double* desc = PackedArgs(info, &n);
-  if (rwr_.size() < n) rwr_.resize(n);
-  if (sge_.size() < n) sge_.resize(n);
+  if (rs->wr.size() < n) rs->wr.resize(n);
+  if (rs->sge.size() < n) rs->sge.resize(n);
   for (uint32_t i = 0; i < n; i++) {
     const double* d = desc + i * kPackStride;
     if (!IsIntegerIn(d[0], 0, 9007199254740991.0)) ThrowRange(env, "wrId");
-    ibv_recv_wr& w = rwr_[i];
+    ibv_recv_wr& w = rs->wr[i];
     memset(&w, 0, sizeof(w));
     w.wr_id = static_cast<uint64_t>(d[0]);
-    int count = PackedSge(info[1], d, &sge_[i]);
+    int count = PackedSge(info[1], d, &rs->sge[i]);
     if (count < 0) ThrowRange(env, "local");
     w.num_sge = count;
-    w.sg_list = count > 0 ? &sge_[i] : nullptr;
-    w.next = i + 1 < n ? &rwr_[i + 1] : nullptr;
+    w.sg_list = count > 0 ? &rs->sge[i] : nullptr;
+    w.next = i + 1 < n ? &rs->wr[i + 1] : nullptr;
   }
-  if (!IsOpen()) return PackedResult(env, 0, n, EBADF);
+  if (!open) return PackedResult(env, 0, n, EBADF);
   ibv_recv_wr* bad = nullptr;
-  int r = ibv_post_recv(qp_, rwr_.data(), &bad);
-  return PackedResult(env, bad != nullptr && r != 0 ? static_cast<size_t>(bad - rwr_.data()) : 0, n, r);
+  int r = post(rs->wr.data(), &bad);
+  return PackedResult(env, bad != nullptr && r != 0 ? static_cast<size_t>(bad - rs->wr.data()) : 0, n, r);
+}
+
+}  // namespace
+
+Napi::Value RdmaQp::PostRecv(const Napi::CallbackInfo& info) {
+  return PostRecvList(info, IsOpen(), [this](ibv_recv_wr* wr, ibv_recv_wr** bad) { return ibv_post_recv(qp_, wr, bad); });
+}
+
+Napi::Value RdmaQp::PostRecvPacked(const Napi::CallbackInfo& info) {
+  return PostRecvPackedIn(info, &rs_, IsOpen(), [this](ibv_recv_wr* wr, ibv_recv_wr** bad) { return ibv_post_recv(qp_, wr, bad); });
+}
+
+// ---------------------------------------------------------------------------
+// SRQ
+
+// new Srq(pd, { maxWr, maxSge }): a shared receive queue; QPs created with
+// it take their receives from it.
+RdmaSrq::RdmaSrq(const Napi::CallbackInfo& info) : ResourceWrap<RdmaSrq>(info) {
+  Napi::Env env = info.Env();
+  v_ = &VerbsOrThrow(env);
+  RdmaPd* pd = OpenParent<RdmaPd>(info, 0, "ibv_create_srq");
+  if (!info[1].IsObject()) ThrowType(env, "attr");
+  Napi::Object o = info[1].As<Napi::Object>();
+  ibv_srq_init_attr a = {};
+  bool p;
+  a.attr.max_wr = U32Of(o, "maxWr", &p);
+  a.attr.max_sge = U32Of(o, "maxSge", &p);
+  errno = 0;
+  srq_ = v_->create_srq(pd->pd(), &a);
+  if (srq_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_create_srq");
+  max_wr_ = a.attr.max_wr;  // what the provider granted
+  max_sge_ = a.attr.max_sge;
+  handle_ = srq_->handle;
+  AddParent(pd, info[0].As<Napi::Object>());
+}
+
+Napi::Function RdmaSrq::Define(Napi::Env env) {
+  auto props = ResourceMethods();
+  props.push_back(InstanceMethod<&RdmaSrq::PostRecv>("postRecv"));
+  props.push_back(InstanceMethod<&RdmaSrq::PostRecvPacked>("postRecvPacked"));
+  props.push_back(InstanceMethod<&RdmaSrq::SetLimit>("setLimit"));
+  props.push_back(InstanceAccessor<&RdmaSrq::GetAttr>("attr"));
+  return DefineClass(env, "RdmaSrq", props);
+}
+
+int RdmaSrq::Teardown() {
+  int r = v_->destroy_srq(srq_);
+  srq_ = nullptr;
+  return r == 0 ? 0 : -r;
+}
+
+Napi::Value RdmaSrq::GetAttr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("maxWr", max_wr_);
+  o.Set("maxSge", max_sge_);
+  o.Set("handle", handle_);
+  return o;
+}
+
+// setLimit(n) -> 0 or -errno: arms IBV_EVENT_SRQ_LIMIT_REACHED for when
+// fewer than n receives are left (ibv_modify_srq IBV_SRQ_LIMIT).
+Napi::Value RdmaSrq::SetLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t limit = U32Arg(info, 0);
+  if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  ibv_srq_attr a = {};
+  a.srq_limit = limit;
+  int r = v_->modify_srq(srq_, &a, IBV_SRQ_LIMIT);
+  return Napi::Number::New(env, r == 0 ? 0 : -(r > 0 ? r : errno));
+}
+
+Napi::Value RdmaSrq::PostRecv(const Napi::CallbackInfo& info) {
+  return PostRecvList(info, IsOpen(), [this](ibv_recv_wr* wr, ibv_recv_wr** bad) { return ibv_post_srq_recv(srq_, wr, bad); });
+}
+
+Napi::Value RdmaSrq::PostRecvPacked(const Napi::CallbackInfo& info) {
+  return PostRecvPackedIn(info, &rs_, IsOpen(), [this](ibv_recv_wr* wr, ibv_recv_wr** bad) { return ibv_post_srq_recv(srq_, wr, bad); });
+}
+
+// ---------------------------------------------------------------------------
+// MW
+
+// new Mw(pd): a type 1 memory window (ibv_alloc_mw, an inline verb through
+// the provider's ops: EOPNOTSUPP where it has none).
+RdmaMw::RdmaMw(const Napi::CallbackInfo& info) : ResourceWrap<RdmaMw>(info) {
+  Napi::Env env = info.Env();
+  VerbsOrThrow(env);
+  RdmaPd* pd = OpenParent<RdmaPd>(info, 0, "ibv_alloc_mw");
+  errno = 0;
+  mw_ = ibv_alloc_mw(pd->pd(), IBV_MW_TYPE_1);
+  if (mw_ == nullptr) ThrowSys(env, errno != 0 ? errno : EOPNOTSUPP, "ibv_alloc_mw");
+  AddParent(pd, info[0].As<Napi::Object>());
+}
+
+Napi::Function RdmaMw::Define(Napi::Env env) { return DefineClass(env, "RdmaMw", ResourceMethods()); }
+
+int RdmaMw::Teardown() {
+  int r = ibv_dealloc_mw(mw_);
+  mw_ = nullptr;
+  return r == 0 ? 0 : -r;
+}
+
+// bindMw(mw, mr, wrId, offset, length, access) -> the window's new rkey, or
+// -errno: ibv_bind_mw (type 1) posts a signaled bind WR on this QP.
+Napi::Value RdmaQp::BindMw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RdmaMw* mw = UnwrapResource<RdmaMw>(info[0]);
+  if (mw == nullptr || !mw->IsOpen()) ThrowType(env, "mw");
+  RdmaMr* mr = UnwrapResource<RdmaMr>(info[1]);
+  if (mr == nullptr || !mr->IsOpen() || mr->mr() == nullptr) ThrowType(env, "mr");
+  double id = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  double off = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -1;
+  double len = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : -1;
+  if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
+  double size = static_cast<double>(mr->mr()->length);
+  if (!IsIntegerIn(off, 0, size) || !IsIntegerIn(len, 0, size) || off + len > size) ThrowRange(env, "length");
+  ibv_mw_bind b = {};
+  b.wr_id = static_cast<uint64_t>(id);
+  b.send_flags = IBV_SEND_SIGNALED;
+  b.bind_info.mr = mr->mr();
+  b.bind_info.addr = reinterpret_cast<uintptr_t>(mr->mr()->addr) + static_cast<uint64_t>(off);
+  b.bind_info.length = static_cast<uint64_t>(len);
+  b.bind_info.mw_access_flags = U32Arg(info, 5);
+  if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  int r = ibv_bind_mw(qp_, mw->mw(), &b);
+  return Napi::Number::New(env, r == 0 ? static_cast<double>(mw->mw()->rkey) : -static_cast<double>(r));
+}
+
+// ---------------------------------------------------------------------------
+// AH
+
+// new Ah(pd, { dlid, sl, portNum, dgid, sgidIndex, hopLimit }): an address
+// handle, the destination of UD sends.
+RdmaAh::RdmaAh(const Napi::CallbackInfo& info) : ResourceWrap<RdmaAh>(info) {
+  Napi::Env env = info.Env();
+  v_ = &VerbsOrThrow(env);
+  RdmaPd* pd = OpenParent<RdmaPd>(info, 0, "ibv_create_ah");
+  if (!info[1].IsObject()) ThrowType(env, "attr");
+  ibv_ah_attr a = {};
+  AhAttrOf(info[1].As<Napi::Object>(), &a);
+  errno = 0;
+  ah_ = v_->create_ah(pd->pd(), &a);
+  if (ah_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_create_ah");
+  AddParent(pd, info[0].As<Napi::Object>());
+}
+
+Napi::Function RdmaAh::Define(Napi::Env env) { return DefineClass(env, "RdmaAh", ResourceMethods()); }
+
+int RdmaAh::Teardown() {
+  int r = v_->destroy_ah(ah_);
+  ah_ = nullptr;
+  return r == 0 ? 0 : -r;
 }
 
 // ---------------------------------------------------------------------------
@@ -1081,6 +1390,9 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   exports.Set("RdmaMr", RdmaMr::Define(env));
   exports.Set("RdmaCq", RdmaCq::Define(env));
   exports.Set("RdmaQp", RdmaQp::Define(env));
+  exports.Set("RdmaSrq", RdmaSrq::Define(env));
+  exports.Set("RdmaAh", RdmaAh::Define(env));
+  exports.Set("RdmaMw", RdmaMw::Define(env));
   exports.Set("rdmaDevices", Napi::Function::New(env, Devices, "rdmaDevices"));
   exports.Set("rdmaLibrary", Napi::Function::New(env, Library, "rdmaLibrary"));
   exports.Set("rdmaWcStatusStr", Napi::Function::New(env, WcStatusStr, "rdmaWcStatusStr"));
@@ -1095,6 +1407,15 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   c.Set("IBV_WR_RDMA_WRITE_WITH_IMM", static_cast<int>(IBV_WR_RDMA_WRITE_WITH_IMM));
   c.Set("IBV_WR_SEND_WITH_IMM", static_cast<int>(IBV_WR_SEND_WITH_IMM));
   c.Set("IBV_SEND_INLINE", static_cast<int>(IBV_SEND_INLINE));
+  c.Set("IBV_SEND_SIGNALED", static_cast<int>(IBV_SEND_SIGNALED));
+  c.Set("IBV_SEND_FENCE", static_cast<int>(IBV_SEND_FENCE));
+  c.Set("IBV_SEND_SOLICITED", static_cast<int>(IBV_SEND_SOLICITED));
+  c.Set("IBV_QPT_RC", static_cast<int>(IBV_QPT_RC));
+  c.Set("IBV_QPT_UD", static_cast<int>(IBV_QPT_UD));
+  c.Set("IBV_QPT_UC", static_cast<int>(IBV_QPT_UC));
+  c.Set("IBV_WC_GRH", static_cast<int>(IBV_WC_GRH));
+  c.Set("IBV_ACCESS_ON_DEMAND", static_cast<int>(IBV_ACCESS_ON_DEMAND));
+  c.Set("IBV_ACCESS_MW_BIND", static_cast<int>(IBV_ACCESS_MW_BIND));
   c.Set("IBV_WR_ATOMIC_CMP_AND_SWP", static_cast<int>(IBV_WR_ATOMIC_CMP_AND_SWP));
   c.Set("IBV_WR_ATOMIC_FETCH_AND_ADD", static_cast<int>(IBV_WR_ATOMIC_FETCH_AND_ADD));
   c.Set("IBV_WC_WITH_IMM", static_cast<int>(IBV_WC_WITH_IMM));

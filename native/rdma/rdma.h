@@ -30,8 +30,11 @@ class RdmaContext : public ResourceWrap<RdmaContext> {
   Napi::Value QueryPort(const Napi::CallbackInfo& info);
   Napi::Value QueryGid(const Napi::CallbackInfo& info);
   Napi::Value QueryGidTable(const Napi::CallbackInfo& info);
+  Napi::Value GetAsyncEvent(const Napi::CallbackInfo& info);
+  Napi::Value GetAsyncFd(const Napi::CallbackInfo& info);
   const Verbs* v_ = nullptr;
   ibv_context* ctx_ = nullptr;
+  int async_fd_ = -1;
 };
 
 class RdmaPd : public ResourceWrap<RdmaPd> {
@@ -94,12 +97,75 @@ class RdmaCq : public ResourceWrap<RdmaCq> {
   int Rearm();
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   Napi::Value GetCqe(const Napi::CallbackInfo& info);
+  Napi::Value GetHandle(const Napi::CallbackInfo& info);
   const Verbs* v_ = nullptr;
   ibv_comp_channel* ch_ = nullptr;
   ibv_cq* cq_ = nullptr;  // null once torn down
   unsigned unacked_ = 0;
   int fd_ = -1;
   int cqe_ = 0;
+  uint32_t handle_ = 0;
+  int solicited_ = 0;
+};
+
+// The receive-posting storage of a QP or SRQ: grown to the largest batch
+// and reused, nothing allocated per request.
+struct RecvStorage {
+  std::vector<ibv_recv_wr> wr;
+  std::vector<ibv_sge> sge;
+};
+
+class RdmaSrq : public ResourceWrap<RdmaSrq> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x7264'6d61'7372'0006ULL, 0x8c41'0e9b'57d2'a3f1ULL};
+  static Napi::Function Define(Napi::Env env);
+  explicit RdmaSrq(const Napi::CallbackInfo& info);
+  void Finalize(Napi::Env) override { FinalizeResource(); }
+  ibv_srq* srq() const { return srq_; }
+
+ protected:
+  int Teardown() override;
+
+ private:
+  Napi::Value PostRecv(const Napi::CallbackInfo& info);
+  Napi::Value PostRecvPacked(const Napi::CallbackInfo& info);
+  Napi::Value SetLimit(const Napi::CallbackInfo& info);
+  Napi::Value GetAttr(const Napi::CallbackInfo& info);
+  const Verbs* v_ = nullptr;
+  ibv_srq* srq_ = nullptr;
+  uint32_t max_wr_ = 0, max_sge_ = 0, handle_ = 0;
+  RecvStorage rs_;
+};
+
+class RdmaMw : public ResourceWrap<RdmaMw> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x7264'6d61'6d77'0008ULL, 0x6e15'c3a0'9d42'7b8eULL};
+  static Napi::Function Define(Napi::Env env);
+  explicit RdmaMw(const Napi::CallbackInfo& info);
+  void Finalize(Napi::Env) override { FinalizeResource(); }
+  ibv_mw* mw() const { return mw_; }
+
+ protected:
+  int Teardown() override;
+
+ private:
+  ibv_mw* mw_ = nullptr;
+};
+
+class RdmaAh : public ResourceWrap<RdmaAh> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x7264'6d61'6168'0007ULL, 0x2d97'b4e0'31fa'6c58ULL};
+  static Napi::Function Define(Napi::Env env);
+  explicit RdmaAh(const Napi::CallbackInfo& info);
+  void Finalize(Napi::Env) override { FinalizeResource(); }
+  ibv_ah* ah() const { return ah_; }
+
+ protected:
+  int Teardown() override;
+
+ private:
+  const Verbs* v_ = nullptr;
+  ibv_ah* ah_ = nullptr;
 };
 
 class RdmaQp : public ResourceWrap<RdmaQp> {
@@ -116,6 +182,8 @@ class RdmaQp : public ResourceWrap<RdmaQp> {
 
  private:
   Napi::Value Modify(const Napi::CallbackInfo& info);
+  Napi::Value Query(const Napi::CallbackInfo& info);
+  Napi::Value BindMw(const Napi::CallbackInfo& info);
   Napi::Value PostSend(const Napi::CallbackInfo& info);
   Napi::Value PostRecv(const Napi::CallbackInfo& info);
   Napi::Value PostSendPacked(const Napi::CallbackInfo& info);
@@ -129,8 +197,8 @@ class RdmaQp : public ResourceWrap<RdmaQp> {
   // The packed posting path's WRs and SGEs, grown to the largest batch and
   // reused: nothing is allocated per request.
   std::vector<ibv_send_wr> swr_;
-  std::vector<ibv_recv_wr> rwr_;
   std::vector<ibv_sge> sge_;
+  RecvStorage rs_;
 };
 
 }  // namespace p2pdma

@@ -7,9 +7,12 @@
 // documents for users that create their own QPs. Events are acked as soon
 // as they are copied out, so rdma_destroy_id never waits on one.
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+
+#include <algorithm>
 
 #include "../core/errors.h"
 #include "../core/modules.h"
@@ -278,8 +281,9 @@ rdma_conn_param ConnParam(const Napi::CallbackInfo& info) {
   p.qp_num = U32Arg(info, 0);
   p.responder_resources = static_cast<uint8_t>(U32Arg(info, 1));
   p.initiator_depth = static_cast<uint8_t>(U32Arg(info, 2));
-  p.retry_count = 7;
-  p.rnr_retry_count = 7;
+  // info[4], info[5]: retry and RNR retry counts, 0-7 (lib/ checks them).
+  p.retry_count = static_cast<uint8_t>(info.Length() > 4 && info[4].IsNumber() ? std::min(info[4].As<Napi::Number>().Uint32Value(), 7u) : 7);
+  p.rnr_retry_count = static_cast<uint8_t>(info.Length() > 5 && info[5].IsNumber() ? std::min(info[5].As<Napi::Number>().Uint32Value(), 7u) : 7);
   p.flow_control = 1;
   if (info.Length() > 3 && info[3].IsTypedArray()) {
     Napi::Uint8Array d = info[3].As<Napi::Uint8Array>();
@@ -293,7 +297,7 @@ rdma_conn_param ConnParam(const Napi::CallbackInfo& info) {
 }
 }  // namespace
 
-// connect(qpNum, responderResources, initiatorDepth, privateData?) -> 0 | -errno.
+// connect(qpNum, responderResources, initiatorDepth, privateData?, retryCount = 7, rnrRetryCount = 7) -> 0 | -errno.
 Napi::Value CmId::Connect(const Napi::CallbackInfo& info) {
   rdma_conn_param p = ConnParam(info);
   if (!IsOpen()) return Napi::Number::New(info.Env(), -EBADF);
@@ -338,6 +342,44 @@ Napi::Value CmId::Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// rdmaGetAddrInfo(node | null, service | null, passive) -> [{ family,
+// qpType, portSpace, src?, dst? }], or { gai, errno, message } when
+// rdma_getaddrinfo fails (lib/rdma/cm.ts makes the error).
+Napi::Value GetAddrInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const RdmaCm& c = RdmaCmOrThrow(env);
+  std::string node, service;
+  bool hasNode = info[0].IsString(), hasService = info[1].IsString();
+  if (hasNode) node = info[0].As<Napi::String>();
+  if (hasService) service = info[1].As<Napi::String>();
+  rdma_addrinfo hints = {};
+  hints.ai_port_space = RDMA_PS_TCP;
+  if (info[2].ToBoolean()) hints.ai_flags = RAI_PASSIVE;
+  rdma_addrinfo* res = nullptr;
+  errno = 0;
+  int r = c.getaddrinfo(hasNode ? node.c_str() : nullptr, hasService ? service.c_str() : nullptr, &hints, &res);
+  if (r != 0) {
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("gai", r);
+    e.Set("errno", errno);
+    e.Set("message", gai_strerror(r));
+    return e;
+  }
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (rdma_addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("family", a->ai_family);
+    o.Set("qpType", a->ai_qp_type);
+    o.Set("portSpace", a->ai_port_space);
+    if (a->ai_src_addr != nullptr) o.Set("src", FromSockaddr(env, a->ai_src_addr));
+    if (a->ai_dst_addr != nullptr) o.Set("dst", FromSockaddr(env, a->ai_dst_addr));
+    out.Set(i++, o);
+  }
+  c.freeaddrinfo(res);
+  return out;
+}
+
 }  // namespace
 
 void InitRdmaCm(Napi::Env env, Napi::Object exports) {
@@ -345,6 +387,7 @@ void InitRdmaCm(Napi::Env env, Napi::Object exports) {
   Napi::Function id = CmId::Define(env);
   EnvState::Get(env)->rdma_cm_id_class = Napi::Persistent(id);
   exports.Set("CmId", id);
+  exports.Set("rdmaGetAddrInfo", Napi::Function::New(env, GetAddrInfo, "rdmaGetAddrInfo"));
 }
 
 }  // namespace p2pdma

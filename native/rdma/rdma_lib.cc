@@ -84,6 +84,15 @@ void DoLoadVerbs() {
   l.Sym(v.create_qp, "ibv_create_qp");
   l.Sym(v.destroy_qp, "ibv_destroy_qp");
   l.Sym(v.modify_qp, "ibv_modify_qp");
+  l.Sym(v.query_qp, "ibv_query_qp");
+  l.Sym(v.create_srq, "ibv_create_srq");
+  l.Sym(v.modify_srq, "ibv_modify_srq");
+  l.Sym(v.destroy_srq, "ibv_destroy_srq");
+  l.Sym(v.create_ah, "ibv_create_ah");
+  l.Sym(v.destroy_ah, "ibv_destroy_ah");
+  l.Sym(v.get_async_event, "ibv_get_async_event");
+  l.Sym(v.ack_async_event, "ibv_ack_async_event");
+  l.Sym(v.event_type_str, "ibv_event_type_str");
   l.Sym(v.wc_status_str, "ibv_wc_status_str");
   g_verbs_ok = l.ok();
   l.Report(&g_verbs_err[0], &g_verbs_err[1], &g_verbs_err[2]);
@@ -109,6 +118,8 @@ void DoLoadCm() {
   l.Sym(c.ack_cm_event, "rdma_ack_cm_event");
   l.Sym(c.init_qp_attr, "rdma_init_qp_attr");
   l.Sym(c.event_str, "rdma_event_str");
+  l.Sym(c.getaddrinfo, "rdma_getaddrinfo");
+  l.Sym(c.freeaddrinfo, "rdma_freeaddrinfo");
   g_cm_ok = l.ok();
   l.Report(&g_cm_err[0], &g_cm_err[1], &g_cm_err[2]);
 }

@@ -46,6 +46,15 @@ struct Verbs {
   ibv_qp* (*create_qp)(ibv_pd*, ibv_qp_init_attr*);
   int (*destroy_qp)(ibv_qp*);
   int (*modify_qp)(ibv_qp*, ibv_qp_attr*, int);
+  int (*query_qp)(ibv_qp*, ibv_qp_attr*, int, ibv_qp_init_attr*);
+  ibv_srq* (*create_srq)(ibv_pd*, ibv_srq_init_attr*);
+  int (*modify_srq)(ibv_srq*, ibv_srq_attr*, int);
+  int (*destroy_srq)(ibv_srq*);
+  ibv_ah* (*create_ah)(ibv_pd*, ibv_ah_attr*);
+  int (*destroy_ah)(ibv_ah*);
+  int (*get_async_event)(ibv_context*, ibv_async_event*);
+  void (*ack_async_event)(ibv_async_event*);
+  const char* (*event_type_str)(ibv_event_type);
   const char* (*wc_status_str)(ibv_wc_status);
 };
 
@@ -67,6 +76,8 @@ struct RdmaCm {
   int (*ack_cm_event)(rdma_cm_event*);
   int (*init_qp_attr)(rdma_cm_id*, ibv_qp_attr*, int*);
   const char* (*event_str)(rdma_cm_event_type);
+  int (*getaddrinfo)(const char*, const char*, const rdma_addrinfo*, rdma_addrinfo**);
+  void (*freeaddrinfo)(rdma_addrinfo*);
 };
 
 // The loaded table, or nullptr with `library`/`symbol`/`error` (dlerror())

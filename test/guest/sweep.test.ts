@@ -421,6 +421,18 @@ const qpOptions = fc
       return { pd, options: { sendCq, recvCq, cap: { maxSendWr: o.maxSendWr.make(s), maxRecvWr: o.maxRecvWr.make(s), maxSendSge: o.maxSendSge.make(s), maxRecvSge: o.maxRecvSge.make(s), maxInlineData: o.maxInlineData.make(s) } } };
     }),
   );
+const srqOptions = fc
+  .record({ maxWr: capField, maxSge: capField, cq: fc.boolean() })
+  .map((o) =>
+    recipe(`{ cq${o.cq ? '' : ': {}'}, maxWr: ${o.maxWr}, maxSge: ${o.maxSge} }`, (s) => {
+      const ctx = s.own(api.Rdma.open(DEV));
+      const pd = s.own(ctx.allocPd());
+      const cq = s.own(ctx.createCq(16));
+      return { pd, options: { cq: o.cq ? cq : {}, maxWr: o.maxWr.make(s), maxSge: o.maxSge.make(s) } };
+    }),
+  );
+const V4_GID = '0000:0000:0000:0000:0000:ffff:0a00:020f';
+const ahOptions = mostly(pick(value(`{ gid: '${V4_GID}' }`, { gid: V4_GID }), value("{ gid: 'fe80::1' }", { gid: 'fe80::1' }), value(`{ gid, portNum: 2 }`, { gid: V4_GID, portNum: 2 }), value(`{ gid, gidIndex: 9999 }`, { gid: V4_GID, gidIndex: 9999 }), value(`{ gid, sl: 16 }`, { gid: V4_GID, sl: 16 })));
 const ports = fc.oneof({ arbitrary: ints(0, 4791, 18515, 65535), weight: 4 }, { arbitrary: pick(value('65536', 65536), value('-1', -1), value('0.5', 0.5)), weight: 1 }, { arbitrary: hostile, weight: 1 });
 const addresses = fc.oneof({ arbitrary: pick(value(`'${ADDR}'`, ADDR), value("'127.0.0.1'", '127.0.0.1'), value("'::1'", '::1'), value("'10.0.2.99'", '10.0.2.99'), value("'not an address'", 'not an address'), value("''", '')), weight: 5 }, { arbitrary: hostile, weight: 1 });
 const cmOptions = fc.record({ address: addresses, port: ports, timeoutMs: fc.oneof({ arbitrary: ints(1, 500), weight: 5 }, { arbitrary: hostile, weight: 1 }) }).map((o) => recipe(`{ address: ${o.address}, port: ${o.port}, timeoutMs: ${o.timeoutMs} }`, (s) => ({ address: o.address.make(s), port: o.port.make(s), timeoutMs: o.timeoutMs.make(s) })));
@@ -472,6 +484,14 @@ const targets: Record<string, Target> = {
       return pd.createQp(options);
     },
   },
+  'ProtectionDomain#createSrq': {
+    args: srqOptions.map((o) => [o]),
+    call: (_s, o) => {
+      const { pd, options } = o as { pd: api.ProtectionDomain; options: api.SharedReceiveQueueOptions };
+      return pd.createSrq(options);
+    },
+  },
+  'ProtectionDomain#createAh': method(pds, 'createAh', ahOptions),
   'Rdma.connect': fn((...a) => (api.Rdma.connect as (...x: unknown[]) => unknown)(...a), mostly(cmOptions)),
   'Rdma.listen': fn((...a) => (api.Rdma.listen as (...x: unknown[]) => unknown)(...a), mostly(cmOptions)),
 };
