@@ -335,7 +335,7 @@ export const P2pMem = {
     const opts = toOptions(options, P2pMem.topology);
     const p = toDevice(provider, 'provider', opts, P2pMem.topology);
     const c = toDevice(client, 'client', opts, P2pMem.topology);
-    return { ...estimate(p, c, opts), kernel: kernelMapType(p, c, opts.vmaP2p) };
+    return topologyAmong(Pci.devices(opts), p, c, opts);
   },
 
   /** The kernel's P2PDMA distance from `client` to `provider`'s memory; -1 when they cannot reach each other. */

@@ -14,15 +14,19 @@ function group(script: string, name: string): string[] {
   return m[1].split(/\s+/).filter(Boolean);
 }
 
+/** Host test files: test/ and its subsystem folders; test/guest/ is the guest suite. */
+function hostTestFiles(): string[] {
+  return fs
+    .readdirSync(path.join(repoRoot, 'test'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.test.ts') && !f.startsWith('guest/'))
+    .map((f) => `test/${f}`);
+}
+
 t.test('the host-suite groups of test-all.sh name real files, each in one group', async (t) => {
   const script = fs.readFileSync(path.join(repoRoot, 'scripts', 'test-all.sh'), 'utf8');
   const harness = group(script, 'HARNESS_TESTS');
   const line = group(script, 'LINE_TESTS');
-  // Host test files sit in test/ and its subsystem folders; test/guest/ is the guest suite.
-  const all = fs
-    .readdirSync(path.join(repoRoot, 'test'), { recursive: true, encoding: 'utf8' })
-    .filter((f) => f.endsWith('.test.ts') && !f.startsWith('guest/'))
-    .map((f) => `test/${f}`);
+  const all = hostTestFiles();
   t.same([...harness, ...line].filter((f) => !all.includes(f)), [], 'every listed file exists');
   t.same(harness.filter((f) => line.includes(f)), [], 'no file is both a harness and a line test');
   t.ok(line.includes('test/core/sweep.test.ts') && line.includes('test/core/views.test.ts'), 'the sweep and the view kinds run on every line');
@@ -41,10 +45,7 @@ t.test('the newest line runs every host file but the harness files, and no guest
   const r = spawnSync(process.execPath, [path.join(repoRoot, 'node_modules', '.bin', 'tap'), 'list', ...args], { cwd: repoRoot, encoding: 'utf8' });
   t.equal(r.status, 0, r.stderr);
   const listed = r.stdout.split('\n').filter(Boolean).sort();
-  const expected = fs
-    .readdirSync(path.join(repoRoot, 'test'), { recursive: true, encoding: 'utf8' })
-    .filter((f) => f.endsWith('.test.ts') && !f.startsWith('guest/'))
-    .map((f) => `test/${f}`)
+  const expected = hostTestFiles()
     .filter((f) => !harness.includes(f))
     .sort();
   t.same(listed, expected);
