@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+/*
+ * One hot loop of a missed goal, alone, for a profiler to look at
+ * (bench/profile-hot.js runs each under node --cpu-prof and perf):
+ *
+ *   node bench/hot.js NAME [iterations]      prints ns per operation
+ *
+ *   ioctl-api        ioctlSync(fd, FIONREAD, Int32Array) through the exports
+ *   ioctl-binding    the raw binding under it (native.ioctlView)
+ *   dmabuf-sync      buf.beginCpuAccess('rw').end() on a system-heap dma-buf
+ *   dmabuf-binding   the raw binding under it (native.dmabufSync x 2)
+ *   rdma-write-4k    4 KiB RDMA WRITEs on rxe0, 32 in flight, a promise each
+ *                    (bench/rdma.js's addon loop: a chain per CQ drain)
+ *   rdma-postall-4k  the same as qp.postAll() batches of 8
+ *
+ * Uses dist/ (or P2PDMA_DIST, another build's dist/index.js).
+ */
+'use strict';
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const dist = path.dirname(path.resolve(process.env.P2PDMA_DIST ?? path.join(__dirname, '..', 'dist', 'index.js')));
+const api = require(dist);
+const { native } = require(path.join(dist, 'core', 'native.js'));
+
+function pipe() {
+  const fifo = path.join(os.tmpdir(), `p2pdma-hot-fifo-${process.pid}`);
+  execFileSync('mkfifo', [fifo]);
+  const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const w = fs.openSync(fifo, fs.constants.O_WRONLY);
+  fs.unlinkSync(fifo);
+  fs.writeSync(w, 'x');
+  return r;
+}
+
+/** name -> () => (n) => void: set up, then the loop. */
+const LOOPS = {
+  'ioctl-api': () => {
+    const r = pipe();
+    const count = new Int32Array(1);
+    const FIONREAD = api.requests.FIONREAD;
+    return (n) => {
+      for (let i = 0; i < n; i++) api.ioctlSync(r, FIONREAD, count);
+    };
+  },
+  'ioctl-binding': () => {
+    const r = pipe();
+    const count = new Int32Array(1);
+    const FIONREAD = api.requests.FIONREAD;
+    return (n) => {
+      for (let i = 0; i < n; i++) native.ioctlView(r, FIONREAD, count);
+    };
+  },
+  'dmabuf-sync': () => {
+    const buf = api.DmaHeap.open('system').allocSync(1 << 20);
+    return (n) => {
+      for (let i = 0; i < n; i++) buf.beginCpuAccess('rw').end();
+    };
+  },
+  'dmabuf-binding': () => {
+    const buf = api.DmaHeap.open('system').allocSync(1 << 20);
+    const fd = buf.fd;
+    return (n) => {
+      for (let i = 0; i < n; i++) {
+        native.dmabufSync(fd, 3); // START | READ | WRITE
+        native.dmabufSync(fd, 7); // END | READ | WRITE
+      }
+    };
+  },
+};
+
+/** A loopback pair and two 4 KiB MRs on rxe0, and their teardown. */
+function rdmaPair() {
+  const ctx = api.Rdma.open(process.env.DEV ?? 'rxe0');
+  const pd = ctx.allocPd();
+  const [a, b] = api.Rdma.loopbackPair(pd, { cqSize: 80, cap: { maxSendWr: 32, maxRecvWr: 1 } });
+  const src = pd.allocMemorySync(4096, { access: 'local-write' });
+  const dst = pd.allocMemorySync(4096, { access: ['local-write', 'remote-write'] });
+  return { a, wr: { op: 'write', local: src, remote: dst } };
+}
+
+LOOPS['rdma-write-4k'] = () => {
+  const { a, wr } = rdmaPair();
+  return (n) =>
+    new Promise((resolve, reject) => {
+      let posted = 0;
+      let done = 0;
+      let free = 0;
+      let flushing = false;
+      const post = (k) => {
+        posted += k;
+        for (const p of a.post(new Array(k).fill(wr))) p.then(onDone, reject);
+      };
+      const flush = () => {
+        flushing = false;
+        const k = Math.min(free, n - posted);
+        free = 0;
+        if (k > 0) post(k);
+      };
+      const onDone = () => {
+        if (++done === n) return resolve();
+        free++;
+        if (!flushing) {
+          flushing = true;
+          queueMicrotask(flush);
+        }
+      };
+      post(Math.min(32, n));
+    });
+};
+
+LOOPS['rdma-postall-4k'] = () => {
+  const { a, wr } = rdmaPair();
+  const batch = new Array(8).fill(wr);
+  return async (n) => {
+    let posted = 0;
+    const lane = async () => {
+      while (posted < n) {
+        posted += 8;
+        await a.postAll(batch);
+      }
+    };
+    await Promise.all([lane(), lane(), lane(), lane()]);
+  };
+};
+
+async function main() {
+  const [name, iterations = '200000'] = process.argv.slice(2);
+  if (!LOOPS[name]) {
+    process.stderr.write(`usage: node bench/hot.js ${Object.keys(LOOPS).join('|')} [iterations]\n`);
+    process.exit(2);
+  }
+  const loop = LOOPS[name]();
+  const n = Number(iterations);
+  await loop(Math.min(n, 20000)); // warm up the JIT
+  const t0 = process.hrtime.bigint();
+  await loop(n);
+  const ns = Number(process.hrtime.bigint() - t0) / n;
+  console.log(`${name}: ${ns.toFixed(1)} ns/op (${n} iterations, ${dist})`);
+  // The RDMA loops leave their resources to process exit.
+  process.exit(0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
