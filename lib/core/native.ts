@@ -282,5 +282,12 @@ function load(): Binding {
   }
 }
 
-/** The addon, loaded once on first import. */
-export const native: Binding = load();
+/**
+ * The addon, loaded once on first import. A copy of its exports object: the
+ * addon's own, with 50-odd properties set one by one, is a dictionary-mode
+ * object, so every `native.x` load on a hot path (ioctlSync, dma-buf
+ * begin/end, posting) went through V8's generic LoadIC with a hash lookup
+ * (Builtins_LoadIC in a guest perf profile, docs/benchmarks/profiles.md); a
+ * spread makes a fast-mode object whose loads the JIT inlines.
+ */
+export const native: Binding = { ...load() };
