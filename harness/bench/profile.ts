@@ -115,8 +115,15 @@ export function cpuProfileMarkdown(s: CpuProfileSummary, top = 20): string {
     '| self ms | % of busy | kind | function | where |',
     '|---:|---:|---|---|---|',
   ];
-  for (const r of s.rows.filter((x) => x.kind !== '(idle)').slice(0, top)) {
+  const rows = s.rows.filter((x) => x.kind !== '(idle)').slice(0, top);
+  for (const r of rows) {
     out.push(`| ${r.selfMs.toFixed(1)} | ${pct(busy ? r.selfMs / busy : 0)} | ${r.kind} | ${cell(r.name)} | ${cell(r.where)} |`);
+  }
+  if (rows.some((r) => r.kind === 'native')) {
+    out.push(
+      '',
+      "V8 names a native frame after its entry point, and every Node-API function of an addon has the same one (Node's callback trampoline): all of them carry the name of one (e.g. `rdmaGetAddrInfo`). Read such a row as time in the addon's bindings, the syscalls under them included.",
+    );
   }
   return `${out.join('\n')}\n`;
 }
