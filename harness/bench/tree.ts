@@ -114,7 +114,10 @@ export async function buildTree(tree: string, o: TreeBuildOptions = {}): Promise
     log(`kernel: ${tree} at ${state.head.slice(0, 12)}${state.dirty ? ' + changes' : ''}: cached: ${out}`);
     return out;
   }
-  const obj = path.join(cache, 'build', state.name.replace(/-[0-9a-f]{16}$/, ''), 'obj');
+  // One object directory per tree (by its path: two trees of one name must
+  // not share kbuild's state), kept across keys so rebuilds are incremental.
+  const objName = `${state.name.replace(/-[0-9a-f]{16}$/, '')}-${crypto.createHash('sha256').update(state.top).digest('hex').slice(0, 8)}`;
+  const obj = path.join(cache, 'build', objName, 'obj');
   const tmp = `${out}.tmp`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });

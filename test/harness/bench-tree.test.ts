@@ -4,6 +4,7 @@
 // stand-in make that leave a bzImage where the kernel's would be.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -120,7 +121,7 @@ console.log('  CC      init/main.o');
   t.equal(fs.readFileSync(path.join(dir, '.config'), 'utf8'), 'CONFIG_A=y\n');
   t.match(fs.readFileSync(path.join(dir, 'build-info'), 'utf8'), new RegExp(`^variant=${state.name}\\ntree=.*\\nhead=[0-9a-f]{40}\\ndirty=false\\nkey=${state.key}\\n`));
   t.match(fs.readFileSync(path.join(dir, 'build.log'), 'utf8'), 'CC      init/main.o');
-  const objDir = path.join(cache, 'build', 'tree-my_linux', 'obj');
+  const objDir = path.join(cache, 'build', `tree-my_linux-${createHash('sha256').update(state.top).digest('hex').slice(0, 8)}`, 'obj');
   t.same(fs.readFileSync(calls, 'utf8').trim().split('\n'), [`-C ${fs.realpathSync(tree)} O=${objDir} -j3 bzImage`]);
   t.ok(lines.some((l) => l.includes('did not stick in this tree: CONFIG_NOT_IN_THIS_TREE=y')), 'a symbol the tree lacks is named');
   t.notOk(fs.existsSync(`${dir}.tmp`));
