@@ -165,7 +165,7 @@ export function perfMarkdown(rows: PerfRow[], top = 20): string {
   const byKind = new Map<string, number>();
   for (const r of rows) byKind.set(r.kind, (byKind.get(r.kind) ?? 0) + r.share);
   const out = [
-    `perf record -e cpu-clock (every process of the suite, kernel included): by kind ${[...byKind].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${pct(v)}`).join(', ')}.`,
+    `perf record -e cpu-clock (the processes profiled, kernel included): by kind ${[...byKind].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${pct(v)}`).join(', ')}.`,
     '',
     '| % | command | object | symbol | kind |',
     '|---:|---|---|---|---|',
