@@ -129,6 +129,24 @@ LOOPS['rdma-postall-4k'] = () => {
   };
 };
 
+LOOPS['nvme-copy-64k'] = () => {
+  const { Nvme, P2pMem } = api;
+  const [a, b] = P2pMem.providers();
+  const ns = (p) => `/dev/${fs.readdirSync(path.join(p.sysfsPath, 'nvme'))[0]}n1`;
+  const src = Nvme.open(ns(a));
+  const dst = Nvme.open(ns(b));
+  const cmb = P2pMem.allocate(b, 65536);
+  const base = 160 << 20;
+  Nvme.maxInFlight = 1;
+  return async (n) => {
+    for (let i = 0; i < n; i++) {
+      const at = base + (i % 512) * 65536;
+      await src.read(cmb, at, 65536);
+      await dst.write(cmb, at, 65536);
+    }
+  };
+};
+
 /**
  * P2PDMA_HOT_PROFILE=DIR: profile the timed loop only (not the start-up,
  * which under TCG takes seconds), twice: under V8's CPU profiler through
