@@ -19,7 +19,9 @@ if (!dir) {
 let failed = 0;
 for (const item of names.split(',')) {
   const [name, n = iterations] = item.split(':');
-  const r = spawnSync(process.execPath, ['--perf-basic-prof', path.join(__dirname, 'hot.js'), name, n], {
+  // --perf-basic-prof also writes V8's log: into the temporary directory, not the tree.
+  const log = path.join(require('node:os').tmpdir(), `p2pdma-v8-${name}.log`);
+  const r = spawnSync(process.execPath, ['--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${log}`, path.join(__dirname, 'hot.js'), name, n], {
     stdio: 'inherit',
     env: { ...process.env, P2PDMA_HOT_PROFILE: path.resolve(dir, name) },
   });

@@ -99,7 +99,8 @@ function profiled(name, command, env, profileDir) {
   const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
   fs.writeFileSync(
     path.join(shimDir, 'node'),
-    `#!/bin/sh\nexec ${q(process.execPath)} --cpu-prof --cpu-prof-dir=${q(dir)} --perf-basic-prof "$@"\n`,
+    // --perf-basic-prof also writes V8's log: into the temporary directory, not the tree.
+    `#!/bin/sh\nexec ${q(process.execPath)} --cpu-prof --cpu-prof-dir=${q(dir)} --perf-basic-prof --no-logfile-per-isolate --logfile=${q(path.join(os.tmpdir(), `p2pdma-v8-${name}.log`))} "$@"\n`,
     { mode: 0o755 },
   );
   const profEnv = { ...env, PATH: `${shimDir}:${env.PATH ?? ''}` };
