@@ -105,3 +105,19 @@ t.test("perf's flat report: rows, kinds and the table", async (t) => {
   fs.writeFileSync(path.join(dir, 'perf.txt'), PERF);
   t.match(suiteProfileMarkdown(dir, dir)!, 'perf record -e cpu-clock');
 });
+
+t.test('bench/suites.js with P2PDMA_BENCH_PROFILE: a .cpuprofile per node process, and perf.txt or why not', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-suite-prof-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const env = { ...process.env, P2PDMA_BENCH_DIR: path.join(dir, 'bin'), P2PDMA_BENCH_PROFILE: path.join(dir, 'p'), IOCTL_ITERATIONS: '2000', IOCTL_ROUNDS: '1' };
+  delete env.NODE_OPTIONS;
+  const root = path.resolve(__dirname, '..', '..');
+  const r = spawnSync(process.execPath, [path.join(root, 'bench', 'suites.js'), '--results', path.join(dir, 'r.jsonl'), '--suites', 'ioctl'], { encoding: 'utf8', env, cwd: dir });
+  t.equal(r.status, 0, r.stderr);
+  const files = fs.readdirSync(path.join(dir, 'p', 'ioctl'));
+  t.ok(files.some((f) => f.endsWith('.cpuprofile')), `a .cpuprofile in ${files.join(', ')}`);
+  t.ok(files.includes('perf.txt') || files.includes('perf-unavailable.txt'), 'perf ran, or says why not');
+  const md = suiteProfileMarkdown(path.join(dir, 'p', 'ioctl'), root)!;
+  t.match(md, /\| JS \| \S+ \| bench\/ioctl\.js:\d+ \|/, 'the suite script is named, relative to the repository');
+  t.notOk(fs.readdirSync(root).some((f) => /^isolate-.*-v8\.log$/.test(f)), 'no V8 log left in the tree');
+});
