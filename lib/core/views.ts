@@ -7,9 +7,8 @@
 const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
 const typedArrayByteLength = Object.getOwnPropertyDescriptor(TypedArrayPrototype, 'byteLength')!.get!;
 // undefined for anything but a TypedArray. A builtin the JIT inlines, where
-// util.types.isDataView is a call into C++: on ioctlSync's hot path that
-// call cost ~10 ns on the host and ~450 ns per ioctl in a TCG guest
-// (docs/benchmarks/profiles.md).
+// util.types.isDataView is a call into C++, ~10 ns on the host and dearer
+// under TCG, on ioctlSync's hot path (docs/benchmarks/profiles-2026-12-07.md).
 const typedArrayTag = Object.getOwnPropertyDescriptor(TypedArrayPrototype, Symbol.toStringTag)!.get!;
 const dataViewByteLength = Object.getOwnPropertyDescriptor(DataView.prototype, 'byteLength')!.get!;
 
