@@ -4,6 +4,7 @@
  * API vs a C loop doing the same successful ioctl, printed as a ratio.
  *
  *   node bench/ioctl.js [iterations] [rounds]
+ *   P2PDMA_DIST=other/dist/index.js node bench/ioctl.js ...   another build's API
  *
  * Writes only to $P2PDMA_BENCH_DIR or os.tmpdir() (the C binary) and os.tmpdir() (a FIFO), so
  * it runs from a read-only tree. The JS side is lib/ (transpiled in memory
@@ -30,6 +31,8 @@ const rounds = Number(process.argv[3] ?? 9);
  * minutes in a TCG guest).
  */
 function loadApi() {
+  // Another build's dist/ (its index.js), to compare builds in one boot.
+  if (process.env.P2PDMA_DIST) return { api: require(path.resolve(process.env.P2PDMA_DIST)), from: path.dirname(path.resolve(process.env.P2PDMA_DIST)) };
   if (process.env.P2PDMA_BENCH_RESULTS) return { api: require(path.join(root, 'dist', 'index.js')), from: 'dist/' };
   let ts;
   try {
@@ -93,7 +96,8 @@ function best(a, b) {
 function main() {
   const bin = buildC(...ANCHORS.ioctl);
   const { api, from } = loadApi();
-  const { native } = require(path.join(root, from === 'dist/' ? 'dist/core/native.js' : 'lib/core/native.ts'));
+  const nativeModule = from === 'dist/' ? 'dist/core/native.js' : from.startsWith('/') ? path.join(from, 'core', 'native.js') : 'lib/core/native.ts';
+  const { native } = require(path.resolve(root, nativeModule));
   const { r, w } = openPipe();
   const FIONREAD = api.requests.FIONREAD;
   const count = new Int32Array(1);

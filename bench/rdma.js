@@ -75,8 +75,8 @@ async function perftestLat() {
   return resultLine(out, 64)[5];
 }
 
-async function addonBw(pd, size) {
-  const [a, b] = Rdma.loopbackPair(pd, { cqSize: QD * 2 + 8, cap: { maxSendWr: QD, maxRecvWr: 1 } });
+async function addonBw(pd, size, busyPoll = false) {
+  const [a, b] = Rdma.loopbackPair(pd, { cqSize: QD * 2 + 8, cap: { maxSendWr: QD, maxRecvWr: 1 }, busyPoll });
   // Memory the MRs own (pd.allocMemory): a Buffer's may be freed under the NIC.
   const src = pd.allocMemorySync(size, { access: 'local-write' });
   new Uint8Array(src.mapping.buffer).fill(1);
@@ -122,14 +122,22 @@ async function addonBw(pd, size) {
   }
 }
 
-async function addonBwBatch(pd, size) {
+/**
+ * postAll() batches of QD/4 WRITEs, QD in flight. With `unsignaled`, only
+ * the last WRITE of a batch asks for a completion, as perftest's
+ * ib_write_bw does (its --cq-mod, 100 by default): one CQE, one dispatch
+ * and one promise per batch instead of per WRITE.
+ */
+async function addonBwBatch(pd, size, unsignaled = false) {
   const [a, b] = Rdma.loopbackPair(pd, { cqSize: QD * 2 + 8, cap: { maxSendWr: QD, maxRecvWr: 1 } });
-  const src = pd.allocMemorySync(size, 'local-write');
-  const dst = pd.allocMemorySync(size, ['local-write', 'remote-write']);
+  const src = pd.allocMemorySync(size, { access: 'local-write' });
+  const dst = pd.allocMemorySync(size, { access: ['local-write', 'remote-write'] });
   try {
     const n = iterationsFor(size);
     const per = Math.max(1, QD >> 2);
-    const wrs = new Array(per).fill({ op: 'write', local: src, remote: dst });
+    const wr = { op: 'write', local: src, remote: dst };
+    const wrs = new Array(per).fill(wr);
+    if (unsignaled) for (let i = 0; i < per - 1; i++) wrs[i] = { ...wr, signaled: false };
     const t0 = process.hrtime.bigint();
     let posted = 0;
     // QD in flight as batches of QD/4: a settled batch is replaced by the next.
@@ -137,7 +145,7 @@ async function addonBwBatch(pd, size) {
       while (posted < n) {
         const k = Math.min(per, n - posted);
         posted += k;
-        await a.postAll(k === per ? wrs : wrs.slice(0, k));
+        await a.postAll(k === per ? wrs : wrs.slice(per - k));
       }
     };
     await Promise.all(Array.from({ length: Math.ceil(QD / per) }, lane));
@@ -231,7 +239,9 @@ async function main() {
   const pd = ctx.allocPd();
   const rows = [];
   const perf = process.env.NO_PERFTEST !== '1';
-  human('size      perftest MB/s  addon MB/s  ratio  postAll MB/s');
+  // busy-poll: the CQ polled in a spin, as perftest polls its own (no
+  // completion events, no wake-ups): what the event path costs at 4 KiB.
+  human('size      perftest MB/s  addon MB/s  ratio  postAll MB/s  busy-poll MB/s  postAll 1-signaled MB/s  ratio');
   for (const size of SIZES) {
     const p = perf ? await perftestBw(size) : NaN;
     const a = await addonBw(pd, size);
@@ -241,11 +251,20 @@ async function main() {
     } catch (e) {
       if (!(e instanceof TypeError)) throw e; // a build without postAll
     }
-    rows.push({ size, perftest: p, addon: a, ratio: a / p, postAll: ab });
+    const bp = await addonBw(pd, size, true);
+    let au = NaN;
+    try {
+      au = await addonBwBatch(pd, size, true);
+    } catch (e) {
+      if (!(e instanceof TypeError)) throw e;
+    }
+    rows.push({ size, perftest: p, addon: a, ratio: a / p, postAll: ab, busyPoll: bp, postAllUnsignaled: au });
+    record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-busypoll', bp);
+    if (!Number.isNaN(au)) record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-postall-1signaled', au);
     record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon', a);
     if (!Number.isNaN(ab)) record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-postall', ab);
     if (perf) record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'perftest', p, { anchor: true });
-    human(`${String(size).padEnd(9)} ${p.toFixed(1).padStart(13)} ${a.toFixed(1).padStart(11)} ${(a / p).toFixed(2).padStart(6)}x ${ab.toFixed(1).padStart(12)}`);
+    human(`${String(size).padEnd(9)} ${p.toFixed(1).padStart(13)} ${a.toFixed(1).padStart(11)} ${(a / p).toFixed(2).padStart(6)}x ${ab.toFixed(1).padStart(12)} ${bp.toFixed(1).padStart(15)} ${au.toFixed(1).padStart(24)} ${(au / p).toFixed(2).padStart(6)}x`);
   }
   const pl = perf ? await perftestLat() : NaN;
   const pp = await addonPingPong(pd, false);

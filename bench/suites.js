@@ -6,6 +6,14 @@
  *   node bench/suites.js --results FILE [--suites ioctl,dmabuf,...]
  *   node bench/suites.js --prepare     compile the C anchors (bench/lib/build-c.js)
  *
+ * With P2PDMA_BENCH_PROFILE=DIR (`p2pdma bench --profile`), each suite runs
+ * profiled into DIR/<suite>/: every node process it starts with
+ * `--cpu-prof` (a .cpuprofile each), and the whole suite under `perf record
+ * -e cpu-clock` where the kernel has perf events and perf is installed, its
+ * flat `perf report` saved as perf.txt (made here: it needs this machine's
+ * JIT maps, from `--perf-basic-prof`, and kallsyms), or why not as
+ * perf-unavailable.txt. harness/bench/profile.ts reduces them.
+ *
  * Each suite is one of the bench scripts, which measures the addon and its
  * C anchor (or perftest) side by side in the same process tree and appends
  * samples to FILE (bench/lib/results.js). A suite whose device is missing
@@ -61,6 +69,60 @@ const SUITES = {
 
 const DEFAULT_SUITES = Object.keys(SUITES);
 
+let perfWhy;
+/** Why `perf record` cannot run here, or null (probed once). */
+function perfUnavailable() {
+  if (perfWhy === undefined) perfWhy = probePerf();
+  return perfWhy;
+}
+
+function probePerf() {
+  if (!fs.existsSync('/proc/sys/kernel/perf_event_paranoid')) return 'this kernel has no perf events (CONFIG_PERF_EVENTS is off)';
+  if (!onPath('perf')) return 'perf is not installed';
+  const probe = path.join(os.tmpdir(), `p2pdma-perf-probe-${process.pid}.data`);
+  const r = spawnSync('perf', ['record', '-q', '-e', 'cpu-clock', '-o', probe, '--', 'true'], { encoding: 'utf8' });
+  fs.rmSync(probe, { force: true });
+  return r.status === 0 ? null : `perf record failed: ${(r.stderr || `exit ${r.status}`).trim().split('\n')[0]}`;
+}
+
+/**
+ * The suite's command and environment made to profile into DIR/<name>, and
+ * what to do once it has run (turn perf.data into perf.txt).
+ */
+function profiled(name, command, env, profileDir) {
+  const dir = path.resolve(profileDir, name);
+  fs.mkdirSync(dir, { recursive: true });
+  // Node 20 refuses --cpu-prof in NODE_OPTIONS: a `node` first on PATH adds
+  // the flags to every node process the suite starts by name.
+  const shimDir = path.join(dir, '.bin');
+  fs.mkdirSync(shimDir, { recursive: true });
+  const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
+  fs.writeFileSync(
+    path.join(shimDir, 'node'),
+    // --perf-basic-prof also writes V8's log: into the temporary directory, not the tree.
+    `#!/bin/sh\nexec ${q(process.execPath)} --cpu-prof --cpu-prof-dir=${q(dir)} --perf-basic-prof --no-logfile-per-isolate --logfile=${q(path.join(os.tmpdir(), `p2pdma-v8-${name}.log`))} "$@"\n`,
+    { mode: 0o755 },
+  );
+  const profEnv = { ...env, PATH: `${shimDir}:${env.PATH ?? ''}` };
+  const why = perfUnavailable();
+  if (why) {
+    fs.writeFileSync(path.join(dir, 'perf-unavailable.txt'), `${why}\n`);
+    return { command, env: profEnv, after: () => {} };
+  }
+  // perf.data in the local temporary directory (it can be large; the
+  // results directory may be a share of the host's).
+  const data = path.join(os.tmpdir(), `p2pdma-bench-${name}-${process.pid}.perf.data`);
+  const after = () => {
+    const r = spawnSync('perf', ['report', '-i', data, '--stdio', '-t', '|', '--sort', 'comm,dso,sym', '--percent-limit', '0.1'], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
+    fs.writeFileSync(path.join(dir, r.status === 0 ? 'perf.txt' : 'perf-unavailable.txt'), r.status === 0 ? r.stdout : `perf report failed: ${r.stderr.trim()}\n`);
+    fs.rmSync(data, { force: true });
+  };
+  return { command: ['perf', 'record', '-q', '-e', 'cpu-clock', '-F', '999', '-o', data, '--', ...command], env: profEnv, after };
+}
+
 /** Runs the named suites, appending their samples (and skips, failures) to `results`. */
 function runSuites(names, results) {
   const note = (obj) => fs.appendFileSync(results, `${JSON.stringify(obj)}\n`);
@@ -76,11 +138,10 @@ function runSuites(names, results) {
       continue;
     }
     process.stderr.write(`[bench] ${name}: ${suite.what}\n`);
-    const r = spawnSync(suite.command[0], suite.command.slice(1), {
-      cwd: root,
-      stdio: ['ignore', 2, 2],
-      env: { ...process.env, P2PDMA_BENCH_RESULTS: path.resolve(results) },
-    });
+    let run = { command: suite.command, env: { ...process.env, P2PDMA_BENCH_RESULTS: path.resolve(results) }, after: () => {} };
+    if (process.env.P2PDMA_BENCH_PROFILE) run = profiled(name, run.command, run.env, process.env.P2PDMA_BENCH_PROFILE);
+    const r = spawnSync(run.command[0], run.command.slice(1), { cwd: root, stdio: ['ignore', 2, 2], env: run.env });
+    run.after();
     if (r.status !== 0) {
       failed++;
       note({ suite: name, failed: `exit ${r.status ?? r.signal}` });
@@ -105,4 +166,4 @@ if (require.main === module) {
   process.exitCode = runSuites(names, values.results) ? 1 : 0;
 }
 
-module.exports = { SUITES, DEFAULT_SUITES, runSuites };
+module.exports = { SUITES, DEFAULT_SUITES, runSuites, perfUnavailable, profiled };

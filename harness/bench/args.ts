@@ -3,19 +3,23 @@ import { parseArgs } from 'node:util';
 import { parseKernelSpec } from './kernels';
 
 export const BENCH_USAGE = `usage: p2pdma bench [--suites a,b] [--where host|guest] [--kernels K,K...] [--rounds N]
-                    [--out DIR] [--allow-busy] [--timeout SECONDS]
+                    [--out DIR] [--allow-busy] [--timeout SECONDS] [--profile]
   --suites LIST     ${'{SUITES}'} (default: all; a suite whose
                     device is missing where it runs is recorded as skipped)
   --where host|guest  on this machine (its own kernel and devices: real hardware), or
                     in the test guest (default), booted once per kernel and round
   --kernels LIST    guest kernels, compared A/B (default: baseline): baseline, patched,
-                    series:DIR (patches on the same source, p2pdma kernel build --series DIR)
-                    or the path of a bzImage
+                    series:DIR (patches on the same source, p2pdma kernel build --series DIR),
+                    tree:PATH (a kernel source tree, built with our config fragments and
+                    cached by its HEAD, uncommitted diff and config) or the path of a bzImage
   --rounds N        runs per kernel, interleaved A B A B (default: 3)
   --out DIR         results.json, results.md, <suite>.svg/.png (default: bench-results/<time>)
   --allow-busy      run on a busy machine anyway; every output is marked busy
   --timeout SECONDS per guest boot (default: 1800)
   --max-load X      1-minute load per CPU above which the machine is busy (default: 0.25)
+  --profile         run the suites under node --cpu-prof (and perf record where the kernel
+                    has perf events): profile.md and profiles/ in --out; the figures of a
+                    profiled run are not clean (the profilers cost time)
 `;
 
 export interface BenchOptions {
@@ -27,6 +31,7 @@ export interface BenchOptions {
   allowBusy: boolean;
   timeoutSec: number;
   loadPerCpu: number;
+  profile: boolean;
 }
 
 function positive(name: string, value: string, integer: boolean): number {
@@ -53,6 +58,7 @@ export function parseBenchArgs(argv: string[], knownSuites: readonly string[], n
       'allow-busy': { type: 'boolean', default: false },
       timeout: { type: 'string', default: '1800' },
       'max-load': { type: 'string', default: '0.25' },
+      profile: { type: 'boolean', default: false },
     },
   });
   if (positionals.length) throw new Error(`unexpected argument '${positionals[0]}'`);
@@ -74,5 +80,6 @@ export function parseBenchArgs(argv: string[], knownSuites: readonly string[], n
     allowBusy: values['allow-busy']!,
     timeoutSec: positive('timeout', values.timeout!, true),
     loadPerCpu: positive('max-load', values['max-load']!, false),
+    profile: values.profile!,
   };
 }

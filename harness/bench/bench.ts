@@ -12,6 +12,7 @@ import { PROJECT_DIR, runVm } from '../vm/run';
 import type { BenchOptions } from './args';
 import { chartSpec, renderPng, renderSvg } from './chart';
 import { BenchKernel, resolveBenchKernel, uniqueLabels } from './kernels';
+import { suiteProfileMarkdown } from './profile';
 import { checkQuiet, QuietCheck } from './quiet';
 import { BenchResults, buildResults, markdown, RunRecord } from './report';
 import { readRunFile } from './results-file';
@@ -40,7 +41,17 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
     return BUSY_STATUS;
   }
   const started = new Date().toISOString();
-  const kernels = o.where === 'host' ? [hostKernel()] : uniqueLabels(o.kernels.map((k) => resolveBenchKernel(k, log)));
+  const resolved: BenchKernel[] = [];
+  // One at a time: a tree or series may have to be built first.
+  const t0Kernels = Date.now();
+  if (o.where === 'guest') for (const k of o.kernels) resolved.push(await resolveBenchKernel(k, log));
+  // A kernel built just now (a tree or series not in the cache yet) leaves
+  // the load high: judge it again, with the load, before measuring.
+  if (Date.now() - t0Kernels > 30_000 && !check('after building kernels', false).quiet && !o.allowBusy) {
+    log(`refusing to benchmark right after a kernel build: run again (the kernels are cached now)`);
+    return BUSY_STATUS;
+  }
+  const kernels = o.where === 'host' ? [hostKernel()] : uniqueLabels(resolved);
   const out = path.resolve(o.out);
   const raw = path.join(out, 'raw');
   // The scripts' C anchors, compiled once for all runs (a TCG guest compiles slowly).
@@ -68,15 +79,24 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
     // Our own previous run still weighs in the 1-minute load: only other processes count now.
     if (i > 0) check(`before round ${step.round + 1} on ${step.kernel}`, true);
     log(`run ${i + 1}/${plan.length}: round ${step.round + 1}, ${step.kernel}: ${o.suites.join(', ')}`);
-    const file = path.join(raw, `${step.kernel.replace(/[^\w.-]+/g, '_')}-round${step.round + 1}.jsonl`);
+    const runName = `${step.kernel.replace(/[^\w.-]+/g, '_')}-round${step.round + 1}`;
+    const file = path.join(raw, `${runName}.jsonl`);
     fs.rmSync(file, { force: true });
     const command = ['node', SUITES_SCRIPT, '--results', file, '--suites', o.suites.join(',')];
+    // --profile: bench/suites.js profiles each suite into profiles/<run>/<suite>/.
+    const profileDir = path.join(out, 'profiles', runName);
+    const runEnv: Record<string, string> = { ...env };
+    if (o.profile) {
+      fs.rmSync(profileDir, { recursive: true, force: true });
+      fs.mkdirSync(profileDir, { recursive: true });
+      runEnv.P2PDMA_BENCH_PROFILE = profileDir;
+    }
     const t0 = Date.now();
     let ok: boolean;
     let reason: string | undefined;
     let runAccel = 'none';
     if (o.where === 'host') {
-      const r = spawnSync(command[0], command.slice(1), { cwd: PROJECT_DIR, stdio: ['ignore', 2, 2], env: { ...process.env, ...env } });
+      const r = spawnSync(command[0], command.slice(1), { cwd: PROJECT_DIR, stdio: ['ignore', 2, 2], env: { ...process.env, ...runEnv } });
       ok = r.status === 0;
       if (!ok) reason = `bench/suites.js exited ${r.status ?? r.signal}`;
     } else {
@@ -84,8 +104,8 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
         kernel: kernel.vmKernel,
         command,
         cwd: PROJECT_DIR,
-        rwDirs: [raw, bin],
-        env,
+        rwDirs: o.profile ? [raw, bin, profileDir] : [raw, bin],
+        env: runEnv,
         timeoutSec: o.timeoutSec,
         output: process.stderr,
         log: (l) => log(`vm: ${l}`),
@@ -106,6 +126,7 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
   const results: BenchResults = buildResults({
     tool: 'p2pdma bench',
     busyAllowed: o.allowBusy,
+    profiled: o.profile,
     interrupted: stoppedBy ?? null,
     started,
     finished: new Date().toISOString(),
@@ -119,7 +140,8 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
     samples,
   });
   await writeOutputs(out, results, log);
-  if (!results.clean) {
+  if (o.profile) writeProfiles(out, runs, o.suites, log);
+  if (!results.quiet.every((q) => q.quiet)) {
     log(`the machine was busy during the run: every output says so; these are not clean figures`);
     if (!o.allowBusy) return BUSY_STATUS;
   }
@@ -133,7 +155,8 @@ export async function writeOutputs(out: string, results: BenchResults, log: (l: 
   const written = ['results.json', 'results.md'];
   for (const suite of results.suites) {
     if (!results.summaries.some((s) => s.suite === suite)) continue;
-    const svg = await renderSvg(chartSpec(suite, results.summaries, !results.clean));
+    const busy = !results.quiet.every((q) => q.quiet);
+    const svg = await renderSvg(chartSpec(suite, results.summaries, busy || (results.profiled ? 'PROFILED RUN: not clean figures' : false)));
     fs.writeFileSync(path.join(out, `${suite}.svg`), svg);
     written.push(`${suite}.svg`);
     const png = await renderPng(svg);
@@ -143,4 +166,18 @@ export async function writeOutputs(out: string, results: BenchResults, log: (l: 
     }
   }
   log(`wrote ${written.join(', ')} in ${out}`);
+}
+
+/** profile.md: per run and suite, the top self-time tables of its profiles (harness/bench/profile.ts). */
+export function writeProfiles(out: string, runs: RunRecord[], suites: string[], log: (l: string) => void): void {
+  const parts = ['# p2pdma bench --profile', '', 'Self time by function, per run and suite (node --cpu-prof; perf where the guest had it). Raw profiles in profiles/.', ''];
+  for (const run of runs) {
+    const runName = `${run.kernel.replace(/[^\w.-]+/g, '_')}-round${run.round + 1}`;
+    for (const suite of suites) {
+      const md = suiteProfileMarkdown(path.join(out, 'profiles', runName, suite), PROJECT_DIR);
+      if (md) parts.push(`## ${suite}: ${run.kernel}, round ${run.round + 1}`, '', md);
+    }
+  }
+  fs.writeFileSync(path.join(out, 'profile.md'), `${parts.join('\n')}\n`);
+  log(`wrote profile.md in ${out}`);
 }

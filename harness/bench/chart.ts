@@ -9,8 +9,11 @@ import type { Summary } from './stats';
 // would turn a plain import() into require(), which cannot load them.
 const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<any>;
 
-/** The Vega-Lite specification of one suite's chart. */
-export function chartSpec(suite: string, summaries: readonly Summary[], busy: boolean): Record<string, unknown> {
+/**
+ * The Vega-Lite specification of one suite's chart. `caveat`: true for a
+ * busy machine, or the words that say why else the figures are not clean.
+ */
+export function chartSpec(suite: string, summaries: readonly Summary[], caveat: boolean | string): Record<string, unknown> {
   const values = summaries
     .filter((s) => s.suite === suite)
     .map((s) => ({ metric: `${s.metric} (${s.unit}, ${s.better} is better)`, kernel: s.kernel, variant: s.variant, median: s.median, min: s.min, max: s.max }));
@@ -18,7 +21,7 @@ export function chartSpec(suite: string, summaries: readonly Summary[], busy: bo
   const xOffset = { field: 'variant', sort: null };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: `p2pdma bench: ${suite}`, subtitle: busy ? 'BUSY MACHINE: not clean figures' : 'median, bars from min to max' },
+    title: { text: `p2pdma bench: ${suite}`, subtitle: caveat === true ? 'BUSY MACHINE: not clean figures' : caveat || 'median, bars from min to max' },
     data: { values },
     facet: { field: 'metric', type: 'nominal', title: null, sort: null },
     columns: 3,

@@ -3,6 +3,8 @@
  *   baseline, patched   ours, built and cached by scripts/kernel/build.sh
  *   series:DIR          a directory of patches on the same source
  *                       (`p2pdma kernel build --series DIR`), cached alike
+ *   tree:PATH           a kernel source tree (git), built with our config
+ *                       fragments and cached by its state (./tree.ts)
  *   PATH                a bzImage of the caller's own
  * and what the results record about each (version, config hash).
  */
@@ -11,6 +13,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KERNEL_BUILD_SCRIPT, resolveKernel } from '../vm/run';
+import { buildTree } from './tree';
 
 export interface BenchKernel {
   /** The name in tables and charts. */
@@ -26,14 +29,18 @@ export interface BenchKernel {
 }
 
 /** The kind of each spec, before anything is built (argument checking). */
-export function parseKernelSpec(spec: string): { kind: 'ours' | 'series' | 'image'; arg: string } {
+export function parseKernelSpec(spec: string): { kind: 'ours' | 'series' | 'tree' | 'image'; arg: string } {
   if (spec === 'baseline' || spec === 'patched') return { kind: 'ours', arg: spec };
   if (spec.startsWith('series:')) {
     const dir = spec.slice('series:'.length);
     if (!dir) throw new Error(`'${spec}': series: wants a directory of patches`);
     return { kind: 'series', arg: dir };
   }
-  if (spec.startsWith('tree:')) throw new Error(`'${spec}': building a kernel tree is not supported yet; build it and pass its bzImage`);
+  if (spec.startsWith('tree:')) {
+    const dir = spec.slice('tree:'.length);
+    if (!dir) throw new Error(`'${spec}': tree: wants the path of a kernel source tree`);
+    return { kind: 'tree', arg: dir };
+  }
   return { kind: 'image', arg: spec };
 }
 
@@ -67,13 +74,17 @@ function configHash(bzImage: string): string | null {
   return crypto.createHash('sha256').update(fs.readFileSync(config)).digest('hex').slice(0, 16);
 }
 
-export function resolveBenchKernel(spec: string, log: (l: string) => void): BenchKernel {
+export async function resolveBenchKernel(spec: string, log: (l: string) => void): Promise<BenchKernel> {
   const { kind, arg } = parseKernelSpec(spec);
   let bzImage: string;
   let label: string;
   if (kind === 'ours') {
     bzImage = resolveKernel(arg, false, log);
     label = arg;
+  } else if (kind === 'tree') {
+    const dir = await buildTree(arg, { log });
+    bzImage = path.join(dir, 'bzImage');
+    label = `tree:${path.basename(path.resolve(arg))}`;
   } else if (kind === 'series') {
     bzImage = path.join(buildSeries(arg, log), 'bzImage');
     label = `series:${path.basename(path.resolve(arg))}`;

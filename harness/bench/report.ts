@@ -23,8 +23,10 @@ export interface RunRecord {
 
 export interface BenchResults {
   tool: 'p2pdma bench';
-  /** False when any quiet check failed: the figures are not clean. */
+  /** False when any quiet check failed, or the run was profiled: the figures are not clean. */
   clean: boolean;
+  /** Run under the profilers (`--profile`): the figures include their cost. */
+  profiled?: boolean;
   busyAllowed: boolean;
   /** The signal that stopped the run before its last round, or null. */
   interrupted: string | null;
@@ -48,7 +50,7 @@ export function buildResults(inputs: BenchInputs): BenchResults {
   const summaries = summarize(inputs.samples);
   return {
     ...inputs,
-    clean: inputs.quiet.every((q) => q.quiet),
+    clean: inputs.quiet.every((q) => q.quiet) && !inputs.profiled,
     summaries,
     ratios: ratios(summaries, inputs.kernels.map((k) => k.label)),
   };
@@ -59,8 +61,10 @@ const NOISY = ' (spread > difference)';
 
 export function markdown(r: BenchResults): string {
   const out: string[] = [];
-  out.push(`# p2pdma bench${r.clean ? '' : ': BUSY MACHINE, NOT CLEAN FIGURES'}`, '');
-  if (!r.clean) {
+  const busy = !r.quiet.every((q) => q.quiet);
+  out.push(`# p2pdma bench${busy ? ': BUSY MACHINE, NOT CLEAN FIGURES' : r.profiled ? ': PROFILED RUN, NOT CLEAN FIGURES' : ''}`, '');
+  if (r.profiled) out.push('> **Profiled:** the suites ran under the profilers (see profile.md); the figures include their cost.', '');
+  if (busy) {
     const why = [...new Set(r.quiet.flatMap((q) => q.reasons))];
     out.push(`> **Busy:** ${why.join('; ')}. Rerun on a quiet machine before quoting any figure.`, '');
   }

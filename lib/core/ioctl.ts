@@ -189,8 +189,15 @@ if (LAYOUT === GENERIC) {
  */
 export function argSize(request: number): number {
   if (((request >>> DIR_SHIFT) & DIR_MASK) !== LAYOUT.none) return (request >>> SIZE_SHIFT) & SIZE_MASK;
-  return LEGACY_SIZES.get(request) ?? 0;
+  // The last old-style request's size: a loop of one request (FIONREAD)
+  // skips the Map lookup, a builtin call the JIT does not inline.
+  if (request === lastLegacy) return lastLegacySize;
+  lastLegacySize = LEGACY_SIZES.get(request) ?? 0;
+  lastLegacy = request;
+  return lastLegacySize;
 }
+let lastLegacy = -1;
+let lastLegacySize = 0;
 
 const NAMES = new Map<number, string>();
 

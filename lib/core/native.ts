@@ -282,5 +282,21 @@ function load(): Binding {
   }
 }
 
-/** The addon, loaded once on first import. */
-export const native: Binding = load();
+/**
+ * The addon, loaded once on first import. A copy of its exports object: the
+ * addon's own, with 50-odd properties set one by one, is a dictionary-mode
+ * object, so every `native.x` load on a hot path (ioctlSync, dma-buf
+ * begin/end, posting) went through V8's generic LoadIC with a hash lookup
+ * (Builtins_LoadIC in a guest perf profile, docs/benchmarks/profiles.md); a
+ * spread makes a fast-mode object whose loads the JIT inlines.
+ */
+export const native: Binding = fastCopy(load());
+
+/** The binding and its tables of constants (rdmaConstants has 28: a dictionary too) as fast-mode objects. */
+function fastCopy(binding: Binding): Binding {
+  const o: Record<string, unknown> = { ...binding };
+  for (const [k, v] of Object.entries(o)) {
+    if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype) o[k] = { ...v };
+  }
+  return o as unknown as Binding;
+}

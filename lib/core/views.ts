@@ -4,9 +4,12 @@
  * length that bounds what native code or the kernel touches comes from the
  * intrinsic getters instead.
  */
-import { types } from 'node:util';
-
-const typedArrayByteLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'byteLength')!.get!;
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
+const typedArrayByteLength = Object.getOwnPropertyDescriptor(TypedArrayPrototype, 'byteLength')!.get!;
+// undefined for anything but a TypedArray. A builtin the JIT inlines, where
+// util.types.isDataView is a call into C++, ~10 ns on the host and dearer
+// under TCG, on ioctlSync's hot path (docs/benchmarks/profiles-2026-12-07.md).
+const typedArrayTag = Object.getOwnPropertyDescriptor(TypedArrayPrototype, Symbol.toStringTag)!.get!;
 const dataViewByteLength = Object.getOwnPropertyDescriptor(DataView.prototype, 'byteLength')!.get!;
 
 /**
@@ -16,7 +19,7 @@ const dataViewByteLength = Object.getOwnPropertyDescriptor(DataView.prototype, '
  * its prototype, which JS can swap.
  */
 export function viewByteLength(view: ArrayBufferView): number {
-  if (!types.isDataView(view)) return typedArrayByteLength.call(view) as number;
+  if (typedArrayTag.call(view) !== undefined) return typedArrayByteLength.call(view) as number;
   try {
     return dataViewByteLength.call(view) as number;
   } catch {

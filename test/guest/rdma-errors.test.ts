@@ -318,3 +318,87 @@ t.test('failed connects and closed listeners leave no fd beyond librdmacm\'s per
   }
   t.same(await settled(), warm, 'three more failed connects and listeners added no fd (what stays is the device librdmacm keeps open)');
 });
+
+// qp.postAll(): one promise for a chain. Everything is checked before
+// anything is posted; once posted, it settles only when every request has
+// left the queue, with the completions in order or the first failure.
+t.test('postAll: bad entries and a full queue post nothing; a failure mid-chain rejects once all have left; close and abort', guest, async (t) => {
+  const s = setup(t, { maxSendWr: 4, maxRecvWr: 4 });
+  const src = s.mr(s.pattern(4096, 5), 'local-write');
+  const dst = s.mr(s.buffer(4096));
+  const dstBytes = dst.target as Buffer;
+  const w = (offset: number) => ({ op: 'write' as const, local: { mr: src, offset, length: 1024 }, remote: dst, remoteOffset: offset, length: 1024 });
+  const nothingPosted = (what: string) => {
+    t.same(s.a.outstanding, { send: 0, recv: 0 }, `${what}: nothing posted`);
+    t.ok(dstBytes.equals(Buffer.alloc(4096)), `${what}: no byte written`);
+  };
+
+  // Bad input: a rejected promise (never a throw), and nothing of the chain posted.
+  await t.rejects(s.a.postAll('wrs' as never), { code: 'ERR_INVALID_ARG_TYPE', message: /wrs/ });
+  await t.rejects(s.a.postAll([w(0)], { signal: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.signal/ });
+  await t.rejects(s.a.postAll([w(0), { op: 'nope' } as never, w(2048)]), { code: 'ERR_INVALID_ARG_VALUE', message: /wr\.op/ });
+  nothingPosted('a bad op in the middle');
+  await t.rejects(s.a.postAll([w(0), null as never]), { code: 'ERR_INVALID_ARG_TYPE', message: /wr/ });
+  await t.rejects(s.a.postAll([w(0), { ...w(1024), length: 8192 }]), { code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(s.a.postAll([w(0), { ...w(1024), signal: new AbortController().signal }]), { code: 'ERR_INVALID_ARG_VALUE', message: /options\.signal/ });
+  const gone = s.mr(s.buffer(1024), 'local-write');
+  gone.close();
+  await t.rejects(s.a.postAll([w(0), { op: 'write', local: gone, remote: dst }]), { code: 'ERR_P2PDMA_CLOSED', message: /deregistered/ });
+  nothingPosted('bad entries');
+  t.same(await s.a.postAll([]), [], 'an empty chain resolves at once');
+
+  // One more than the send queue holds: refused whole. As many as it holds: in posting order.
+  const cap = s.a.cap.maxSendWr;
+  const full = Array.from({ length: cap }, (_, i) => ({ ...w(0), length: 16, local: { mr: src, offset: 16 * i, length: 16 }, remoteOffset: 16 * i }));
+  await t.rejects(s.a.postAll([...full, w(0)]), { code: 'ENOMEM', syscall: 'ibv_post_send', message: new RegExp(`send queue holds ${cap} work requests, 0 are outstanding and ${cap + 1} more`) });
+  nothingPosted('one too many');
+  const done = await s.a.postAll(full);
+  t.equal(done.length, cap, `${cap} completions`);
+  t.ok(done.every((c, i) => c.op === 'write' && c.byteLen === 16 && (i === 0 || c.wrId > done[i - 1].wrId)), 'in posting order');
+  t.ok(dstBytes.subarray(0, 16 * cap).equals((src.target as Buffer).subarray(0, 16 * cap)));
+
+  // A request that fails mid-chain (a bad rkey): all three were posted; the
+  // promise waits for every one to leave the queue, then rejects with the
+  // failure. The one before it landed.
+  dstBytes.fill(0);
+  const bad = { ...w(1024), remote: { addr: dst.addr, rkey: (dst.rkey ^ 0xff00) >>> 0 } };
+  const e = await s.a.postAll([w(0), bad, w(2048)]).then(
+    () => undefined,
+    (x: { code: string; status: string; op: string; wrId: number }) => ({ code: x.code, status: x.status, op: x.op, wrId: x.wrId, outstanding: s.a.outstanding }),
+  );
+  t.match(e, { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_REM_ACCESS_ERR', op: 'write', outstanding: { send: 0, recv: 0 } }, 'the first failure, once none is outstanding');
+  t.ok(Number.isInteger(e?.wrId) && e!.wrId > done[cap - 1].wrId, 'the failed request is named by its wrId');
+  t.ok(dstBytes.subarray(0, 1024).equals((src.target as Buffer).subarray(0, 1024)), 'the request before the failure completed');
+  t.ok(dstBytes.subarray(1024, 2048).equals(Buffer.alloc(1024)), 'the failed one wrote nothing');
+
+  // A fresh pair (the failure put that one in the error state).
+  const s2 = setup(t, { maxSendWr: 4, maxRecvWr: 4 });
+  const inbox = s2.mr(s2.buffer(4096));
+  const out = s2.mr(s2.pattern(4096, 9), 'local-write');
+  const recvs = (n: number) => Array.from({ length: n }, (_, i) => ({ op: 'recv' as const, local: { mr: inbox, offset: 1024 * i, length: 1024 } }));
+
+  // Abort: an aborted signal posts nothing; aborting later rejects at once,
+  // and the requests stay posted until their completions, which are discarded.
+  const dead = new AbortController();
+  dead.abort();
+  await t.rejects(s2.b.postAll(recvs(2), { signal: dead.signal }), { name: 'AbortError', code: 'ABORT_ERR' });
+  t.same(s2.b.outstanding, { send: 0, recv: 0 }, 'aborted before: nothing posted');
+  const ac = new AbortController();
+  const waiting = s2.b.postAll(recvs(2), { signal: ac.signal });
+  t.same(s2.b.outstanding, { send: 0, recv: 2 });
+  ac.abort(new Error('enough'));
+  await t.rejects(waiting, { name: 'AbortError', cause: { message: 'enough' } });
+  t.same(s2.b.outstanding, { send: 0, recv: 2 }, 'still posted: nothing recalls a posted receive');
+  // Three SENDs: the two aborted receives take the first two, a new one the third.
+  const next = s2.b.postAll(recvs(1));
+  const sent = await s2.a.postAll([64, 32, 16].map((length) => ({ op: 'send' as const, local: { mr: out, length } })));
+  t.same(sent.map((c) => c.byteLen), [64, 32, 16]);
+  t.same((await next).map((c) => c.byteLen), [16], 'the aborted receives were served first, their completions discarded');
+  t.same(s2.b.outstanding, { send: 0, recv: 0 });
+
+  // Closing the QP with a chain in flight rejects it (flushed); a closed QP refuses.
+  const flushed = s2.b.postAll(recvs(3));
+  s2.b.close();
+  await t.rejects(flushed, { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_WR_FLUSH_ERR' });
+  await t.rejects(s2.b.postAll(recvs(1)), { code: 'ERR_P2PDMA_CLOSED' });
+});
