@@ -63,6 +63,7 @@ async function roundTrip(t: Test, tgt: NvmeOfTarget, seed: number): Promise<void
   t.ok(direct.equals(src), `the bytes are on ${tgt.device}`);
   const use = tgt.p2pmemFor();
   const log = kmsgSince(mark);
+  t.ok(log.some((l) => l.includes(`for subsystem ${tgt.nqn} for NQN`)), 'the kernel log covers the connect: nvmet made the controller');
   t.notOk(log.some((l) => /nvmet: using p2pmem on/.test(l)), `nvmet gave the controller no p2pmem: ${use.reason}`);
   t.equal(use.used, false);
   conn.close();
@@ -111,5 +112,9 @@ t.test('refusals name the cause and leave no configfs state behind', guest, asyn
   using first = target(t, { nqn: nqn('twice'), transport: 'loop' });
   t.throws(() => target(t, { nqn: nqn('twice'), transport: 'loop' }), { code: 'EEXIST', message: /exists already; it is not this target's to change/ });
   t.equal(first.p2pmem, false);
-  await t.rejects(NvmeOf.connect({ nqn: nqn('nobody'), transport: 'loop', timeoutMs: 5000 }), { syscall: 'write', path: '/dev/nvme-fabrics', message: /'transport=loop,nqn=nqn\.2026-12\.io\.p2pdma:guest-nobody'/ });
+  const controllers = fs.readdirSync('/sys/class/nvme').sort();
+  const refused = await NvmeOf.connect({ nqn: nqn('nobody'), transport: 'loop', timeoutMs: 5000 }).catch((e: unknown) => e as Error & { code: string });
+  t.comment(`connecting to a subsystem nvmet does not have: ${String((refused as Error).message)}`);
+  t.match(refused, { syscall: 'write', path: '/dev/nvme-fabrics', message: /'transport=loop,nqn=nqn\.2026-12\.io\.p2pdma:guest-nobody'/ });
+  t.same(fs.readdirSync('/sys/class/nvme').sort(), controllers, 'no controller left behind');
 });
