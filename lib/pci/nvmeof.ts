@@ -252,10 +252,9 @@ export class NvmeOfTarget implements Disposable {
   readonly path: string;
   readonly #steps: Undo[];
   readonly #sysfs: string;
-  readonly #portDir: string;
   #closed = false;
 
-  private constructor(o: { nqn: string; nsid: number; device: string; transport: NvmeOfTransport; address: string | undefined; port: number; portId: number; path: string; portDir: string; steps: Undo[]; sysfs: string }) {
+  private constructor(o: { nqn: string; nsid: number; device: string; transport: NvmeOfTransport; address: string | undefined; port: number; portId: number; path: string; steps: Undo[]; sysfs: string }) {
     if (!creating) throw illegalConstructor(new.target);
     this.nqn = o.nqn;
     this.nsid = o.nsid;
@@ -265,7 +264,6 @@ export class NvmeOfTarget implements Disposable {
     this.port = o.port;
     this.portId = o.portId;
     this.path = o.path;
-    this.#portDir = o.portDir;
     this.#steps = o.steps;
     this.#sysfs = o.sysfs;
     targetFinalizer.register(this, { steps: o.steps, nqn: o.nqn }, this);
@@ -391,7 +389,7 @@ export class NvmeOfTarget implements Disposable {
     }
     creating = true;
     try {
-      return new NvmeOfTarget({ nqn, nsid, device, transport, address, port, portId: portId!, path: subsys, portDir, steps, sysfs });
+      return new NvmeOfTarget({ nqn, nsid, device, transport, address, port, portId: portId!, path: subsys, steps, sysfs });
     } finally {
       creating = false;
     }
@@ -457,11 +455,6 @@ export class NvmeOfTarget implements Disposable {
 
   #check(caller: Function): void {
     if (this.#closed) throw closedError('NvmeOfTarget', caller);
-  }
-
-  /** @internal the port's configfs directory (tests). */
-  get portPath(): string {
-    return this.#portDir;
   }
 }
 
