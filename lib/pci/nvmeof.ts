@@ -171,7 +171,7 @@ function readText(file: string): string | undefined {
   }
 }
 
-/** Writes a configfs attribute; a refusal names the attribute (Node's error already has its path). */
+/** One write(2) of the value, no newline: pci_p2pdma_enable_store() matches a PCI name byte for byte. */
 function writeAttr(file: string, value: string): void {
   fs.writeFileSync(file, value);
 }
