@@ -8,7 +8,8 @@
 // records the throughput; B records the target's CPU time per GB moved
 // (/proc/stat, every CPU, all states but idle and iowait: nvmet's work runs
 // in kernel threads and softirqs) and whether nvmet said it used p2pmem.
-// fio is not in the image; the addon's io path stands in for it.
+// fio is not in the image; the addon's io path stands in for it. B writes
+// the range once on its own drive first (see prefill()).
 // Env: BYTES, BLOCK, QD.
 'use strict';
 const fs = require('node:fs');
@@ -49,8 +50,29 @@ function kmsgTail() {
   }
 }
 
+/**
+ * Writes the measured range once on B's own drive: the first write to a
+ * block of QEMU's sparse image allocates it on the host, which would make
+ * whichever mode runs first slower.
+ */
+async function prefill(dev) {
+  const chunk = 4 << 20;
+  const fd = memfd('nvmeof-prefill');
+  fs.ftruncateSync(fd.fd, chunk);
+  const m = mmap(fd, chunk);
+  fd.close();
+  const ns = Nvme.open(dev);
+  try {
+    for (let at = 0; at < BYTES; at += chunk) await ns.write(m, POSITION + at);
+  } finally {
+    ns.close();
+    m.unmap();
+  }
+}
+
 async function serve(ctl) {
   const drive = backingDrive();
+  await prefill(drive.ns);
   for (const mode of ['off', 'cmb']) {
     const before = kmsgTail().length;
     const tgt = NvmeOf.createTarget({ nqn: NQN, device: drive.ns, transport: 'rdma', address: NODE_ADDR, p2pmem: mode === 'cmb' ? drive.bdf : false });
