@@ -297,7 +297,13 @@ export class NvmeOfTarget implements Disposable {
     let p2pValue: string;
     if (p2pmem === false) p2pValue = '0';
     else if (p2pmem === 'auto') p2pValue = '1';
-    else if (typeof p2pmem === 'string') p2pValue = normalizeBdf(p2pmem, caller);
+    else if (typeof p2pmem === 'string') {
+      try {
+        p2pValue = normalizeBdf(p2pmem, caller);
+      } catch {
+        throw invalidArgValue('options.p2pmem', p2pmem, "must be a PCI address like '0000:03:00.0', 'auto' or false", caller);
+      }
+    }
     else throw invalidArgType('options.p2pmem', "a PCI address, 'auto' or false", p2pmem, caller);
     const configfs = validateString(options.configfs, 'options.configfs', CONFIGFS, caller);
     const sysfs = validateString(options.sysfs, 'options.sysfs', '/sys', caller);
