@@ -4,6 +4,7 @@
  * the guest, where `p2pdma bench` starts it):
  *
  *   node bench/suites.js --results FILE [--suites ioctl,dmabuf,...]
+ *   (in a node of vm run --nodes 2: FILE-a.jsonl / FILE-b.jsonl, one per node)
  *   node bench/suites.js --prepare     compile the C anchors (bench/lib/build-c.js)
  *
  * With P2PDMA_BENCH_PROFILE=DIR (`p2pdma bench --profile`), each suite runs
@@ -29,6 +30,8 @@ const root = path.resolve(__dirname, '..');
 
 const hasDir = (d) => fs.existsSync(d) && fs.readdirSync(d).length > 0;
 const onPath = (tool) => (process.env.PATH ?? '').split(':').some((d) => d && fs.existsSync(path.join(d, tool)));
+/** Why a two-node suite cannot run here (null in a node of `vm run --nodes 2`). */
+const twoNodes = () => (process.env.P2PDMA_NODE_ROLE ? null : 'needs two nodes (p2pdma bench --nodes 2)');
 const p2pmemProviders = () =>
   fs.existsSync('/sys/bus/pci/devices')
     ? fs.readdirSync('/sys/bus/pci/devices').filter((d) => fs.existsSync(`/sys/bus/pci/devices/${d}/p2pmem/allocate`)).length
@@ -65,9 +68,25 @@ const SUITES = {
     needs: () =>
       !hasDir('/sys/class/infiniband') ? 'no RDMA device' : onPath('ib_write_bw') ? null : 'perftest (ib_write_bw) not installed',
   },
+  'rdma-nodes': {
+    what: 'RDMA WRITE bandwidth and latency between two nodes: addon vs perftest',
+    command: ['node', 'bench/rdma-nodes.js'],
+    nodes: true,
+    needs: () =>
+      twoNodes() ?? (!hasDir('/sys/class/infiniband') ? 'no RDMA device' : onPath('ib_write_bw') ? null : 'perftest (ib_write_bw) not installed'),
+  },
+  nvmeof: {
+    what: 'NVMe-oF (nvmet-rdma) read/write throughput and target CPU per GB, p2pmem on and off',
+    command: ['node', 'bench/nvmeof.js'],
+    nodes: true,
+    needs: () => twoNodes() ?? (fs.existsSync('/sys/kernel/config') && fs.existsSync('/dev/nvme-fabrics') ? null : 'no configfs or /dev/nvme-fabrics (CONFIG_NVME_TARGET_RDMA, CONFIG_NVME_RDMA)'),
+  },
 };
 
-const DEFAULT_SUITES = Object.keys(SUITES);
+/** The suites that measure between the two guests of `p2pdma bench --nodes 2`. */
+const NODE_SUITES = Object.keys(SUITES).filter((n) => SUITES[n].nodes);
+/** The one-guest suites (the default without --nodes 2). */
+const DEFAULT_SUITES = Object.keys(SUITES).filter((n) => !SUITES[n].nodes);
 
 let perfWhy;
 /** Why `perf record` cannot run here, or null (probed once). */
@@ -125,6 +144,9 @@ function profiled(name, command, env, profileDir) {
 
 /** Runs the named suites, appending their samples (and skips, failures) to `results`. */
 function runSuites(names, results) {
+  // Each node of a two-node run writes its own file (FILE-a.jsonl, FILE-b.jsonl).
+  const role = process.env.P2PDMA_NODE_ROLE;
+  if (role) results = results.replace(/(\.jsonl)?$/, `-${role}$1`);
   const note = (obj) => fs.appendFileSync(results, `${JSON.stringify(obj)}\n`);
   note({ place: { kernel: os.release(), node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '?' } });
   let failed = 0;
@@ -142,6 +164,7 @@ function runSuites(names, results) {
     if (process.env.P2PDMA_BENCH_PROFILE) run = profiled(name, run.command, run.env, process.env.P2PDMA_BENCH_PROFILE);
     const r = spawnSync(run.command[0], run.command.slice(1), { cwd: root, stdio: ['ignore', 2, 2], env: run.env });
     run.after();
+    // A suite between nodes that failed on one node leaves the other waiting: the harness stops both.
     if (r.status !== 0) {
       failed++;
       note({ suite: name, failed: `exit ${r.status ?? r.signal}` });
@@ -166,4 +189,4 @@ if (require.main === module) {
   process.exitCode = runSuites(names, values.results) ? 1 : 0;
 }
 
-module.exports = { SUITES, DEFAULT_SUITES, runSuites, perfUnavailable, profiled };
+module.exports = { SUITES, DEFAULT_SUITES, NODE_SUITES, runSuites, perfUnavailable, profiled };

@@ -34,13 +34,18 @@ function benchSuites(): string[] {
   return (require(path.join(PROJECT_DIR, 'bench', 'suites.js')) as { DEFAULT_SUITES: string[] }).DEFAULT_SUITES;
 }
 
-export const BENCH_USAGE = BENCH_USAGE_TEMPLATE.replace('{SUITES}', benchSuites().join(', '));
+/** The suites that measure between two guests (--nodes 2). */
+function benchNodeSuites(): string[] {
+  return (require(path.join(PROJECT_DIR, 'bench', 'suites.js')) as { NODE_SUITES: string[] }).NODE_SUITES;
+}
+
+export const BENCH_USAGE = BENCH_USAGE_TEMPLATE.replace('{SUITES}', benchSuites().join(', ')).replace('{NODE_SUITES}', benchNodeSuites().join(', '));
 
 /** `p2pdma bench`: see BENCH_USAGE. */
 export async function bench(argv: string[]): Promise<number> {
   let options;
   try {
-    options = parseBenchArgs(argv, benchSuites());
+    options = parseBenchArgs(argv, benchSuites(), new Date(), benchNodeSuites());
   } catch (e) {
     fail(`${(e as Error).message}\n${BENCH_USAGE}`);
   }

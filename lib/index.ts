@@ -22,6 +22,7 @@ import * as polls from './core/poll';
 import * as p2pmems from './pci/p2pmem';
 import * as pci from './pci/pci';
 import * as nvmes from './pci/nvme';
+import * as nvmeofs from './pci/nvmeof';
 import * as rdmas from './rdma';
 import * as rdmaCm from './rdma/cm';
 
@@ -158,6 +159,15 @@ export { Nvme } from './pci/nvme';
 /** Decodes an NVMe status field: SCT, SC, name, DNR. */
 export const nvmeStatus = nvmes.nvmeStatus;
 export const nvmeOpcodes = nvmes.nvmeOpcodes;
+export type { NvmeOfConnectOptions, NvmeOfP2pmemUse, NvmeOfTargetOptions, NvmeOfTransport } from './pci/nvmeof';
+/**
+ * NVMe over Fabrics: `NvmeOf.createTarget()` exports a block device through
+ * nvmet (configfs: subsystem, namespace with its `p2pmem`, an rdma/tcp/loop
+ * port), `NvmeOf.connect()` connects a host to one (/dev/nvme-fabrics); its
+ * namespaces open with `Nvme.open()`.
+ */
+export const NvmeOf = nvmeofs.NvmeOf;
+export { NvmeOfConnection, NvmeOfTarget } from './pci/nvmeof';
 // dma-buf
 import * as dmabufMod from './dmabuf/dmabuf';
 import * as dmaHeaps from './dmabuf/dma-heap';

@@ -187,8 +187,9 @@ if [ $kernels_ok = 1 ]; then
 		printf 'not ok 1 - stock 7.3 kernel build failed\n' > "$out/stock-7.3.tap"
 		suites+=("stock-7.3=$out/stock-7.3.tap")
 	fi
-	# Two guests on one wire (docs/harness.md, "Two nodes"): about 25 s on
-	# the baseline kernel; the patched DEBUG run (about 120 s) is opt-in,
+	# Two guests on one wire (docs/harness.md, "Two nodes"): RDMA and NVMe-oF
+	# across nodes, 25-40 s on the baseline kernel; the patched DEBUG run
+	# (about 150 s) is opt-in,
 	# make test-nodes, to keep a cold CI run inside its 90 minutes.
 	step "guest suite: nodes-baseline (two guests)"
 	# shellcheck disable=SC2086

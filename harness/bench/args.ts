@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { parseKernelSpec } from './kernels';
 
 export const BENCH_USAGE = `usage: p2pdma bench [--suites a,b] [--where host|guest] [--kernels K,K...] [--rounds N]
-                    [--out DIR] [--allow-busy] [--timeout SECONDS] [--profile]
+                    [--out DIR] [--allow-busy] [--timeout SECONDS] [--profile] [--nodes 1|2]
   --suites LIST     ${'{SUITES}'} (default: all; a suite whose
                     device is missing where it runs is recorded as skipped)
   --where host|guest  on this machine (its own kernel and devices: real hardware), or
@@ -20,6 +20,8 @@ export const BENCH_USAGE = `usage: p2pdma bench [--suites a,b] [--where host|gue
   --profile         run the suites under node --cpu-prof (and perf record where the kernel
                     has perf events): profile.md and profiles/ in --out; the figures of a
                     profiled run are not clean (the profilers cost time)
+  --nodes 1|2       2: two guests on one wire (vm run --nodes 2), for the suites that
+                    measure between nodes: ${'{NODE_SUITES}'} (the default then)
 `;
 
 export interface BenchOptions {
@@ -32,6 +34,8 @@ export interface BenchOptions {
   timeoutSec: number;
   loadPerCpu: number;
   profile: boolean;
+  /** 2: each run boots two guests on one wire (vm run --nodes 2) and runs the node suites on both. */
+  nodes: 1 | 2;
 }
 
 function positive(name: string, value: string, integer: boolean): number {
@@ -45,7 +49,7 @@ function list(value: string): string[] {
 }
 
 /** Throws with a message for the user on bad arguments. */
-export function parseBenchArgs(argv: string[], knownSuites: readonly string[], now = new Date()): BenchOptions {
+export function parseBenchArgs(argv: string[], knownSuites: readonly string[], now = new Date(), nodeSuites: readonly string[] = []): BenchOptions {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -59,13 +63,22 @@ export function parseBenchArgs(argv: string[], knownSuites: readonly string[], n
       timeout: { type: 'string', default: '1800' },
       'max-load': { type: 'string', default: '0.25' },
       profile: { type: 'boolean', default: false },
+      nodes: { type: 'string', default: '1' },
     },
   });
   if (positionals.length) throw new Error(`unexpected argument '${positionals[0]}'`);
-  const suites = values.suites === undefined ? [...knownSuites] : list(values.suites);
+  if (values.nodes !== '1' && values.nodes !== '2') throw new Error(`--nodes must be 1 or 2, got '${values.nodes}'`);
+  const nodes = values.nodes === '2' ? 2 : 1;
+  const all = [...knownSuites, ...nodeSuites.filter((s) => !knownSuites.includes(s))];
+  const suites = values.suites === undefined ? all.filter((s) => nodeSuites.includes(s) === (nodes === 2)) : list(values.suites);
   if (!suites.length) throw new Error('--suites names no suite');
-  for (const s of suites) if (!knownSuites.includes(s)) throw new Error(`unknown suite '${s}' (suites: ${knownSuites.join(', ')})`);
+  for (const s of suites) if (!all.includes(s)) throw new Error(`unknown suite '${s}' (suites: ${all.join(', ')})`);
+  for (const s of suites) {
+    if (nodes === 2 && !nodeSuites.includes(s)) throw new Error(`suite '${s}' runs in one guest: --nodes 2 runs ${nodeSuites.join(', ')}`);
+    if (nodes === 1 && nodeSuites.includes(s)) throw new Error(`suite '${s}' measures between two nodes: add --nodes 2`);
+  }
   if (values.where !== 'host' && values.where !== 'guest') throw new Error('--where must be host or guest');
+  if (nodes === 2 && values.where === 'host') throw new Error('--nodes 2 boots two guests: not with --where host');
   if (values.where === 'host' && values.kernels !== undefined) throw new Error('--kernels is for --where guest: the host runs its own kernel');
   const kernels = values.where === 'host' ? ['host'] : list(values.kernels ?? 'baseline');
   if (!kernels.length) throw new Error('--kernels names no kernel');
@@ -81,5 +94,6 @@ export function parseBenchArgs(argv: string[], knownSuites: readonly string[], n
     timeoutSec: positive('timeout', values.timeout!, true),
     loadPerCpu: positive('max-load', values['max-load']!, false),
     profile: values.profile!,
+    nodes,
   };
 }

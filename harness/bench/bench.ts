@@ -9,13 +9,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PROJECT_DIR, runVm } from '../vm/run';
+import { runNodes } from '../vm/run-nodes';
 import type { BenchOptions } from './args';
 import { chartSpec, renderPng, renderSvg } from './chart';
 import { BenchKernel, resolveBenchKernel, uniqueLabels } from './kernels';
 import { suiteProfileMarkdown } from './profile';
 import { checkQuiet, QuietCheck } from './quiet';
 import { BenchResults, buildResults, markdown, RunRecord } from './report';
-import { readRunFile } from './results-file';
+import { readRunFile, type RunFile } from './results-file';
 import { schedule } from './schedule';
 import type { Sample } from './stats';
 
@@ -81,7 +82,7 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
     log(`run ${i + 1}/${plan.length}: round ${step.round + 1}, ${step.kernel}: ${o.suites.join(', ')}`);
     const runName = `${step.kernel.replace(/[^\w.-]+/g, '_')}-round${step.round + 1}`;
     const file = path.join(raw, `${runName}.jsonl`);
-    fs.rmSync(file, { force: true });
+    for (const f of [file, file.replace(/\.jsonl$/, '-a.jsonl'), file.replace(/\.jsonl$/, '-b.jsonl')]) fs.rmSync(f, { force: true });
     const command = ['node', SUITES_SCRIPT, '--results', file, '--suites', o.suites.join(',')];
     // --profile: bench/suites.js profiles each suite into profiles/<run>/<suite>/.
     const profileDir = path.join(out, 'profiles', runName);
@@ -99,6 +100,22 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
       const r = spawnSync(command[0], command.slice(1), { cwd: PROJECT_DIR, stdio: ['ignore', 2, 2], env: { ...process.env, ...runEnv } });
       ok = r.status === 0;
       if (!ok) reason = `bench/suites.js exited ${r.status ?? r.signal}`;
+    } else if (o.nodes === 2) {
+      // Both nodes run the same suites and keep in step over the wire; each writes its own file.
+      const r = await runNodes({
+        kernel: kernel.vmKernel,
+        command,
+        cwd: PROJECT_DIR,
+        rwDirs: o.profile ? [raw, bin, profileDir] : [raw, bin],
+        env: runEnv,
+        timeoutSec: o.timeoutSec,
+        output: process.stderr,
+        log: (l) => log(`vm: ${l}`),
+      });
+      ok = r.ok;
+      reason = r.nodes.filter((n) => !n.ok).map((n) => `node ${n.role}: ${n.reason}`).join('; ') || undefined;
+      runAccel = r.nodes[0]?.accel ?? 'none';
+      accel.push(runAccel);
     } else {
       const r = await runVm({
         kernel: kernel.vmKernel,
@@ -115,7 +132,7 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
       runAccel = r.accel;
       accel.push(r.accel);
     }
-    const got = readRunFile(file, step.kernel, step.round);
+    const got = o.nodes === 2 ? mergeRunFiles(['a', 'b'].map((role) => readRunFile(file.replace(/\.jsonl$/, `-${role}.jsonl`), step.kernel, step.round))) : readRunFile(file, step.kernel, step.round);
     samples.push(...got.samples);
     runs.push({ round: step.round, kernel: step.kernel, ok, reason, accel: runAccel, seconds: (Date.now() - t0) / 1000, place: got.place, skipped: got.skipped, failed: got.failed });
     if (!ok) log(`run failed: ${reason} (its samples are kept)`);
@@ -146,6 +163,16 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
     if (!o.allowBusy) return BUSY_STATUS;
   }
   return runs.every((r) => r.ok) && !stoppedBy ? 0 : 1;
+}
+
+/** The two nodes' files of one run as one: node a's place, both nodes' samples, skips and failures. */
+function mergeRunFiles(files: RunFile[]): RunFile {
+  return {
+    place: files.find((f) => f.place)?.place,
+    samples: files.flatMap((f) => f.samples),
+    skipped: files.flatMap((f) => f.skipped),
+    failed: files.flatMap((f) => f.failed),
+  };
 }
 
 export async function writeOutputs(out: string, results: BenchResults, log: (l: string) => void): Promise<void> {

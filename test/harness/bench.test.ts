@@ -19,7 +19,7 @@ const SUITES = ['ioctl', 'dmabuf', 'nvme'];
 
 t.test('arguments: defaults, lists and mistakes', async (t) => {
   const o = parseBenchArgs([], SUITES, new Date('2026-01-02T03:04:05Z'));
-  t.same(o, { suites: SUITES, where: 'guest', kernels: ['baseline'], rounds: 3, out: 'bench-results/20260102-030405', allowBusy: false, timeoutSec: 1800, loadPerCpu: 0.25, profile: false });
+  t.same(o, { suites: SUITES, where: 'guest', kernels: ['baseline'], rounds: 3, out: 'bench-results/20260102-030405', allowBusy: false, timeoutSec: 1800, loadPerCpu: 0.25, profile: false, nodes: 1 });
   const g = parseBenchArgs(['--suites', 'ioctl,dmabuf', '--kernels', 'baseline,series:/tmp/s,/x/bzImage', '--rounds', '2', '--allow-busy', '--out', 'o'], SUITES);
   t.same([g.suites, g.kernels, g.rounds, g.allowBusy, g.out], [['ioctl', 'dmabuf'], ['baseline', 'series:/tmp/s', '/x/bzImage'], 2, true, 'o']);
   t.same(parseBenchArgs(['--where', 'host'], SUITES).kernels, ['host']);
@@ -30,6 +30,15 @@ t.test('arguments: defaults, lists and mistakes', async (t) => {
   t.throws(() => parseBenchArgs(['--rounds', '0'], SUITES), /--rounds wants a positive integer/);
   t.throws(() => parseBenchArgs(['--kernels', 'tree:'], SUITES), /tree: wants the path/);
   t.throws(() => parseBenchArgs(['extra'], SUITES), /unexpected argument/);
+  // Suites between two guests: the default of --nodes 2, refused without it, and the one-guest suites refused with it.
+  const NODES = ['rdma-nodes', 'nvmeof'];
+  t.same(parseBenchArgs([], SUITES, new Date(), NODES).suites, SUITES);
+  const two = parseBenchArgs(['--nodes', '2'], SUITES, new Date(), NODES);
+  t.same([two.nodes, two.suites], [2, NODES]);
+  t.throws(() => parseBenchArgs(['--suites', 'nvmeof'], SUITES, new Date(), NODES), /measures between two nodes: add --nodes 2/);
+  t.throws(() => parseBenchArgs(['--nodes', '2', '--suites', 'ioctl'], SUITES, new Date(), NODES), /runs in one guest/);
+  t.throws(() => parseBenchArgs(['--nodes', '3'], SUITES, new Date(), NODES), /--nodes must be 1 or 2/);
+  t.throws(() => parseBenchArgs(['--nodes', '2', '--where', 'host'], SUITES, new Date(), NODES), /not with --where host/);
 });
 
 t.test('p2pdma bench --help lists the options and the suites', async (t) => {
