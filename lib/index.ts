@@ -25,6 +25,7 @@ import * as nvmes from './pci/nvme';
 import * as nvmeofs from './pci/nvmeof';
 import * as rdmas from './rdma';
 import * as rdmaCm from './rdma/cm';
+import * as rdmaCmUd from './rdma/cm-ud';
 
 export type {
   Capabilities,
@@ -74,6 +75,7 @@ export type {
   WorkRequestOptions,
 } from './rdma';
 export type { CmEndpoint, ConnectionOptions, RdmaAddrInfo } from './rdma/cm';
+export type { UdDestination, UdOptions } from './rdma/cm-ud';
 
 // ioctl
 /** ioctlSync(fd, request, arg?, { name }?): the ioctl's result; throws a SystemError. See lib/core/ioctl.ts. */
@@ -202,11 +204,20 @@ export const Cuda = cudas.Cuda;
 // RDMA
 /**
  * RDMA verbs: devices(), open(), loopbackPair(), library(), and rdma_cm's
- * listen() / connect(). The classes are exported for `instanceof` and their
+ * listen() / connect() (RC), listenUd() / connectUd() (UD) and
+ * joinMulticast(). The classes are exported for `instanceof` and their
  * types; they are made through Rdma and their parents (`ctx.allocPd()`...),
  * never constructed directly.
  */
-export const Rdma = Object.freeze({ ...rdmas.Rdma, listen: rdmaCm.listen, connect: rdmaCm.connect, getAddrInfo: rdmaCm.getAddrInfo });
+export const Rdma = Object.freeze({
+  ...rdmas.Rdma,
+  listen: rdmaCm.listen,
+  connect: rdmaCm.connect,
+  getAddrInfo: rdmaCm.getAddrInfo,
+  listenUd: rdmaCmUd.listenUd,
+  connectUd: rdmaCmUd.connectUd,
+  joinMulticast: rdmaCmUd.joinMulticast,
+});
 export { RdmaContext } from './rdma';
 export { ProtectionDomain } from './rdma';
 export { MemoryRegion } from './rdma';
@@ -217,6 +228,7 @@ export { AddressHandle } from './rdma';
 export { MemoryWindow } from './rdma';
 export { Connection as RdmaConnection } from './rdma/cm';
 export { Listener as RdmaListener } from './rdma/cm';
+export { UdEndpoint as RdmaUdEndpoint, UdListener as RdmaUdListener, MulticastGroup as RdmaMulticastGroup } from './rdma/cm-ud';
 import * as inspect from './dmabuf/dmabuf-inspect';
 export type { DmaBufReport, DmaBufSharer, DmaBufsOptions, ExporterTotal, InspectedDmaBuf } from './dmabuf/dmabuf-inspect';
 /** Every dma-buf held by every process (or one), from /proc: `p2pdma dmabuf ls`. */

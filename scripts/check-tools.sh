@@ -29,6 +29,8 @@ NEEDS=(
 	ibv_devices:ibverbs-utils ib_write_bw:perftest nvme:nvme-cli lspci:pciutils
 	/usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so:ibverbs-providers
 	/usr/sbin/rdma-ndd:rdma-core
+	# test/guest/rdma-pyverbs.test.ts: rdma-core's Python bindings beside the addon
+	/usr/lib/python3/dist-packages/pyverbs/__init__.py:python3-pyverbs
 )
 
 if [ "${1:-}" = --packages ]; then

@@ -159,10 +159,10 @@ function rdmaDevices(sys: string): RdmaDeviceState[] {
     } catch {
       // a software device (rxe, siw) has no device link
     }
-    const ports = rdmaPorts(name, sys).map(({ port, linkLayer, gids }) => ({
+    const ports = rdmaPorts(name, sys).map(({ port, stateText, linkLayer, gids }) => ({
       port,
-      // sysfs' own words ('4: ACTIVE'), as `rdma link` and ibv_devinfo print them.
-      state: readText(path.join(dev, 'ports', String(port), 'state')),
+      // sysfs' own words ('4: ACTIVE'), as `rdma link` and ibv_devinfo print them: ports() read them.
+      state: stateText,
       linkLayer: linkLayer === 'unknown' ? undefined : linkLayer,
       gidTypes: [...new Set(gids.flatMap((g) => (g.type ? [g.type] : [])))].sort(),
     }));

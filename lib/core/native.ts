@@ -91,7 +91,10 @@ export interface NativeRdmaQp extends NativeResource {
   modify(attrs: Record<string, unknown>): number;
   /** ibv_query_qp, raw. */
   query(): Record<string, number | boolean | Buffer>;
-  /** ibv_bind_mw (type 1) -> the window's new rkey, or -errno. */
+  /** ibv_attach_mcast / ibv_detach_mcast -> 0 or -errno. */
+  attachMcast(gid: Buffer, lid: number): number;
+  detachMcast(gid: Buffer, lid: number): number;
+  /** ibv_bind_mw (type 1) or an IBV_WR_BIND_MW (type 2) -> the window's new rkey, or -errno. */
   bindMw(mw: NativeResource, mr: NativeRdmaMr, wrId: number, offset: number, length: number, access: number): number;
   /** -> [posted, 0 | -errno]. */
   postSend(wrs: unknown[][]): [number, number];
@@ -126,6 +129,8 @@ export interface NativeCmEvent {
   privateData?: Buffer;
   responderResources: number;
   initiatorDepth: number;
+  /** RDMA_PS_UDP ids' ESTABLISHED and MULTICAST_JOIN: the peer or group (ah as RdmaAh takes it, with dgid). */
+  ud?: { ah: { dlid: number; sl: number; portNum: number; dgid?: Buffer; sgidIndex?: number; hopLimit?: number }; qpNum: number; qkey: number };
 }
 
 export interface NativeCmId extends NativeResource {
@@ -139,6 +144,9 @@ export interface NativeCmId extends NativeResource {
   reject(): number;
   establish(): number;
   disconnect(): number;
+  /** rdma_join_multicast / rdma_leave_multicast of an IP literal -> 0 or -errno; MULTICAST_JOIN (or _ERROR) follows a join. */
+  joinMulticast(address: string): number;
+  leaveMulticast(address: string): number;
   info(): { device?: string; portNum?: number; local?: { address: string; port: number }; remote?: { address: string; port: number } };
 }
 
@@ -202,7 +210,7 @@ export interface Binding {
   RdmaQp: new (pd: NativeResource, sendCq: NativeRdmaCq, recvCq: NativeRdmaCq, cap: Record<string, number>, qpType?: number, srq?: NativeRdmaSrq | null) => NativeRdmaQp;
   RdmaSrq: new (pd: NativeResource, attr: { maxWr: number; maxSge: number }) => NativeRdmaSrq;
   RdmaAh: new (pd: NativeResource, attr: Record<string, unknown>) => NativeResource;
-  RdmaMw: new (pd: NativeResource) => NativeResource;
+  RdmaMw: new (pd: NativeResource, type?: number) => NativeResource;
   rdmaDevices(): { name: string; guid: string; nodeType: number; transportType: number }[];
   rdmaLibrary(which: 'verbs' | 'rdmacm'): RdmaLibrary;
   rdmaWcStatusStr(status: number): string;
@@ -211,11 +219,13 @@ export interface Binding {
     | 'IBV_WR_RDMA_WRITE' | 'IBV_WR_RDMA_READ' | 'IBV_WR_SEND' | 'IBV_WR_RDMA_WRITE_WITH_IMM' | 'IBV_WR_SEND_WITH_IMM'
     | 'IBV_SEND_INLINE' | 'IBV_SEND_SIGNALED' | 'IBV_SEND_FENCE' | 'IBV_SEND_SOLICITED' | 'IBV_QPT_RC' | 'IBV_QPT_UD' | 'IBV_QPT_UC' | 'IBV_WC_GRH' | 'IBV_ACCESS_ON_DEMAND' | 'IBV_ACCESS_MW_BIND' | 'IBV_WC_WITH_IMM' | 'IBV_WC_RECV_RDMA_WITH_IMM'
     | 'IBV_WR_ATOMIC_CMP_AND_SWP' | 'IBV_WR_ATOMIC_FETCH_AND_ADD'
+    | 'IBV_WC_WITH_INV' | 'IBV_WC_IP_CSUM_OK' | 'IBV_WR_SEND_WITH_INV' | 'IBV_WR_LOCAL_INV' | 'RDMA_PS_TCP' | 'RDMA_PS_UDP'
     | 'IBV_QPS_RESET' | 'IBV_QPS_INIT' | 'IBV_QPS_RTR' | 'IBV_QPS_RTS' | 'IBV_QPS_ERR',
     number
   >;
   CmChannel: new () => NativeCmChannel;
-  CmId: new (channel: NativeCmChannel) => NativeCmId;
+  /** portSpace: RDMA_PS_TCP (the default) or RDMA_PS_UDP. */
+  CmId: new (channel: NativeCmChannel, portSpace?: number) => NativeCmId;
   rdmaGetAddrInfo(node: string | null, service: string | null, passive: boolean): { family: number; qpType: number; portSpace: number; src?: { address: string; port: number }; dst?: { address: string; port: number } }[] | { gai: number; errno: number; message: string };
   /** dlopen(soname, RTLD_LAZY) then dlclose. */
   dlprobe(soname: string): { ok: true; path?: string } | { ok: false; error: string };

@@ -100,8 +100,8 @@ function privateDataOf(o: ConnectionOptions, which: keyof typeof PRIVATE_DATA_MA
   return bytes;
 }
 
-/** ERR_P2PDMA_RDMA_CM: an rdma_cm event that ends the connection attempt. */
-function cmError(ev: NativeCmEvent, what: string): CodedError & { event: string; status: number } {
+/** @internal ERR_P2PDMA_RDMA_CM: an rdma_cm event that ends the connection attempt. */
+export function cmError(ev: NativeCmEvent, what: string): CodedError & { event: string; status: number } {
   const status = ev.status < 0 ? ` (${sysError(-ev.status, 'rdma_cm').code})` : ev.status > 0 ? ` (status ${ev.status})` : '';
   const e = new Error(`${what}: ${ev.name}${status}`) as CodedError & { event: string; status: number };
   e.code = 'ERR_P2PDMA_RDMA_CM';
@@ -110,11 +110,13 @@ function cmError(ev: NativeCmEvent, what: string): CodedError & { event: string;
   return e;
 }
 
-function check(r: number, call: string): void {
+/** @internal */
+export function check(r: number, call: string): void {
   if (r < 0) throw sysError(-r, call);
 }
 
-function toEndpoint(o: unknown, caller: Function): CmEndpoint {
+/** @internal */
+export function toEndpoint(o: unknown, caller: Function): CmEndpoint {
   validateObject(o, 'options', caller);
   const { address, port } = o as CmEndpoint;
   if (typeof address !== 'string') throw invalidArgType('options.address', 'of type string', address, caller);
@@ -133,7 +135,8 @@ const busyChannels = new Set<Channel>();
 // stops the Poller watching it.
 const channelPollers = new FinalizationRegistry<Poller>((p) => p.close());
 
-const gcWarning = new FinalizationRegistry<string>((what) => {
+/** @internal */
+export const gcWarning = new FinalizationRegistry<string>((what) => {
   process.emitWarning(`Closing ${what} on garbage collection`, {
     type: 'Warning',
     code: 'P2PDMA_GC_CLOSE',
@@ -141,8 +144,8 @@ const gcWarning = new FinalizationRegistry<string>((what) => {
   });
 });
 
-/** One event channel and the ids on it, with a handler per id. */
-class Channel {
+/** @internal One event channel and the ids on it, with a handler per id. */
+export class Channel {
   readonly n: NativeCmChannel;
   readonly handlers = new Map<NativeCmId, CmHandler>();
   #poller: Poller;
@@ -175,8 +178,9 @@ class Channel {
     channelPollers.register(this, poller, this);
   }
 
-  id(handler: CmHandler): NativeCmId {
-    const id = new native.CmId(this.n);
+  /** An id on this channel: RDMA_PS_TCP (RC), or `portSpace` RDMA_PS_UDP (UD, multicast). */
+  id(handler: CmHandler, portSpace: number = C.RDMA_PS_TCP): NativeCmId {
+    const id = new native.CmId(this.n, portSpace);
     this.handlers.set(id, handler);
     return id;
   }
@@ -378,8 +382,8 @@ export class Connection implements Disposable, AsyncDisposable {
   }
 }
 
-/** Builds the QP for a connection on `id`: the user's PD, or its own on the id's device. */
-function makeQp(id: NativeCmId, o: ConnectionOptions, caller: Function): QueuePair {
+/** @internal Builds the QP for a connection on `id`: the user's PD, or its own on the id's device. */
+export function makeQp(id: NativeCmId, o: ConnectionOptions, caller: Function, type: 'RC' | 'UD' = 'RC'): QueuePair {
   const device = id.info().device;
   if (device === undefined) throw sysError(19, 'rdma_cm', {}, caller);
   let pd = o.pd;
@@ -398,7 +402,7 @@ function makeQp(id: NativeCmId, o: ConnectionOptions, caller: Function): QueuePa
       sendCq = pd.context.createCq(o.cqSize ?? 256);
       own.unshift(sendCq);
     }
-    const qp = pd.createQp({ sendCq, recvCq: o.recvCq ?? sendCq, cap: o.cap });
+    const qp = pd.createQp({ type, sendCq, recvCq: o.recvCq ?? sendCq, cap: o.cap });
     qp.owned.push(...own);
     return qp;
   } catch (e) {
@@ -407,7 +411,8 @@ function makeQp(id: NativeCmId, o: ConnectionOptions, caller: Function): QueuePa
   }
 }
 
-function toOptions(options: unknown, caller: Function): ConnectionOptions & { timeoutMs: number } {
+/** @internal */
+export function toOptions(options: unknown, caller: Function): ConnectionOptions & { timeoutMs: number } {
   validateObject(options, 'options', caller);
   const o = options as ConnectionOptions;
   const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -625,7 +630,31 @@ export class Listener implements Disposable {
     });
   }
 
-  /** Stops listening; pending accept()s reject with ERR_P2PDMA_CLOSED. Accepted connections stay up. */
+  /**
+   * The connections as they come, each accepted with `options` (as
+   * accept()'s, without `signal`): `for await (const conn of listener)`.
+   * Ends when the listener is closed; a failed accept ends it with that
+   * error. Breaking out of the loop leaves the listener open.
+   */
+  async *connections(options: Omit<ConnectionOptions, 'signal'> = {}): AsyncGenerator<Connection, void, undefined> {
+    validateObject(options, 'options', this.connections);
+    if ((options as ConnectionOptions).signal !== undefined) throw invalidArgValue('options.signal', (options as ConnectionOptions).signal, 'must be left out (close the listener, or break out of the loop)', this.connections);
+    for (;;) {
+      if (this.#closed) return;
+      try {
+        yield await this.accept(options);
+      } catch (e) {
+        if (this.#closed && (e as CodedError).code === 'ERR_P2PDMA_CLOSED') return;
+        throw e;
+      }
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<Connection, void, undefined> {
+    return this.connections();
+  }
+
+  /** Stops listening; pending accept()s reject with ERR_P2PDMA_CLOSED (a connections() loop ends). Accepted connections stay up. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

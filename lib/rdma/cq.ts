@@ -9,7 +9,7 @@ import { RdmaResource } from './resource';
 const C = native.rdmaConstants;
 
 /** The operation of a work request. */
-export type RdmaOp = 'write' | 'read' | 'send' | 'recv' | 'compare-swap' | 'fetch-add' | 'bind-mw';
+export type RdmaOp = 'write' | 'read' | 'send' | 'recv' | 'compare-swap' | 'fetch-add' | 'bind-mw' | 'local-inv';
 
 /** A successful work completion. */
 export interface RdmaCompletion {
@@ -33,6 +33,12 @@ export interface RdmaCompletion {
    * received it (which of the SRQ's QPs).
    */
   qpNum?: number;
+  /**
+   * recv only: the rkey the peer's SEND invalidated (`{ invalidate }`,
+   * IBV_WR_SEND_WITH_INV); a type 2 window of this PD with that rkey is
+   * unbound by it (`mw.bound` undefined).
+   */
+  invalidatedRkey?: number;
   /** recv on a UD QP: the sender's QP number. */
   srcQp?: number;
   /** recv on a UD QP: a 40-byte GRH precedes the payload in the buffer (always on RoCE). */
@@ -50,6 +56,8 @@ export interface RequestOwner {
   completed(p: Pending): void;
   /** A send completion arrived: the unsignaled requests before it are done. */
   sendCompleted?(wrId: number): void;
+  /** The PD whose type 2 windows a received invalidation may name. */
+  readonly pd?: { windowInvalidated(rkey: number): void };
 }
 
 export interface Pending {
@@ -98,6 +106,8 @@ export class CompletionQueue extends RdmaResource {
   /** @internal */
   readonly pending = new Map<number, Pending>();
   #poller: Poller | undefined;
+  /** wc_flags that mean a receive carries an invalidated rkey (the device's, RdmaContext.invalidateBits). */
+  readonly #invalidateBits: number;
   #spinning = false;
   /** Completions land here (native drainInto): no allocation per drain. */
   readonly #wc = new Float64Array(DRAIN_BATCH * WC_STRIDE);
@@ -112,6 +122,7 @@ export class CompletionQueue extends RdmaResource {
     this.size = n.cqe;
     this.busyPoll = busyPoll;
     this.solicitedOnly = solicitedOnly;
+    this.#invalidateBits = context.invalidateBits;
     if (!busyPoll) {
       // Unref'd while idle: an idle CQ does not keep the process alive. The
       // callback reaches the CQ weakly: the watcher holds itself while
@@ -222,7 +233,12 @@ export class CompletionQueue extends RdmaResource {
     }
     const c: RdmaCompletion = { wrId, op: p.op, byteLen: p.op === 'recv' ? wc[i + 3] : p.length };
     if (p.op === 'recv') {
-      if (wc[i + 6] & C.IBV_WC_WITH_IMM) c.immediate = wc[i + 7];
+      const flags = wc[i + 6];
+      if (flags & C.IBV_WC_WITH_IMM) c.immediate = wc[i + 7];
+      else if (flags & this.#invalidateBits) {
+        c.invalidatedRkey = wc[i + 7];
+        p.qp.pd?.windowInvalidated(c.invalidatedRkey);
+      }
       if (wc[i + 2] === C.IBV_WC_RECV_RDMA_WITH_IMM) c.byWrite = true;
       if (p.detail) {
         c.qpNum = wc[i + 5];

@@ -18,6 +18,8 @@ export interface RdmaPort {
   port: number;
   /** 'ACTIVE', 'DOWN', ... (the kernel's words). */
   state: string;
+  /** sysfs' own text ('4: ACTIVE'), as `rdma link` and ibv_devinfo print it; undefined when unreadable. */
+  stateText?: string;
   /** 'InfiniBand' or 'Ethernet' (RoCE). */
   linkLayer: string;
   /** Non-zero GID table entries. */
@@ -98,9 +100,10 @@ export function ports(name: string, sysDir: string): RdmaPort[] {
         const netdev = readOr(`${p}/gid_attrs/ndevs/${i}`);
         gids.push({ index: i, gid, ...(type ? { type } : {}), ...(netdev ? { netdev } : {}) });
       }
-      // "4: ACTIVE"
-      const state = readOr(`${p}/state`)?.replace(/^\d+:\s*/, '') ?? 'UNKNOWN';
-      return { port, state, linkLayer: readOr(`${p}/link_layer`) ?? 'unknown', gids };
+      // "4: ACTIVE": kept as read for machineInfo(), stripped for state.
+      const stateText = readOr(`${p}/state`);
+      const state = stateText?.replace(/^\d+:\s*/, '') ?? 'UNKNOWN';
+      return { port, state, ...(stateText !== undefined ? { stateText } : {}), linkLayer: readOr(`${p}/link_layer`) ?? 'unknown', gids };
     });
 }
 
@@ -169,6 +172,7 @@ const EVENT_BACKLOG = 256;
 const eventPollers = new FinalizationRegistry<Poller>((p) => p.close());
 
 const PORT_STATE = ['NOP', 'DOWN', 'INIT', 'ARMED', 'ACTIVE', 'ACTIVE_DEFER'];
+const C = native.rdmaConstants;
 const MTU_BYTES = [0, 256, 512, 1024, 2048, 4096];
 const LINK_LAYER = ['unspecified', 'InfiniBand', 'Ethernet'] as const;
 
@@ -184,6 +188,28 @@ export class RdmaContext extends RdmaResource {
     readonly asyncFd: number;
     getAsyncEvent(): { type: number; name: string; portNum?: number; qpNum?: number; cqHandle?: number; srqHandle?: number } | undefined;
   };
+  #invalidateBits: number | undefined;
+
+  /**
+   * @internal the wc_flags bits that say a receive completion carries an
+   * invalidated rkey: IBV_WC_WITH_INV, and on rxe also bit 2. rxe (6.12)
+   * writes the kernel's IB_WC_WITH_INVALIDATE (1 << 2) into the user CQ,
+   * which libibverbs names IBV_WC_IP_CSUM_OK; rxe sets no checksum bit
+   * for userspace otherwise. rxe's vendor id is 0xffffff (RXE_VENDOR_ID).
+   */
+  get invalidateBits(): number {
+    if (this.#invalidateBits === undefined) {
+      let rxe = false;
+      try {
+        rxe = this.native.query().vendorId === 0xffffff;
+      } catch {
+        // closed: the plain bit
+      }
+      this.#invalidateBits = C.IBV_WC_WITH_INV | (rxe ? C.IBV_WC_IP_CSUM_OK : 0);
+    }
+    return this.#invalidateBits;
+  }
+
   /** What async events name, by QP number and kernel handle; weakly. */
   readonly #qps = new Map<number, WeakRef<QueuePair>>();
   readonly #srqs = new Map<number, WeakRef<SharedReceiveQueue>>();

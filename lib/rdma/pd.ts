@@ -8,6 +8,7 @@ import type { RdmaContext } from './device';
 import { call, rdmaError } from './errors';
 import { MemoryRegion } from './mr';
 import { AddressHandle } from './ah';
+import type { RdmaCompletion } from './cq';
 import { MemoryWindow } from './mw';
 import { gidBytes, gidString } from './gid';
 import { createQp, defaultGidIndex, type QueuePair, type QueuePairOptions } from './qp';
@@ -16,6 +17,8 @@ import { RdmaResource } from './resource';
 import { type AllocMemoryOptions, explainRegister, type RdmaAccess, type RdmaTarget, type RegisterDmaBufOptions, type RegisterOptions, type Resolved, resolveTarget, sharedMemory, toAccess } from './target';
 import { toInt } from './validate';
 import { deprecated } from '../core/deprecate';
+
+const C = native.rdmaConstants;
 
 /**
  * The options of a registration call, taking the old positional `access`
@@ -276,12 +279,35 @@ export class ProtectionDomain extends RdmaResource {
   }
 
   /**
-   * A type 1 memory window (ibv_alloc_mw): bind it to part of an MR with
-   * `qp.bindMw()`. EOPNOTSUPP where the provider has none.
+   * A memory window (ibv_alloc_mw): bind it to part of an MR with
+   * `qp.bindMw()`. Type 1 (the default) is bound by ibv_bind_mw and moved
+   * by binding again; type 2 (`{ type: 2 }`) is bound by an IBV_WR_BIND_MW
+   * work request to one QP, through which alone peers use it, and must be
+   * invalidated (`qp.localInvalidate()`, or a peer's `send(..., {
+   * invalidate })`) before it is bound again. EOPNOTSUPP where the
+   * provider has none.
    */
-  allocMw(): MemoryWindow {
+  allocMw(options: { type?: 1 | 2 } = {}): MemoryWindow {
+    validateObject(options, 'options', this.allocMw);
+    const type = options.type ?? 1;
+    if (type !== 1 && type !== 2) throw invalidArgValue('options.type', type, 'must be 1 or 2', this.allocMw);
     this.check(this.allocMw);
-    return new MemoryWindow(this, call(this.allocMw, () => new native.RdmaMw(this.native)));
+    const mw = new MemoryWindow(this, call(this.allocMw, () => new native.RdmaMw(this.native, type)), type);
+    if (type === 2) this.#windows.add(mw);
+    return mw;
+  }
+
+  /** Type 2 windows, to find the one a peer's SEND_WITH_INV invalidated. */
+  readonly #windows = new Set<MemoryWindow>();
+
+  /** @internal a receive completed with an invalidation: the type 2 window with that rkey is unbound. */
+  windowInvalidated(rkey: number): void {
+    for (const mw of this.#windows) if (mw.rkey === rkey) mw.invalidated();
+  }
+
+  /** @internal a type 2 window was closed. */
+  forgetWindow(mw: MemoryWindow): void {
+    this.#windows.delete(mw);
   }
 
   /**
@@ -300,6 +326,29 @@ export class ProtectionDomain extends RdmaResource {
     const sgidIndex = options.gidIndex ?? defaultGidIndex(this.context, portNum);
     const n = call(this.createAh, () => new native.RdmaAh(this.native, { dlid: 0, sl, portNum, dgid, sgidIndex, hopLimit }));
     return new AddressHandle(this, n, gidString(dgid));
+  }
+
+  /**
+   * The way back to the sender of a UD receive (ibv_create_ah_from_wc):
+   * `completion` is the receive's, `grh` the 40 bytes that preceded its
+   * payload in the receive buffer. Reply with `{ ah, remoteQpn:
+   * completion.srcQp }`.
+   */
+  createAhFromCompletion(completion: RdmaCompletion, grh: ArrayBufferView, options: { portNum?: number } = {}): AddressHandle {
+    const caller = this.createAhFromCompletion;
+    validateObject(completion, 'completion', caller);
+    validateObject(options, 'options', caller);
+    if (completion.op !== 'recv' || completion.srcQp === undefined) throw invalidArgValue('completion', completion.op, 'must be the completion of a receive on a UD queue pair', caller);
+    if (!ArrayBuffer.isView(grh)) throw invalidArgType('grh', 'a Buffer, TypedArray or DataView', grh, caller);
+    if (grh.byteLength < 40) throw outOfRange('grh', '>= 40 bytes (the GRH that precedes a UD payload)', grh.byteLength, caller);
+    const portNum = options.portNum === undefined ? 1 : toInt('options.portNum', options.portNum, 255, caller);
+    this.check(caller);
+    const bytes = Buffer.from(grh.buffer, grh.byteOffset, 40);
+    const n = call(caller, () => new native.RdmaAh(this.native, { grh: bytes, portNum, flags: completion.grh ? C.IBV_WC_GRH : 0, sl: 0 }));
+    // RoCE v2 over IPv4: the GRH area holds the IPv4 header in its last 20 bytes; the source is at its byte 12.
+    const ipv4 = (bytes[20] & 0xf0) === 0x40;
+    const gid = ipv4 ? `0000:0000:0000:0000:0000:ffff:${bytes.subarray(32, 34).toString('hex')}:${bytes.subarray(34, 36).toString('hex')}` : gidString(bytes.subarray(8, 24));
+    return new AddressHandle(this, n, gid);
   }
 
   protected get teardownCall(): string {

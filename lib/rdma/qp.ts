@@ -176,10 +176,17 @@ export interface WorkRequestOptions {
   remoteQpn?: number;
   /** send on a UD QP: the destination's Q_Key. Default 0x11111111 (DEFAULT_QKEY, what UD QPs get unless created with another). */
   remoteQkey?: number;
+  /**
+   * send on an RC QP: invalidate this rkey at the peer as the SEND lands
+   * (IBV_WR_SEND_WITH_INV), e.g. of a type 2 window the peer bound; the
+   * peer's receive completion carries it as `invalidatedRkey`. Not with
+   * `immediate` (the two share the request's field).
+   */
+  invalidate?: number;
 }
 
 /** The option names a request's options object may carry (WorkRequestOptions minus signal). */
-const WR_OPTIONS = ['immediate', 'inline', 'signaled', 'fence', 'solicited', 'ah', 'remoteQpn', 'remoteQkey'] as const;
+const WR_OPTIONS = ['immediate', 'inline', 'signaled', 'fence', 'solicited', 'ah', 'remoteQpn', 'remoteQkey', 'invalidate'] as const;
 
 /** One of { signaled, fence, solicited }, checked: a boolean, on a send-side request. */
 function flagOf(name: string, v: unknown, op: string, caller: Function): boolean {
@@ -205,9 +212,14 @@ function flagsOf(o: WorkRequestOptions, op: string, caller: Function): number {
 /** What an RC request or a receive has of a UD send's destination. */
 const NO_UD = Object.freeze({ ah: null, remoteQpn: 0, remoteQkey: 0 });
 
-/** The send-side options of a request, checked: immediate (u32) and inline. */
-function sendOptionsOf(o: WorkRequestOptions, op: string, length: number, maxInline: number, caller: Function): { immediate: number | null; flags: number } {
-  const { immediate, inline } = o;
+/** The send-side options of a request, checked: immediate (u32), inline, invalidate (u32, RC sends). */
+function sendOptionsOf(o: WorkRequestOptions, op: string, length: number, maxInline: number, caller: Function, type: QueuePairType = 'RC'): { immediate: number | null; flags: number; invalidate: number | null } {
+  const { immediate, inline, invalidate } = o;
+  if (invalidate !== undefined) {
+    if (op !== 'send' || type !== 'RC') throw invalidArgValue('wr.invalidate', invalidate, `applies to 'send' on an RC queue pair only, not '${op}' on ${type}`, caller);
+    if (immediate !== undefined) throw invalidArgValue('wr.invalidate', invalidate, "cannot go with 'immediate' (IBV_WR_SEND_WITH_INV carries the rkey where the immediate would be)", caller);
+    toInt('wr.invalidate', invalidate, 0xffffffff, caller);
+  }
   if ((immediate !== undefined || inline !== undefined) && op !== 'write' && op !== 'send') {
     throw invalidArgValue(immediate !== undefined ? 'wr.immediate' : 'wr.inline', immediate ?? inline, `applies to 'write' and 'send' only, not '${op}'`, caller);
   }
@@ -219,7 +231,7 @@ function sendOptionsOf(o: WorkRequestOptions, op: string, length: number, maxInl
   if (inline && length > maxInline) {
     throw outOfRange('length', `<= ${maxInline} for an inline request (the queue pair's cap.maxInlineData)`, length, caller);
   }
-  return { immediate: immediate ?? null, flags: inline ? C.IBV_SEND_INLINE : 0 };
+  return { immediate: immediate ?? null, flags: inline ? C.IBV_SEND_INLINE : 0, invalidate: invalidate ?? null };
 }
 
 function signalOf(o: unknown, name: string, caller: Function): AbortSignal | undefined {
@@ -246,6 +258,7 @@ export type WorkRequest = (
   | { op: 'recv'; local: LocalBuffers | null; length?: number }
   | { op: 'compare-swap'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; compare: bigint; swap: bigint }
   | { op: 'fetch-add'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; add: bigint }
+  | { op: 'local-inv'; rkey: number }
 ) & WorkRequestOptions;
 
 /** A u64 operand of an atomic request. */
@@ -498,6 +511,14 @@ export class QueuePair extends RdmaResource {
     this.#qkey = qkey;
   }
 
+  /** @internal rdma_cm moved this UD QP to INIT (its Q_Key, port, P_Key): on to RTR and RTS. */
+  readyUd(caller: Function): void {
+    this.#state = 'INIT';
+    this.#modify({ qpState: C.IBV_QPS_RTR }, 'RTR', caller);
+    this.#modify({ qpState: C.IBV_QPS_RTS, sqPsn: this.#psn }, 'RTS', caller);
+    this.#qkey = this.query().qkey;
+  }
+
   /** ibv_query_qp: the QP as the device has it (state, MTU, PSNs, retry counts, access...). */
   query(): QueuePairAttributes {
     this.check(this.query);
@@ -584,11 +605,14 @@ export class QueuePair extends RdmaResource {
   }
 
   /**
-   * Binds a type 1 memory window to `options.mr` (registered with
-   * 'mw-bind'), `offset`/`length` of it (default: all), granting peers
-   * `access` ('remote-write', 'remote-read', 'remote-atomic') through the
-   * window's new rkey (`mw.rkey`, `mw.remote()`), posted as a work request
-   * on this RC or UC QP: resolves when the bind has completed.
+   * Binds a memory window to `options.mr` (registered with 'mw-bind'),
+   * `offset`/`length` of it (default: all), granting peers `access`
+   * ('remote-write', 'remote-read', 'remote-atomic') through the window's
+   * new rkey (`mw.rkey`, `mw.remote()`), posted as a work request on this RC
+   * or UC QP: resolves when the bind has completed. Type 1: ibv_bind_mw.
+   * Type 2: an IBV_WR_BIND_MW request through ibv_post_send; the window
+   * then works through this QP only, and a bound one is refused until it
+   * is invalidated (`localInvalidate()`).
    */
   bindMw(mw: MemoryWindow, options: { mr: MemoryRegion; offset?: number; length?: number; access?: RdmaAccess | readonly RdmaAccess[]; signal?: AbortSignal }): Promise<RdmaCompletion> {
     const caller = this.bindMw;
@@ -599,6 +623,9 @@ export class QueuePair extends RdmaResource {
       if (mw.closed) throw closedError('MemoryWindow', caller);
       if (mw.pd !== this.pd) throw invalidArgValue('mw', 'MemoryWindow', "must be allocated on the QP's protection domain", caller);
       if (this.type === 'UD') throw invalidArgValue('this', 'a UD QueuePair', 'cannot bind memory windows (RC and UC can)', caller);
+      if (mw.type === 2 && mw.bound !== undefined) {
+        throw invalidArgValue('mw', `a type 2 MemoryWindow bound with rkey 0x${mw.rkey.toString(16)}`, 'must be invalidated before it is bound again (qp.localInvalidate(mw), or a peer SEND with { invalidate })', caller);
+      }
       const local = toLocal({ mr: options.mr, offset: options.offset, length: options.length }, caller);
       if (!local.mr.access.includes('mw-bind')) {
         throw invalidArgValue('options.mr', `MemoryRegion (${local.mr.access.join(', ') || 'no access'})`, "must be registered with 'mw-bind' to take memory windows", caller);
@@ -641,6 +668,27 @@ export class QueuePair extends RdmaResource {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /**
+   * IBV_WR_LOCAL_INV of a type 2 window's rkey (or an rkey): once it
+   * completes the window is unbound (`mw.bound` undefined), peers using
+   * the old rkey fail with a remote access error, and the window may be
+   * bound again. The window must have been bound on this QP.
+   */
+  localInvalidate(target: MemoryWindow | number, options: WorkRequestOptions = {}): Promise<RdmaCompletion> {
+    if (!(target instanceof MemoryWindow)) {
+      if (typeof target !== 'number') return Promise.reject(invalidArgType('target', 'a MemoryWindow or an rkey (number)', target, this.localInvalidate));
+      return this.#one({ op: 'local-inv', rkey: target }, options, this.localInvalidate);
+    }
+    if (target.closed) return Promise.reject(closedError('MemoryWindow', this.localInvalidate));
+    if (target.type !== 2) return Promise.reject(invalidArgValue('target', 'a type 1 MemoryWindow', 'cannot be invalidated (type 1 windows move by binding again; allocMw({ type: 2 }))', this.localInvalidate));
+    const rkey = target.rkey;
+    // Not the hot path: one closure per invalidation.
+    return this.#one({ op: 'local-inv', rkey }, options, this.localInvalidate).then((c) => {
+      if (target.rkey === rkey) target.invalidated();
+      return c;
+    });
   }
 
   /** Posts a receive into `local` (its MR needs 'local-write'); resolves with the byte count received. */
@@ -772,17 +820,18 @@ export class QueuePair extends RdmaResource {
     // Aborted already: nothing of the batch is posted.
     if (signal?.aborted) throw abortError(signal.reason, caller);
     const op = wr.op;
-    if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv' && op !== 'compare-swap' && op !== 'fetch-add') {
-      throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send', 'recv', 'compare-swap' or 'fetch-add'", caller);
+    if (op !== 'write' && op !== 'read' && op !== 'send' && op !== 'recv' && op !== 'compare-swap' && op !== 'fetch-add' && op !== 'local-inv') {
+      throw invalidArgValue('wr.op', op, "must be 'write', 'read', 'send', 'recv', 'compare-swap', 'fetch-add' or 'local-inv'", caller);
     }
     if (op === 'recv' && this.srq !== undefined) {
       throw invalidArgValue('wr.op', op, 'is not for a queue pair created with an srq: post receives with srq.recv()', caller);
     }
     if (this.type === 'UD' && op !== 'send' && op !== 'recv') throw invalidArgValue('wr.op', op, "must be 'send' or 'recv' on a UD queue pair (RDMA WRITE, READ and atomics need RC)", caller);
-    if (this.type === 'UC' && op !== 'send' && op !== 'recv' && op !== 'write') throw invalidArgValue('wr.op', op, "must be 'send', 'recv' or 'write' on a UC queue pair (RDMA READ and atomics need RC)", caller);
+    if (this.type === 'UC' && op !== 'send' && op !== 'recv' && op !== 'write' && op !== 'local-inv') throw invalidArgValue('wr.op', op, "must be 'send', 'recv', 'write' or 'local-inv' on a UC queue pair (RDMA READ and atomics need RC)", caller);
     const fl = flagsOf(wr, op, caller);
     const ud = this.#udOf(wr, op, caller);
     if (op === 'compare-swap' || op === 'fetch-add') return this.#atomic(wr as Extract<WorkRequest, { op: 'compare-swap' | 'fetch-add' }>, signal, fl, caller);
+    if (op === 'local-inv') return this.#localInv(wr as Extract<WorkRequest, { op: 'local-inv' }>, signal, fl, caller);
     if (op === 'read') this.#needRdAtomic('RDMA READ', caller);
     // A scatter/gather list: each part its own { mr, offset, length }.
     const list = Array.isArray(wr.local);
@@ -828,10 +877,11 @@ export class QueuePair extends RdmaResource {
       if (raddr === -1 || raddr + want > Number.MAX_SAFE_INTEGER) raddr = remoteAddress(remote, roff, want, caller);
       rkey = remote.rkey;
     } else if (op === 'send') {
-      const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller);
-      opcode = so.immediate !== null ? OPCODE_WITH_IMM.send : OPCODE.send;
+      const so = sendOptionsOf(wr, op, want, this.cap.maxInlineData, caller, this.type);
+      opcode = so.immediate !== null ? OPCODE_WITH_IMM.send : so.invalidate !== null ? C.IBV_WR_SEND_WITH_INV : OPCODE.send;
       flags = so.flags | fl;
-      imm = so.immediate;
+      // The native side sends the immediate's slot as the rkey to invalidate.
+      imm = so.immediate ?? so.invalidate;
     } else {
       sendOptionsOf(wr, op, want, 0, caller);
     }
@@ -949,6 +999,16 @@ export class QueuePair extends RdmaResource {
     return {
       wrId: takeWrId(), send: true, signal, opcode: OPCODE_ATOMIC[op], flags: fl, imm: null, parts: [local], list: false, length: 8, raddr: addr, rkey: remote.rkey,
       atomic: [compareAdd, swap], signaled: (fl & C.IBV_SEND_SIGNALED) !== 0, ah: null, remoteQpn: 0, remoteQkey: 0, p: { qp: this, op, length: 8, resolve: noop, reject: noop, mrs: [local.mr] },
+    };
+  }
+
+  /** A LOCAL_INV of `rkey` (a type 2 window's, or a fast-registered MR's), checked. */
+  #localInv(wr: Extract<WorkRequest, { op: 'local-inv' }>, signal: AbortSignal | undefined, fl: number, caller: Function): Entry {
+    sendOptionsOf(wr, 'local-inv', 0, 0, caller);
+    const rkey = toInt('wr.rkey', wr.rkey, 0xffffffff, caller);
+    return {
+      wrId: takeWrId(), send: true, signal, opcode: C.IBV_WR_LOCAL_INV, flags: fl, imm: rkey, parts: [], list: false, length: 0, raddr: null, rkey: 0,
+      atomic: null, signaled: (fl & C.IBV_SEND_SIGNALED) !== 0, ah: null, remoteQpn: 0, remoteQkey: 0, p: { qp: this, op: 'local-inv', length: 0, resolve: noop, reject: noop, mrs: [] },
     };
   }
 

@@ -552,9 +552,16 @@ Napi::Value RdmaCq::GetHandle(const Napi::CallbackInfo& info) { return Napi::Num
 // Completions, flattened: stride 10.
 constexpr int kWcStride = 10;
 
+// A completion's immediate (host order) with IBV_WC_WITH_IMM, else the
+// union as the invalidated rkey (lib/rdma/cq.ts reads it only when the flags
+// say an invalidation came: IBV_WC_WITH_INV, or rxe's bit for it).
+double WcUnion(const ibv_wc& wc) {
+  return (wc.wc_flags & IBV_WC_WITH_IMM) != 0 ? ntohl(wc.imm_data) : wc.invalidated_rkey;
+}
+
 // drain(batch) -> Float64Array [wr_id, status, opcode, byte_len,
 // vendor_err, qp_num, wc_flags, immediate (host order, 0 without
-// IBV_WC_WITH_IMM), src_qp (UD), sl]*: consumes the channel's events (if any), re-arms the
+// IBV_WC_WITH_IMM, else the invalidated rkey), src_qp (UD), sl]*: consumes the channel's events (if any), re-arms the
 // CQ, then polls `batch` (1..4096) at a time until a poll returns fewer than
 // asked, i.e. until the CQ is empty. Never stops at a count: the channel
 // signals only completions that arrive after the re-arm, so any left behind
@@ -582,7 +589,7 @@ Napi::Value RdmaCq::Drain(const Napi::CallbackInfo& info) {
       out.push_back(wc[i].vendor_err);
       out.push_back(wc[i].qp_num);
       out.push_back(wc[i].wc_flags);
-      out.push_back((wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 ? ntohl(wc[i].imm_data) : 0);
+      out.push_back(WcUnion(wc[i]));
       out.push_back(wc[i].src_qp);
       out.push_back(wc[i].sl);
     }
@@ -650,7 +657,7 @@ Napi::Value RdmaCq::DrainInto(const Napi::CallbackInfo& info) {
       o[4] = wc[i].vendor_err;
       o[5] = wc[i].qp_num;
       o[6] = wc[i].wc_flags;
-      o[7] = (wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 ? ntohl(wc[i].imm_data) : 0;
+      o[7] = WcUnion(wc[i]);
       o[8] = wc[i].src_qp;
       o[9] = wc[i].sl;
     }
@@ -717,6 +724,8 @@ Napi::Function RdmaQp::Define(Napi::Env env) {
   props.push_back(InstanceMethod<&RdmaQp::Modify>("modify"));
   props.push_back(InstanceMethod<&RdmaQp::Query>("query"));
   props.push_back(InstanceMethod<&RdmaQp::BindMw>("bindMw"));
+  props.push_back(InstanceMethod<&RdmaQp::AttachMcast>("attachMcast"));
+  props.push_back(InstanceMethod<&RdmaQp::DetachMcast>("detachMcast"));
   props.push_back(InstanceMethod<&RdmaQp::PostSend>("postSend"));
   props.push_back(InstanceMethod<&RdmaQp::PostRecv>("postRecv"));
   props.push_back(InstanceMethod<&RdmaQp::PostSendPacked>("postSendPacked"));
@@ -945,7 +954,8 @@ Napi::Value PostResult(Napi::Env env, size_t posted, int err) {
 // rkey | null, immediate | null, sendFlags, compareAdd(bigint), swap(bigint),
 // ah (RdmaAh, UD), remoteQpn, remoteQkey], ...]) -> [posted, 0 | -errno]:
 // one chain. `immediate` is a host-order u32 (sent in network order, as
-// ibv_wc gives it back); sendFlags is kSendFlags' bits.
+// ibv_wc gives it back), or the rkey to invalidate of SEND_WITH_INV and
+// LOCAL_INV; sendFlags is kSendFlags' bits.
 Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) ThrowType(env, "wrs");
@@ -962,11 +972,13 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
     double id = NumAt(e, 0), op = NumAt(e, 1);
     if (!IsIntegerIn(id, 0, 9007199254740991.0)) ThrowRange(env, "wrId");
     if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND && op != IBV_WR_RDMA_WRITE_WITH_IMM &&
-        op != IBV_WR_SEND_WITH_IMM && op != IBV_WR_ATOMIC_CMP_AND_SWP && op != IBV_WR_ATOMIC_FETCH_AND_ADD) {
+        op != IBV_WR_SEND_WITH_IMM && op != IBV_WR_ATOMIC_CMP_AND_SWP && op != IBV_WR_ATOMIC_FETCH_AND_ADD &&
+        op != IBV_WR_SEND_WITH_INV && op != IBV_WR_LOCAL_INV) {
       ThrowRange(env, "opcode");
     }
     bool atomic = op == IBV_WR_ATOMIC_CMP_AND_SWP || op == IBV_WR_ATOMIC_FETCH_AND_ADD;
     bool withImm = op == IBV_WR_RDMA_WRITE_WITH_IMM || op == IBV_WR_SEND_WITH_IMM;
+    bool withInv = op == IBV_WR_SEND_WITH_INV || op == IBV_WR_LOCAL_INV;
     ibv_send_wr& w = wr[i];
     memset(&w, 0, sizeof(w));
     w.wr_id = static_cast<uint64_t>(id);
@@ -991,9 +1003,15 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
       if (!IsIntegerIn(imm, 0, 4294967295.0)) ThrowRange(env, "immediate");
       w.imm_data = htonl(static_cast<uint32_t>(imm));
     }
+    if (withInv) {
+      // e[7]: the rkey to invalidate (the union's other member).
+      double rk = NumAt(e, 7);
+      if (!IsIntegerIn(rk, 0, 4294967295.0)) ThrowRange(env, "invalidateRkey");
+      w.invalidate_rkey = static_cast<uint32_t>(rk);
+    }
     w.next = i + 1 < n ? &wr[i + 1] : nullptr;
     SetSges(env, e, 2, &sge, &w);
-    if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM) {
+    if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM && !withInv) {
       Napi::Value ra = e.Get(5u);
       if (!ra.IsBigInt()) ThrowType(env, "remoteAddr");
       bool lossless;
@@ -1025,7 +1043,7 @@ Napi::Value RdmaQp::PostSend(const Napi::CallbackInfo& info) {
 namespace {
 
 // The packed form's stride: [wrId, opcode, sendFlags, mrSlot, offset,
-// length, remoteAddr, rkey, immediate, 0] per WR.
+// length, remoteAddr, rkey, immediate (or the rkey to invalidate), 0] per WR.
 constexpr size_t kPackStride = 10;
 
 // The Float64Array of a packed post, and the count it must hold.
@@ -1075,9 +1093,10 @@ Napi::Value RdmaQp::PostSendPacked(const Napi::CallbackInfo& info) {
     double op = d[1];
     if (!IsIntegerIn(d[0], 0, 9007199254740991.0)) ThrowRange(env, "wrId");
     if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND && op != IBV_WR_RDMA_WRITE_WITH_IMM &&
-        op != IBV_WR_SEND_WITH_IMM) {
+        op != IBV_WR_SEND_WITH_IMM && op != IBV_WR_SEND_WITH_INV && op != IBV_WR_LOCAL_INV) {
       ThrowRange(env, "opcode");
     }
+    bool withInv = op == IBV_WR_SEND_WITH_INV || op == IBV_WR_LOCAL_INV;
     if (!SendFlagsOk(d[2])) ThrowRange(env, "sendFlags");
     ibv_send_wr& w = swr_[i];
     memset(&w, 0, sizeof(w));
@@ -1088,11 +1107,16 @@ Napi::Value RdmaQp::PostSendPacked(const Napi::CallbackInfo& info) {
       if (!IsIntegerIn(d[8], 0, 4294967295.0)) ThrowRange(env, "immediate");
       w.imm_data = htonl(static_cast<uint32_t>(d[8]));
     }
+    if (withInv) {
+      // d[8]: the rkey to invalidate (the union's other member).
+      if (!IsIntegerIn(d[8], 0, 4294967295.0)) ThrowRange(env, "invalidateRkey");
+      w.invalidate_rkey = static_cast<uint32_t>(d[8]);
+    }
     int count = PackedSge(info[1], d, &sge_[i]);
     if (count < 0) ThrowRange(env, "local");
     w.num_sge = count;
     w.sg_list = count > 0 ? &sge_[i] : nullptr;
-    if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM) {
+    if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM && !withInv) {
       if (!IsIntegerIn(d[6], 0, 9007199254740991.0)) ThrowRange(env, "remoteAddr");
       if (!IsIntegerIn(d[7], 0, 4294967295.0)) ThrowRange(env, "rkey");
       w.wr.rdma.remote_addr = static_cast<uint64_t>(d[6]);
@@ -1247,14 +1271,16 @@ Napi::Value RdmaSrq::PostRecvPacked(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------
 // MW
 
-// new Mw(pd): a type 1 memory window (ibv_alloc_mw, an inline verb through
-// the provider's ops: EOPNOTSUPP where it has none).
+// new Mw(pd, type = 1): a type 1 or type 2 memory window (ibv_alloc_mw, an
+// inline verb through the provider's ops: EOPNOTSUPP where it has none).
 RdmaMw::RdmaMw(const Napi::CallbackInfo& info) : ResourceWrap<RdmaMw>(info) {
   Napi::Env env = info.Env();
   VerbsOrThrow(env);
+  double type = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 1;
+  if (type != 1 && type != 2) ThrowRange(env, "type");
   RdmaPd* pd = OpenParent<RdmaPd>(info, 0, "ibv_alloc_mw");
   errno = 0;
-  mw_ = ibv_alloc_mw(pd->pd(), IBV_MW_TYPE_1);
+  mw_ = ibv_alloc_mw(pd->pd(), type == 2 ? IBV_MW_TYPE_2 : IBV_MW_TYPE_1);
   if (mw_ == nullptr) ThrowSys(env, errno != 0 ? errno : EOPNOTSUPP, "ibv_alloc_mw");
   AddParent(pd, info[0].As<Napi::Object>());
 }
@@ -1268,7 +1294,9 @@ int RdmaMw::Teardown() {
 }
 
 // bindMw(mw, mr, wrId, offset, length, access) -> the window's new rkey, or
-// -errno: ibv_bind_mw (type 1) posts a signaled bind WR on this QP.
+// -errno: a signaled bind WR on this QP. Type 1: ibv_bind_mw. Type 2: an
+// IBV_WR_BIND_MW through ibv_post_send with the next rkey (ibv_inc_rkey);
+// the ibv_mw keeps it, as the provider reads the current one from there.
 Napi::Value RdmaQp::BindMw(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RdmaMw* mw = UnwrapResource<RdmaMw>(info[0]);
@@ -1289,6 +1317,20 @@ Napi::Value RdmaQp::BindMw(const Napi::CallbackInfo& info) {
   b.bind_info.length = static_cast<uint64_t>(len);
   b.bind_info.mw_access_flags = U32Arg(info, 5);
   if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  if (mw->mw()->type == IBV_MW_TYPE_2) {
+    ibv_send_wr w = {};
+    w.wr_id = b.wr_id;
+    w.opcode = IBV_WR_BIND_MW;
+    w.send_flags = IBV_SEND_SIGNALED;
+    w.bind_mw.mw = mw->mw();
+    w.bind_mw.rkey = ibv_inc_rkey(mw->mw()->rkey);
+    w.bind_mw.bind_info = b.bind_info;
+    ibv_send_wr* bad = nullptr;
+    int r = ibv_post_send(qp_, &w, &bad);
+    if (r != 0) return Napi::Number::New(env, -static_cast<double>(r));
+    mw->mw()->rkey = w.bind_mw.rkey;
+    return Napi::Number::New(env, static_cast<double>(w.bind_mw.rkey));
+  }
   int r = ibv_bind_mw(qp_, mw->mw(), &b);
   return Napi::Number::New(env, r == 0 ? static_cast<double>(mw->mw()->rkey) : -static_cast<double>(r));
 }
@@ -1296,16 +1338,68 @@ Napi::Value RdmaQp::BindMw(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------
 // AH
 
+// attachMcast(gid: 16 bytes, lid) / detachMcast -> 0 or -errno: a UD QP
+// joins (leaves) a multicast group's receives (ibv_attach_mcast). rdma_cm
+// attaches only a QP it made itself; ours are attached here.
+Napi::Value RdmaQp::AttachMcast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* d;
+  size_t n;
+  if (!BytesOf(info[0], &d, &n) || n != 16) ThrowType(env, "gid");
+  uint32_t lid = U32Arg(info, 1);
+  if (lid > 0xffff) ThrowRange(env, "lid");
+  if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  ibv_gid gid;
+  memcpy(gid.raw, d, 16);
+  int r = v_->attach_mcast(qp_, &gid, static_cast<uint16_t>(lid));
+  return Napi::Number::New(env, r == 0 ? 0 : -(r > 0 ? r : errno));
+}
+
+Napi::Value RdmaQp::DetachMcast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* d;
+  size_t n;
+  if (!BytesOf(info[0], &d, &n) || n != 16) ThrowType(env, "gid");
+  uint32_t lid = U32Arg(info, 1);
+  if (lid > 0xffff) ThrowRange(env, "lid");
+  if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  ibv_gid gid;
+  memcpy(gid.raw, d, 16);
+  int r = v_->detach_mcast(qp_, &gid, static_cast<uint16_t>(lid));
+  return Napi::Number::New(env, r == 0 ? 0 : -(r > 0 ? r : errno));
+}
+
 // new Ah(pd, { dlid, sl, portNum, dgid, sgidIndex, hopLimit }): an address
-// handle, the destination of UD sends.
+// handle, the destination of UD sends. new Ah(pd, { grh: 40 bytes,
+// portNum, sl, flags }): the way back to a UD message's sender
+// (ibv_create_ah_from_wc, from the GRH that preceded it and its completion).
 RdmaAh::RdmaAh(const Napi::CallbackInfo& info) : ResourceWrap<RdmaAh>(info) {
   Napi::Env env = info.Env();
   v_ = &VerbsOrThrow(env);
   RdmaPd* pd = OpenParent<RdmaPd>(info, 0, "ibv_create_ah");
   if (!info[1].IsObject()) ThrowType(env, "attr");
-  ibv_ah_attr a = {};
-  AhAttrOf(info[1].As<Napi::Object>(), &a);
+  Napi::Object o = info[1].As<Napi::Object>();
+  Napi::Value grhv = o.Get("grh");
   errno = 0;
+  if (!grhv.IsUndefined()) {
+    uint8_t* d;
+    size_t n;
+    if (!BytesOf(grhv, &d, &n) || n < sizeof(ibv_grh)) ThrowType(env, "grh");
+    bool p;
+    uint32_t port = U32Of(o, "portNum", &p);
+    if (port < 1 || port > 255) ThrowRange(env, "portNum");
+    ibv_grh grh;
+    memcpy(&grh, d, sizeof grh);
+    ibv_wc wc = {};
+    wc.wc_flags = U32Of(o, "flags", &p);
+    wc.sl = static_cast<uint8_t>(U32Of(o, "sl", &p));
+    ah_ = v_->create_ah_from_wc(pd->pd(), &wc, &grh, static_cast<uint8_t>(port));
+    if (ah_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_create_ah_from_wc");
+    AddParent(pd, info[0].As<Napi::Object>());
+    return;
+  }
+  ibv_ah_attr a = {};
+  AhAttrOf(o, &a);
   ah_ = v_->create_ah(pd->pd(), &a);
   if (ah_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_create_ah");
   AddParent(pd, info[0].As<Napi::Object>());
@@ -1419,6 +1513,12 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   c.Set("IBV_WR_ATOMIC_CMP_AND_SWP", static_cast<int>(IBV_WR_ATOMIC_CMP_AND_SWP));
   c.Set("IBV_WR_ATOMIC_FETCH_AND_ADD", static_cast<int>(IBV_WR_ATOMIC_FETCH_AND_ADD));
   c.Set("IBV_WC_WITH_IMM", static_cast<int>(IBV_WC_WITH_IMM));
+  c.Set("IBV_WC_WITH_INV", static_cast<int>(IBV_WC_WITH_INV));
+  c.Set("IBV_WC_IP_CSUM_OK", static_cast<int>(IBV_WC_IP_CSUM_OK));
+  c.Set("IBV_WR_SEND_WITH_INV", static_cast<int>(IBV_WR_SEND_WITH_INV));
+  c.Set("IBV_WR_LOCAL_INV", static_cast<int>(IBV_WR_LOCAL_INV));
+  c.Set("RDMA_PS_TCP", static_cast<int>(RDMA_PS_TCP));
+  c.Set("RDMA_PS_UDP", static_cast<int>(RDMA_PS_UDP));
   c.Set("IBV_WC_RECV_RDMA_WITH_IMM", static_cast<int>(IBV_WC_RECV_RDMA_WITH_IMM));
   c.Set("IBV_QPS_RESET", static_cast<int>(IBV_QPS_RESET));
   c.Set("IBV_QPS_INIT", static_cast<int>(IBV_QPS_INIT));

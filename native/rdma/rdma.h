@@ -184,6 +184,8 @@ class RdmaQp : public ResourceWrap<RdmaQp> {
   Napi::Value Modify(const Napi::CallbackInfo& info);
   Napi::Value Query(const Napi::CallbackInfo& info);
   Napi::Value BindMw(const Napi::CallbackInfo& info);
+  Napi::Value AttachMcast(const Napi::CallbackInfo& info);
+  Napi::Value DetachMcast(const Napi::CallbackInfo& info);
   Napi::Value PostSend(const Napi::CallbackInfo& info);
   Napi::Value PostRecv(const Napi::CallbackInfo& info);
   Napi::Value PostSendPacked(const Napi::CallbackInfo& info);

@@ -71,6 +71,8 @@ class CmId : public ResourceWrap<CmId> {
   Napi::Value Reject(const Napi::CallbackInfo& info);
   Napi::Value Establish(const Napi::CallbackInfo& info);
   Napi::Value Disconnect(const Napi::CallbackInfo& info);
+  Napi::Value JoinMulticast(const Napi::CallbackInfo& info);
+  Napi::Value LeaveMulticast(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   const RdmaCm* c_ = nullptr;
   const Verbs* v_ = nullptr;
@@ -115,6 +117,25 @@ Napi::Value FromSockaddr(Napi::Env env, const sockaddr* sa) {
 }
 
 Napi::Value Result(Napi::Env env, int r) { return Napi::Number::New(env, r == 0 ? 0 : -(errno != 0 ? errno : EINVAL)); }
+
+// A UD event's peer or group: { ah: as RdmaAh takes it, qpNum, qkey }.
+Napi::Object UdParam(Napi::Env env, const rdma_ud_param& ud) {
+  Napi::Object ah = Napi::Object::New(env);
+  const ibv_ah_attr& a = ud.ah_attr;
+  ah.Set("dlid", a.dlid);
+  ah.Set("sl", a.sl);
+  ah.Set("portNum", a.port_num);
+  if (a.is_global) {
+    ah.Set("dgid", Napi::Buffer<uint8_t>::Copy(env, a.grh.dgid.raw, 16));
+    ah.Set("sgidIndex", a.grh.sgid_index);
+    ah.Set("hopLimit", a.grh.hop_limit);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ah", ah);
+  o.Set("qpNum", ud.qp_num);
+  o.Set("qkey", ud.qkey);
+  return o;
+}
 
 // ---------------------------------------------------------------------------
 
@@ -161,6 +182,10 @@ Napi::Value CmChannel::GetEvent(const Napi::CallbackInfo& info) {
     o.Set("privateData", Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(cp.private_data), cp.private_data_len));
   o.Set("responderResources", cp.responder_resources);
   o.Set("initiatorDepth", cp.initiator_depth);
+  // UD (RDMA_PS_UDP): the peer's QP, Q_Key and route (SIDR's ESTABLISHED), or the group's.
+  if (ev->id != nullptr && ev->id->ps == RDMA_PS_UDP &&
+      (ev->event == RDMA_CM_EVENT_ESTABLISHED || ev->event == RDMA_CM_EVENT_MULTICAST_JOIN))
+    o.Set("ud", UdParam(env, ev->param.ud));
   rdma_cm_id* id = ev->id;
   rdma_cm_id* listen = ev->listen_id;
   bool incoming = ev->event == RDMA_CM_EVENT_CONNECT_REQUEST;
@@ -191,8 +216,11 @@ CmId::CmId(const Napi::CallbackInfo& info) : ResourceWrap<CmId>(info) {
   if (info[1].IsExternal()) {
     id_ = info[1].As<Napi::External<rdma_cm_id>>().Data();
   } else {
+    // info[1]: the port space, RDMA_PS_TCP (RC, the default) or RDMA_PS_UDP (UD, multicast).
+    double ps = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : static_cast<double>(RDMA_PS_TCP);
+    if (ps != RDMA_PS_TCP && ps != RDMA_PS_UDP) ThrowRange(env, "portSpace");
     if (!ch->IsOpen()) ThrowSys(env, EBADF, "rdma_create_id");
-    if (c_->create_id(ch->ch(), &id_, nullptr, RDMA_PS_TCP) != 0) ThrowSys(env, errno, "rdma_create_id");
+    if (c_->create_id(ch->ch(), &id_, nullptr, static_cast<rdma_port_space>(ps)) != 0) ThrowSys(env, errno, "rdma_create_id");
   }
   id_->context = this;
   AddParent(ch, info[0].As<Napi::Object>());
@@ -210,6 +238,8 @@ Napi::Function CmId::Define(Napi::Env env) {
   props.push_back(InstanceMethod<&CmId::Reject>("reject"));
   props.push_back(InstanceMethod<&CmId::Establish>("establish"));
   props.push_back(InstanceMethod<&CmId::Disconnect>("disconnect"));
+  props.push_back(InstanceMethod<&CmId::JoinMulticast>("joinMulticast"));
+  props.push_back(InstanceMethod<&CmId::LeaveMulticast>("leaveMulticast"));
   props.push_back(InstanceMethod<&CmId::Info>("info"));
   return DefineClass(env, "CmId", props);
 }
@@ -328,6 +358,29 @@ Napi::Value CmId::Disconnect(const Napi::CallbackInfo& info) {
   if (!IsOpen()) return Napi::Number::New(info.Env(), -EBADF);
   errno = 0;
   return Result(info.Env(), c_->disconnect(id_));
+}
+
+// joinMulticast(address) / leaveMulticast(address) -> 0 | -errno (-EINVAL:
+// not an IP literal). MULTICAST_JOIN (or MULTICAST_ERROR) follows a join;
+// lib/ attaches its own QP then, and detaches it before leaving.
+Napi::Value CmId::JoinMulticast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string addr = info[0].ToString();
+  sockaddr_storage ss;
+  if (!ToSockaddr(addr, 0, &ss)) return Napi::Number::New(env, -EINVAL);
+  if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  errno = 0;
+  return Result(env, c_->join_multicast(id_, reinterpret_cast<sockaddr*>(&ss), nullptr));
+}
+
+Napi::Value CmId::LeaveMulticast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string addr = info[0].ToString();
+  sockaddr_storage ss;
+  if (!ToSockaddr(addr, 0, &ss)) return Napi::Number::New(env, -EINVAL);
+  if (!IsOpen()) return Napi::Number::New(env, -EBADF);
+  errno = 0;
+  return Result(env, c_->leave_multicast(id_, reinterpret_cast<sockaddr*>(&ss)));
 }
 
 // info() -> { device?, portNum, local?, remote? }

@@ -89,6 +89,9 @@ void DoLoadVerbs() {
   l.Sym(v.modify_srq, "ibv_modify_srq");
   l.Sym(v.destroy_srq, "ibv_destroy_srq");
   l.Sym(v.create_ah, "ibv_create_ah");
+  l.Sym(v.create_ah_from_wc, "ibv_create_ah_from_wc");
+  l.Sym(v.attach_mcast, "ibv_attach_mcast");
+  l.Sym(v.detach_mcast, "ibv_detach_mcast");
   l.Sym(v.destroy_ah, "ibv_destroy_ah");
   l.Sym(v.get_async_event, "ibv_get_async_event");
   l.Sym(v.ack_async_event, "ibv_ack_async_event");
@@ -120,6 +123,8 @@ void DoLoadCm() {
   l.Sym(c.event_str, "rdma_event_str");
   l.Sym(c.getaddrinfo, "rdma_getaddrinfo");
   l.Sym(c.freeaddrinfo, "rdma_freeaddrinfo");
+  l.Sym(c.join_multicast, "rdma_join_multicast");
+  l.Sym(c.leave_multicast, "rdma_leave_multicast");
   g_cm_ok = l.ok();
   l.Report(&g_cm_err[0], &g_cm_err[1], &g_cm_err[2]);
 }

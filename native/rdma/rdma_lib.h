@@ -51,6 +51,9 @@ struct Verbs {
   int (*modify_srq)(ibv_srq*, ibv_srq_attr*, int);
   int (*destroy_srq)(ibv_srq*);
   ibv_ah* (*create_ah)(ibv_pd*, ibv_ah_attr*);
+  ibv_ah* (*create_ah_from_wc)(ibv_pd*, ibv_wc*, ibv_grh*, uint8_t);
+  int (*attach_mcast)(ibv_qp*, const ibv_gid*, uint16_t);
+  int (*detach_mcast)(ibv_qp*, const ibv_gid*, uint16_t);
   int (*destroy_ah)(ibv_ah*);
   int (*get_async_event)(ibv_context*, ibv_async_event*);
   void (*ack_async_event)(ibv_async_event*);
@@ -78,6 +81,8 @@ struct RdmaCm {
   const char* (*event_str)(rdma_cm_event_type);
   int (*getaddrinfo)(const char*, const char*, const rdma_addrinfo*, rdma_addrinfo**);
   void (*freeaddrinfo)(rdma_addrinfo*);
+  int (*join_multicast)(rdma_cm_id*, sockaddr*, void*);
+  int (*leave_multicast)(rdma_cm_id*, sockaddr*);
 };
 
 // The loaded table, or nullptr with `library`/`symbol`/`error` (dlerror())

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { formatMachineInfo, machineInfo, SERIES_SYMBOLS, type MachineInfo } from '../../lib/core/info';
+import { ports } from '../../lib/rdma/device';
 import { AMD_ZEN, fakeSysfs, SWITCH } from '../fake-sysfs';
 import { expectCode, repoRoot, runTs, TEST_PREFIX } from '../helpers';
 
@@ -98,6 +99,13 @@ t.test('RDMA ports: state, link layer and the GID types of the set entries', asy
     name: 'rxe0', pci: undefined, netdev: 'eth0',
     ports: [{ port: 1, state: '4: ACTIVE', linkLayer: 'Ethernet', gidTypes: ['IB/RoCE v1', 'RoCE v2'] }],
   }, 'a hole of one is read past; a run of 16 unset entries ends the scan');
+  // machineInfo() takes the state text ports() read: one read of the file, both forms kept.
+  const [p] = ports('rxe0', sys);
+  t.equal(p.state, 'ACTIVE');
+  t.equal(p.stateText, '4: ACTIVE');
+  fs.rmSync(path.join(port, 'state'));
+  t.equal(ports('rxe0', sys)[0].state, 'UNKNOWN');
+  t.equal(ports('rxe0', sys)[0].stateText, undefined, 'no text when the file cannot be read');
 });
 
 t.test('machineInfo() refuses options of the wrong type', async (t) => {

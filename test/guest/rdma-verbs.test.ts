@@ -1,6 +1,7 @@
 // Issue 27's verbs on rxe0: qp.query(), unsignaled/fenced/solicited
 // requests, shared receive queues, async events (the SRQ limit), UD QPs
-// with address handles, and what rxe cannot do (on-demand paging before
+// with address handles, memory windows of types 1 and 2 (bind, LOCAL_INV,
+// SEND_WITH_INV), and what rxe cannot do (on-demand paging before
 // Linux 6.14, XRC) as clear errors.
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -345,6 +346,63 @@ t.test('memory windows (type 1): bind part of an MR, the peer writes through the
   // The old rkey (last: a refusal moves the QP to the error state).
   const stale = await b.write(src, { addr: target.addr + 1024n, rkey: old, length: 512 }, 8).then(() => 'landed', (e: { status?: string }) => e.status);
   t.match(stale, /^IBV_WC_/, `the old rkey is refused (${stale})`);
+});
+
+t.test('memory windows (type 2): bound by a posted IBV_WR_BIND_MW, used through its QP, invalidated by LOCAL_INV and by a SEND_WITH_INV', rxeOnly, async (t) => {
+  const { a, b, pd, buffer, pattern: pat, mr } = setup(t);
+  const targetBuf = buffer(4096);
+  const target = mr(targetBuf, ['local-write', 'remote-write', 'remote-read', 'mw-bind']);
+  const srcBuf = pat(4096, 41);
+  const src = mr(srcBuf, 'local-write');
+  const gotBuf = buffer(4096);
+  const got = mr(gotBuf, 'local-write');
+  const mw = pd.allocMw({ type: 2 });
+  t.teardown(() => mw.close());
+  t.equal(mw.type, 2);
+  const c = await a.bindMw(mw, { mr: target, offset: 512, length: 1024, access: ['remote-write', 'remote-read'] });
+  t.equal(c.op, 'bind-mw');
+  t.not(mw.rkey, 0);
+  t.same(mw.remote(), { addr: target.addr + 512n, rkey: mw.rkey, length: 1024 });
+  // The peer of the QP that bound it writes and reads through the window.
+  await b.write(src, mw.remote(), 256);
+  t.ok(targetBuf.subarray(512, 768).equals(srcBuf.subarray(0, 256)), 'the WRITE through the type 2 window landed in its range');
+  await b.read({ mr: got, offset: 0, length: 256 }, mw.remote(), 256);
+  t.ok(gotBuf.subarray(0, 256).equals(srcBuf.subarray(0, 256)), 'the READ through it brought the same bytes back');
+  // A bound type 2 window is not bound again: refused before anything is posted.
+  await t.rejects(a.bindMw(mw, { mr: target }), { code: 'ERR_INVALID_ARG_VALUE', message: /invalidated before it is bound again/ });
+  t.same(a.outstanding, { send: 0, recv: 0 });
+  // LOCAL_INV unbinds it; it binds again with a new rkey.
+  const first = mw.rkey;
+  const li = await a.localInvalidate(mw);
+  t.equal(li.op, 'local-inv');
+  t.equal(mw.bound, undefined, 'unbound once the LOCAL_INV completed');
+  await a.bindMw(mw, { mr: target, offset: 0, length: 1024, access: 'remote-write' });
+  t.not(mw.rkey, first, 'the next bind gives a new rkey');
+  await b.write({ mr: src, offset: 1024, length: 64 }, mw.remote(), 64);
+  t.ok(targetBuf.subarray(0, 64).equals(srcBuf.subarray(1024, 1088)), 'the WRITE through the rebound window landed');
+  // The peer invalidates it with its SEND: this side's receive names the rkey.
+  const second = mw.rkey;
+  const recv = a.recv({ mr: got, offset: 0, length: 256 });
+  const s = await b.send({ mr: src, offset: 0, length: 32 }, undefined, { invalidate: second });
+  t.equal(s.op, 'send');
+  const r = await recv;
+  t.equal(r.byteLen, 32);
+  t.equal(r.invalidatedRkey, second, "the receive completion carries the invalidated rkey");
+  t.equal(mw.bound, undefined, "the peer's SEND_WITH_INV unbound the window");
+  // Bad input, before anything is posted.
+  await t.rejects(b.send(src, 8, { invalidate: second, immediate: 1 }), { code: 'ERR_INVALID_ARG_VALUE', message: /immediate/ });
+  await t.rejects(b.write(src, { addr: target.addr, rkey: second, length: 64 }, 8, { invalidate: second }), { code: 'ERR_INVALID_ARG_VALUE', message: /'send' on an RC/ });
+  await t.rejects(b.send(src, 8, { invalidate: -1 }), { code: 'ERR_OUT_OF_RANGE' });
+  await t.rejects(a.localInvalidate('x' as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  const t1 = pd.allocMw();
+  await t.rejects(a.localInvalidate(t1), { code: 'ERR_INVALID_ARG_VALUE', message: /type 1/ });
+  t1.close();
+  await t.rejects(a.localInvalidate(t1), { code: 'ERR_P2PDMA_CLOSED' });
+  t.throws(() => pd.allocMw({ type: 3 as never }), { code: 'ERR_INVALID_ARG_VALUE' });
+  // After invalidation the rkey is dead: the peer's WRITE with it fails
+  // (last: the refusal moves both QPs to the error state).
+  const stale = await b.write(src, { addr: target.addr, rkey: second, length: 64 }, 64).then(() => 'landed', (e: { status?: string }) => e.status);
+  t.match(stale, /^IBV_WC_(REM_ACCESS_ERR|REM_INV_REQ_ERR|REM_OP_ERR)$/, `a WRITE with the invalidated rkey is refused (${stale})`);
 });
 
 t.test('rdma_cm retry and RNR retry counts reach the QPs (qp.query())', rxeOnly, async (t) => {
