@@ -85,6 +85,20 @@ export interface SyncobjPointOptions {
   point?: SyncobjPoint;
 }
 
+/** A DrmSyncobj for a handle the kernel just created on `device`; destroys the handle if that fails. @internal */
+export function adoptSyncobj(device: SyncobjOwner, handle: number, caller: Function): DrmSyncobj {
+  try {
+    return new DrmSyncobj(MAKE, device, handle);
+  } catch (e) {
+    try {
+      destroyHandle(device, device.fd, handle, caller);
+    } catch {
+      // report the first error
+    }
+    throw e;
+  }
+}
+
 /** What makes `new DrmSyncobj()` legal: module-private. */
 const MAKE = Symbol('DrmSyncobj');
 
@@ -224,20 +238,6 @@ export class DrmSyncobj implements Disposable {
     finalizer.register(this, { handle, release: this.#release }, this);
   }
 
-  /** A DrmSyncobj for a handle the kernel just created on `device`; destroys it if that fails. @internal */
-  static adopt(device: SyncobjOwner, handle: number, caller: Function): DrmSyncobj {
-    try {
-      return new DrmSyncobj(MAKE, device, handle);
-    } catch (e) {
-      try {
-        destroyHandle(device, device.fd, handle, caller);
-      } catch {
-        // report the first error
-      }
-      throw e;
-    }
-  }
-
   /** Whether close() was called. */
   get closed(): boolean {
     return this.#closed;
@@ -276,7 +276,9 @@ export class DrmSyncobj implements Disposable {
     try {
       await pollOnce(ev, { events: 'read', signal, timeoutMs: timeoutMs < 0 ? undefined : timeoutMs });
     } catch (e) {
-      if ((e as SystemError).errno !== -ETIMEDOUT || this.#closed) throw e;
+      // close() closed the eventfd: name this object, not the eventfd.
+      if (this.#closed) throw closedError(`DrmSyncobj (handle ${this.handle})`, this.wait);
+      if ((e as SystemError).errno !== -ETIMEDOUT) throw e;
       // Time is up: the kernel's own non-blocking check decides (ETIME, or
       // done if the fence signalled in between).
       this.#waitNow(point, available, 0, this.wait);

@@ -13,7 +13,7 @@ import { native } from '../core/native';
 import { DmaBuf } from './dmabuf';
 import { uapi } from '../core/uapi';
 import { ioctlNewFd } from './dmabuf-ioctl';
-import { createHandle, DrmSyncobj, importHandle } from './drm-syncobj';
+import { adoptSyncobj, createHandle, type DrmSyncobj, importHandle } from './drm-syncobj';
 
 export const DRM_DIR = '/dev/dri';
 const DRM_COMMAND_BASE = 0x40;
@@ -522,7 +522,7 @@ export class DrmDevice extends Fd {
     const { signaled = false } = options;
     if (typeof signaled !== 'boolean') throw invalidArgType('options.signaled', 'of type boolean', signaled, this.createSyncobj);
     const handle = createHandle(this, this.#fdFor(this.createSyncobj), signaled, this.createSyncobj);
-    return DrmSyncobj.adopt(this, handle, this.createSyncobj);
+    return adoptSyncobj(this, handle, this.createSyncobj);
   }
 
   /**
@@ -532,7 +532,7 @@ export class DrmDevice extends Fd {
   importSyncobj(fd: FdLike): DrmSyncobj {
     const n = toFd(fd, this.importSyncobj);
     const handle = importHandle(this, this.#fdFor(this.importSyncobj), n, this.importSyncobj);
-    return DrmSyncobj.adopt(this, handle, this.importSyncobj);
+    return adoptSyncobj(this, handle, this.importSyncobj);
   }
 
   #handleOf(buffer: unknown, caller: Function): number {
