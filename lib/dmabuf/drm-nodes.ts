@@ -38,8 +38,8 @@ export interface DrmNodeFacts {
   sysfsDriver?: string;
   /**
    * The bus as libdrm's drmGetDevices2 reports it: `'pci'` for a PCI GPU
-   * and for virtio-gpu (whose DRM device sits on a virtio device of a PCI
-   * function), `'platform'`, `'usb'`, `'host1x'`..., and `'virtual'` for a
+   * (virtio-gpu-pci included, also where the DRM device sits on the
+   * function's virtio device), `'platform'`, `'usb'`, `'host1x'`..., and `'virtual'` for a
    * device on no hardware bus (vgem, vkms: a platform device with no
    * firmware node up to 6.14, a faux device since 6.15).
    */
@@ -135,8 +135,9 @@ export function pciFacts(dir: string): DrmPciInfo | undefined {
 
 /** drmGetDevices2's bus type and PCI function for a device of bus `bus` at `real`. */
 function busFacts(real: string, bus: string | undefined): Pick<DrmNodeFacts, 'busType' | 'pci'> {
-  // virtio-gpu: the DRM device's parent is a virtio device; the PCI
-  // function above it is what libdrm reports.
+  // A DRM device on a virtio device (libdrm's virtio case): the PCI
+  // function above it is what libdrm reports. (virtio-gpu on PCI makes the
+  // PCI function itself the DRM device's parent: 6.12 checked.)
   const dir = bus === 'virtio' ? path.dirname(real) : real;
   const parentBus = bus === 'virtio' ? linkBase(path.join(dir, 'subsystem')) : bus;
   if (parentBus === 'pci') {

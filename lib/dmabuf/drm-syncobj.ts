@@ -102,15 +102,31 @@ export function adoptSyncobj(device: SyncobjOwner, handle: number, caller: Funct
 /** What makes `new DrmSyncobj()` legal: module-private. */
 const MAKE = Symbol('DrmSyncobj');
 
-const finalizer = new FinalizationRegistry<{ handle: number; release: () => void }>((held) => {
-  process.emitWarning(`Dropping DRM sync object ${held.handle} on garbage collection`, {
+interface Held {
+  handle: number;
+  fd: number;
+  device: SyncobjOwner;
+  release: () => void;
+}
+
+// The GC backstop, as GemBuffer's: destroys the handle with a warning (a
+// closing device's close(2) frees it instead), then releases the device.
+const finalizer = new FinalizationRegistry<Held>(function gcClose(held) {
+  process.emitWarning(`Destroying DRM sync object ${held.handle} on garbage collection`, {
     type: 'Warning',
     code: 'P2PDMA_GC_CLOSE',
     detail: "Its DrmSyncobj was garbage collected while open. Call close() on it, or declare it with 'using'.",
   });
-  // The handle stays until the device closes (no ioctl from a finalizer):
-  // only the hold on the device is released.
-  held.release();
+  try {
+    if (!held.device.closed) destroyHandle(held.device, held.fd, held.handle, gcClose);
+  } catch (e) {
+    const w = new Error(`SYNCOBJ_DESTROY of DRM sync object ${held.handle} on garbage collection failed: ${(e as Error).message}`, { cause: e }) as Error & { code: string };
+    w.name = 'Warning';
+    w.code = 'P2PDMA_CLOSE_FAILED';
+    process.emitWarning(w);
+  } finally {
+    held.release();
+  }
 });
 
 function toPoint(name: string, v: unknown, caller: Function): bigint {
@@ -235,7 +251,7 @@ export class DrmSyncobj implements Disposable {
     this.handle = handle;
     this.#fd = device.fd;
     this.#release = hold(device);
-    finalizer.register(this, { handle, release: this.#release }, this);
+    finalizer.register(this, { handle, fd: this.#fd, device, release: this.#release }, this);
   }
 
   /** Whether close() was called. */

@@ -59,7 +59,7 @@ t.test('driver identification on a 6.12 tree: vgem is a platform device with no 
   t.same(nodes.map((n) => [n.driver, n.driverFrom, n.bus, n.sysfsDriver, n.busType, n.pci]), [['vgem', 'sysfs', 'platform', 'vgem', 'virtual', undefined], ['vgem', 'sysfs', 'platform', 'vgem', 'virtual', undefined]]);
 });
 
-t.test('PCI info as drmGetDevices2 gives it: virtio-gpu reports its PCI function (above the virtio device), a PCI GPU its own; a platform device with a firmware node is platform', async (t) => {
+t.test('PCI info as drmGetDevices2 gives it: a DRM device on a virtio device reports the PCI function above it, a PCI GPU its own; a platform device with a firmware node is platform', async (t) => {
   const virtioPci = { vendor: 0x1af4, device: 0x1050, subvendor: 0x1af4, subdevice: 0x1100, revision: 0x01 };
   const amd = { vendor: 0x1002, device: 0x744c, subvendor: 0x1da2, subdevice: 0xe471, revision: 0xc8 };
   const root = fakeDrm([
