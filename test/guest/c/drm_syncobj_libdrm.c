@@ -30,7 +30,8 @@ int main(int argc, char **argv) {
   }
   printf("{\"devices\":[");
   drmDevicePtr devs[16];
-  int n = drmGetDevices2(0, devs, 16);
+  // With the revision, which libdrm reads only when asked (else 0xff).
+  int n = drmGetDevices2(DRM_DEVICE_GET_PCI_REVISION, devs, 16);
   for (int i = 0; i < n; i++) {
     drmDevicePtr d = devs[i];
     printf("%s{\"bustype\":\"%s\",\"primary\":\"%s\",\"render\":\"%s\"", i ? "," : "", bus_name(d->bustype),
