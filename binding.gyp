@@ -18,6 +18,7 @@
         "native/dmabuf/udmabuf.cc",
         "native/dmabuf/sync-file.cc",
         "native/dmabuf/drm.cc",
+        "native/dmabuf/drm-syncobj.cc",
         "native/rdma/rdma_lib.cc",
         "native/rdma/rdma.cc",
         "native/rdma/rdma_cm.cc",

@@ -77,6 +77,8 @@ export const VM_OPTIONS = `vm options:
   --iommu                          an Intel vIOMMU in front of the PCI devices (intel_iommu=on)
   --acs-pair                       the ivshmem BAR and a pci-testdev as two functions behind one
                                    ACS-capable root port (P2P map type set by the port's ACS bits)
+  --no-virtio-gpu                  leave out the headless virtio-gpu-pci (the PCI DRM device
+                                   with sync objects; vgem stays)
   --rdma rxe|pvrdma                the RDMA device (default: rxe; pvrdma nests a second guest, slow)
   --accel auto|tcg|kvm             (default: auto = KVM only where a probe boot works)
   --tcg-thread multi|single        TCG vCPU threading (default: multi, one host thread per vCPU)
@@ -102,6 +104,7 @@ export async function vm(sub: string, argv: string[], usage: string): Promise<nu
       topology: { type: 'string', default: 'switch' },
       iommu: { type: 'boolean', default: false },
       'acs-pair': { type: 'boolean', default: false },
+      'no-virtio-gpu': { type: 'boolean', default: false },
       accel: { type: 'string', default: 'auto' },
       'tcg-thread': { type: 'string', default: 'multi' },
       timeout: { type: 'string' },
@@ -159,6 +162,7 @@ export async function vm(sub: string, argv: string[], usage: string): Promise<nu
     topology,
     iommu: values.iommu,
     acsPair: values['acs-pair'],
+    virtioGpu: !values['no-virtio-gpu'],
     accel: values.accel as 'auto' | 'tcg' | 'kvm',
     tcgThread: values['tcg-thread'] as 'multi' | 'single',
     command: positionals,

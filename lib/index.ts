@@ -198,6 +198,8 @@ export { GemBuffer } from './dmabuf/drm';
 export { DRM_CAPS, DRM_CLIENT_CAPS } from './dmabuf/drm';
 export type { DrmCap, DrmClientCap } from './dmabuf/drm';
 export type { DrmNodeFacts } from './dmabuf/drm-nodes';
+export { DrmSyncobj } from './dmabuf/drm-syncobj';
+export type { SyncobjPoint, SyncobjPointOptions, SyncobjWaitOptions } from './dmabuf/drm-syncobj';
 import * as cudas from './dmabuf/cuda';
 /** NVIDIA GPU memory as a dma-buf (libcuda through the optional koffi, loaded on first use). */
 export const Cuda = cudas.Cuda;

@@ -134,6 +134,13 @@ export interface FakeDrmNode {
   bus?: string;
   /** The bound driver (the `driver` link), if any. */
   driver?: string;
+  /**
+   * The PCI function's config-space files (vendor, device, subsystem_vendor,
+   * subsystem_device, revision), written in the device directory when it is
+   * named by a PCI address, else in its parent (virtio-gpu's virtio device
+   * sits below its PCI function), whose `subsystem` then links to bus/pci.
+   */
+  pci?: { vendor: number; device: number; subvendor: number; subdevice: number; revision: number };
 }
 
 /**
@@ -162,6 +169,16 @@ export function fakeDrm(nodes: FakeDrmNode[], root = fs.mkdtempSync(path.join(os
       const drv = path.join(sys, 'bus', n.bus ?? 'platform', 'drivers', n.driver);
       fs.mkdirSync(drv, { recursive: true });
       fs.symlinkSync(path.relative(dev, drv), path.join(dev, 'driver'));
+    }
+    if (n.pci !== undefined) {
+      const fn = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(path.basename(dev)) ? dev : path.dirname(dev);
+      const files = { vendor: n.pci.vendor, device: n.pci.device, subsystem_vendor: n.pci.subvendor, subsystem_device: n.pci.subdevice };
+      for (const [f, v] of Object.entries(files)) fs.writeFileSync(path.join(fn, f), `${hex(v, 4)}\n`);
+      fs.writeFileSync(path.join(fn, 'revision'), `${hex(n.pci.revision, 2)}\n`);
+      if (!fs.existsSync(path.join(fn, 'subsystem'))) {
+        fs.mkdirSync(path.join(sys, 'bus', 'pci'), { recursive: true });
+        fs.symlinkSync(path.relative(fn, path.join(sys, 'bus', 'pci')), path.join(fn, 'subsystem'));
+      }
     }
   }
   return root;

@@ -101,6 +101,11 @@ export interface QemuArgsOptions {
    * the other node, instead of the user-mode NIC.
    */
   fabric?: FabricNic;
+  /**
+   * A headless virtio-gpu-pci (the guest's PCI DRM device with sync objects;
+   * vgem has none). Default true.
+   */
+  virtioGpu?: boolean;
   /** Host directories shared read-write, mounted at the same path in the guest. */
   rwDirs?: string[];
   /** Extra kernel command line words. */
@@ -200,8 +205,18 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
       '-device', nvmeDevice(i, o.cmbMiB, topologies[i >> 1]),
     );
   });
+  if (o.virtioGpu ?? true) {
+    // A fixed slot on the root complex, far above the slots QEMU hands out
+    // in order: adding it moves no other device, and as an endpoint it takes
+    // no bus number, so every NVMe pair keeps its address. No display
+    // (-display none) and no KMS in the guest kernel: a render device.
+    args.push('-device', `virtio-gpu-pci,addr=${VIRTIO_GPU_SLOT.toString(16)}.0,max_outputs=1,edid=off`);
+  }
   return [...args, ...(o.extra ?? [])];
 }
+
+/** The root-complex slot of the virtio-gpu (0x1f is the ICH9 LPC, SATA and SMBus). */
+export const VIRTIO_GPU_SLOT = 0x1e;
 
 /** The properties of NVMe controller `index`, as -device or device_add takes them. */
 export function nvmeDeviceProps(index: number, cmbMiB: number, topology: Topology): Record<string, string | number> {

@@ -34,6 +34,8 @@ export interface VmOptions {
   iommu?: boolean;
   /** ivshmem and a pci-testdev behind one ACS-capable root port (QemuArgsOptions.acsPair). */
   acsPair?: boolean;
+  /** The headless virtio-gpu-pci (QemuArgsOptions.virtioGpu). Default true. */
+  virtioGpu?: boolean;
   /** TCG's vCPU threading (default multi: one host thread per vCPU). */
   tcgThread?: 'multi' | 'single';
   /** 'auto' boots with KVM only where a probe proved it works. */
@@ -217,6 +219,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     topology: topologies,
     iommu: o.iommu ?? false,
     acsPair: o.acsPair ?? false,
+    virtioGpu: o.virtioGpu ?? true,
     tcgThread: o.tcgThread,
     accel: accelChoice.accel,
     memoryMiB: o.memoryMiB ?? 2048,

@@ -271,6 +271,18 @@ export interface Binding {
   };
   /** DRM_IOCTL_VERSION with its strings; throws a native SysError. */
   drmVersion(fd: number): { major: number; minor: number; patchlevel: number; name: string; date: string; desc: string };
+  /**
+   * DRM_IOCTL_SYNCOBJ_WAIT (points undefined) or _TIMELINE_WAIT, blocking
+   * (timeoutMs -1: no limit, 0: only check); returns first_signaled. Throws a native SysError.
+   */
+  drmSyncobjWait(fd: number, handles: Uint32Array, points: BigUint64Array | undefined, timeoutMs: number, flags: number): number;
+  /** DRM_IOCTL_SYNCOBJ_RESET / _SIGNAL on every handle; throw a native SysError. */
+  drmSyncobjReset(fd: number, handles: Uint32Array): void;
+  drmSyncobjSignal(fd: number, handles: Uint32Array): void;
+  /** DRM_IOCTL_SYNCOBJ_QUERY: the kernel fills `points`. */
+  drmSyncobjQuery(fd: number, handles: Uint32Array, points: BigUint64Array, flags: number): void;
+  /** DRM_IOCTL_SYNCOBJ_TIMELINE_SIGNAL: each handle's point. */
+  drmSyncobjTimelineSignal(fd: number, handles: Uint32Array, points: BigUint64Array, flags: number): void;
 }
 
 function load(): Binding {

@@ -36,6 +36,10 @@ export const uapi = Object.freeze({
   drm_mode_map_dumb: { size: 16, fields: { handle: 0, offset: 8 } },
   drm_get_cap: { size: 16, fields: { capability: 0, value: 8 } },
   drm_set_client_cap: { size: 16, fields: { capability: 0, value: 8 } },
+  drm_syncobj_create: { size: 8, fields: { handle: 0, flags: 4 } },
+  drm_syncobj_destroy: { size: 8, fields: { handle: 0, pad: 4 } },
+  drm_syncobj_handle: { size: 16, fields: { handle: 0, flags: 4, fd: 8, pad: 12 } },
+  drm_syncobj_transfer: { size: 32, fields: { src_handle: 0, dst_handle: 4, src_point: 8, dst_point: 16, flags: 24, pad: 28 } },
 } as const);
 
 export type UapiStruct = keyof typeof uapi;

@@ -36,6 +36,33 @@ export interface DrmNodeFacts {
   bus?: string;
   /** What sysfs says drives the device: its bound driver, or for a platform or faux device without a driver of its own, the device's name. */
   sysfsDriver?: string;
+  /**
+   * The bus as libdrm's drmGetDevices2 reports it: `'pci'` for a PCI GPU
+   * (virtio-gpu-pci included, also where the DRM device sits on the
+   * function's virtio device), `'platform'`, `'usb'`, `'host1x'`..., and `'virtual'` for a
+   * device on no hardware bus (vgem, vkms: a platform device with no
+   * firmware node up to 6.14, a faux device since 6.15).
+   */
+  busType?: string;
+  /** The PCI function, for busType 'pci' (sysfs' config-space copies). */
+  pci?: DrmPciInfo;
+  /** Every node of the same device, as drmGetDevices2's `nodes`. */
+  nodes?: { primary?: string; render?: string };
+}
+
+/** A DRM device's PCI function: drmPciBusInfo plus drmPciDeviceInfo. */
+export interface DrmPciInfo {
+  /** `'0000:00:05.0'` */
+  address: string;
+  domain: number;
+  bus: number;
+  dev: number;
+  func: number;
+  vendorId: number;
+  deviceId: number;
+  subvendorId: number;
+  subdeviceId: number;
+  revisionId: number;
 }
 
 /** Asks the node itself: DRM_IOCTL_VERSION's name, or undefined when it cannot be opened or asked. */
@@ -73,6 +100,59 @@ export function probeDrmVersion(nodePath: string): string | undefined {
   }
 }
 
+const BDF = /^([0-9a-f]{4,}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/;
+
+function readHex(dir: string, file: string): number | undefined {
+  try {
+    const n = parseInt(fs.readFileSync(path.join(dir, file), 'utf8').trim(), 16);
+    return Number.isNaN(n) ? undefined : n;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The PCI function at sysfs directory `dir` (named by its address), or undefined. */
+export function pciFacts(dir: string): DrmPciInfo | undefined {
+  const address = path.basename(dir);
+  const m = BDF.exec(address);
+  if (m === null) return undefined;
+  const vendorId = readHex(dir, 'vendor');
+  const deviceId = readHex(dir, 'device');
+  if (vendorId === undefined || deviceId === undefined) return undefined;
+  return {
+    address,
+    domain: parseInt(m[1], 16),
+    bus: parseInt(m[2], 16),
+    dev: parseInt(m[3], 16),
+    func: parseInt(m[4], 16),
+    vendorId,
+    deviceId,
+    subvendorId: readHex(dir, 'subsystem_vendor') ?? 0,
+    subdeviceId: readHex(dir, 'subsystem_device') ?? 0,
+    revisionId: readHex(dir, 'revision') ?? 0,
+  };
+}
+
+/** drmGetDevices2's bus type and PCI function for a device of bus `bus` at `real`. */
+function busFacts(real: string, bus: string | undefined): Pick<DrmNodeFacts, 'busType' | 'pci'> {
+  // A DRM device on a virtio device (libdrm's virtio case): the PCI
+  // function above it is what libdrm reports. (virtio-gpu on PCI makes the
+  // PCI function itself the DRM device's parent: 6.12 checked.)
+  const dir = bus === 'virtio' ? path.dirname(real) : real;
+  const parentBus = bus === 'virtio' ? linkBase(path.join(dir, 'subsystem')) : bus;
+  if (parentBus === 'pci') {
+    const pci = pciFacts(dir);
+    return pci === undefined ? { busType: 'pci' } : { busType: 'pci', pci };
+  }
+  if (bus === 'faux') return { busType: 'virtual' };
+  if (bus === 'platform') {
+    // A platform device with a firmware (ACPI or device-tree) node is real hardware.
+    const firmware = fs.existsSync(path.join(real, 'firmware_node')) || fs.existsSync(path.join(real, 'of_node'));
+    return { busType: firmware ? 'platform' : 'virtual' };
+  }
+  return bus === undefined ? {} : { busType: parentBus ?? bus };
+}
+
 function linkBase(p: string): string | undefined {
   try {
     return path.basename(fs.readlinkSync(p));
@@ -82,7 +162,7 @@ function linkBase(p: string): string | undefined {
 }
 
 /** sysfs' view of the device behind /sys/class/drm/<node>/device. */
-export function sysfsFacts(sysDir: string, node: string): Pick<DrmNodeFacts, 'sysfsDevice' | 'bus' | 'sysfsDriver'> {
+export function sysfsFacts(sysDir: string, node: string): Pick<DrmNodeFacts, 'sysfsDevice' | 'bus' | 'sysfsDriver' | 'busType' | 'pci'> {
   const link = path.join(sysDir, 'class', 'drm', node, 'device');
   let real: string;
   try {
@@ -90,7 +170,7 @@ export function sysfsFacts(sysDir: string, node: string): Pick<DrmNodeFacts, 'sy
   } catch {
     return {};
   }
-  const out: Pick<DrmNodeFacts, 'sysfsDevice' | 'bus' | 'sysfsDriver'> = { sysfsDevice: real };
+  const out: Pick<DrmNodeFacts, 'sysfsDevice' | 'bus' | 'sysfsDriver' | 'busType' | 'pci'> = { sysfsDevice: real };
   const parent = path.basename(path.dirname(real));
   // `subsystem` names the bus; without it, the parent directory of a
   // root-level platform or faux device tells.
@@ -106,7 +186,7 @@ export function sysfsFacts(sysDir: string, node: string): Pick<DrmNodeFacts, 'sy
     // vgem/vkms before 6.15: a platform device named after the driver, none bound.
     out.sysfsDriver = path.basename(real).replace(/\.\d+$/, '');
   }
-  return out;
+  return { ...out, ...busFacts(real, bus) };
 }
 
 function nodeType(name: string): 'primary' | 'render' | undefined {
@@ -150,7 +230,16 @@ export function listDrmNodes(options: DrmNodeListOptions = {}): DrmNodeFacts[] {
     if (n.sysfsDevice !== undefined) byDevice.set(n.sysfsDevice, name);
     else own.set(n, name);
   }
+  // Each device's nodes, as drmGetDevices2 groups them.
+  const siblings = new Map<string, { primary?: string; render?: string }>();
   for (const n of nodes) {
+    if (n.sysfsDevice === undefined) continue;
+    const set = siblings.get(n.sysfsDevice) ?? {};
+    set[n.type] ??= n.path;
+    siblings.set(n.sysfsDevice, set);
+  }
+  for (const n of nodes) {
+    n.nodes = { ...(n.sysfsDevice !== undefined ? siblings.get(n.sysfsDevice) : { [n.type]: n.path }) };
     const name = own.get(n) ?? (n.sysfsDevice !== undefined ? byDevice.get(n.sysfsDevice) : undefined);
     if (name !== undefined) {
       n.driver = name;

@@ -13,6 +13,7 @@ import { native } from '../core/native';
 import { DmaBuf } from './dmabuf';
 import { uapi } from '../core/uapi';
 import { ioctlNewFd } from './dmabuf-ioctl';
+import { adoptSyncobj, createHandle, type DrmSyncobj, importHandle } from './drm-syncobj';
 
 export const DRM_DIR = '/dev/dri';
 const DRM_COMMAND_BASE = 0x40;
@@ -510,6 +511,28 @@ export class DrmDevice extends Fd {
     const arg = Buffer.alloc(8);
     arg.writeUInt32LE(id, 0);
     ioctlNamed(this.#fdFor(this.vgemFenceSignal), drmRequests.DRM_IOCTL_VGEM_FENCE_SIGNAL, arg, 'DRM_IOCTL_VGEM_FENCE_SIGNAL', this.vgemFenceSignal);
+  }
+
+  /**
+   * A new DRM sync object (SYNCOBJ_CREATE), unsignalled unless `signaled`.
+   * Drivers without DRIVER_SYNCOBJ (vgem) throw EOPNOTSUPP naming the driver.
+   */
+  createSyncobj(options: { signaled?: boolean } = {}): DrmSyncobj {
+    validateObject(options, 'options', this.createSyncobj);
+    const { signaled = false } = options;
+    if (typeof signaled !== 'boolean') throw invalidArgType('options.signaled', 'of type boolean', signaled, this.createSyncobj);
+    const handle = createHandle(this, this.#fdFor(this.createSyncobj), signaled, this.createSyncobj);
+    return adoptSyncobj(this, handle, this.createSyncobj);
+  }
+
+  /**
+   * A sync object from a syncobj fd (`DrmSyncobj.export()`, here or in
+   * another process): SYNCOBJ_FD_TO_HANDLE. The fd stays the caller's.
+   */
+  importSyncobj(fd: FdLike): DrmSyncobj {
+    const n = toFd(fd, this.importSyncobj);
+    const handle = importHandle(this, this.#fdFor(this.importSyncobj), n, this.importSyncobj);
+    return adoptSyncobj(this, handle, this.importSyncobj);
   }
 
   #handleOf(buffer: unknown, caller: Function): number {

@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   p2pdma::InitUdmabuf(env, exports);
   p2pdma::InitSyncFile(env, exports);
   p2pdma::InitDrm(env, exports);
+  p2pdma::InitDrmSyncobj(env, exports);
   p2pdma::InitRdma(env, exports);
   p2pdma::InitRdmaCm(env, exports);
   p2pdma::InitUapi(env, exports);

@@ -18,6 +18,7 @@ void InitDmabuf(Napi::Env env, Napi::Object exports);
 void InitUdmabuf(Napi::Env env, Napi::Object exports);
 void InitSyncFile(Napi::Env env, Napi::Object exports);
 void InitDrm(Napi::Env env, Napi::Object exports);
+void InitDrmSyncobj(Napi::Env env, Napi::Object exports);
 void InitRdma(Napi::Env env, Napi::Object exports);
 void InitRdmaCm(Napi::Env env, Napi::Object exports);
 void InitUapi(Napi::Env env, Napi::Object exports);

@@ -80,6 +80,13 @@ Napi::Value UapiLayouts(const Napi::CallbackInfo& info) {
   l STRUCT(drm_mode_map_dumb) FIELD(drm_mode_map_dumb, handle) FIELD(drm_mode_map_dumb, offset);
   l STRUCT(drm_get_cap) FIELD(drm_get_cap, capability) FIELD(drm_get_cap, value);
   l STRUCT(drm_set_client_cap) FIELD(drm_set_client_cap, capability) FIELD(drm_set_client_cap, value);
+  l STRUCT(drm_syncobj_create) FIELD(drm_syncobj_create, handle) FIELD(drm_syncobj_create, flags);
+  l STRUCT(drm_syncobj_destroy) FIELD(drm_syncobj_destroy, handle) FIELD(drm_syncobj_destroy, pad);
+  l STRUCT(drm_syncobj_handle) FIELD(drm_syncobj_handle, handle) FIELD(drm_syncobj_handle, flags)
+      FIELD(drm_syncobj_handle, fd) FIELD(drm_syncobj_handle, pad);
+  l STRUCT(drm_syncobj_transfer) FIELD(drm_syncobj_transfer, src_handle) FIELD(drm_syncobj_transfer, dst_handle)
+      FIELD(drm_syncobj_transfer, src_point) FIELD(drm_syncobj_transfer, dst_point) FIELD(drm_syncobj_transfer, flags)
+      FIELD(drm_syncobj_transfer, pad);
   return l.Result();
 }
 

@@ -1,8 +1,8 @@
 // Fd-creating ioctls and fd helpers behind lib/dmabuf/dmabuf.ts, lib/dmabuf/dma-heap.ts,
 // lib/dmabuf/udmabuf.ts, lib/dmabuf/drm.ts and lib/dmabuf/sync-file.ts.
 //
-// dma-heap ALLOC, UDMABUF_CREATE, PRIME_HANDLE_TO_FD, EXPORT_SYNC_FILE and
-// SYNC_IOC_MERGE all hand back a new fd, either as the ioctl's result or in
+// dma-heap ALLOC, UDMABUF_CREATE, PRIME_HANDLE_TO_FD, EXPORT_SYNC_FILE,
+// SYNC_IOC_MERGE and DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD all hand back a new fd, either as the ioctl's result or in
 // a field of the argument. Here that fd is wrapped in a native Fd before JS
 // sees it, so it cannot leak between the syscall and the handle: not when a
 // promise is abandoned (an AbortSignal) nor when JS throws in between.
@@ -41,7 +41,7 @@ constexpr size_t kMaxArg = 1 << 20;
 // sync_file. Any other request is refused before the syscall, so a wrong
 // request number can never make a number the ioctl left alone (stdin,
 // libuv's epoll fd) look like a new fd to adopt and later close.
-enum class NewFdKind { kNone, kDmaBuf, kSyncFile };
+enum class NewFdKind { kNone, kDmaBuf, kSyncFile, kSyncobjOrSyncFile };
 
 struct DrmPrimeHandle {  // struct drm_prime_handle (drm/drm.h is libdrm's)
   uint32_t handle;
@@ -49,6 +49,14 @@ struct DrmPrimeHandle {  // struct drm_prime_handle (drm/drm.h is libdrm's)
   int32_t fd;
 };
 constexpr unsigned long kDrmIoctlPrimeHandleToFd = _IOWR('d', 0x2d, DrmPrimeHandle);
+struct DrmSyncobjHandle {  // struct drm_syncobj_handle
+  uint32_t handle;
+  uint32_t flags;
+  int32_t fd;
+  uint32_t pad;
+};
+// A syncobj fd, or a sync_file with DRM_SYNCOBJ_HANDLE_TO_FD_FLAGS_EXPORT_SYNC_FILE.
+constexpr unsigned long kDrmIoctlSyncobjHandleToFd = _IOWR('d', 0xc1, DrmSyncobjHandle);
 
 NewFdKind KindOf(uint32_t req) {
   switch (req) {
@@ -60,6 +68,8 @@ NewFdKind KindOf(uint32_t req) {
     case DMA_BUF_IOCTL_EXPORT_SYNC_FILE:
     case SYNC_IOC_MERGE:
       return NewFdKind::kSyncFile;
+    case kDrmIoctlSyncobjHandleToFd:
+      return NewFdKind::kSyncobjOrSyncFile;
     default:
       return NewFdKind::kNone;
   }
@@ -84,12 +94,13 @@ int NewFd(int result, const uint8_t* arg, int offset, NewFdKind kind) {
   ssize_t n = ::readlink(path, link, sizeof link - 1);
   if (n < 0) return -1;
   link[n] = 0;
-  return strcmp(link, "anon_inode:sync_file") == 0 ? fd : -1;
+  if (strcmp(link, "anon_inode:sync_file") == 0) return fd;
+  return kind == NewFdKind::kSyncobjOrSyncFile && strcmp(link, "anon_inode:syncobj_file") == 0 ? fd : -1;
 }
 
 void ArgView(const Napi::CallbackInfo& info, size_t i, uint32_t req, int offset, void** data, size_t* bytes) {
   Napi::Env env = info.Env();
-  if (KindOf(req) == NewFdKind::kNone) ThrowRange(env, "request (not one that creates a dma-buf or sync_file)");
+  if (KindOf(req) == NewFdKind::kNone) ThrowRange(env, "request (not one that creates a dma-buf, sync_file or syncobj fd)");
   if (!ViewBytes(env, info[i], data, bytes)) ThrowType(env, "arg");
   if (*bytes > kMaxArg) ThrowRange(env, "arg");
   // The kernel reads and writes what the request encodes, whatever the view.

@@ -39,7 +39,10 @@ t.test('driver identification on a 7.x tree: vgem is a faux device bound to faux
   t.teardown(() => fs.rmSync(root, { recursive: true }));
   const opts = { devDir: `${root}/dev`, sysDir: `${root}/sys` };
   const sysfsDevice = fs.realpathSync(`${root}/sys/devices/faux/vgem`);
-  const expectSysfs = (name: string, type: string) => ({ path: `${root}/dev/dri/${name}`, type, driver: 'vgem', driverFrom: 'sysfs', sysfsDevice, bus: 'faux', sysfsDriver: 'vgem' });
+  const nodes = { primary: `${root}/dev/dri/card0`, render: `${root}/dev/dri/renderD128` };
+  const expectSysfs = (name: string, type: string) => ({
+    path: `${root}/dev/dri/${name}`, type, driver: 'vgem', driverFrom: 'sysfs', sysfsDevice, bus: 'faux', sysfsDriver: 'vgem', busType: 'virtual', nodes,
+  });
   t.same(Drm.devices(opts), [expectSysfs('card0', 'primary'), expectSysfs('renderD128', 'render')], 'sysfs alone names vgem, not faux_driver (the nodes are plain files here)');
 
   const asked: string[] = [];
@@ -53,7 +56,37 @@ t.test('driver identification on a 6.12 tree: vgem is a platform device with no 
   const root = fakeDrm(VGEM_PLATFORM);
   t.teardown(() => fs.rmSync(root, { recursive: true }));
   const nodes = Drm.devices({ devDir: `${root}/dev`, sysDir: `${root}/sys` });
-  t.same(nodes.map((n) => [n.driver, n.driverFrom, n.bus, n.sysfsDriver]), [['vgem', 'sysfs', 'platform', 'vgem'], ['vgem', 'sysfs', 'platform', 'vgem']]);
+  t.same(nodes.map((n) => [n.driver, n.driverFrom, n.bus, n.sysfsDriver, n.busType, n.pci]), [['vgem', 'sysfs', 'platform', 'vgem', 'virtual', undefined], ['vgem', 'sysfs', 'platform', 'vgem', 'virtual', undefined]]);
+});
+
+t.test('PCI info as drmGetDevices2 gives it: a DRM device on a virtio device reports the PCI function above it, a PCI GPU its own; a platform device with a firmware node is platform', async (t) => {
+  const virtioPci = { vendor: 0x1af4, device: 0x1050, subvendor: 0x1af4, subdevice: 0x1100, revision: 0x01 };
+  const amd = { vendor: 0x1002, device: 0x744c, subvendor: 0x1da2, subdevice: 0xe471, revision: 0xc8 };
+  const root = fakeDrm([
+    { name: 'card0', device: 'faux/vgem', bus: 'faux', driver: 'faux_driver' },
+    { name: 'card1', device: 'pci0000:00/0000:00:05.0/virtio3', bus: 'virtio', driver: 'virtio_gpu', pci: virtioPci },
+    { name: 'card2', device: 'pci0001:00/0001:00:01.0/0001:03:00.0', bus: 'pci', driver: 'amdgpu', pci: amd },
+    { name: 'card3', device: 'platform/fd4a0000.gpu', bus: 'platform', driver: 'panfrost' },
+    { name: 'renderD128', device: 'faux/vgem', bus: 'faux', driver: 'faux_driver' },
+    { name: 'renderD129', device: 'pci0000:00/0000:00:05.0/virtio3', bus: 'virtio', driver: 'virtio_gpu' },
+    { name: 'renderD130', device: 'pci0001:00/0001:00:01.0/0001:03:00.0', bus: 'pci', driver: 'amdgpu' },
+  ]);
+  t.teardown(() => fs.rmSync(root, { recursive: true }));
+  fs.mkdirSync(`${root}/sys/devices/platform/fd4a0000.gpu/of_node`);
+  const dri = `${root}/dev/dri`;
+  const byName = new Map(Drm.devices({ devDir: `${root}/dev`, sysDir: `${root}/sys` }).map((n) => [path.basename(n.path), n]));
+  t.match(byName.get('card0'), { bus: 'faux', busType: 'virtual', nodes: { primary: `${dri}/card0`, render: `${dri}/renderD128` } });
+  t.equal(byName.get('card0')!.pci, undefined, 'vgem has no PCI function');
+  t.same(byName.get('card1')!.pci, {
+    address: '0000:00:05.0', domain: 0, bus: 0, dev: 5, func: 0, vendorId: 0x1af4, deviceId: 0x1050, subvendorId: 0x1af4, subdeviceId: 0x1100, revisionId: 1,
+  });
+  t.match(byName.get('card1'), { bus: 'virtio', busType: 'pci', driver: 'virtio_gpu', nodes: { primary: `${dri}/card1`, render: `${dri}/renderD129` } });
+  t.same(byName.get('renderD129')!.pci, byName.get('card1')!.pci, 'both nodes of a device carry its PCI info');
+  t.same(byName.get('renderD130')!.pci, {
+    address: '0001:03:00.0', domain: 1, bus: 3, dev: 0, func: 0, vendorId: 0x1002, deviceId: 0x744c, subvendorId: 0x1da2, subdeviceId: 0xe471, revisionId: 0xc8,
+  });
+  t.match(byName.get('card3'), { bus: 'platform', busType: 'platform', nodes: { primary: `${dri}/card3` } });
+  t.equal(byName.get('card3')!.nodes!.render, undefined, 'a device without a render node');
 });
 
 t.test('DRM_IOCTL_VERSION wins over sysfs; the card node is asked when the render node cannot be; sysfs stays as extra information', async (t) => {

@@ -1,7 +1,7 @@
 // The harness's pure parts: the QEMU command line per topology and kernel
 // splat detection (the TAP counting is test/harness/tap-summary.test.ts).
 import t from 'tap';
-import { qemuArgs, ACS_PORT, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps, pairSerials, parseTopologies } from '../../harness/vm/qemu-args';
+import { qemuArgs, ACS_PORT, VIRTIO_GPU_SLOT, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps, pairSerials, parseTopologies } from '../../harness/vm/qemu-args';
 import { findSplats, unknownSplats } from '../../harness/vm/splats';
 import { baseQemuOptions, valueOf } from './qemu-args-fixture';
 
@@ -109,6 +109,23 @@ t.test('--acs-pair puts ivshmem and a pci-testdev behind one root port, which mu
   const testdev = on.indexOf(`pci-testdev,bus=${ACS_PORT},addr=0.1`);
   t.ok(port >= 0 && ivshmem > port && testdev > port, `port ${port}, ivshmem ${ivshmem}, pci-testdev ${testdev}`);
   t.equal(on.filter((d) => d.startsWith('ivshmem-plain')).length, 1, 'one ivshmem');
+});
+
+t.test('a headless virtio-gpu-pci in every topology, at a fixed slot after every other PCI device; --no-virtio-gpu leaves it out', async (t) => {
+  for (const topology of [...TOPOLOGIES.map((x) => [x]), ['switch', 'none']] as const) {
+    const images = topology.flatMap((_, i) => [`/r/${2 * i}`, `/r/${2 * i + 1}`]);
+    for (const extra of [{}, { acsPair: true }, { iommu: true }]) {
+      const args = qemuArgs({ ...base, topology, nvmeImages: images, ...extra });
+      const devices = valueOf(args, '-device');
+      const gpu = devices.filter((d) => d.startsWith('virtio-gpu-pci'));
+      t.same(gpu, ['virtio-gpu-pci,addr=1e.0,max_outputs=1,edid=off'], `${topology} ${JSON.stringify(extra)}`);
+      t.equal(devices.at(-1), gpu[0], 'the last device: the ones before it keep their order and slots');
+      const without = valueOf(qemuArgs({ ...base, topology, nvmeImages: images, ...extra, virtioGpu: false }), '-device');
+      t.same(without, devices.slice(0, -1), 'otherwise the same command line');
+    }
+  }
+  t.equal(VIRTIO_GPU_SLOT, 0x1e);
+  t.same(valueOf(qemuArgs(base), '-display'), ['none'], 'no display');
 });
 
 t.test('QMP and the guest control port live in the results directory', async (t) => {
