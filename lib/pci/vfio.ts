@@ -17,11 +17,10 @@ import * as path from 'node:path';
 
 import { type CodedError, closedError, illegalConstructor, invalidArgType, outOfRange, sysError, validateObject } from '../core/errors';
 import { Fd } from '../core/handle';
-import { ioc, ioctlSync, registerRequests } from '../core/ioctl';
+import { ioc, ioctlSync, registerRequests, requestName } from '../core/ioctl';
 import { type Mapping, mmap } from '../core/mmap';
 import { native } from '../core/native';
 import { DmaBuf } from '../dmabuf/dmabuf';
-import { FD_IS_RESULT, ioctlNewFd } from '../dmabuf/dmabuf-ioctl';
 import { normalizeBdf } from './pci';
 
 const VFIO_TYPE = ';';
@@ -121,6 +120,29 @@ function driverOf(dev: string): string | undefined {
   }
 }
 
+const DMA_BUF_MAGIC = 0x444d4142;
+
+/**
+ * An ioctl whose result is a new close-on-exec fd of the kind `is` checks
+ * (both requests here make one, or fail), owned at once by a `ctor`. The
+ * addon's ioctlFd serves only dma-buf and sync_file requests.
+ */
+function ioctlNewFd<T extends Fd>(ctor: new (fd: number) => T, fd: number, request: number, view: ArrayBufferView, is: (fd: number) => boolean, caller: Function): T {
+  const n = ioctlView(fd, request, view, caller);
+  if (!Number.isInteger(n) || n < 0 || !is(n)) {
+    throw vfioError('ERR_P2PDMA_VFIO_FD', `${requestName(request)} returned ${n}, not the fd it makes`, caller);
+  }
+  return new ctor(n);
+}
+
+function isDmaBufFd(fd: number): boolean {
+  return fs.statfsSync(`/proc/self/fd/${fd}`).type === DMA_BUF_MAGIC;
+}
+
+function isVfioDeviceFd(fd: number): boolean {
+  return fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[vfio-device]';
+}
+
 /** ioctlSync with a pointer to `view`, the error's stack trimmed to `caller`. */
 function ioctlView(fd: number, request: number, view: ArrayBufferView, caller?: Function): number {
   try {
@@ -203,7 +225,7 @@ export class Vfio implements Disposable {
       ioctlView(groupFd.fd, vfioRequests.VFIO_GROUP_SET_CONTAINER, containerArg, caller);
       ioctlSync(container, vfioRequests.VFIO_SET_IOMMU, noIommu ? VFIO_NOIOMMU_IOMMU : VFIO_TYPE1v2_IOMMU, { name: 'VFIO_SET_IOMMU' });
       const nameArg = Buffer.from(`${name}\0`);
-      const device = ioctlNewFd(Fd, groupFd.fd, vfioRequests.VFIO_GROUP_GET_DEVICE_FD, nameArg, FD_IS_RESULT, caller);
+      const device = ioctlNewFd(Fd, groupFd.fd, vfioRequests.VFIO_GROUP_GET_DEVICE_FD, nameArg, isVfioDeviceFd, caller);
       opened.push(device);
       return new Vfio(OPEN, name, group, noIommu, container, groupFd, device, restore);
     } catch (e) {
@@ -335,7 +357,7 @@ export class Vfio implements Disposable {
       arg.writeBigUInt64LE(BigInt(r.length), at + 8);
     });
     try {
-      return ioctlNewFd(DmaBuf, dev.fd, vfioRequests.VFIO_DEVICE_FEATURE, arg, FD_IS_RESULT, caller);
+      return ioctlNewFd(DmaBuf, dev.fd, vfioRequests.VFIO_DEVICE_FEATURE, arg, isDmaBufFd, caller);
     } catch (e) {
       const err = e as CodedError;
       if (err.code === 'ENOTTY' || err.code === 'EOPNOTSUPP') err.message += ' (this kernel\'s vfio-pci exports no dma-bufs: Linux 6.19+ with CONFIG_VFIO_PCI_DMABUF)';

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 
-import { Vfio } from '../../lib';
+import { Rdma, Vfio } from '../../lib';
 import { dmabufLeakGuard } from './dmabuf-leaks';
 import { guest, inGuest, ivshmemBdf, kernelSeries } from './helpers';
 import { onPvrdma, setup } from './rdma-helpers';
@@ -137,10 +137,14 @@ t.test('rxe on a VFIO dma-buf (v3): RDMA WRITE lands in the BAR; revoked, the MR
   t.throws(() => s.pd.registerDmaBufSync(buf, { length: PAGE, access: 'local-write' }), { code: 'ENODEV' }, 'revoked: a new registration is ENODEV');
   v.setMemoryEnabled(true);
 
-  // The failed WRITE put that QP pair in the error state: a fresh pair, same MR.
-  const s2 = setup(t);
-  const src2 = s2.pattern(LEN, 11);
-  await s2.a.write(s2.mr(src2, 'local-write'), mr.remote());
+  // The failed WRITE put that QP pair in the error state: a fresh pair on the MR's PD.
+  const [a2, b2] = Rdma.loopbackPair(s.pd);
+  t.teardown(() => {
+    a2.close();
+    b2.close();
+  });
+  const src2 = s.pattern(LEN, 11);
+  await a2.write(s.mr(src2, 'local-write'), mr.remote());
   t.ok(Buffer.from(window).equals(src2), 'memory back: the same MR maps the BAR again on its next use');
 });
 
