@@ -22,6 +22,7 @@ const has73 = inGuest && Number(os.release().split('.')[0]) >= 7;
 const bdf = inGuest ? ivshmemBdf() : undefined;
 const vfioLane = guest.skip ? guest : { skip: has73 ? false : `Linux ${os.release()} has no VFIO in this project's config (the 7.3 lanes do)` };
 const oldKernel = guest.skip ? guest : { skip: has73 ? 'Linux 7.x has vfio-pci' : false };
+const rxeStock = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? 'kernel-patches/v3: rxe imports dma-bufs' : false };
 const rxeV3 = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? false : 'rxe imports dma-bufs only with kernel-patches/v3 (P2PDMA_KERNEL=patched-7.3)' };
 
 /** Opens ivshmem through VFIO in no-IOMMU mode (the guest has no IOMMU), restoring both at the end. */
@@ -146,6 +147,15 @@ t.test('rxe on a VFIO dma-buf (v3): RDMA WRITE lands in the BAR; revoked, the MR
   const src2 = s.pattern(LEN, 11);
   await a2.write(s.mr(src2, 'local-write'), mr.remote());
   t.ok(Buffer.from(window).equals(src2), 'memory back: the same MR maps the BAR again on its next use');
+});
+
+t.test('the stock kernel\'s rxe cannot import a VFIO dma-buf: EOPNOTSUPP', rxeStock, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const v = openIvshmem(t);
+  using buf = v.exportDmaBuf(BAR, { ranges: [{ offset: 0, length: PAGE }] });
+  using ctx = Rdma.open('rxe0');
+  using pd = ctx.allocPd();
+  t.throws(() => pd.registerDmaBufSync(buf, { length: PAGE, access: 'local-write' }), { code: 'EOPNOTSUPP', message: /does not support dma-buf memory regions/ });
 });
 
 // rxe on dma-heap, udmabuf and vgem buffers: rdma.test.ts (on any patched kernel).
