@@ -69,7 +69,8 @@ export async function demo(argv: string[]): Promise<number> {
 }
 
 export const VM_OPTIONS = `vm options:
-  --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached)
+  --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached;
+                                   baseline-7.3 and patched-7.3: Linux 7.3, stock and with kernel-patches/v3)
   --debug                          the KASAN + lockdep + kmemleak build of a named kernel
   --topology switch|host-bridge|none[,...]
                                    where a pair of NVMe controllers sits (default: switch); a

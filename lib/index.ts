@@ -158,6 +158,12 @@ export type {
  * thread pool; `maxInFlight` and `queue` are the thread-pool guard.
  */
 export { Nvme } from './pci/nvme';
+/**
+ * VFIO (lib/pci/vfio.ts): a PCI function bound to vfio-pci, its BAR ranges
+ * exported as dma-bufs that reset or memory-disable revokes.
+ */
+export { Vfio, vfioRequests } from './pci/vfio';
+export type { VfioExportOptions, VfioRange, VfioRegion } from './pci/vfio';
 /** Decodes an NVMe status field: SCT, SC, name, DNR. */
 export const nvmeStatus = nvmes.nvmeStatus;
 export const nvmeOpcodes = nvmes.nvmeOpcodes;

@@ -21,7 +21,9 @@ export const PROJECT_DIR = packageRoot;
 export const KERNEL_BUILD_SCRIPT = path.join(PROJECT_DIR, 'scripts', 'kernel', 'build.sh');
 export const CACHE_DIR = process.env.P2PDMA_CACHE ?? path.join(os.homedir(), '.cache', 'p2pdma');
 
-export type KernelName = 'baseline' | 'patched';
+/** 6.12 stock and with kernel-patches/ (v2); the -7.3 ones are 7.3 stock and with kernel-patches/v3. */
+export type KernelName = 'baseline' | 'patched' | 'baseline-7.3' | 'patched-7.3';
+const KERNEL_NAMES: readonly string[] = ['baseline', 'patched', 'baseline-7.3', 'patched-7.3'];
 
 export interface VmOptions {
   /** 'baseline', 'patched' (built and cached on demand) or a bzImage path. */
@@ -93,11 +95,12 @@ export interface VmResult {
 
 /** Resolve a kernel name to a bzImage, building it (or hitting the cache) first. */
 export function resolveKernel(kernel: string, debug: boolean, log: (l: string) => void): string {
-  if (kernel !== 'baseline' && kernel !== 'patched') {
+  if (!KERNEL_NAMES.includes(kernel)) {
     if (!fs.existsSync(kernel)) throw new Error(`kernel image not found: ${kernel}`);
     return path.resolve(kernel);
   }
-  const args = [...(debug ? ['--debug'] : []), '--print-path', kernel];
+  const [variant, source] = kernel.split('-');
+  const args = [...(debug ? ['--debug'] : []), '--print-path', ...(source ? ['--source', source] : []), variant];
   log(`kernel: ${kernel}${debug ? ' (debug)' : ''}`);
   const r = spawnSync(KERNEL_BUILD_SCRIPT, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`building the ${kernel} kernel failed (${KERNEL_BUILD_SCRIPT} ${args.join(' ')})`);
@@ -106,7 +109,7 @@ export function resolveKernel(kernel: string, debug: boolean, log: (l: string) =
 
 /** What the guest's tests are told the kernel is (P2PDMA_KERNEL). */
 function kernelLabel(kernel: string): KernelName | 'custom' {
-  return kernel === 'baseline' || kernel === 'patched' ? kernel : 'custom';
+  return KERNEL_NAMES.includes(kernel) ? (kernel as KernelName) : 'custom';
 }
 
 function shellQuote(word: string): string {

@@ -55,6 +55,15 @@ const KNOWN_UPSTREAM: readonly KnownSplat[] = [
       /\(pci_rescan_remove_lock\)\{[^}]*\}-\{[^}]*\}, at: pciehp_unconfigure_device\+/,
     ],
   },
+  {
+    // Stock 7.3.4 at boot, before any driver: the fs_info (8 bytes: the mode
+    // 0755) that ramfs_init_fs_context() allocates for the initial rootfs
+    // mount in mnt_init(). Seen on the patched-7.3 DEBUG kernel, whose series
+    // (kernel-patches/v3) touches dma-buf, vfio-pci and rxe only.
+    reference: 'Linux 7.3.4 kmemleak at boot: ramfs_init_fs_context() from mnt_init() (rootfs)',
+    first: /unreferenced object 0x[0-9a-f]+ \(size 8\):/,
+    body: [/comm "swapper\/0", pid 0/, /^\s*ramfs_init_fs_context\+/, /^\s*mnt_init\+/],
+  },
 ];
 /** How many lines of a report identify it (lockdep's header is 10 lines). */
 const REPORT_HEAD_LINES = 12;

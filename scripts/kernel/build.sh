@@ -18,8 +18,10 @@
 # as series-<basename of DIR>-<key>. The config is allnoconfig + base.config (a
 # minimal headless q35 guest) + p2pdma.config (+ patched.config, + debug.config
 # for --debug; + VERSION.config for another --source, whose '# gone:' lines
-# name symbols that version no longer has). The series applies to 6.12 only:
-# other sources build the baseline (stock) kernel. P2PDMA_CCACHE=1 sends compiles through ccache (setup installs
+# name symbols that version no longer has). Each source has its own series:
+# kernel-patches/ (v2) on 6.12, kernel-patches/v3/ on 7.3, whose DIR/config
+# fragment replaces patched.config (`--source 7.3 patched` is cached as
+# patched-7.3-<key>); --patches DIR names another. P2PDMA_CCACHE=1 sends compiles through ccache (setup installs
 # it): a cold build then costs about a third more, a rebuild of a tree ccache
 # has seen about a minute (docs/harness.md), so it is opt-in.
 # The result lands in $P2PDMA_CACHE/kernel/<variant>-<key>/ where key hashes the
@@ -38,7 +40,7 @@ jobs=${P2PDMA_JOBS:-$(($(nproc) + 1))}
 recipe=2
 
 usage="usage: $0 [--debug] [--print-path] [--patches DIR] [--first N] [--source VERSION] baseline|patched|--series DIR"
-debug=0 print_path=0 variant= patch_dir=$repo/kernel-patches first= source=6.12
+debug=0 print_path=0 variant= patch_dir= first= source=6.12
 while [ $# -gt 0 ]; do
 	case $1 in
 	--debug) debug=1 ;;
@@ -58,7 +60,14 @@ name=$variant
 [ "$variant" = series ] && name=series-$(basename "$patch_dir")
 [ "$source" = 6.12 ] || name=$variant-$source
 [ $debug = 1 ] && name=$name-debug
-[ "$source" = 6.12 ] || [ "$variant" = baseline ] || { echo "--source $source: the series applies to 6.12; build the baseline" >&2; exit 2; }
+# The series of each source (kernel-patches/v3 is the 7.3 port, issue 26).
+if [ -z "$patch_dir" ]; then
+	case $source in
+	6.12) patch_dir=$repo/kernel-patches ;;
+	7.3) patch_dir=$repo/kernel-patches/v3 ;;
+	*) [ "$variant" = baseline ] || { echo "--source $source: no series for it; build the baseline or name one with --patches" >&2; exit 2; } ;;
+	esac
+fi
 if [ -n "$first" ]; then
 	[ "$variant" = patched ] || { echo "--first needs the patched variant" >&2; exit 2; }
 	# One object dir for every prefix: each build only recompiles what the
@@ -85,8 +94,10 @@ if [ "$variant" != baseline ]; then
 	fi
 fi
 fragments=("$here/base.config" "$here/p2pdma.config")
-[ "$variant" = patched ] && fragments+=("$here/patched.config")
-[ "$variant" = series ] && [ -f "$patch_dir/config" ] && fragments+=("$patch_dir/config")
+# patched.config is the 6.12 series' (v2); another source's series brings its own.
+[ "$variant" = patched ] && [ "$source" = 6.12 ] && fragments+=("$here/patched.config")
+[ "$variant" = series ] || { [ "$variant" = patched ] && [ "$source" != 6.12 ]; } &&
+	[ -f "$patch_dir/config" ] && fragments+=("$patch_dir/config")
 [ $debug = 1 ] && fragments+=("$here/debug.config")
 [ "$source" = 6.12 ] || fragments+=("$here/$source.config")
 # Symbols of the fragments that this source no longer has.

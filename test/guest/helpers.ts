@@ -19,7 +19,13 @@ export const guestTopologies = parseTopologies(process.env.P2PDMA_TOPOLOGIES ?? 
  * Anything but P2PDMA_KERNEL=baseline (a custom kernel included) is checked
  * as patched: the series' features must be there, their absence fails.
  */
-export const kernel: 'baseline' | 'patched' = process.env.P2PDMA_KERNEL === 'baseline' ? 'baseline' : 'patched';
+const kernelEnv = process.env.P2PDMA_KERNEL ?? '';
+export const kernel: 'baseline' | 'patched' = kernelEnv === 'baseline' || kernelEnv === 'baseline-7.3' ? 'baseline' : 'patched';
+/**
+ * The series a patched kernel carries: 'v3' (kernel-patches/v3 on 7.3,
+ * P2PDMA_KERNEL=patched-7.3) or 'v2' (kernel-patches/ on 6.12, or custom).
+ */
+export const kernelSeries: 'v2' | 'v3' | null = kernel === 'baseline' ? null : kernelEnv === 'patched-7.3' ? 'v3' : 'v2';
 /** Test options for guest-only tests: skipped, with the reason, anywhere else. */
 export const guest: { skip: string | false } = { skip: inGuest ? false : 'runs only in the p2pdma guest (make vm-test)' };
 /** Test options for what only the kernel series provides: skipped on the baseline kernel. */

@@ -175,6 +175,25 @@ t.test('splats: 6.12 pciehp reset_lock vs pci_rescan_remove_lock is listed as kn
   t.same(unknownSplats(found), []);
 });
 
+t.test('splats: 7.3\'s boot-time rootfs kmemleak report is known; another leak beside it fails', async (t) => {
+  const leak = (fn: string) => [
+    'unreferenced object 0xffff88800546e580 (size 8):',
+    '  comm "swapper/0", pid 0, jiffies 4294892356',
+    '  hex dump (first 8 bytes):',
+    '    ed 01 00 00 00 00 00 00                          ........',
+    '  backtrace (crc bea23b04):',
+    '    __kmalloc_cache_noprof+0x30f/0x540',
+    `    ${fn}+0x3d/0x100`,
+    '    alloc_fs_context+0x3c2/0x570',
+    '    vfs_kern_mount.part.0+0x13/0xa0',
+    '    mnt_init+0x21c/0xd50',
+  ];
+  const found = findSplats(leak('ramfs_init_fs_context').join('\n'));
+  t.match(found, [{ line: 1, known: /ramfs_init_fs_context/ }]);
+  t.same(unknownSplats(found), []);
+  t.equal(unknownSplats(findSplats(leak('rxe_mr_dmabuf_init_user').join('\n'))).length, 1, 'a leak elsewhere still fails');
+});
+
 t.test('splats: a lockdep report that only looks like the known one still fails', async (t) => {
   const other = findSplats(pciehpReport('(&vma_p2p->lock)', '(pci_rescan_remove_lock)').join('\n'));
   t.equal(unknownSplats(other).length, 1, 'another lock in the same function');

@@ -1,0 +1,163 @@
+// VFIO in the guest: QEMU's ivshmem-plain (a RAM-backed BAR2 without struct
+// page) handed to vfio-pci in no-IOMMU mode, BAR2 exported as a dma-buf
+// (VFIO_DEVICE_FEATURE_DMA_BUF, Linux 6.19+: the 7.3 lanes), revoked while
+// the device's memory is off. On kernel-patches/v3 rxe imports it
+// (registerDmaBuf): RDMA WRITE lands in the BAR, revocation fails the MR
+// cleanly, and it maps again once the memory is back. 6.12 has no VFIO.
+import t, { type Test } from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+
+import { Rdma, Vfio } from '../../lib';
+import { dmabufLeakGuard } from './dmabuf-leaks';
+import { guest, inGuest, ivshmemBdf, kernelSeries } from './helpers';
+import { onPvrdma, setup } from './rdma-helpers';
+
+const leaks = dmabufLeakGuard();
+
+const PAGE = 4096;
+const BAR = 2;
+const BAR_SIZE = 16 << 20;
+const has73 = inGuest && Number(os.release().split('.')[0]) >= 7;
+const bdf = inGuest ? ivshmemBdf() : undefined;
+const vfioLane = guest.skip ? guest : { skip: has73 ? false : `Linux ${os.release()} has no VFIO in this project's config (the 7.3 lanes do)` };
+const oldKernel = guest.skip ? guest : { skip: has73 ? 'Linux 7.x has vfio-pci' : false };
+const rxeStock = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? 'kernel-patches/v3: rxe imports dma-bufs' : false };
+const rxeV3 = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? false : 'rxe imports dma-bufs only with kernel-patches/v3 (P2PDMA_KERNEL=patched-7.3)' };
+
+/** Opens ivshmem through VFIO in no-IOMMU mode (the guest has no IOMMU), restoring both at the end. */
+function openIvshmem(t: Test): Vfio {
+  const wasOff = Vfio.setNoIommuMode(true);
+  const v = Vfio.open(bdf!);
+  t.teardown(() => {
+    v.close();
+    if (wasOff) Vfio.setNoIommuMode(false);
+  });
+  return v;
+}
+
+t.test('a kernel without vfio-pci: Vfio.open is ENOENT naming CONFIG_VFIO_PCI', oldKernel, async (t) => {
+  t.ok(bdf, 'ivshmem-plain present');
+  t.throws(() => Vfio.open(bdf!), { code: 'ENOENT', syscall: 'open', path: '/sys/bus/pci/drivers/vfio-pci', message: /CONFIG_VFIO_PCI/ });
+  t.throws(() => Vfio.setNoIommuMode(true), { code: 'ENOENT', message: /CONFIG_VFIO_NOIOMMU/ });
+});
+
+t.test('Vfio.open binds ivshmem to vfio-pci in no-IOMMU mode; BAR2 region; close gives it back', vfioLane, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const driverLink = `/sys/bus/pci/devices/${bdf}/driver`;
+  const before = fs.existsSync(driverLink) ? fs.readlinkSync(driverLink) : undefined;
+  const wasOff = Vfio.setNoIommuMode(true);
+  try {
+    const v = Vfio.open(bdf!);
+    t.equal(fs.readlinkSync(driverLink).split('/').pop(), 'vfio-pci', 'bound to vfio-pci');
+    t.ok(v.noIommu, 'a no-IOMMU group');
+    t.ok(fs.existsSync(`/dev/vfio/noiommu-${v.group}`), `/dev/vfio/noiommu-${v.group}`);
+    const r = v.region(BAR);
+    t.match(r, { index: BAR, size: BAR_SIZE, read: true, write: true, mmap: true }, 'BAR2: 16 MiB, mappable');
+    t.ok(v.canExportDmaBuf, 'VFIO_DEVICE_FEATURE_DMA_BUF is there');
+    t.throws(() => v.region(v.numRegions), { code: 'ERR_OUT_OF_RANGE' });
+    t.throws(() => Vfio.open(bdf!), { code: 'EBUSY' }, 'a second open of the group is EBUSY');
+    v.close();
+    t.ok(v.closed);
+    v.close();
+    t.throws(() => v.region(BAR), { code: 'ERR_P2PDMA_CLOSED' });
+    t.throws(() => v.exportDmaBuf(BAR), { code: 'ERR_P2PDMA_CLOSED' });
+  } finally {
+    if (wasOff) Vfio.setNoIommuMode(false);
+  }
+  const after = fs.existsSync(driverLink) ? fs.readlinkSync(driverLink) : undefined;
+  t.equal(after, before, `given back to ${before ?? 'no driver'}`);
+});
+
+t.test('exportDmaBuf: BAR2 as a dma-buf of its size, from vfio-pci; bad ranges refused; no userspace mmap', vfioLane, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const v = openIvshmem(t);
+  {
+    using buf = v.exportDmaBuf(BAR);
+    t.equal(buf.size, BAR_SIZE);
+    const info = buf.info();
+    t.equal(info.size, BAR_SIZE, 'fdinfo size');
+    t.match(info.exporter, /vfio/, `fdinfo exporter: ${info.exporter}`);
+    // vfio-pci's dma-buf has no mmap op: the BAR maps through the device fd.
+    t.throws(() => buf.map(), { code: 'EINVAL' }, 'the dma-buf itself cannot be mapped');
+  }
+  using part = v.exportDmaBuf(BAR, { ranges: [{ offset: PAGE, length: 2 * PAGE }, { offset: 8 * PAGE, length: PAGE }] });
+  t.equal(part.size, 3 * PAGE, 'two ranges: the sum of their lengths');
+  t.throws(() => v.exportDmaBuf(BAR, { ranges: [{ offset: 100, length: PAGE }] }), { code: 'EINVAL', message: /page-aligned/ }, 'unaligned');
+  t.throws(() => v.exportDmaBuf(BAR, { ranges: [{ offset: BAR_SIZE - PAGE, length: 2 * PAGE }] }), { code: 'EINVAL' }, 'past the BAR');
+  t.throws(() => v.exportDmaBuf(BAR, { ranges: [] }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => v.exportDmaBuf(6), { code: 'ERR_OUT_OF_RANGE' });
+});
+
+t.test('revocation: memory off and reset through VFIO; the BAR mapping sees the data again once the memory is back', vfioLane, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const v = openIvshmem(t);
+  using buf = v.exportDmaBuf(BAR, { ranges: [{ offset: 0, length: 16 * PAGE }] });
+  using m = v.map(BAR);
+  const bar = new Uint8Array(m.buffer);
+  bar.fill(0xa5, 0, PAGE);
+  t.ok(v.memoryEnabled, 'memory decode on');
+  v.setMemoryEnabled(false);
+  t.notOk(v.memoryEnabled, 'memory decode off: vfio-pci revoked the dma-buf and zapped the mapping');
+  // A new export while revoked is allowed: it starts revoked.
+  using revoked = v.exportDmaBuf(BAR, { ranges: [{ offset: 0, length: PAGE }] });
+  t.equal(revoked.size, PAGE);
+  v.setMemoryEnabled(true);
+  t.ok(bar.subarray(0, PAGE).every((b) => b === 0xa5), 'the mapping faults back in with the BAR\'s content');
+  if (v.resettable) {
+    v.reset();
+    t.pass('VFIO_DEVICE_RESET revoked and restored the dma-bufs');
+  } else {
+    t.throws(() => v.reset(), { code: 'EINVAL', message: /has no reset method/ }, 'ivshmem on the root bus has no reset method');
+  }
+  t.equal(buf.size, 16 * PAGE, 'the dma-buf outlives its revocations');
+});
+
+t.test('rxe on a VFIO dma-buf (v3): RDMA WRITE lands in the BAR; revoked, the MR fails cleanly; back, it works again', rxeV3, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const v = openIvshmem(t);
+  const LEN = 4 * PAGE;
+  const buf = v.exportDmaBuf(BAR, { ranges: [{ offset: 16 * PAGE, length: LEN }] });
+  t.teardown(() => buf.close());
+  using m = v.map(BAR);
+  const window = new Uint8Array(m.buffer, 16 * PAGE, LEN);
+  window.fill(0);
+
+  const s = setup(t);
+  const mr = s.pd.registerDmaBufSync(buf, { length: LEN, access: ['local-write', 'remote-write', 'remote-read'] });
+  t.teardown(() => mr.close());
+  const src = s.pattern(LEN, 7);
+  await s.a.write(s.mr(src, 'local-write'), mr.remote());
+  t.ok(Buffer.from(window).equals(src), 'the WRITE landed in the BAR (read through the device fd\'s mapping)');
+  const back = s.buffer(PAGE);
+  await s.a.read(s.mr(back, 'local-write'), { ...mr.remote(), addr: mr.remote().addr + BigInt(PAGE), length: PAGE });
+  t.ok(back.equals(src.subarray(PAGE, 2 * PAGE)), 'a READ of the BAR through the MR');
+
+  v.setMemoryEnabled(false);
+  await t.rejects(s.a.write(s.mr(s.buffer(PAGE), 'local-write'), mr.remote(), PAGE), { status: 'IBV_WC_REM_ACCESS_ERR', message: /remote access error/ }, 'revoked: a WRITE to the MR is a remote access error');
+  t.throws(() => s.pd.registerDmaBufSync(buf, { length: PAGE, access: 'local-write' }), { code: 'ENODEV' }, 'revoked: a new registration is ENODEV');
+  v.setMemoryEnabled(true);
+
+  // The failed WRITE put that QP pair in the error state: a fresh pair on the MR's PD.
+  const [a2, b2] = Rdma.loopbackPair(s.pd);
+  t.teardown(() => {
+    a2.close();
+    b2.close();
+  });
+  const src2 = s.pattern(LEN, 11);
+  await a2.write(s.mr(src2, 'local-write'), mr.remote());
+  t.ok(Buffer.from(window).equals(src2), 'memory back: the same MR maps the BAR again on its next use');
+});
+
+t.test('the stock kernel\'s rxe cannot import a VFIO dma-buf: EOPNOTSUPP', rxeStock, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const v = openIvshmem(t);
+  using buf = v.exportDmaBuf(BAR, { ranges: [{ offset: 0, length: PAGE }] });
+  using ctx = Rdma.open('rxe0');
+  using pd = ctx.allocPd();
+  t.throws(() => pd.registerDmaBufSync(buf, { length: PAGE, access: 'local-write' }), { code: 'EOPNOTSUPP', message: /does not support dma-buf memory regions/ });
+});
+
+// rxe on dma-heap, udmabuf and vgem buffers: rdma.test.ts (on any patched kernel).
+if (inGuest) leaks.check();
+else t.pass('guest-only file');
