@@ -203,7 +203,7 @@ export { DrmDevice } from './dmabuf/drm';
 export { GemBuffer } from './dmabuf/drm';
 export { DRM_CAPS, DRM_CLIENT_CAPS } from './dmabuf/drm';
 export type { DrmCap, DrmClientCap } from './dmabuf/drm';
-export type { DrmNodeFacts } from './dmabuf/drm-nodes';
+export type { DrmNodeFacts, DrmPciInfo } from './dmabuf/drm-nodes';
 export { DrmSyncobj } from './dmabuf/drm-syncobj';
 export type { SyncobjPoint, SyncobjPointOptions, SyncobjWaitOptions } from './dmabuf/drm-syncobj';
 import * as cudas from './dmabuf/cuda';

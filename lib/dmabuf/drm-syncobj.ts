@@ -25,6 +25,7 @@ import { uapi } from '../core/uapi';
 import { type AccessMode, DmaBuf } from './dmabuf';
 import { ioctlNewFd } from './dmabuf-ioctl';
 import { SyncFile } from './sync-file';
+import type { DrmDevice } from './drm';
 
 /** `struct drm_syncobj_eventfd { __u32 handle, flags; __u64 point; __s32 fd; __u32 pad; }` (6.6; not in Debian 12's libdrm-dev, so not in lib/core/uapi.ts) */
 const EVENTFD_LAYOUT = { size: 24, fields: { handle: 0, flags: 4, point: 8, fd: 16 } };
@@ -235,7 +236,8 @@ export function importHandle(owner: SyncobjOwner, fd: number, source: number, ca
  * warning (the handle goes with the device's fd).
  */
 export class DrmSyncobj implements Disposable {
-  readonly device: SyncobjOwner;
+  /** The device whose open file holds the handle. */
+  readonly device: DrmDevice;
   /** The u32 handle on the device's open file. */
   readonly handle: number;
   #closed = false;
@@ -247,7 +249,7 @@ export class DrmSyncobj implements Disposable {
   /** @internal Made by DrmDevice: throws ERR_ILLEGAL_CONSTRUCTOR otherwise. */
   constructor(token: symbol, device: SyncobjOwner, handle: number) {
     if (token !== MAKE) throw illegalConstructor(new.target);
-    this.device = device;
+    this.device = device as DrmDevice; // only DrmDevice makes one
     this.handle = handle;
     this.#fd = device.fd;
     this.#release = hold(device);
