@@ -61,6 +61,7 @@ export type {
   RdmaCompletion,
   RdmaCompletionError,
   RdmaDeviceAttributes,
+  RdmaDeviceAttributesEx,
   RdmaDeviceInfo,
   RdmaGid,
   RdmaOp,

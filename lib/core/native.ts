@@ -138,7 +138,8 @@ export interface NativeCmId extends NativeResource {
   listen(backlog: number): number;
   resolveAddr(address: string, port: number, timeoutMs: number): number;
   resolveRoute(timeoutMs: number): number;
-  initQp(qp: NativeRdmaQp, state: number, accessFlags?: number): number;
+  /** `arg`: INIT the access flags; RTR max_dest_rd_atomic; RTS max_rd_atomic (default: what rdma_init_qp_attr gives). */
+  initQp(qp: NativeRdmaQp, state: number, arg?: number): number;
   connect(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array, retryCount?: number, rnrRetryCount?: number): number;
   accept(qpNum: number, responderResources: number, initiatorDepth: number, privateData?: Uint8Array, retryCount?: number, rnrRetryCount?: number): number;
   reject(): number;

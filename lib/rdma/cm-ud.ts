@@ -38,7 +38,7 @@ function udOptions(options: unknown, caller: Function): UdOptions & { timeoutMs:
   const o = toOptions(options, caller);
   const r = o as unknown as Record<string, unknown>;
   for (const k of Object.keys(r)) {
-    if (!UD_KEYS.has(k) && r[k] !== undefined) throw invalidArgValue(`options.${k}`, r[k], 'does not apply to UD (no connection: no private data, retries or RNR)', caller);
+    if (!UD_KEYS.has(k) && r[k] !== undefined) throw invalidArgValue(`options.${k}`, r[k], 'does not apply to UD (no connection: no private data, retries, RNR or READ/atomic depths)', caller);
   }
   return o;
 }

@@ -38,7 +38,7 @@ import { toInt } from './validate';
 
 const C = native.rdmaConstants;
 const QP_ACCESS = C.IBV_ACCESS_LOCAL_WRITE | C.IBV_ACCESS_REMOTE_WRITE | C.IBV_ACCESS_REMOTE_READ | C.IBV_ACCESS_REMOTE_ATOMIC;
-// RDMA READs in flight each way: what rxe and most NICs take.
+// RDMA READs and atomics in flight each way, by default: what rxe and most NICs take.
 const RD_ATOMIC = 16;
 const DEFAULT_TIMEOUT_MS = 5000;
 
@@ -76,6 +76,21 @@ export interface ConnectionOptions {
    * REQ/REP semantics: each side's value goes to the other's QP).
    */
   rnrRetryCount?: number;
+  /**
+   * RDMA READs and atomics this side serves for the peer at once (0-255,
+   * default 16; 255: the device's maximum, `maxQpRdAtom`, as librdmacm's
+   * RDMA_MAX_RESP_RES). The accepting side takes the smaller of its own and
+   * the connecting side's `initiatorDepth`; `connection.responderResources`
+   * is the value agreed.
+   */
+  responderResources?: number;
+  /**
+   * RDMA READs and atomics this side has outstanding to the peer at once
+   * (0-255, default 16; 255: the device's `maxQpInitRdAtom`). The accepting
+   * side takes the smaller of its own and the connecting side's
+   * `responderResources`; `connection.initiatorDepth` is the value agreed.
+   */
+  initiatorDepth?: number;
 }
 
 /** The IB CM's private data limits: REQ (connect) and REP (accept). */
@@ -268,6 +283,14 @@ export class Connection implements Disposable, AsyncDisposable {
    * message's size (56 or 196 bytes), so it may be longer than what was sent.
    */
   readonly peerPrivateData: Buffer | undefined;
+  /**
+   * The RDMA READs and atomics in flight agreed for this connection (see
+   * ConnectionOptions): this side serves `responderResources` of the peer's
+   * at once and has `initiatorDepth` of its own outstanding; the peer's
+   * connection has the two the other way round.
+   */
+  readonly responderResources: number;
+  readonly initiatorDepth: number;
   #id: NativeCmId;
   #channel: Channel;
   #ownsChannel: boolean;
@@ -277,10 +300,12 @@ export class Connection implements Disposable, AsyncDisposable {
   #onDisconnect: ((err?: Error) => void)[] = [];
 
   /** @internal */
-  constructor(qp: QueuePair, id: NativeCmId, channel: Channel, ownsChannel: boolean, peerPrivateData?: Buffer) {
+  constructor(qp: QueuePair, id: NativeCmId, channel: Channel, ownsChannel: boolean, peerPrivateData?: Buffer, depths?: { responderResources: number; initiatorDepth: number }) {
     if (!(id instanceof native.CmId) || !(channel instanceof Channel)) throw illegalConstructor(new.target);
     this.qp = qp;
     this.peerPrivateData = peerPrivateData;
+    this.responderResources = depths?.responderResources ?? RD_ATOMIC;
+    this.initiatorDepth = depths?.initiatorDepth ?? RD_ATOMIC;
     this.#id = id;
     this.#channel = channel;
     this.#ownsChannel = ownsChannel;
@@ -422,6 +447,8 @@ export function toOptions(options: unknown, caller: Function): ConnectionOptions
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', o.signal, caller);
   if (o.retryCount !== undefined) toInt('options.retryCount', o.retryCount, 7, caller);
   if (o.rnrRetryCount !== undefined) toInt('options.rnrRetryCount', o.rnrRetryCount, 7, caller);
+  if (o.responderResources !== undefined) toInt('options.responderResources', o.responderResources, 255, caller);
+  if (o.initiatorDepth !== undefined) toInt('options.initiatorDepth', o.initiatorDepth, 255, caller);
   return { ...o, timeoutMs };
 }
 
@@ -481,7 +508,7 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
             qp = makeQp(id, o, connect);
             check(id.initQp(qp.native, C.IBV_QPS_INIT, QP_ACCESS), 'ibv_modify_qp');
             qp.setState('INIT');
-            check(id.connect(qp.qpNum, RD_ATOMIC, RD_ATOMIC, privateData, o.retryCount ?? 7, o.rnrRetryCount ?? 7), 'rdma_connect');
+            check(id.connect(qp.qpNum, o.responderResources ?? RD_ATOMIC, o.initiatorDepth ?? RD_ATOMIC, privateData, o.retryCount ?? 7, o.rnrRetryCount ?? 7), 'rdma_connect');
             return;
           case 'RDMA_CM_EVENT_CONNECT_RESPONSE':
             // Our QP is not librdmacm's: move it ourselves, then establish.
@@ -490,7 +517,8 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
             check(id.initQp(qp!.native, C.IBV_QPS_RTS), 'ibv_modify_qp');
             qp!.setState('RTS');
             check(id.establish(), 'rdma_establish');
-            finish(null, new Connection(qp!, id, ch, true, ev.privateData));
+            // The event's values are the REP's, already from this side's view (the CM swaps them).
+            finish(null, new Connection(qp!, id, ch, true, ev.privateData, { responderResources: ev.responderResources, initiatorDepth: ev.initiatorDepth }));
             return;
           case 'RDMA_CM_EVENT_ESTABLISHED':
             return;
@@ -607,18 +635,25 @@ export class Listener implements Disposable {
         const ev = this.#queue.shift()!;
         id = ev.id!;
         const cid = id;
+        // The REQ's values, from this side's view (the kernel's CM swaps
+        // them: the event's responderResources is the peer's initiator
+        // depth), capped by this side's own, as librdmacm's rdma_accept does.
+        const depths = {
+          responderResources: Math.min(o.responderResources ?? RD_ATOMIC, ev.responderResources),
+          initiatorDepth: Math.min(o.initiatorDepth ?? RD_ATOMIC, ev.initiatorDepth),
+        };
         try {
           this.#ch.handlers.set(cid, (e) => {
             if (e instanceof Error) finish(e);
-            else if (e.name === 'RDMA_CM_EVENT_ESTABLISHED') finish(null, new Connection(qp!, cid, this.#ch, false, ev.privateData));
+            else if (e.name === 'RDMA_CM_EVENT_ESTABLISHED') finish(null, new Connection(qp!, cid, this.#ch, false, ev.privateData, depths));
             else finish(cmError(e, 'rdma_cm accept failed'));
           });
           qp = makeQp(cid, o, this.accept);
           check(cid.initQp(qp.native, C.IBV_QPS_INIT, QP_ACCESS), 'ibv_modify_qp');
-          check(cid.initQp(qp.native, C.IBV_QPS_RTR), 'ibv_modify_qp');
-          check(cid.initQp(qp.native, C.IBV_QPS_RTS), 'ibv_modify_qp');
+          check(cid.initQp(qp.native, C.IBV_QPS_RTR, depths.responderResources), 'ibv_modify_qp');
+          check(cid.initQp(qp.native, C.IBV_QPS_RTS, depths.initiatorDepth), 'ibv_modify_qp');
           qp.setState('RTS');
-          check(cid.accept(qp.qpNum, Math.min(RD_ATOMIC, ev.initiatorDepth || RD_ATOMIC), Math.min(RD_ATOMIC, ev.responderResources || RD_ATOMIC), privateData, 7, o.rnrRetryCount ?? 7), 'rdma_accept');
+          check(cid.accept(qp.qpNum, depths.responderResources, depths.initiatorDepth, privateData, 7, o.rnrRetryCount ?? 7), 'rdma_accept');
         } catch (e) {
           finish(e);
         }

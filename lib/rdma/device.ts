@@ -139,6 +139,36 @@ export interface RdmaDeviceAttributes {
 }
 
 /**
+ * What ibv_query_device_ex adds to `query()` (`ctx.queryEx()`). Masks are
+ * the C enums' bits, as pyverbs' `query_device_ex()` gives them: e.g.
+ * `odpCaps.generalCaps` IBV_ODP_SUPPORT (1n), `odpCaps.rcCaps`
+ * IBV_ODP_SUPPORT_SEND (1) | _RECV | _WRITE | _READ | _ATOMIC | _SRQ_RECV,
+ * `rawPacketCaps` IBV_RAW_PACKET_CAP_*, `deviceCapFlagsEx` IBV_DEVICE_*
+ * (the 64-bit ones); 64-bit fields are bigints.
+ */
+export interface RdmaDeviceAttributesEx {
+  compMask: number;
+  /** On-demand paging: general and per transport (RC, UC, UD, XRC). All zero: no ODP. */
+  odpCaps: { generalCaps: bigint; rcCaps: number; ucCaps: number; udCaps: number; xrcCaps: number };
+  /** The bits of a completion's timestamp; 0: the device gives none. */
+  completionTimestampMask: bigint;
+  /** The clock of those timestamps, in kHz; 0: none. */
+  hcaCoreClock: bigint;
+  deviceCapFlagsEx: bigint;
+  tsoCaps: { maxTso: number; supportedQpts: number };
+  rssCaps: { supportedQpts: number; maxRwqIndirectionTables: number; maxRwqIndirectionTableSize: number; rxHashFieldsMask: bigint; rxHashFunction: number };
+  maxWqTypeRq: number;
+  packetPacingCaps: { qpRateLimitMin: number; qpRateLimitMax: number; supportedQpts: number };
+  rawPacketCaps: number;
+  tmCaps: { maxRndvHdrSize: number; maxNumTags: number; flags: number; maxOps: number; maxSge: number };
+  cqModCaps: { maxCqCount: number; maxCqPeriod: number };
+  /** Device memory (ibv_alloc_dm) the device has, in bytes; 0n: none. */
+  maxDmSize: bigint;
+  pciAtomicCaps: { fetchAdd: number; swap: number; compareSwap: number };
+  physPortCntEx: number;
+}
+
+/**
  * An asynchronous event of a device (ibv_get_async_event), already acked:
  * a port going down or up, a QP or CQ in error, an SRQ below its limit.
  */
@@ -182,6 +212,7 @@ export class RdmaContext extends RdmaResource {
   /** @internal */
   declare readonly native: NativeResource & {
     query(): Omit<RdmaDeviceAttributes, 'name' | 'ports'> & { physPortCnt: number };
+    queryEx(): RdmaDeviceAttributesEx;
     queryPort(port: number): { state: number; activeMtu: number; maxMtu: number; gidTblLen: number; lid: number; linkLayer: number };
     queryGid(port: number, index: number): Buffer;
     queryGidTable(maxEntries: number): { index: number; port: number; gid: Buffer; type: number }[] | null;
@@ -233,6 +264,16 @@ export class RdmaContext extends RdmaResource {
     const ports: RdmaPortAttributes[] = [];
     for (let port = 1; port <= physPortCnt; port++) ports.push(this.queryPort(port));
     return { name: this.name, ...attrs, ports };
+  }
+
+  /**
+   * ibv_query_device_ex: what it adds to `query()` (on-demand paging,
+   * completion timestamps, TSO, RSS, device memory...). EOPNOTSUPP
+   * (syscall 'ibv_query_device_ex') where the provider has no extended query.
+   */
+  queryEx(): RdmaDeviceAttributesEx {
+    this.check(this.queryEx);
+    return call(this.queryEx, () => this.native.queryEx());
   }
 
   /** ibv_query_port. */

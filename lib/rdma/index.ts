@@ -70,7 +70,7 @@
 export { AddressHandle } from './ah';
 export { MemoryWindow } from './mw';
 export { type SharedReceiveQueueOptions, SharedReceiveQueue } from './srq';
-export { type RdmaAsyncEvent, type RdmaDeviceAttributes, type RdmaDeviceInfo, type RdmaGid, type RdmaPort, type RdmaPortAttributes, Rdma, RdmaContext, ports } from './device';
+export { type RdmaAsyncEvent, type RdmaDeviceAttributes, type RdmaDeviceAttributesEx, type RdmaDeviceInfo, type RdmaGid, type RdmaPort, type RdmaPortAttributes, Rdma, RdmaContext, ports } from './device';
 export { type RdmaCompletion, type RdmaOp, CompletionQueue } from './cq';
 export { type RdmaCompletionError, rdmaError } from './errors';
 export { MemoryRegion, type RemoteRegion } from './mr';

@@ -27,6 +27,7 @@ class RdmaContext : public ResourceWrap<RdmaContext> {
 
  private:
   Napi::Value Query(const Napi::CallbackInfo& info);
+  Napi::Value QueryEx(const Napi::CallbackInfo& info);
   Napi::Value QueryPort(const Napi::CallbackInfo& info);
   Napi::Value QueryGid(const Napi::CallbackInfo& info);
   Napi::Value QueryGidTable(const Napi::CallbackInfo& info);

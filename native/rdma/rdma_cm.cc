@@ -285,8 +285,9 @@ Napi::Value CmId::ResolveRoute(const Napi::CallbackInfo& info) {
   return Result(env, c_->resolve_route(id_, static_cast<int>(ms)));
 }
 
-// initQp(qp, state, accessFlags?) -> 0 | -errno: rdma_init_qp_attr for
-// `state`, then ibv_modify_qp on our QP. The access flags of INIT are ours.
+// initQp(qp, state, arg?) -> 0 | -errno: rdma_init_qp_attr for `state`,
+// then ibv_modify_qp on our QP. `arg`: INIT's access flags, RTR's
+// max_dest_rd_atomic or RTS's max_rd_atomic, when given.
 Napi::Value CmId::InitQp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RdmaQp* qp = UnwrapResource<RdmaQp>(info[0]);
@@ -299,6 +300,12 @@ Napi::Value CmId::InitQp(const Napi::CallbackInfo& info) {
   errno = 0;
   if (c_->init_qp_attr(id_, &a, &mask) != 0) return Result(env, -1);
   if (state == IBV_QPS_INIT && info[2].IsNumber()) a.qp_access_flags = U32Arg(info, 2);
+  // RTR/RTS: the accepting side's agreed depths, as librdmacm's rdma_accept
+  // sets them on its own QPs: the id still holds the REQ's until rdma_accept.
+  if (state == IBV_QPS_RTR && info[2].IsNumber() && (mask & IBV_QP_MAX_DEST_RD_ATOMIC))
+    a.max_dest_rd_atomic = static_cast<uint8_t>(U32Arg(info, 2));
+  if (state == IBV_QPS_RTS && info[2].IsNumber() && (mask & IBV_QP_MAX_QP_RD_ATOMIC))
+    a.max_rd_atomic = static_cast<uint8_t>(U32Arg(info, 2));
   int r = qp->verbs()->modify_qp(qp->qp(), &a, mask);
   return Napi::Number::New(env, r == 0 ? 0 : -r);
 }

@@ -4,6 +4,7 @@
 // SEND_WITH_INV), and what rxe cannot do (on-demand paging before
 // Linux 6.14, XRC) as clear errors.
 import t from 'tap';
+import { readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Rdma, type RdmaAsyncEvent, type RdmaCompletion } from '../../lib';
 import { guest } from './helpers';
@@ -425,6 +426,48 @@ t.test('rdma_cm retry and RNR retry counts reach the QPs (qp.query())', rxeOnly,
   await t.rejects(listener.accept({ retryCount: 1 }), { code: 'ERR_INVALID_ARG_VALUE', message: /connect\(\)/ });
 });
 
+t.test('rdma_cm responder resources and initiator depth reach the peer: agreed values on both connections and QPs', rxeOnly, async (t) => {
+  const listener = Rdma.listen({ address: ADDR, port: 0 });
+  t.teardown(() => listener.close());
+  // The server keeps its defaults (16, 16): it takes the client's REQ values.
+  // rxe rounds a QP's READ depths up to powers of two: these are ones.
+  const accepted = listener.accept();
+  const client = await Rdma.connect({ address: ADDR, port: listener.port, responderResources: 8, initiatorDepth: 2 });
+  const server = await accepted;
+  t.teardown(() => {
+    client.close();
+    server.close();
+  });
+  t.same([client.responderResources, client.initiatorDepth], [8, 2], "the client's own, confirmed by the REP");
+  t.same([server.responderResources, server.initiatorDepth], [2, 8], "the server's: the client's REQ values, from its side");
+  const c = client.qp.query();
+  const s = server.qp.query();
+  t.same([c.maxDestRdAtomic, c.maxRdAtomic], [8, 2], "the client's QP");
+  t.same([s.maxDestRdAtomic, s.maxRdAtomic], [2, 8], "the server's QP");
+  // The accepting side caps them with its own: the client gets the REP's.
+  const accepted2 = listener.accept({ initiatorDepth: 4, responderResources: 1 });
+  const client2 = await Rdma.connect({ address: ADDR, port: listener.port, responderResources: 8, initiatorDepth: 2 });
+  const server2 = await accepted2;
+  t.teardown(() => {
+    client2.close();
+    server2.close();
+  });
+  t.same([server2.responderResources, server2.initiatorDepth], [1, 4], 'the server: min(own, REQ)');
+  t.same([client2.responderResources, client2.initiatorDepth], [4, 1], 'the client: what the REP carried');
+  t.same([client2.qp.query().maxDestRdAtomic, client2.qp.query().maxRdAtomic], [4, 1]);
+  t.same([server2.qp.query().maxDestRdAtomic, server2.qp.query().maxRdAtomic], [1, 4]);
+  // Bad values: refused before any syscall (no fd opened).
+  const fds = readdirSync('/proc/self/fd').length;
+  await t.rejects(Rdma.connect({ address: ADDR, port: listener.port, responderResources: 256 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.responderResources/ });
+  await t.rejects(Rdma.connect({ address: ADDR, port: listener.port, initiatorDepth: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.initiatorDepth/ });
+  await t.rejects(listener.accept({ responderResources: -1 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.responderResources/ });
+  t.equal(readdirSync('/proc/self/fd').length, fds, 'no fd opened by the refused calls');
+  // Above the device's maximum (not 255, librdmacm's "the device's maximum"): rdma_connect's EINVAL.
+  using ctx = Rdma.open(DEV);
+  const max = ctx.query().maxQpRdAtom;
+  if (max < 254) await t.rejects(Rdma.connect({ address: ADDR, port: listener.port, responderResources: max + 1 }), { code: 'EINVAL', syscall: 'rdma_connect' });
+});
+
 t.test('Rdma.getAddrInfo(): rdma_getaddrinfo for an address and a listener; unknown names fail as dns.lookup does', rxeOnly, async (t) => {
   const active = Rdma.getAddrInfo({ node: ADDR, service: 7471 });
   t.ok(active.length >= 1);
@@ -435,6 +478,32 @@ t.test('Rdma.getAddrInfo(): rdma_getaddrinfo for an address and a listener; unkn
   t.throws(() => Rdma.getAddrInfo({ node: 'no-such-host.invalid' }), { code: /^(ENOTFOUND|EAI_AGAIN)$/, syscall: 'rdma_getaddrinfo', hostname: 'no-such-host.invalid' });
   t.throws(() => Rdma.getAddrInfo({}), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => Rdma.getAddrInfo({ node: ADDR, service: 70000 }), { code: 'ERR_OUT_OF_RANGE' });
+});
+
+t.test('ctx.queryEx(): ibv_query_device_ex on rxe; ODP caps agree with ODP registration', rxeOnly, async (t) => {
+  using ctx = Rdma.open(DEV);
+  const ex = ctx.queryEx();
+  // rxe's values (drivers/infiniband/sw/rxe/rxe_param.h): no timestamps, device memory, TSO or RSS.
+  t.equal(ex.completionTimestampMask, 0n);
+  t.equal(ex.hcaCoreClock, 0n);
+  t.equal(ex.maxDmSize, 0n);
+  t.equal(ex.tsoCaps.maxTso, 0);
+  t.equal(ex.rawPacketCaps, 0);
+  t.type(ex.deviceCapFlagsEx, 'bigint');
+  // IBV_ODP_SUPPORT (bit 0) exactly when an ODP registration works.
+  using pd = ctx.allocPd();
+  let odp = false;
+  try {
+    pd.registerMemorySync(hostBuffer(4096), { access: ['local-write', 'on-demand'] }).close();
+    odp = true;
+  } catch (e) {
+    t.match(e, { syscall: 'ibv_reg_mr' });
+  }
+  t.equal((ex.odpCaps.generalCaps & 1n) === 1n, odp, `ODP ${odp ? 'present' : 'absent'} in both`);
+  if (!odp) t.same([ex.odpCaps.rcCaps, ex.odpCaps.ucCaps, ex.odpCaps.udCaps, ex.odpCaps.xrcCaps], [0, 0, 0, 0], 'no ODP on any transport');
+  else t.not(ex.odpCaps.rcCaps, 0, 'RC has ODP');
+  ctx.close();
+  t.throws(() => ctx.queryEx(), { code: 'ERR_P2PDMA_CLOSED' });
 });
 
 t.test('what rxe cannot do: on-demand paging (before Linux 6.14) and XRC, as clear errors', rxeOnly, async (t) => {

@@ -83,6 +83,10 @@ t.test('argument errors come before any verb', async (t) => {
   t.throws(() => Rdma.listen(null as never), { code: 'ERR_INVALID_ARG_TYPE' });
   await t.rejects(Rdma.connect({ address: '127.0.0.1', port: 1, timeoutMs: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   await t.rejects(Rdma.connect({ address: '127.0.0.1', port: 1, signal: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  await t.rejects(Rdma.connect({ address: '127.0.0.1', port: 1, responderResources: 256 }), { code: 'ERR_OUT_OF_RANGE', message: /"options\.responderResources".*<= 255/ });
+  await t.rejects(Rdma.connect({ address: '127.0.0.1', port: 1, responderResources: 1.5 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.responderResources/ });
+  await t.rejects(Rdma.connect({ address: '127.0.0.1', port: 1, initiatorDepth: -1 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.initiatorDepth/ });
+  await t.rejects(Rdma.connect({ address: '127.0.0.1', port: 1, initiatorDepth: '4' as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.initiatorDepth/ });
   const ac = new AbortController();
   ac.abort();
   await t.rejects(Rdma.connect({ address: '127.0.0.1', port: 1, signal: ac.signal }), { code: 'ABORT_ERR' });
