@@ -23,6 +23,7 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { keepInFlight } = require('./lib/in-flight');
 
 const dist = path.dirname(path.resolve(process.env.P2PDMA_DIST ?? path.join(__dirname, '..', 'dist', 'index.js')));
 const api = require(dist);
@@ -86,32 +87,7 @@ function rdmaPair() {
 
 LOOPS['rdma-write-4k'] = () => {
   const { a, wr } = rdmaPair();
-  return (n) =>
-    new Promise((resolve, reject) => {
-      let posted = 0;
-      let done = 0;
-      let free = 0;
-      let flushing = false;
-      const post = (k) => {
-        posted += k;
-        for (const p of a.post(new Array(k).fill(wr))) p.then(onDone, reject);
-      };
-      const flush = () => {
-        flushing = false;
-        const k = Math.min(free, n - posted);
-        free = 0;
-        if (k > 0) post(k);
-      };
-      const onDone = () => {
-        if (++done === n) return resolve();
-        free++;
-        if (!flushing) {
-          flushing = true;
-          queueMicrotask(flush);
-        }
-      };
-      post(Math.min(32, n));
-    });
+  return (n) => keepInFlight(a, wr, n, 32);
 };
 
 LOOPS['rdma-postall-4k'] = () => {

@@ -15,6 +15,7 @@ const { spawn } = require('node:child_process');
 const { Rdma } = require(process.env.P2PDMA_DIST ?? '../dist');
 const { record, human } = require('./lib/results');
 const { Control, role, NODE_ADDR, PEER_ADDR } = require('./lib/peer');
+const { keepInFlight } = require('./lib/in-flight');
 
 const CONTROL_PORT = 7401;
 const DEV = process.env.DEV ?? 'rxe0';
@@ -86,33 +87,8 @@ async function addonBw(ctl, size) {
     new Uint8Array(mem.mapping.buffer).fill(1);
     const n = iterationsFor(size);
     const wr = { op: 'write', local: mem, remote };
-    let posted = 0;
     const t0 = process.hrtime.bigint();
-    // QD in flight; the completions of one CQ drain are replaced by one chain.
-    await new Promise((resolve, reject) => {
-      let done = 0;
-      let free = 0;
-      let flushing = false;
-      const flush = () => {
-        flushing = false;
-        const k = Math.min(free, n - posted);
-        free = 0;
-        if (k > 0) post(k);
-      };
-      const onDone = () => {
-        if (++done === n) return resolve();
-        free++;
-        if (!flushing) {
-          flushing = true;
-          queueMicrotask(flush);
-        }
-      };
-      const post = (k) => {
-        posted += k;
-        for (const p of conn.qp.post(new Array(k).fill(wr))) p.then(onDone, reject);
-      };
-      post(Math.min(QD, n));
-    });
+    await keepInFlight(conn.qp, wr, n, QD);
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
     ctl.send({ type: 'done' });
     return (n * size) / s / 1e6;

@@ -26,6 +26,7 @@
 const { spawn } = require('node:child_process');
 const { Rdma } = require(process.env.P2PDMA_DIST ?? '../dist');
 const { record, human } = require('./lib/results');
+const { keepInFlight } = require('./lib/in-flight');
 
 const DEV = process.env.DEV ?? 'rxe0';
 const ADDR = process.env.ADDR ?? '10.0.2.15';
@@ -84,34 +85,8 @@ async function addonBw(pd, size, busyPoll = false) {
   try {
     const n = iterationsFor(size);
     const wr = { op: 'write', local: src, remote: dst };
-    let posted = 0;
     const t0 = process.hrtime.bigint();
-    // Keep QD in flight: the completions one CQ drain delivers are
-    // replaced by one chain (the batch form), posted after them.
-    await new Promise((resolve, reject) => {
-      let done = 0;
-      let free = 0;
-      let flushing = false;
-      const flush = () => {
-        flushing = false;
-        const k = Math.min(free, n - posted);
-        free = 0;
-        if (k > 0) post(k);
-      };
-      const onDone = () => {
-        if (++done === n) return resolve();
-        free++;
-        if (!flushing) {
-          flushing = true;
-          queueMicrotask(flush);
-        }
-      };
-      const post = (k) => {
-        posted += k;
-        for (const p of a.post(new Array(k).fill(wr))) p.then(onDone, reject);
-      };
-      post(Math.min(QD, n));
-    });
+    await keepInFlight(a, wr, n, QD);
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
     return (n * size) / s / 1e6;
   } finally {
@@ -166,7 +141,7 @@ async function addonPingPong(pd, busyPoll) {
   const b = pd.createQp({ sendCq: cq, cap: { maxSendWr: 32, maxRecvWr: 1 } });
   a.connect(b.info());
   b.connect(a.info());
-  const mem = [0, 1, 2, 3].map(() => pd.allocMemorySync(64, ['local-write', 'remote-write']));
+  const mem = [0, 1, 2, 3].map(() => pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] }));
   const [srcA, srcB, inA, inB] = mem;
   const [sa, sb, va, vb] = mem.map((m) => new Uint8Array(m.mapping.buffer));
   const spin = (view, seq) => {
