@@ -96,37 +96,30 @@ export async function runBench(o: BenchOptions, log = (l: string) => process.std
     let ok: boolean;
     let reason: string | undefined;
     let runAccel = 'none';
+    // One guest or two nodes: the same boot, command and shared directories.
+    const guestRun = {
+      kernel: kernel.vmKernel,
+      command,
+      cwd: PROJECT_DIR,
+      rwDirs: o.profile ? [raw, bin, profileDir] : [raw, bin],
+      env: runEnv,
+      timeoutSec: o.timeoutSec,
+      output: process.stderr,
+      log: (l: string) => log(`vm: ${l}`),
+    };
     if (o.where === 'host') {
       const r = spawnSync(command[0], command.slice(1), { cwd: PROJECT_DIR, stdio: ['ignore', 2, 2], env: { ...process.env, ...runEnv } });
       ok = r.status === 0;
       if (!ok) reason = `bench/suites.js exited ${r.status ?? r.signal}`;
     } else if (o.nodes === 2) {
       // Both nodes run the same suites and keep in step over the wire; each writes its own file.
-      const r = await runNodes({
-        kernel: kernel.vmKernel,
-        command,
-        cwd: PROJECT_DIR,
-        rwDirs: o.profile ? [raw, bin, profileDir] : [raw, bin],
-        env: runEnv,
-        timeoutSec: o.timeoutSec,
-        output: process.stderr,
-        log: (l) => log(`vm: ${l}`),
-      });
+      const r = await runNodes(guestRun);
       ok = r.ok;
       reason = r.nodes.filter((n) => !n.ok).map((n) => `node ${n.role}: ${n.reason}`).join('; ') || undefined;
       runAccel = r.nodes[0]?.accel ?? 'none';
       accel.push(runAccel);
     } else {
-      const r = await runVm({
-        kernel: kernel.vmKernel,
-        command,
-        cwd: PROJECT_DIR,
-        rwDirs: o.profile ? [raw, bin, profileDir] : [raw, bin],
-        env: runEnv,
-        timeoutSec: o.timeoutSec,
-        output: process.stderr,
-        log: (l) => log(`vm: ${l}`),
-      });
+      const r = await runVm(guestRun);
       ok = r.ok;
       reason = r.reason;
       runAccel = r.accel;
