@@ -22,6 +22,9 @@ export function expectCode(ctor: ErrorConstructor | TypeErrorConstructor | Range
 
 // Fds that libuv and V8 open lazily on first use; not ours.
 const RUNTIME_FD = /^anon_inode:\[?(io_uring|eventfd|eventpoll|timerfd|signalfd)/;
+// tsx, which runs the test files, reads and writes its transpile cache under
+// the temporary directory in the background: never the library's.
+const TSX_CACHE_FD = new RegExp(`^${os.tmpdir().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/tsx-\\d+(/|$)`);
 
 function openFds(): Map<string, string> {
   const m = new Map<string, string>();
@@ -65,7 +68,7 @@ export function leakGuard(): { check(t: Tap): void } {
     check(t: Tap) {
       t.test('leaves no fds or mappings behind', async (t) => {
         const now = openFds();
-        const added = [...now].filter(([fd, target]) => fds.get(fd) !== target && !RUNTIME_FD.test(target));
+        const added = [...now].filter(([fd, target]) => fds.get(fd) !== target && !RUNTIME_FD.test(target) && !TSX_CACHE_FD.test(target));
         t.same(added, [], 'no new open fds (/proc/self/fd)');
         t.same(testMaps(), maps, 'no new test mappings (/proc/self/maps)');
         // An unmapped range that an ArrayBuffer may still reach stays
@@ -89,14 +92,15 @@ export function tempFile(size: number, fill: (i: number) => number = (i) => i & 
 }
 
 /**
- * Runs a TypeScript file in a fresh node with tap's TypeScript loader and
+ * Runs a TypeScript file in a fresh node (TypeScript through test/ts-require.cjs) with
  * extra node flags (e.g. --expose-gc). Returns the finished child.
  */
 export function runTs(file: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}, args: string[] = []): SpawnSyncReturns<string> {
-  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
-  const childEnv = { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', ...env };
+  // TypeScript through test/ts-require.cjs (why not the tsx the test files run under: there).
+  const loader = ['--require', path.join(__dirname, 'ts-require.cjs')];
+  const childEnv = { ...process.env, ...env };
   delete childEnv.NODE_OPTIONS;
-  return spawnSync(process.execPath, [...loader, ...nodeArgs, file, ...args], {
+  return spawnSync(process.execPath, [...loader, ...nodeArgs, path.join(__dirname, 'run-ts.cjs'), file, ...args], {
     encoding: 'utf8',
     env: childEnv,
     timeout: 30_000,
