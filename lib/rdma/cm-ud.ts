@@ -12,7 +12,7 @@
 import { abortError, closedError, illegalConstructor, invalidArgType, invalidArgValue, outOfRange, validateObject } from '../core/errors';
 import { native, type NativeCmEvent, type NativeCmId } from '../core/native';
 import { AddressHandle } from './ah';
-import { Channel, check, type CmEndpoint, cmError, type ConnectionOptions, gcWarning, makeQp, toEndpoint, toOptions } from './cm';
+import { activeCmOperation, Channel, check, type CmEndpoint, cmError, type ConnectionOptions, gcWarning, makeQp, toEndpoint, toOptions } from './cm';
 import { rdmaError } from './errors';
 import { gidString } from './gid';
 import type { ProtectionDomain } from './pd';
@@ -132,52 +132,31 @@ export function connectUd(options: CmEndpoint & UdOptions): Promise<UdEndpoint> 
   } catch (e) {
     return Promise.reject(rdmaError(e, connectUd));
   }
-  return new Promise<UdEndpoint>((resolve, reject) => {
-    let qp: QueuePair | undefined;
-    let done = false;
-    const finish = (err: unknown, end?: UdEndpoint) => {
-      if (done) return;
-      done = true;
-      o.signal?.removeEventListener('abort', onAbort);
-      ch.ref(false);
-      if (err !== null) {
-        qp?.close();
-        ch.close();
-        reject(rdmaError(err));
-      } else resolve(end!);
-    };
-    const onAbort = () => finish(abortError(o.signal!.reason));
-    const id = ch.id((ev) => {
-      try {
-        if (ev instanceof Error) return finish(ev);
+  return activeCmOperation<UdEndpoint>(ch, o.signal, (op) => {
+    const id = ch.id((ev) =>
+      op.step(() => {
+        if (ev instanceof Error) return op.finish(ev);
         switch (ev.name) {
           case 'RDMA_CM_EVENT_ADDR_RESOLVED':
             check(id.resolveRoute(o.timeoutMs), 'rdma_resolve_route');
             return;
           case 'RDMA_CM_EVENT_ROUTE_RESOLVED':
-            qp = makeQp(id, o, connectUd, 'UD');
-            check(id.initQp(qp.native, C.IBV_QPS_INIT), 'ibv_modify_qp');
-            qp.readyUd(connectUd);
-            check(id.connect(qp.qpNum, 0, 0), 'rdma_connect');
+            op.qp = makeQp(id, o, connectUd, 'UD');
+            check(id.initQp(op.qp.native, C.IBV_QPS_INIT), 'ibv_modify_qp');
+            op.qp.readyUd(connectUd);
+            check(id.connect(op.qp.qpNum, 0, 0), 'rdma_connect');
             return;
           case 'RDMA_CM_EVENT_ESTABLISHED':
             if (ev.ud === undefined) throw cmError(ev, `rdma_cm UD resolve of ${ep.address}:${ep.port}: no UD parameters`);
-            finish(null, new UdEndpoint(qp!, id, ch, true, ahOf(qp!, ev)));
+            op.finish(null, new UdEndpoint(op.qp!, id, ch, true, ahOf(op.qp!, ev)));
             return;
           default:
-            finish(cmError(ev, `rdma_cm UD resolve of ${ep.address}:${ep.port} failed`));
+            op.finish(cmError(ev, `rdma_cm UD resolve of ${ep.address}:${ep.port} failed`));
         }
-      } catch (e) {
-        finish(e);
-      }
-    }, C.RDMA_PS_UDP);
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    ch.ref(true);
-    try {
-      check(id.resolveAddr(ep.address, ep.port, o.timeoutMs), 'rdma_resolve_addr');
-    } catch (e) {
-      finish(e);
-    }
+      }),
+      C.RDMA_PS_UDP,
+    );
+    check(id.resolveAddr(ep.address, ep.port, o.timeoutMs), 'rdma_resolve_addr');
   });
 }
 
@@ -420,41 +399,20 @@ export function joinMulticast(options: { address: string; localAddress: string }
   } catch (e) {
     return Promise.reject(rdmaError(e, joinMulticast));
   }
-  return new Promise<MulticastGroup>((resolve, reject) => {
-    let qp: QueuePair | undefined;
-    let done = false;
-    const finish = (err: unknown, g?: MulticastGroup) => {
-      if (done) return;
-      done = true;
-      o.signal?.removeEventListener('abort', onAbort);
-      ch.ref(false);
-      if (err !== null) {
-        qp?.close();
-        ch.close();
-        reject(rdmaError(err));
-      } else resolve(g!);
-    };
-    const onAbort = () => finish(abortError(o.signal!.reason));
-    const id = ch.id((ev) => {
-      try {
-        if (ev instanceof Error) return finish(ev);
-        if (ev.name !== 'RDMA_CM_EVENT_MULTICAST_JOIN' || ev.ud === undefined) return finish(cmError(ev, `rdma_cm join of ${group.address} failed`));
-        qp!.activate({ portNum: ev.ud.ah.portNum || 1, qkey: ev.ud.qkey });
-        check(qp!.native.attachMcast(ev.ud.ah.dgid!, ev.ud.ah.dlid), 'ibv_attach_mcast');
-        finish(null, new MulticastGroup(group.address, qp!, id, ch, ev));
-      } catch (e) {
-        finish(e);
-      }
-    }, C.RDMA_PS_UDP);
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    ch.ref(true);
-    try {
-      check(id.bind(options.localAddress, 0), 'rdma_bind_addr');
-      qp = makeQp(id, o, joinMulticast, 'UD');
-      check(id.joinMulticast(group.address), 'rdma_join_multicast');
-    } catch (e) {
-      finish(e);
-    }
+  return activeCmOperation<MulticastGroup>(ch, o.signal, (op) => {
+    const id = ch.id((ev) =>
+      op.step(() => {
+        if (ev instanceof Error) return op.finish(ev);
+        if (ev.name !== 'RDMA_CM_EVENT_MULTICAST_JOIN' || ev.ud === undefined) return op.finish(cmError(ev, `rdma_cm join of ${group.address} failed`));
+        op.qp!.activate({ portNum: ev.ud.ah.portNum || 1, qkey: ev.ud.qkey });
+        check(op.qp!.native.attachMcast(ev.ud.ah.dgid!, ev.ud.ah.dlid), 'ibv_attach_mcast');
+        op.finish(null, new MulticastGroup(group.address, op.qp!, id, ch, ev));
+      }),
+      C.RDMA_PS_UDP,
+    );
+    check(id.bind(options.localAddress, 0), 'rdma_bind_addr');
+    op.qp = makeQp(id, o, joinMulticast, 'UD');
+    check(id.joinMulticast(group.address), 'rdma_join_multicast');
   });
 }
 

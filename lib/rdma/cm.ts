@@ -452,6 +452,53 @@ export function toOptions(options: unknown, caller: Function): ConnectionOptions
   return { ...o, timeoutMs };
 }
 
+/** What an active rdma_cm operation's steps see (activeCmOperation). */
+export interface CmOperation<T> {
+  /** The QP the operation made, closed with the channel if it fails. */
+  qp?: QueuePair;
+  /** Settles the promise once: `err` null resolves with `value`. */
+  finish(err: unknown, value?: T): void;
+  /** Runs one step of the operation; a throw fails it. */
+  step(f: () => void): void;
+}
+
+/**
+ * The frame of the operations that drive their own rdma_cm id on their own
+ * channel (connect, UD resolve, multicast join): the channel keeps the event
+ * loop alive while they run, the promise settles once, `signal` aborts, and a
+ * failure closes the QP they made and the channel. `start` creates the id
+ * and takes the first step.
+ */
+export function activeCmOperation<T>(ch: Channel, signal: AbortSignal | undefined, start: (op: CmOperation<T>) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const op: CmOperation<T> = {
+      finish(err, value) {
+        if (done) return;
+        done = true;
+        signal?.removeEventListener('abort', onAbort);
+        ch.ref(false);
+        if (err !== null) {
+          op.qp?.close();
+          ch.close();
+          reject(rdmaError(err));
+        } else resolve(value!);
+      },
+      step(f) {
+        try {
+          f();
+        } catch (e) {
+          op.finish(e);
+        }
+      },
+    };
+    const onAbort = () => op.finish(abortError(signal!.reason));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    ch.ref(true);
+    op.step(() => start(op));
+  });
+}
+
 /**
  * Connects to `address:port` through rdma_cm: resolve address and route,
  * a QP (see ConnectionOptions), connect, RTR/RTS. Rejects with
@@ -472,32 +519,11 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
   } catch (e) {
     return Promise.reject(rdmaError(e, connect));
   }
-  return new Promise<Connection>((resolve, reject) => {
-    let qp: QueuePair | undefined;
-    let done = false;
-    const finish = (err: unknown, conn?: Connection) => {
-      if (done) return;
-      done = true;
-      o.signal?.removeEventListener('abort', onAbort);
-      ch.ref(false);
-      if (err !== null) {
-        qp?.close();
-        ch.close();
-        reject(rdmaError(err));
-      } else resolve(conn!);
-    };
-    const onAbort = () => finish(abortError(o.signal!.reason));
-    const step = (f: () => void) => {
-      try {
-        f();
-      } catch (e) {
-        finish(e);
-      }
-    };
+  return activeCmOperation<Connection>(ch, o.signal, (op) => {
     const id = ch.id((ev) =>
-      step(() => {
+      op.step(() => {
         if (ev instanceof Error) {
-          finish(ev);
+          op.finish(ev);
           return;
         }
         switch (ev.name) {
@@ -505,31 +531,31 @@ export function connect(options: CmEndpoint & ConnectionOptions): Promise<Connec
             check(id.resolveRoute(o.timeoutMs), 'rdma_resolve_route');
             return;
           case 'RDMA_CM_EVENT_ROUTE_RESOLVED':
-            qp = makeQp(id, o, connect);
-            check(id.initQp(qp.native, C.IBV_QPS_INIT, QP_ACCESS), 'ibv_modify_qp');
-            qp.setState('INIT');
-            check(id.connect(qp.qpNum, o.responderResources ?? RD_ATOMIC, o.initiatorDepth ?? RD_ATOMIC, privateData, o.retryCount ?? 7, o.rnrRetryCount ?? 7), 'rdma_connect');
+            op.qp = makeQp(id, o, connect);
+            check(id.initQp(op.qp.native, C.IBV_QPS_INIT, QP_ACCESS), 'ibv_modify_qp');
+            op.qp.setState('INIT');
+            check(id.connect(op.qp.qpNum, o.responderResources ?? RD_ATOMIC, o.initiatorDepth ?? RD_ATOMIC, privateData, o.retryCount ?? 7, o.rnrRetryCount ?? 7), 'rdma_connect');
             return;
-          case 'RDMA_CM_EVENT_CONNECT_RESPONSE':
+          case 'RDMA_CM_EVENT_CONNECT_RESPONSE': {
             // Our QP is not librdmacm's: move it ourselves, then establish.
-            check(id.initQp(qp!.native, C.IBV_QPS_RTR), 'ibv_modify_qp');
-            qp!.setState('RTR');
-            check(id.initQp(qp!.native, C.IBV_QPS_RTS), 'ibv_modify_qp');
-            qp!.setState('RTS');
+            const qp = op.qp!;
+            check(id.initQp(qp.native, C.IBV_QPS_RTR), 'ibv_modify_qp');
+            qp.setState('RTR');
+            check(id.initQp(qp.native, C.IBV_QPS_RTS), 'ibv_modify_qp');
+            qp.setState('RTS');
             check(id.establish(), 'rdma_establish');
             // The event's values are the REP's, already from this side's view (the CM swaps them).
-            finish(null, new Connection(qp!, id, ch, true, ev.privateData, { responderResources: ev.responderResources, initiatorDepth: ev.initiatorDepth }));
+            op.finish(null, new Connection(qp, id, ch, true, ev.privateData, { responderResources: ev.responderResources, initiatorDepth: ev.initiatorDepth }));
             return;
+          }
           case 'RDMA_CM_EVENT_ESTABLISHED':
             return;
           default:
-            finish(cmError(ev, `rdma_cm connect to ${ep.address}:${ep.port} failed`));
+            op.finish(cmError(ev, `rdma_cm connect to ${ep.address}:${ep.port} failed`));
         }
       }),
     );
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    ch.ref(true);
-    step(() => check(id.resolveAddr(ep.address, ep.port, o.timeoutMs), 'rdma_resolve_addr'));
+    check(id.resolveAddr(ep.address, ep.port, o.timeoutMs), 'rdma_resolve_addr');
   });
 }
 
