@@ -39,6 +39,10 @@ stage_table() {
 		printf '#   %5d  %s\n' $((next - stage_starts[i])) "${stage_names[$i]}"
 		[ "${stage_names[$i]}" = kernels ] && kernel_s=$((next - stage_starts[i]))
 	done
+	echo "# guest lanes (two at a time where the stage says so):"
+	while read -r began ended label; do
+		printf '#   %5d  guest lane: %s (%d-%d s)\n' $((ended - began)) "$label" "$began" "$ended"
+	done < <(cat "$out/guest.stages" 2>/dev/null)
 	echo "# beside the guest lanes:"
 	while read -r began ended label; do
 		printf '#   %5d  host suite: %s (%d-%d s)\n' $((ended - began)) "$label" "$began" "$ended"
@@ -64,17 +68,63 @@ stage_table() {
 NODE_LINES=(22 24 26)
 GUEST_NODE_LINE=26
 
-vm_suite() {
-	local label=$1 vm_args=$2
+# One guest lane: the guest suite in one `vm run`. Its TAP, exit status and
+# times go to $out/guest.* for the summary and the stage table. A run that
+# failed without a failing test (a panic, a splat, a timeout) counts as one
+# failure of its own.
+run_lane() { # label vm_args files...
+	local label=$1 vm_args=$2 began=$((SECONDS - start)) rc
 	shift 2
-	step "guest suite: $label"
+	printf '\n=== [%4ds] guest suite: %s\n' "$began" "$label"
 	# shellcheck disable=SC2086
 	node dist/cli.js vm run $vm_args --rwdir "$out" \
 		--env P2PDMA_TAP_OUT="$out/$label.tap" -- scripts/guest-suite.sh "$@"
-	local rc=$?
-	# A run that failed without a failing test (a panic, a splat, a timeout)
-	# counts as one failure of its own.
-	suites+=("$label=$out/$label.tap" --exit-status "$label=$rc")
+	rc=$?
+	printf '%s\n' "$label=$out/$label.tap" --exit-status "$label=$rc" >> "$out/guest.suites"
+	printf '%d %d %s\n' "$began" $((SECONDS - start)) "$label" >> "$out/guest.stages"
+}
+# Guest lanes side by side (issue 23): two QEMU at once. A lane's vCPUs idle
+# while its guest boots, scans for leaks, and runs the files that must run
+# alone (guest-suite.sh), and the other lane fills them: measured on 2 cores,
+# docs/harness.md. Each QEMU has its own disks, ivshmem RAM and sockets; the
+# background lanes' console goes to a file, shown when they end.
+beside() { # label, a function or command running lanes
+	local label=$1
+	shift
+	"$@" > "$out/$label.console" 2>&1 &
+	beside_pids+=($!) beside_labels+=("$label")
+}
+join_beside() {
+	local label
+	wait "${beside_pids[@]}"
+	for label in "${beside_labels[@]}"; do
+		printf '\n=== %s (ran beside the lane above; its console)\n' "$label"
+		cat "$out/$label.console"
+	done
+	beside_pids=() beside_labels=()
+}
+beside_pids=() beside_labels=()
+
+# The topology files, run again in the DEBUG guests of other topologies.
+topo_files=(test/guest/topology.test.ts test/guest/vma-p2p.test.ts test/guest/p2pmem.test.ts test/guest/nvme.test.ts test/guest/info.test.ts)
+# The two smaller patched DEBUG lanes, one after the other.
+debug_topology_lanes() {
+	run_lane topology-host-bridge "--kernel patched --debug --topology host-bridge" \
+		"${topo_files[@]}" test/guest/p2p-unplug.test.ts
+	# Behind the vIOMMU the series must work or refuse cleanly (the test
+	# module's emulated DMA refuses IOVAs; rxe maps with the CPU), and a map
+	# type that changes under a live mapping (ACS redirect on the root port
+	# above ivshmem and its importer) must be released as it was made, which
+	# the vIOMMU checks. One guest for both: the files test the switch pair as
+	# before; the host-bridge pair is there for the AMD family 23 CPU, which
+	# the ACS case needs (THRU_HOST_BRIDGE once redirect is on) and which
+	# makes ivshmem THRU_HOST_BRIDGE for the switch pair too: its
+	# NOT_SUPPORTED refusal (which never reaches the IOMMU) is covered in the
+	# patched-debug guest, and THRU_HOST_BRIDGE behind the IOMMU is new.
+	run_lane viommu-acs "--kernel patched --debug --topology switch,host-bridge --iommu --acs-pair" \
+		test/guest/iommu.test.ts test/guest/devices.test.ts test/guest/vma-p2p.test.ts \
+		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts test/guest/p2p-map-type-change.test.ts \
+		test/guest/info.test.ts
 }
 
 fail_early() { echo "$1"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
@@ -178,26 +228,36 @@ host_pid=$!
 
 if [ $kernels_ok = 1 ]; then
 	guest_node=${node_bin[$GUEST_NODE_LINE]:-}
-	vm_suite "baseline-node$GUEST_NODE_LINE" "--kernel baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
-	# The same suite on stock 7.3: the same counts, except where a feature
-	# differs between the kernels (each such test says so).
+	: > "$out/guest.suites"
+	: > "$out/guest.stages"
+	# The same suite on pristine 6.12 and on stock 7.3, side by side: the same
+	# counts, except where a feature differs between the kernels (each such
+	# test says so).
+	step "guest lanes: baseline and stock 7.3, side by side"
 	if [ -n "$stock73" ]; then
-		vm_suite "stock-7.3-node$GUEST_NODE_LINE" "--kernel $stock73/bzImage --env P2PDMA_KERNEL=baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
+		beside "stock-7.3-node$GUEST_NODE_LINE" run_lane "stock-7.3-node$GUEST_NODE_LINE" \
+			"--kernel $stock73/bzImage --env P2PDMA_KERNEL=baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
 	else
 		printf 'not ok 1 - stock 7.3 kernel build failed\n' > "$out/stock-7.3.tap"
 		suites+=("stock-7.3=$out/stock-7.3.tap")
 	fi
+	run_lane "baseline-node$GUEST_NODE_LINE" "--kernel baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
+	join_beside
 	# Two guests on one wire (docs/harness.md, "Two nodes"): RDMA and NVMe-oF
 	# across nodes, 25-40 s on the baseline kernel; the patched DEBUG run
 	# (about 150 s) is opt-in,
 	# make test-nodes, to keep a cold CI run inside its 90 minutes.
-	step "guest suite: nodes-baseline (two guests)"
+	step "guest lane: nodes-baseline (two guests)"
 	# shellcheck disable=SC2086
 	node dist/cli.js vm run --nodes 2 --kernel baseline --rwdir "$out" ${guest_node:+--env P2PDMA_NODE=$guest_node} \
 		--node-env a:P2PDMA_TAP_OUT="$out/nodes-a.tap" --node-env b:P2PDMA_TAP_OUT="$out/nodes-b.tap" \
 		-- scripts/guest-suite.sh test/guest/nodes/*.test.ts
 	# vm run's status covers both nodes: a failure no test shows counts once.
 	suites+=("nodes-a=$out/nodes-a.tap" "nodes-b=$out/nodes-b.tap" --exit-status "nodes-a=$?")
+	# The patched DEBUG kernel (KASAN, lockdep, kmemleak) in three guests:
+	# the big one, and beside it the other two, one after the other.
+	step "guest lanes: patched DEBUG (switch, none) beside host-bridge, then vIOMMU + ACS"
+	beside debug-topologies debug_topology_lanes
 	# Not the generic hot-unplug test: 6.12's pciehp lockdep report (known,
 	# harness/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
 	# until its own device_del; it runs in the baseline lane (docs/harness.md).
@@ -206,26 +266,12 @@ if [ $kernels_ok = 1 ]; then
 	# topology files again against the none pair (FILE@none), saving a boot
 	# (issue 23). Host-bridge needs the AMD family 23 CPU, which would turn
 	# every root-complex pair THRU_HOST_BRIDGE: it keeps its own guest.
-	topo_files=(test/guest/topology.test.ts test/guest/vma-p2p.test.ts test/guest/p2pmem.test.ts test/guest/nvme.test.ts test/guest/info.test.ts)
-	vm_suite patched-debug "--kernel patched --debug --topology switch,none" \
+	run_lane patched-debug "--kernel patched --debug --topology switch,none" \
 		$(ls test/guest/*.test.ts | grep -v -e /hotplug.test.ts -e /p2p-map-type-change.test.ts) \
 		"${topo_files[@]/%/@none}"
-	vm_suite topology-host-bridge "--kernel patched --debug --topology host-bridge" \
-		"${topo_files[@]}" test/guest/p2p-unplug.test.ts
-	# Behind the vIOMMU the series must work or refuse cleanly (the test
-	# module's emulated DMA refuses IOVAs; rxe maps with the CPU), and a map
-	# type that changes under a live mapping (ACS redirect on the root port
-	# above ivshmem and its importer) must be released as it was made, which
-	# the vIOMMU checks. One guest for both: the files test the switch pair as
-	# before; the host-bridge pair is there for the AMD family 23 CPU, which
-	# the ACS case needs (THRU_HOST_BRIDGE once redirect is on) and which
-	# makes ivshmem THRU_HOST_BRIDGE for the switch pair too: its
-	# NOT_SUPPORTED refusal (which never reaches the IOMMU) is covered in the
-	# patched-debug guest, and THRU_HOST_BRIDGE behind the IOMMU is new.
-	vm_suite viommu-acs "--kernel patched --debug --topology switch,host-bridge --iommu --acs-pair" \
-		test/guest/iommu.test.ts test/guest/devices.test.ts test/guest/vma-p2p.test.ts \
-		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts test/guest/p2p-map-type-change.test.ts \
-		test/guest/info.test.ts
+	join_beside
+	mapfile -t guest_args < "$out/guest.suites"
+	suites+=("${guest_args[@]}")
 else
 	printf 'not ok 1 - kernel build failed\n' > "$out/kernels.tap"
 	suites+=("kernels=$out/kernels.tap")
