@@ -59,8 +59,18 @@ function perftest(tool, args) {
     });
   const port = String(18515 + Math.floor(Math.random() * 1000));
   const server = run(['-p', port]);
-  // The server must listen before the client connects.
-  return new Promise((r) => setTimeout(r, 1500)).then(() => Promise.all([run(['-p', port, ADDR]), server])).then(([client]) => client);
+  // The server must listen before the client connects; on a busy host it
+  // may take longer than the first wait: the client tries again.
+  const client = async (tries) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    try {
+      return await run(['-p', port, ADDR]);
+    } catch (e) {
+      if (tries > 1 && /Couldn't connect/.test(e.message)) return client(tries - 1);
+      throw e;
+    }
+  };
+  return Promise.all([client(10), server]).then(([out]) => out);
 }
 
 /** The numbers of the result line that starts with `size`. */

@@ -71,6 +71,9 @@ export class PreparedRequest implements Disposable {
   #check(caller: Function): void {
     if (this.#closed) throw closedError('PreparedRequest', caller);
     this.qp.check(caller);
+    // Its MR stays registered while held, but a closed one is not to be used.
+    const mrs = this.#sync.mrs;
+    for (let i = 0; i < mrs.length; i++) if ((mrs[i] as { closed?: boolean }).closed === true) throw closedError('MemoryRegion (deregistered)', caller);
   }
 
   /**

@@ -870,8 +870,14 @@ export class QueuePair extends RdmaResource {
     this.check(caller);
     const cq = this.sendCq;
     if (this.#sends >= this.cap.maxSendWr || cq.outstanding >= cq.size) {
-      // Full: reap what has completed, waiting up to the timeout for one.
-      cq.reap(timeoutUs, caller);
+      // Full: reap what has completed, spinning up to the timeout for what frees a slot
+      // (a completion of another QP on the CQ may come first).
+      const end = performance.now() + timeoutUs / 1000;
+      let left = timeoutUs;
+      do {
+        cq.reap(left, caller);
+        left = Math.round((end - performance.now()) * 1000);
+      } while ((this.#sends >= this.cap.maxSendWr || cq.outstanding >= cq.size) && left > 0);
       try {
         this.#checkRoom(1, 0, caller);
       } catch (e) {
