@@ -242,3 +242,18 @@ t.test('mr.pollByte(): checked arguments, ETIMEDOUT as Node would say it, closed
   f.mr.close();
   t.throws(() => f.mr.pollByte(0, 1), { code: 'ERR_P2PDMA_CLOSED' });
 });
+
+t.test('a prepared request whose MR was closed is refused; the MR is deregistered once the request lets go', async (t) => {
+  const f = fake(t);
+  let closes = 0;
+  (f.mr.native as unknown as { close: () => number }).close = () => (closes++, f.holds.n > 0 ? 1 : 0);
+  const p = f.qp.prepare(write(f));
+  f.mr.close();
+  t.equal(f.mr.closed, true);
+  t.throws(() => p.postSync(), { code: 'ERR_P2PDMA_CLOSED', message: /MemoryRegion/ });
+  await t.rejects(p.post(2), { code: 'ERR_P2PDMA_CLOSED' });
+  t.same(f.posts, [], 'nothing posted');
+  p.close();
+  t.equal(f.holds.n, 0, 'the hold is gone: the deferred deregistration can run');
+  t.equal(closes, 1);
+});
