@@ -48,9 +48,11 @@ function iterationsFor(size) {
 
 /** Runs a perftest server and its client; resolves with the client's stdout. */
 function perftest(tool, args) {
+  const children = [];
   const run = (extra) =>
     new Promise((resolve, reject) => {
       const p = spawn(tool, [...args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(p);
       let out = '';
       p.stdout.on('data', (d) => (out += d));
       p.stderr.on('data', (d) => (out += d));
@@ -70,7 +72,14 @@ function perftest(tool, args) {
       throw e;
     }
   };
-  return Promise.all([client(10), server]).then(([out]) => out);
+  // A client that never connected leaves its server waiting: end it, or this process never exits.
+  return Promise.all([client(10), server]).then(
+    ([out]) => out,
+    (e) => {
+      for (const c of children) if (c.exitCode === null) c.kill();
+      throw e;
+    },
+  );
 }
 
 /** The numbers of the result line that starts with `size`. */
