@@ -18,7 +18,7 @@ export interface SyncState {
   /** Unsignaled posts since the last signaled one. */
   since: number;
   /** The entry of the unsignaled run since then (QueuePair's). */
-  tail: { count?: number } | undefined;
+  tail: { count?: number; first?: number } | undefined;
   fail: (e: Error) => void;
 }
 

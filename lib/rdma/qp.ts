@@ -893,7 +893,8 @@ export class QueuePair extends RdmaResource {
       p = { qp: this, op: s.op, length: s.length, resolve: noop, reject: s.fail, mrs: s.mrs };
       for (let j = 0; j < p.mrs.length; j++) p.mrs[j].acquire();
       cq.add(id, p);
-    } else if (s.tail === undefined) {
+    } else if (s.tail === undefined || cq.pending.get(s.tail.first!) !== s.tail) {
+      // None yet, or another request's completion settled it: a new run.
       p = this.#strand(id, 1, { qp: this, op: s.op, length: s.length, resolve: noop, reject: noop, mrs: s.mrs });
       p.reject = s.fail;
       fresh = true;

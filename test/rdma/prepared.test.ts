@@ -257,3 +257,21 @@ t.test('a prepared request whose MR was closed is refused; the MR is deregistere
   t.equal(f.holds.n, 0, 'the hold is gone: the deferred deregistration can run');
   t.equal(closes, 1);
 });
+
+t.test('postSync(): an unsignaled run settled by another request starts a new one (no slot leaks)', async (t) => {
+  const f = fake(t, { maxSendWr: 8 });
+  const p = f.qp.prepare(write(f), { signalEvery: 4 });
+  p.postSync();
+  p.postSync();
+  const chain = p.post(1);
+  f.wcs.push([f.posts[2][2], 0]);
+  t.equal(await chain, 1);
+  t.same(f.qp.outstanding, { send: 0, recv: 0 }, "the chain's completion settled the two before it");
+  p.postSync();
+  p.postSync();
+  t.same(f.posts.slice(3).map((x) => x[3]), [0, 1], 'the run went on counting: the 4th unsignaled-or-not post is signaled');
+  f.wcs.push([f.posts[4][2], 0]);
+  f.cq.poll();
+  t.same(f.qp.outstanding, { send: 0, recv: 0 }, 'nothing left behind');
+  t.equal(f.cq.outstanding, 0);
+});
