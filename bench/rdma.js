@@ -24,7 +24,9 @@
 // and one promise per chain, only its last WRITE signaled), event-driven
 // and busy-poll CQ; latency with `prepared.postSync()` + `mr.pollByte()`
 // (ping-pong, no promise or event loop: two calls into the addon per half
-// round trip) and `postSync()` + `cq.poll()` (post to completion).
+// round trip; on one thread, and with the peer on a worker thread as
+// ib_write_lat's two processes) and `postSync()` + `cq.poll()` (post to
+// completion).
 //
 // Env: SIZES (bytes, comma-separated), QD, BYTES (per size), LAT_ITERS, DEV,
 // ADDR, NO_PERFTEST=1 (the addon only), P2PDMA_DIST (another build's dist/,
@@ -240,6 +242,85 @@ function addonPingPongSync(pd) {
   }
 }
 
+/**
+ * The same ping-pong with each side on its own thread (the peer in a
+ * worker, its own context, PD and CQ), as ib_write_lat runs its two sides
+ * in two processes: each thread spins on its own CPU, so neither waits for
+ * the other's turn on one thread.
+ */
+function addonPingPongThreads() {
+  const { Worker } = require('node:worker_threads');
+  const peer = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { Rdma } = require(workerData.dist);
+    const ctx = Rdma.open(workerData.dev);
+    const pd = ctx.allocPd();
+    const cq = ctx.createCq(64);
+    const qp = pd.createQp({ sendCq: cq, cap: { maxSendWr: 32, maxRecvWr: 1, maxInlineData: 64 } });
+    const [src, inb] = [0, 1].map(() => pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] }));
+    parentPort.postMessage({ info: qp.info(), remote: inb.remote() });
+    parentPort.once('message', ({ info, remote, iters }) => {
+      qp.connect(info);
+      const w = qp.prepare({ op: 'write', local: src, remote, inline: qp.cap.maxInlineData >= 64 });
+      const s = new Uint8Array(src.mapping.buffer);
+      parentPort.postMessage('ready');
+      for (let i = 0; i < iters; i++) {
+        const seq = (i % 255) + 1;
+        inb.pollByte(63, seq, { timeout: 10000 });
+        s[63] = seq;
+        w.postSync();
+      }
+      while (qp.outstanding.send > 0 && cq.poll({ timeout: 1000 }) > 0);
+      w.close(); qp.close(); src.close(); inb.close(); cq.close(); pd.close(); ctx.close();
+      parentPort.postMessage('done');
+    });`;
+  const dist = require.resolve(process.env.P2PDMA_DIST ?? '../dist');
+  const ctx = Rdma.open(DEV);
+  const pd = ctx.allocPd();
+  const cq = ctx.createCq(64);
+  const qp = pd.createQp({ sendCq: cq, cap: { maxSendWr: 32, maxRecvWr: 1, maxInlineData: 64 } });
+  const [src, ina] = [0, 1].map(() => pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] }));
+  const worker = new Worker(peer, { eval: true, workerData: { dist, dev: DEV } });
+  const next = () => new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  const WARM = 50;
+  return next()
+    .then(({ info, remote }) => {
+      qp.connect(info);
+      const w = qp.prepare({ op: 'write', local: src, remote, inline: qp.cap.maxInlineData >= 64 });
+      const ready = next();
+      worker.postMessage({ info: qp.info(), remote: ina.remote(), iters: WARM + LAT_ITERS });
+      return ready.then(() => w);
+    })
+    .then((w) => {
+      const s = new Uint8Array(src.mapping.buffer);
+      const done = next();
+      let t0 = 0n;
+      for (let i = 0; i < WARM + LAT_ITERS; i++) {
+        if (i === WARM) t0 = process.hrtime.bigint();
+        const seq = (i % 255) + 1;
+        s[63] = seq;
+        w.postSync();
+        ina.pollByte(63, seq, { timeout: 10000 });
+      }
+      const us = Number(process.hrtime.bigint() - t0) / 1e3 / (2 * LAT_ITERS);
+      while (qp.outstanding.send > 0 && cq.poll({ timeout: 1000 }) > 0);
+      w.close();
+      return done.then(() => us);
+    })
+    .finally(() => {
+      qp.close();
+      src.close();
+      ina.close();
+      cq.close();
+      pd.close();
+      ctx.close();
+      return worker.terminate();
+    });
+}
+
 /** Post to completion with the latency path: postSync() (every post signaled), then cq.poll() spinning natively for its completion. */
 function addonLatSync(pd) {
   const cq = pd.context.createCq(16);
@@ -397,9 +478,11 @@ async function main() {
   const bp = await addonLat(pd, true);
   const ps = hasPrepared ? addonPingPongSync(pd) : NaN;
   const ls = hasPrepared ? addonLatSync(pd) : { avg: NaN, median: NaN };
+  const pt = hasPrepared ? await addonPingPongThreads() : NaN;
   if (hasPrepared) {
     record('rdma', 'WRITE latency 64 B', 'us', 'addon-pingpong-sync', ps, { better: 'lower' });
     record('rdma', 'WRITE latency 64 B', 'us', 'addon-sync-poll', ls.avg, { better: 'lower' });
+    record('rdma', 'WRITE latency 64 B', 'us', 'addon-pingpong-threads', pt, { better: 'lower' });
   }
   record('rdma', 'WRITE latency 64 B', 'us', 'addon-pingpong', pp, { better: 'lower' });
   // Not the same measure (see the top of this file): the ratio overstates the addon's cost by about one one-way trip.
@@ -410,8 +493,9 @@ async function main() {
     `post->completion avg ${ev.avg.toFixed(1)} us (median ${ev.median.toFixed(1)}), ` +
     `busy-poll avg ${bp.avg.toFixed(1)} us (median ${bp.median.toFixed(1)}); ratios ${(ev.avg / pl).toFixed(2)}x / ${(bp.avg / pl).toFixed(2)}x`);
   human(`latency path (prepared, postSync + native spin): ping-pong (half round trip) ${ps.toFixed(1)} us (${(ps / pl).toFixed(2)}x); ` +
-    `postSync + cq.poll() avg ${ls.avg.toFixed(1)} us (median ${ls.median.toFixed(1)}) (${(ls.avg / pl).toFixed(2)}x)`);
-  human(JSON.stringify({ qd: QD, bw: rows, lat: { perftest: pl, pingPong: pp, addon: ev, addonBusyPoll: bp, pingPongSync: ps, syncPoll: ls } }));
+    `postSync + cq.poll() avg ${ls.avg.toFixed(1)} us (median ${ls.median.toFixed(1)}) (${(ls.avg / pl).toFixed(2)}x); ` +
+    `ping-pong with the peer on a worker thread ${pt.toFixed(1)} us (${(pt / pl).toFixed(2)}x)`);
+  human(JSON.stringify({ qd: QD, bw: rows, lat: { perftest: pl, pingPong: pp, addon: ev, addonBusyPoll: bp, pingPongSync: ps, syncPoll: ls, pingPongThreads: pt } }));
   pd.close();
   ctx.close();
 }
