@@ -12,6 +12,9 @@
  *   rdma-write-4k    4 KiB RDMA WRITEs on rxe0, 32 in flight, a promise each
  *                    (bench/rdma.js's addon loop: a chain per CQ drain)
  *   rdma-postall-4k  the same as qp.postAll() batches of 8
+ *   rdma-prepared-4k the same as prepared.post(8) chains (qp.prepare())
+ *   rdma-pingpong    64 B ping-pong with postSync() + mr.pollByte() (the
+ *                    latency path; an operation is one half round trip)
  *   nvme-copy-64k    NVMe -> CMB -> NVMe, 64 KiB, one copy in flight
  *                    (bench/nvme-p2p-copy.js's addon P2P at QD 1; writes
  *                    [160 MiB, 192 MiB) of the second namespace)
@@ -82,7 +85,7 @@ function rdmaPair() {
   const [a, b] = api.Rdma.loopbackPair(pd, { cqSize: 80, cap: { maxSendWr: 32, maxRecvWr: 1 } });
   const src = pd.allocMemorySync(4096, { access: 'local-write' });
   const dst = pd.allocMemorySync(4096, { access: ['local-write', 'remote-write'] });
-  return { a, wr: { op: 'write', local: src, remote: dst } };
+  return { a, b, pd, wr: { op: 'write', local: src, remote: dst } };
 }
 
 LOOPS['rdma-write-4k'] = () => {
@@ -102,6 +105,47 @@ LOOPS['rdma-postall-4k'] = () => {
       }
     };
     await Promise.all([lane(), lane(), lane(), lane()]);
+  };
+};
+
+LOOPS['rdma-prepared-4k'] = () => {
+  const { a, wr } = rdmaPair();
+  const w = a.prepare(wr);
+  return async (n) => {
+    let posted = 0;
+    const lane = async () => {
+      while (posted < n) {
+        posted += 8;
+        await w.post(8);
+      }
+    };
+    await Promise.all([lane(), lane(), lane(), lane()]);
+  };
+};
+
+LOOPS['rdma-pingpong'] = () => {
+  const { pd } = rdmaPair();
+  const cq = pd.context.createCq(64);
+  const cap = { maxSendWr: 32, maxRecvWr: 1, maxInlineData: 64 };
+  const a = pd.createQp({ sendCq: cq, cap });
+  const b = pd.createQp({ sendCq: cq, cap });
+  a.connect(b.info());
+  b.connect(a.info());
+  const [srcA, srcB, inA, inB] = [0, 1, 2, 3].map(() => pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] }));
+  const [sa, sb] = [srcA, srcB].map((m) => new Uint8Array(m.mapping.buffer));
+  const wa = a.prepare({ op: 'write', local: srcA, remote: inB, inline: true });
+  const wb = b.prepare({ op: 'write', local: srcB, remote: inA, inline: true });
+  const timeout = { timeout: 10000 };
+  return (n) => {
+    for (let i = 0; i < n; i += 2) {
+      const seq = ((i >> 1) % 255) + 1;
+      sa[63] = seq;
+      wa.postSync();
+      inB.pollByte(63, seq, timeout);
+      sb[63] = seq;
+      wb.postSync();
+      inA.pollByte(63, seq, timeout);
+    }
   };
 };
 

@@ -19,6 +19,15 @@
 // writes, half the round trip reported ("ping-pong"); and, for bandwidth,
 // with `qp.postAll()` (one promise per batch of QD/4 WRITEs).
 //
+// The per-request-free paths (issue 25), beside the ones above:
+// bandwidth with `qp.prepare()` + `prepared.post(QD/4)` (one native call
+// and one promise per chain, only its last WRITE signaled), event-driven
+// and busy-poll CQ; latency with `prepared.postSync()` + `mr.pollByte()`
+// (ping-pong, no promise or event loop: two calls into the addon per half
+// round trip; on one thread, and with the peer on a worker thread as
+// ib_write_lat's two processes) and `postSync()` + `cq.poll()` (post to
+// completion).
+//
 // Env: SIZES (bytes, comma-separated), QD, BYTES (per size), LAT_ITERS, DEV,
 // ADDR, NO_PERFTEST=1 (the addon only), P2PDMA_DIST (another build's dist/,
 // to compare two builds in one boot).
@@ -41,9 +50,11 @@ function iterationsFor(size) {
 
 /** Runs a perftest server and its client; resolves with the client's stdout. */
 function perftest(tool, args) {
+  const children = [];
   const run = (extra) =>
     new Promise((resolve, reject) => {
       const p = spawn(tool, [...args, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(p);
       let out = '';
       p.stdout.on('data', (d) => (out += d));
       p.stderr.on('data', (d) => (out += d));
@@ -52,8 +63,25 @@ function perftest(tool, args) {
     });
   const port = String(18515 + Math.floor(Math.random() * 1000));
   const server = run(['-p', port]);
-  // The server must listen before the client connects.
-  return new Promise((r) => setTimeout(r, 1500)).then(() => Promise.all([run(['-p', port, ADDR]), server])).then(([client]) => client);
+  // The server must listen before the client connects; on a busy host it
+  // may take longer than the first wait: the client tries again.
+  const client = async (tries) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    try {
+      return await run(['-p', port, ADDR]);
+    } catch (e) {
+      if (tries > 1 && /Couldn't connect/.test(e.message)) return client(tries - 1);
+      throw e;
+    }
+  };
+  // A client that never connected leaves its server waiting: end it, or this process never exits.
+  return Promise.all([client(10), server]).then(
+    ([out]) => out,
+    (e) => {
+      for (const c of children) if (c.exitCode === null) c.kill();
+      throw e;
+    },
+  );
 }
 
 /** The numbers of the result line that starts with `size`. */
@@ -133,6 +161,203 @@ async function addonBwBatch(pd, size, unsignaled = false) {
     dst.close();
   }
 }
+
+/**
+ * qp.prepare(): the WRITE checked and built once, posted as chains of QD/4
+ * copies with `prepared.post(k)` (only the last signaled, one promise per
+ * chain, no JS object per WRITE), QD in flight: perftest's shape (one
+ * completion per chain, as its --cq-mod).
+ */
+async function addonBwPrepared(pd, size, busyPoll = false) {
+  const [a, b] = Rdma.loopbackPair(pd, { cqSize: QD * 2 + 8, cap: { maxSendWr: QD, maxRecvWr: 1 }, busyPoll });
+  const src = pd.allocMemorySync(size, { access: 'local-write' });
+  const dst = pd.allocMemorySync(size, { access: ['local-write', 'remote-write'] });
+  const w = a.prepare({ op: 'write', local: src, remote: dst });
+  try {
+    const n = iterationsFor(size);
+    const per = Math.max(1, QD >> 2);
+    const t0 = process.hrtime.bigint();
+    let posted = 0;
+    const lane = async () => {
+      while (posted < n) {
+        const k = Math.min(per, n - posted);
+        posted += k;
+        await w.post(k);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.ceil(QD / per) }, lane));
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    return (n * size) / s / 1e6;
+  } finally {
+    w.close();
+    a.close();
+    b.close();
+    src.close();
+    dst.close();
+  }
+}
+
+/**
+ * ib_write_lat's loop with the latency path: prepared 64 B inline WRITEs
+ * posted with postSync() (one call into the addon, no promise; one in 16
+ * signaled and reaped by postSync itself when the queue fills) and the
+ * peer's byte awaited with mr.pollByte() (a native spin): two calls per
+ * half round trip, no event loop. Half the round trip, as ib_write_lat.
+ */
+function addonPingPongSync(pd) {
+  const cq = pd.context.createCq(64);
+  const cap = { maxSendWr: 32, maxRecvWr: 1, maxInlineData: 64 };
+  const a = pd.createQp({ sendCq: cq, cap });
+  const b = pd.createQp({ sendCq: cq, cap });
+  a.connect(b.info());
+  b.connect(a.info());
+  const mem = [0, 1, 2, 3].map(() => pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] }));
+  const [srcA, srcB, inA, inB] = mem;
+  const [sa, sb] = [srcA, srcB].map((m) => new Uint8Array(m.mapping.buffer));
+  const inline = a.cap.maxInlineData >= 64;
+  const wa = a.prepare({ op: 'write', local: srcA, remote: inB, inline });
+  const wb = b.prepare({ op: 'write', local: srcB, remote: inA, inline });
+  const timeout = { timeout: 10000 };
+  const round = (i) => {
+    const seq = (i % 255) + 1;
+    sa[63] = seq;
+    wa.postSync();
+    inB.pollByte(63, seq, timeout);
+    sb[63] = seq;
+    wb.postSync();
+    inA.pollByte(63, seq, timeout);
+  };
+  try {
+    for (let i = 0; i < 50; i++) round(i); // warm-up
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < LAT_ITERS; i++) round(i);
+    return Number(process.hrtime.bigint() - t0) / 1e3 / (2 * LAT_ITERS);
+  } finally {
+    wa.close();
+    wb.close();
+    a.close();
+    b.close();
+    for (const m of mem) m.close();
+    cq.close();
+  }
+}
+
+/**
+ * The same ping-pong with each side on its own thread (the peer in a
+ * worker, its own context, PD and CQ), as ib_write_lat runs its two sides
+ * in two processes: each thread spins on its own CPU, so neither waits for
+ * the other's turn on one thread.
+ */
+function addonPingPongThreads() {
+  const { Worker } = require('node:worker_threads');
+  const peer = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { Rdma } = require(workerData.dist);
+    const ctx = Rdma.open(workerData.dev);
+    const pd = ctx.allocPd();
+    const cq = ctx.createCq(64);
+    const qp = pd.createQp({ sendCq: cq, cap: { maxSendWr: 32, maxRecvWr: 1, maxInlineData: 64 } });
+    const [src, inb] = [0, 1].map(() => pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] }));
+    parentPort.postMessage({ info: qp.info(), remote: inb.remote() });
+    parentPort.once('message', ({ info, remote, iters }) => {
+      qp.connect(info);
+      const w = qp.prepare({ op: 'write', local: src, remote, inline: qp.cap.maxInlineData >= 64 });
+      const s = new Uint8Array(src.mapping.buffer);
+      parentPort.postMessage('ready');
+      for (let i = 0; i < iters; i++) {
+        const seq = (i % 255) + 1;
+        inb.pollByte(63, seq, { timeout: 10000 });
+        s[63] = seq;
+        w.postSync();
+      }
+      while (qp.outstanding.send > 0 && cq.poll({ timeout: 1000 }) > 0);
+      w.close(); qp.close(); src.close(); inb.close(); cq.close(); pd.close(); ctx.close();
+      parentPort.postMessage('done');
+    });`;
+  const dist = require.resolve(process.env.P2PDMA_DIST ?? '../dist');
+  const ctx = Rdma.open(DEV);
+  const pd = ctx.allocPd();
+  const cq = ctx.createCq(64);
+  const qp = pd.createQp({ sendCq: cq, cap: { maxSendWr: 32, maxRecvWr: 1, maxInlineData: 64 } });
+  const [src, ina] = [0, 1].map(() => pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] }));
+  const worker = new Worker(peer, { eval: true, workerData: { dist, dev: DEV } });
+  const next = () => new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  const WARM = 50;
+  return next()
+    .then(({ info, remote }) => {
+      qp.connect(info);
+      const w = qp.prepare({ op: 'write', local: src, remote, inline: qp.cap.maxInlineData >= 64 });
+      const ready = next();
+      worker.postMessage({ info: qp.info(), remote: ina.remote(), iters: WARM + LAT_ITERS });
+      return ready.then(() => w);
+    })
+    .then((w) => {
+      const s = new Uint8Array(src.mapping.buffer);
+      const done = next();
+      let t0 = 0n;
+      for (let i = 0; i < WARM + LAT_ITERS; i++) {
+        if (i === WARM) t0 = process.hrtime.bigint();
+        const seq = (i % 255) + 1;
+        s[63] = seq;
+        w.postSync();
+        ina.pollByte(63, seq, { timeout: 10000 });
+      }
+      const us = Number(process.hrtime.bigint() - t0) / 1e3 / (2 * LAT_ITERS);
+      while (qp.outstanding.send > 0 && cq.poll({ timeout: 1000 }) > 0);
+      w.close();
+      return done.then(() => us);
+    })
+    .finally(() => {
+      qp.close();
+      src.close();
+      ina.close();
+      cq.close();
+      pd.close();
+      ctx.close();
+      return worker.terminate();
+    });
+}
+
+/** Post to completion with the latency path: postSync() (every post signaled), then cq.poll() spinning natively for its completion. */
+function addonLatSync(pd) {
+  const cq = pd.context.createCq(16);
+  const a = pd.createQp({ sendCq: cq, cap: { maxSendWr: 4, maxRecvWr: 1, maxInlineData: 64 } });
+  const b = pd.createQp({ sendCq: cq, cap: { maxSendWr: 4, maxRecvWr: 1 } });
+  a.connect(b.info());
+  b.connect(a.info());
+  const src = pd.allocMemorySync(64, { access: 'local-write' });
+  const dst = pd.allocMemorySync(64, { access: ['local-write', 'remote-write'] });
+  const w = a.prepare({ op: 'write', local: src, remote: dst, inline: a.cap.maxInlineData >= 64 }, { signalEvery: 1 });
+  const timeout = { timeout: 10000 };
+  const one = () => {
+    w.postSync();
+    if (cq.poll(timeout) !== 1) throw new Error('latency: no completion in 10 s');
+  };
+  try {
+    for (let i = 0; i < 50; i++) one();
+    const times = [];
+    for (let i = 0; i < LAT_ITERS; i++) {
+      const t0 = process.hrtime.bigint();
+      one();
+      times.push(Number(process.hrtime.bigint() - t0) / 1e3);
+    }
+    times.sort((x, y) => x - y);
+    return { avg: times.reduce((x, y) => x + y, 0) / times.length, median: times[times.length >> 1] };
+  } finally {
+    w.close();
+    a.close();
+    b.close();
+    src.close();
+    dst.close();
+    cq.close();
+  }
+}
+
+/** Whether this build has the latency and prepared paths (P2PDMA_DIST may be an older one). */
+const hasPrepared = typeof require(process.env.P2PDMA_DIST ?? '../dist').PreparedRequest === 'function';
 
 /** ib_write_lat's measure: 64 B WRITEs back and forth, each side spinning on the bytes the peer writes; half the round trip. */
 async function addonPingPong(pd, busyPoll) {
@@ -216,7 +441,7 @@ async function main() {
   const perf = process.env.NO_PERFTEST !== '1';
   // busy-poll: the CQ polled in a spin, as perftest polls its own (no
   // completion events, no wake-ups): what the event path costs at 4 KiB.
-  human('size      perftest MB/s  addon MB/s  ratio  postAll MB/s  busy-poll MB/s  postAll 1-signaled MB/s  ratio');
+  human('size      perftest MB/s  addon MB/s  ratio  postAll MB/s  busy-poll MB/s  postAll 1-signaled MB/s  ratio  prepared MB/s  ratio  prepared busy-poll MB/s  ratio');
   for (const size of SIZES) {
     const p = perf ? await perftestBw(size) : NaN;
     const a = await addonBw(pd, size);
@@ -233,18 +458,32 @@ async function main() {
     } catch (e) {
       if (!(e instanceof TypeError)) throw e;
     }
-    rows.push({ size, perftest: p, addon: a, ratio: a / p, postAll: ab, busyPoll: bp, postAllUnsignaled: au });
+    const pr = hasPrepared ? await addonBwPrepared(pd, size) : NaN;
+    const prb = hasPrepared ? await addonBwPrepared(pd, size, true) : NaN;
+    rows.push({ size, perftest: p, addon: a, ratio: a / p, postAll: ab, busyPoll: bp, postAllUnsignaled: au, prepared: pr, preparedBusyPoll: prb });
+    if (hasPrepared) {
+      record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-prepared', pr);
+      record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-prepared-busypoll', prb);
+    }
     record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-busypoll', bp);
     if (!Number.isNaN(au)) record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-postall-1signaled', au);
     record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon', a);
     if (!Number.isNaN(ab)) record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'addon-postall', ab);
     if (perf) record('rdma', `WRITE bandwidth ${size} B`, 'MB/s', 'perftest', p, { anchor: true });
-    human(`${String(size).padEnd(9)} ${p.toFixed(1).padStart(13)} ${a.toFixed(1).padStart(11)} ${(a / p).toFixed(2).padStart(6)}x ${ab.toFixed(1).padStart(12)} ${bp.toFixed(1).padStart(15)} ${au.toFixed(1).padStart(24)} ${(au / p).toFixed(2).padStart(6)}x`);
+    human(`${String(size).padEnd(9)} ${p.toFixed(1).padStart(13)} ${a.toFixed(1).padStart(11)} ${(a / p).toFixed(2).padStart(6)}x ${ab.toFixed(1).padStart(12)} ${bp.toFixed(1).padStart(15)} ${au.toFixed(1).padStart(24)} ${(au / p).toFixed(2).padStart(6)}x ${pr.toFixed(1).padStart(14)} ${(pr / p).toFixed(2).padStart(6)}x ${prb.toFixed(1).padStart(24)} ${(prb / p).toFixed(2).padStart(6)}x`);
   }
   const pl = perf ? await perftestLat() : NaN;
   const pp = await addonPingPong(pd, false);
   const ev = await addonLat(pd, false);
   const bp = await addonLat(pd, true);
+  const ps = hasPrepared ? addonPingPongSync(pd) : NaN;
+  const ls = hasPrepared ? addonLatSync(pd) : { avg: NaN, median: NaN };
+  const pt = hasPrepared ? await addonPingPongThreads() : NaN;
+  if (hasPrepared) {
+    record('rdma', 'WRITE latency 64 B', 'us', 'addon-pingpong-sync', ps, { better: 'lower' });
+    record('rdma', 'WRITE latency 64 B', 'us', 'addon-sync-poll', ls.avg, { better: 'lower' });
+    record('rdma', 'WRITE latency 64 B', 'us', 'addon-pingpong-threads', pt, { better: 'lower' });
+  }
   record('rdma', 'WRITE latency 64 B', 'us', 'addon-pingpong', pp, { better: 'lower' });
   // Not the same measure (see the top of this file): the ratio overstates the addon's cost by about one one-way trip.
   record('rdma', 'WRITE latency 64 B', 'us', 'addon', ev.avg, { better: 'lower' });
@@ -253,7 +492,10 @@ async function main() {
   human(`64 B latency: ib_write_lat t_avg ${pl.toFixed(1)} us; addon ping-pong (half round trip) ${pp.toFixed(1)} us (${(pp / pl).toFixed(2)}x); ` +
     `post->completion avg ${ev.avg.toFixed(1)} us (median ${ev.median.toFixed(1)}), ` +
     `busy-poll avg ${bp.avg.toFixed(1)} us (median ${bp.median.toFixed(1)}); ratios ${(ev.avg / pl).toFixed(2)}x / ${(bp.avg / pl).toFixed(2)}x`);
-  human(JSON.stringify({ qd: QD, bw: rows, lat: { perftest: pl, pingPong: pp, addon: ev, addonBusyPoll: bp } }));
+  human(`latency path (prepared, postSync + native spin): ping-pong (half round trip) ${ps.toFixed(1)} us (${(ps / pl).toFixed(2)}x); ` +
+    `postSync + cq.poll() avg ${ls.avg.toFixed(1)} us (median ${ls.median.toFixed(1)}) (${(ls.avg / pl).toFixed(2)}x); ` +
+    `ping-pong with the peer on a worker thread ${pt.toFixed(1)} us (${(pt / pl).toFixed(2)}x)`);
+  human(JSON.stringify({ qd: QD, bw: rows, lat: { perftest: pl, pingPong: pp, addon: ev, addonBusyPoll: bp, pingPongSync: ps, syncPoll: ls, pingPongThreads: pt } }));
   pd.close();
   ctx.close();
 }

@@ -51,6 +51,8 @@ export type { PollEvent, PollerOptions, PollOnceOptions } from './core/poll';
 export type {
   LocalBuffer,
   LocalBuffers,
+  PreparableRequest,
+  PrepareOptions,
   QueuePairAttributes,
   QueuePairInfo,
   QueuePairOptions,
@@ -232,6 +234,7 @@ export { ProtectionDomain } from './rdma';
 export { MemoryRegion } from './rdma';
 export { CompletionQueue } from './rdma';
 export { QueuePair } from './rdma';
+export { PreparedRequest } from './rdma';
 export { SharedReceiveQueue } from './rdma';
 export { AddressHandle } from './rdma';
 export { MemoryWindow } from './rdma';

@@ -69,6 +69,8 @@ export interface NativeRdmaMr extends NativeResource {
   registerAsync(address: bigint, length: number, access: number): Promise<NativeRdmaMr>;
   registerDmaBuf(fd: number, offset: number, length: number, iova: bigint, access: number): NativeRdmaMr;
   info(): { lkey: number; rkey: number; addr: bigint; length: number } | undefined;
+  /** Spins until the byte at offset reads value -> 0, or -ETIMEDOUT / -EBADF / -EFAULT (no CPU address). */
+  pollByte(offset: number, value: number, timeoutUs: number): number;
 }
 
 /** A CQ with its non-blocking completion channel. */
@@ -102,6 +104,11 @@ export interface NativeRdmaQp extends NativeResource {
   /** count posted, or -(errno + 4096 * posted); desc: 10 doubles per WR (native/rdma/rdma.cc). */
   postSendPacked(desc: Float64Array, mrs: NativeRdmaMr | NativeRdmaMr[], count: number): number;
   postRecvPacked(desc: Float64Array, mrs: NativeRdmaMr | NativeRdmaMr[], count: number): number;
+  /** One packed send WR (count 1), checked and kept -> its slot for postPrepared. */
+  prepare(desc: Float64Array, mr: NativeRdmaMr | NativeRdmaMr[], count: 1): number;
+  unprepare(slot: number): void;
+  /** count copies of a prepared WR, wr_ids from firstWrId, every signalEvery-th signaled -> count | -(errno + 4096 * posted). */
+  postPrepared(slot: number, count: number, firstWrId: number, signalEvery: number): number;
 }
 
 /** A shared receive queue. */

@@ -3,6 +3,7 @@ import type { NativeRdmaCq } from '../core/native';
 import { native } from '../core/native';
 import { Poller } from '../core/poll';
 import type { RdmaContext } from './device';
+import { invalidArgType, outOfRange, validateObject } from '../core/errors';
 import { completionError, rdmaError } from './errors';
 import { RdmaResource } from './resource';
 
@@ -70,6 +71,15 @@ export interface Pending {
   mrs: Held[];
   /** recv completions name their QP and sender (SRQ, UD). */
   detail?: boolean;
+  /**
+   * Send requests this entry stands for (default 1): a prepared request's
+   * chain of unsignaled WRs ending in the signaled one it is keyed by, or a
+   * run of unsignaled ones keyed by the first. wr_ids `first`.. are theirs.
+   */
+  count?: number;
+  first?: number;
+  /** The first failure among them (an unsignaled WR's error completion names its own wr_id). */
+  error?: Error;
 }
 
 /** @internal lets go of a settled request's MRs. */
@@ -83,6 +93,8 @@ const WC_STRIDE = 10;
 const DRAIN_BATCH = 64;
 /** A busyPoll CQ spins in C this long on an empty CQ before the event loop gets a turn. */
 const SPIN_US = 50;
+/** The longest poll() may spin (ms): it blocks the thread. */
+const SPIN_MAX_MS = 60_000;
 
 /**
  * CQs with work outstanding: reachable (their promises must settle) however
@@ -111,6 +123,8 @@ export class CompletionQueue extends RdmaResource {
   #spinning = false;
   /** Completions land here (native drainInto): no allocation per drain. */
   readonly #wc = new Float64Array(DRAIN_BATCH * WC_STRIDE);
+  /** Work requests outstanding: a Pending may stand for several (Pending.count). */
+  #wrs = 0;
   /** Whether the Poller is ref'd; an idle CQ unrefs it a loop turn later (#idleCheck). */
   #refd = false;
   #idleCheck = false;
@@ -145,12 +159,18 @@ export class CompletionQueue extends RdmaResource {
 
   /** Work requests whose completion has not arrived. */
   get outstanding(): number {
-    return this.pending.size;
+    return this.#wrs;
+  }
+
+  /** @internal a run of unsignaled requests (Pending.count) grew or shrank by n. */
+  grow(n: number): void {
+    this.#wrs += n;
   }
 
   /** @internal */
   add(wrId: number, p: Pending): void {
     this.pending.set(wrId, p);
+    this.#wrs += p.count ?? 1;
     if (this.pending.size !== 1) return;
     busyCqs.add(this);
     if (this.#poller === undefined) this.#spin();
@@ -165,6 +185,7 @@ export class CompletionQueue extends RdmaResource {
     const p = this.pending.get(wrId);
     if (p === undefined) return undefined;
     this.pending.delete(wrId);
+    this.#wrs -= p.count ?? 1;
     if (this.pending.size === 0) {
       busyCqs.delete(this);
       // Request after request (a latency loop) would toggle the ref with
@@ -198,37 +219,72 @@ export class CompletionQueue extends RdmaResource {
     setImmediate(loop);
   }
 
-  #drain(): void {
+  /**
+   * Polls the CQ now, on this thread: settles every completion waiting (the
+   * promises they settle run their callbacks after this returns) and
+   * returns how many came. With `timeout` (ms, default 0) and none waiting
+   * it spins in native code until one comes or the time is up (then 0):
+   * the latency path of a loop that does not yield to the event loop, as a
+   * C program polls its CQ. Works with either kind of CQ.
+   */
+  poll(options: { timeout?: number } = {}): number {
+    validateObject(options, 'options', this.poll);
+    const t = options.timeout;
+    let us = 0;
+    if (t !== undefined) {
+      if (typeof t !== 'number') throw invalidArgType('options.timeout', 'of type number', t, this.poll);
+      if (!(t >= 0 && t <= SPIN_MAX_MS)) throw outOfRange('options.timeout', `>= 0 && <= ${SPIN_MAX_MS} (ms)`, t, this.poll);
+      us = Math.round(t * 1000);
+    }
+    this.check(this.poll);
+    return this.#drain(us, false, this.poll);
+  }
+
+  /** @internal poll() without the checks: settles what is waiting, spinning up to spinUs for one. */
+  reap(spinUs: number, caller: Function): number {
+    return this.#drain(spinUs, false, caller);
+  }
+
+  #drain(spinUs = this.busyPoll ? SPIN_US : 0, rearm = true, caller?: Function): number {
     const wc = this.#wc;
-    const spin = this.busyPoll ? SPIN_US : 0;
-    // The first call consumes the channel's events and re-arms it, then
+    let total = 0;
+    // The first call consumes the channel's events and re-arms it (not
+    // from poll(): the channel's event then reaches #drain as usual), then
     // polls; a full buffer means more may be waiting: poll again until the
     // CQ is empty (native/rdma/rdma.cc), since completions left in it would
     // wait for a channel event that may never come.
     for (let first = true; ; first = false) {
       let n: number;
       try {
-        n = this.native.drainInto(wc, first ? spin : 0, first);
+        n = this.native.drainInto(wc, first ? spinUs : 0, first && rearm);
       } catch (e) {
-        this.#fail(rdmaError(e) as Error);
-        return;
+        const err = rdmaError(e, caller) as Error;
+        this.#fail(err);
+        if (caller !== undefined) throw err;
+        return total;
       }
+      total += n;
       for (let i = 0; i < n * WC_STRIDE; i += WC_STRIDE) this.#complete(wc, i);
-      if (n < DRAIN_BATCH) return;
+      if (n < DRAIN_BATCH) return total;
     }
   }
 
   #complete(wc: Float64Array, i: number): void {
     const wrId = wc[i];
     const p = this.remove(wrId);
-    if (p === undefined) return; // its QP was closed: already rejected as flushed
+    if (p === undefined) {
+      // An unsignaled WR of a prepared chain failed: its chain's entry
+      // rejects with this error when the chain's last completion comes.
+      if (wc[i + 1] !== 0) this.#chainFailed(wrId, wc[i + 1], wc[i + 4]);
+      return; // else its QP was closed: already rejected as flushed
+    }
     // The send queue completes in order: unsignaled requests posted before this one are done.
     if (p.op !== 'recv') p.qp.sendCompleted?.(wrId);
     p.qp.completed(p);
     releaseMrs(p);
     const status = wc[i + 1];
     if (status !== 0) {
-      p.reject(completionError(status, wc[i + 4], wrId, p.op));
+      p.reject(p.error ?? completionError(status, wc[i + 4], wrId, p.op));
       return;
     }
     const c: RdmaCompletion = { wrId, op: p.op, byteLen: p.op === 'recv' ? wc[i + 3] : p.length };
@@ -247,6 +303,15 @@ export class CompletionQueue extends RdmaResource {
       }
     }
     p.resolve(c);
+  }
+
+  #chainFailed(wrId: number, status: number, vendorErr: number): void {
+    for (const p of this.pending.values()) {
+      if (p.first !== undefined && wrId >= p.first && wrId < p.first + (p.count ?? 1)) {
+        p.error ??= completionError(status, vendorErr, wrId, p.op);
+        return;
+      }
+    }
   }
 
   #fail(err: Error): void {

@@ -78,6 +78,7 @@ export { ProtectionDomain } from './pd';
 export {
   type LocalBuffer,
   type LocalBuffers,
+  type PreparableRequest,
   type QueuePairAttributes,
   type QueuePairInfo,
   type QueuePairOptions,
@@ -87,5 +88,6 @@ export {
   QueuePair,
   remoteAddress,
 } from './qp';
+export { type PrepareOptions, PreparedRequest } from './prepared';
 export { RdmaResource } from './resource';
 export { type AllocMemoryOptions, type RdmaAccess, type RdmaTarget, type RegisterDmaBufOptions, type RegisterOptions, resolveTarget } from './target';

@@ -2,6 +2,7 @@
 import type { Fd } from '../core/handle';
 import type { Mapping } from '../core/mmap';
 import type { NativeRdmaMr } from '../core/native';
+import { invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from '../core/errors';
 import type { ProtectionDomain } from './pd';
 import { RdmaResource } from './resource';
 import type { RdmaAccess, RdmaTarget } from './target';
@@ -107,6 +108,39 @@ export class MemoryRegion extends RdmaResource implements RemoteRegion {
   /** @internal */
   unuse(): void {
     if (--this.#uses === 0) this.native.unhold();
+  }
+
+  /**
+   * Spins on this thread until the byte at `offset` reads `value` (0-255):
+   * how a latency loop waits for a peer's RDMA WRITE, as ib_write_lat
+   * spins on its buffer, in native code rather than JS. Bounded:
+   * ETIMEDOUT after `options.timeout` ms (default 1000, at most 60000).
+   * The bytes the peer wrote before that one are visible once it is. A
+   * dma-buf's region has no CPU address: refused.
+   */
+  pollByte(offset: number, value: number, options?: { timeout?: number }): void {
+    const caller = this.pollByte;
+    if (typeof offset !== 'number') throw invalidArgType('offset', 'of type number', offset, caller);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.length) throw outOfRange('offset', `an integer >= 0 && < ${this.length} (the region's length)`, offset, caller);
+    if (typeof value !== 'number') throw invalidArgType('value', 'of type number', value, caller);
+    if (!Number.isInteger(value) || value < 0 || value > 255) throw outOfRange('value', 'an integer >= 0 && <= 255', value, caller);
+    let us = 1_000_000;
+    if (options !== undefined) {
+      validateObject(options, 'options', caller);
+      const t = options.timeout;
+      if (t !== undefined) {
+        if (typeof t !== 'number') throw invalidArgType('options.timeout', 'of type number', t, caller);
+        if (!(t >= 0 && t <= 60_000)) throw outOfRange('options.timeout', '>= 0 && <= 60000 (ms)', t, caller);
+        us = Math.round(t * 1000);
+      }
+    }
+    this.check(caller);
+    const r = this.native.pollByte(offset, value, us);
+    if (r === 0) return;
+    if (r === -14) throw invalidArgValue('this', 'a MemoryRegion of a dma-buf', 'has no CPU address to poll (register a Mapping, shared memory or pd.allocMemory())', caller);
+    const e = sysError(-r, 'pollByte', {}, caller);
+    if (r === -110) e.message = `ETIMEDOUT: byte ${offset} did not read ${value} within ${us / 1000} ms, pollByte`;
+    throw e;
   }
 
   /** What a peer needs to WRITE or READ this region: { addr, rkey, length }. */

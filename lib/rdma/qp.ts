@@ -14,7 +14,8 @@ import { RdmaResource } from './resource';
 import { SharedReceiveQueue } from './srq';
 import type { RdmaAccess } from './target';
 import { toInt } from './validate';
-import { takeWrId, toLocal } from './wr';
+import { createPrepared, type PrepareOptions, type PreparedRequest, type SyncState } from './prepared';
+import { takeWrId, takeWrIds, toLocal } from './wr';
 
 const C = native.rdmaConstants;
 const ENOMEM = 12;
@@ -260,6 +261,9 @@ export type WorkRequest = (
   | { op: 'fetch-add'; local: LocalBuffer; remote: RemoteRegion | MemoryRegion; remoteOffset?: number; add: bigint }
   | { op: 'local-inv'; rkey: number }
 ) & WorkRequestOptions;
+
+/** What `qp.prepare()` takes: a WRITE, READ or SEND with one local buffer (or none, a SEND), no `signal` or `signaled`. */
+export type PreparableRequest = Extract<WorkRequest, { op: 'write' | 'read' | 'send' }>;
 
 /** A u64 operand of an atomic request. */
 function u64(name: string, v: unknown, caller: Function): bigint {
@@ -745,6 +749,183 @@ export class QueuePair extends RdmaResource {
     }
   }
 
+  /**
+   * Checks a WRITE, READ or SEND once and keeps it natively, to post
+   * again and again with nothing built per post: `post(count)` posts
+   * `count` copies as one chain with one promise (bandwidth),
+   * `postSync()` one copy with none (latency; reap with `cq.poll()`). It
+   * takes one local buffer (a SEND may take none), `inline`, `immediate`,
+   * `fence`, `solicited`; not `signal` or `signaled` (the posts decide).
+   * RC and UC queue pairs. Close it (or the QP) to let go of its MR.
+   */
+  prepare(wr: PreparableRequest, options: PrepareOptions = {}): PreparedRequest {
+    const caller = this.prepare;
+    validateObject(wr, 'wr', caller);
+    validateObject(options, 'options', caller);
+    const op = wr.op;
+    if (op !== 'write' && op !== 'read' && op !== 'send') throw invalidArgValue('wr.op', op, "must be 'write', 'read' or 'send' (what a prepared request can be)", caller);
+    if (this.type === 'UD') throw invalidArgValue('this', 'a UD QueuePair', 'cannot prepare requests (a UD send names its destination per request: use send())', caller);
+    for (const k of ['signal', 'signaled'] as const) {
+      if (wr[k] !== undefined) throw invalidArgValue(`wr.${k}`, wr[k], "must be left out of a prepared request (post() and postSync() decide which are signaled; post() takes options.signal)", caller);
+    }
+    const max = this.cap.maxSendWr;
+    let every = Math.max(1, max >> 1);
+    if (options.signalEvery !== undefined) {
+      every = toInt('options.signalEvery', options.signalEvery, max, caller);
+      if (every < 1) throw outOfRange('options.signalEvery', `an integer >= 1 && <= ${max} (the queue pair's cap.maxSendWr)`, every, caller);
+    }
+    this.check(caller);
+    const e = this.#entry(wr as WorkRequest, caller);
+    if (e.list || e.parts.length > 1) throw invalidArgValue('wr.local', 'a list of buffers', 'must be one buffer in a prepared request', caller);
+    if (typeof e.raddr === 'bigint') throw invalidArgValue('wr.remote', 'an address at or above 2^53', 'is not for a prepared request (post it with write()/read())', caller);
+    const d = new Float64Array(PACK_STRIDE);
+    d[1] = e.opcode;
+    d[2] = e.flags & ~C.IBV_SEND_SIGNALED;
+    d[3] = -1;
+    if (e.parts.length === 1) {
+      d[3] = 0;
+      d[4] = e.parts[0].offset;
+      d[5] = e.length;
+    }
+    d[6] = e.raddr === null ? 0 : e.raddr;
+    d[7] = e.rkey;
+    d[8] = e.imm ?? 0;
+    let slot: number;
+    try {
+      slot = this.native.prepare(d, e.parts.length === 1 ? e.parts[0].mr.native : [], 1);
+    } catch (x) {
+      throw this.#postError(x, 'ibv_post_send', caller);
+    }
+    const prepared = createPrepared(this, slot, op, e.length, e.p.mrs, every);
+    this.#prepared.add(prepared);
+    return prepared;
+  }
+
+  readonly #prepared = new Set<PreparedRequest>();
+
+  /** @internal a PreparedRequest closed. */
+  unprepare(p: PreparedRequest, slot: number): void {
+    if (this.#prepared.delete(p)) this.native.unprepare(slot);
+  }
+
+  /**
+   * @internal `count` copies of a prepared WR as one chain, only the last
+   * signaled, settling `p` (keyed by the last wr_id). Throws if none was
+   * posted or the post failed part way (the posted ones, unsignaled, are
+   * settled by the next send completion).
+   */
+  postPrepared(slot: number, count: number, p: Pending, caller: Function): void {
+    this.check(caller);
+    this.#checkRoom(count, 0, caller);
+    const first = takeWrIds(count);
+    p.first = first;
+    p.count = count;
+    for (let j = 0; j < p.mrs.length; j++) p.mrs[j].acquire();
+    this.sendCq.add(first + count - 1, p);
+    this.#sends += count;
+    let r: number;
+    try {
+      r = this.native.postPrepared(slot, count, first, count);
+    } catch (x) {
+      this.#undoPrepared(first + count - 1, p);
+      throw this.#postError(x, 'ibv_post_send', caller);
+    }
+    if (r >= 0) return;
+    this.#undoPrepared(first + count - 1, p);
+    const posted = Math.floor(-r / 4096);
+    if (posted > 0) {
+      this.#strand(first, posted, p);
+      this.#sends += posted;
+    }
+    throw this.#preparedError(-r % 4096, caller);
+  }
+
+  #undoPrepared(key: number, p: Pending): void {
+    this.sendCq.remove(key);
+    this.completed(p);
+    releaseMrs(p);
+  }
+
+  /**
+   * A run of unsignaled WRs from `first` with no signaled one after it
+   * yet: an entry keyed by the first, settled by the next send completion
+   * on this QP (sendCompleted) or the QP's close. Not counted in #sends.
+   */
+  #strand(first: number, n: number, like: Pending): Pending {
+    const t: Pending = { qp: this, op: like.op, length: like.length, resolve: noop, reject: noop, mrs: like.mrs, count: n, first };
+    for (let j = 0; j < t.mrs.length; j++) t.mrs[j].acquire();
+    this.sendCq.add(first, t);
+    this.#unsignaled.push(first);
+    return t;
+  }
+
+  #preparedError(errno: number, caller: Function): Error {
+    const e = sysError(errno, 'ibv_post_send', {}, caller);
+    if (this.#state !== 'RTS') e.message += ` (the queue pair is in ${this.#state}; connect it first)`;
+    return e;
+  }
+
+  /** @internal one copy of a prepared WR now, no promise: PreparedRequest.postSync(). */
+  postPreparedSync(s: SyncState, timeoutUs: number, caller: Function): void {
+    this.check(caller);
+    const cq = this.sendCq;
+    if (this.#sends >= this.cap.maxSendWr || cq.outstanding >= cq.size) {
+      // Full: reap what has completed, spinning up to the timeout for what frees a slot
+      // (a completion of another QP on the CQ may come first).
+      const end = performance.now() + timeoutUs / 1000;
+      let left = timeoutUs;
+      do {
+        cq.reap(left, caller);
+        left = Math.round((end - performance.now()) * 1000);
+      } while ((this.#sends >= this.cap.maxSendWr || cq.outstanding >= cq.size) && left > 0);
+      try {
+        this.#checkRoom(1, 0, caller);
+      } catch (e) {
+        (e as Error).message += ` (no completion freed a slot within ${timeoutUs / 1000} ms)`;
+        throw e;
+      }
+    }
+    const id = takeWrId();
+    const signaled = s.since + 1 >= s.every || this.#sends + 1 >= this.cap.maxSendWr;
+    let p: Pending | undefined;
+    let fresh = false;
+    if (signaled) {
+      p = { qp: this, op: s.op, length: s.length, resolve: noop, reject: s.fail, mrs: s.mrs };
+      for (let j = 0; j < p.mrs.length; j++) p.mrs[j].acquire();
+      cq.add(id, p);
+    } else if (s.tail === undefined || cq.pending.get(s.tail.first!) !== s.tail) {
+      // None yet, or another request's completion settled it: a new run.
+      p = this.#strand(id, 1, { qp: this, op: s.op, length: s.length, resolve: noop, reject: noop, mrs: s.mrs });
+      p.reject = s.fail;
+      fresh = true;
+    } else {
+      s.tail.count = (s.tail.count ?? 1) + 1;
+      cq.grow(1);
+    }
+    this.#sends++;
+    const r = this.native.postPrepared(s.slot, 1, id, signaled ? 1 : 0);
+    if (r >= 0) {
+      if (signaled) {
+        s.since = 0;
+        s.tail = undefined;
+      } else {
+        s.since++;
+        if (fresh) s.tail = p;
+      }
+      return;
+    }
+    this.#sends--;
+    if (p !== undefined) {
+      cq.remove(id);
+      releaseMrs(p);
+      if (fresh) this.#unsignaled.pop();
+    } else {
+      s.tail!.count!--;
+      cq.grow(-1);
+    }
+    throw this.#preparedError(-r % 4096, caller);
+  }
+
   /** The packed descriptors of a chain (native postSendPacked), grown to the largest and reused. */
   #desc = new Float64Array(PACK_STRIDE * 4);
   readonly #descMrs: NativeRdmaMr[] = [];
@@ -1081,7 +1262,7 @@ export class QueuePair extends RdmaResource {
   /** @internal a request left the queue. */
   completed(p: Pending): void {
     if (p.op === 'recv') this.#recvs--;
-    else this.#sends--;
+    else this.#sends -= p.count ?? 1;
   }
 
   /** MR holds of the requests flushed by close(): released once the QP is destroyed. */
@@ -1093,6 +1274,7 @@ export class QueuePair extends RdmaResource {
     // their memory until destroy_qp returns: their MRs stay registered
     // until then (didClose).
     this.#unsignaled.length = 0;
+    for (const p of [...this.#prepared]) p.close();
     for (const cq of new Set([this.sendCq, this.recvCq])) {
       for (const [wrId, p] of [...cq.pending]) {
         if (p.qp !== this) continue;

@@ -10,6 +10,13 @@ export function takeWrId(): number {
   return nextWrId++;
 }
 
+/** `n` consecutive wr_ids (a prepared request's chain): the first. */
+export function takeWrIds(n: number): number {
+  const first = nextWrId;
+  nextWrId += n;
+  return first;
+}
+
 /** @internal a LocalBuffer checked: an open MR and a range inside it. */
 export function toLocal(v: unknown, caller: Function): { mr: MemoryRegion; offset: number; length: number } {
   let mr: unknown;

@@ -395,6 +395,7 @@ Napi::Function RdmaMr::Define(Napi::Env env) {
   props.push_back(InstanceMethod<&RdmaMr::RegisterAsync>("registerAsync"));
   props.push_back(InstanceMethod<&RdmaMr::RegisterDmaBuf>("registerDmaBuf"));
   props.push_back(InstanceMethod<&RdmaMr::Info>("info"));
+  props.push_back(InstanceMethod<&RdmaMr::PollByte>("pollByte"));
   return DefineClass(env, "RdmaMr", props);
 }
 
@@ -458,6 +459,7 @@ Napi::Value RdmaMr::Register(const Napi::CallbackInfo& info) {
   errno = 0;
   mr_ = v_->reg_mr(pd_, r.addr, r.len, r.access);
   if (mr_ == nullptr) ThrowSys(env, errno != 0 ? errno : EINVAL, "ibv_reg_mr");
+  cpu_ = true;
   KeepTarget(info[0]);
   return info.This();
 }
@@ -471,6 +473,7 @@ Napi::Value RdmaMr::RegisterAsync(const Napi::CallbackInfo& info) {
   w->Keep(info[0]);
   w->Keep(info.This());
   KeepTarget(info[0]);
+  cpu_ = true;
   return w->Start();
 }
 
@@ -546,6 +549,55 @@ Napi::Value RdmaMr::Info(const Napi::CallbackInfo& info) {
   o.Set("addr", U64(env, reinterpret_cast<uintptr_t>(mr_->addr)));
   o.Set("length", static_cast<double>(mr_->length));
   return o;
+}
+
+namespace {
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+int64_t ElapsedUs(const timespec& a, const timespec& b) {
+  return (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+}
+
+}  // namespace
+
+// pollByte(offset, value, timeoutUs) -> 0 once the byte at `offset` of the
+// region reads `value`, or -ETIMEDOUT after timeoutUs, -EBADF (closed or
+// unregistered), -EFAULT (a dma-buf's region: no CPU address): the latency
+// path's wait for a peer's WRITE, spinning here rather than in JS (as
+// ib_write_lat spins on its buffer). Blocks the thread, bounded by timeoutUs.
+Napi::Value RdmaMr::PollByte(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double off = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  uint32_t value = U32Arg(info, 1);
+  uint32_t timeoutUs = U32Arg(info, 2);
+  if (value > 255) ThrowRange(env, "value");
+  if (!IsOpen() || mr_ == nullptr) return Napi::Number::New(env, -EBADF);
+  if (!cpu_) return Napi::Number::New(env, -EFAULT);
+  if (!IsIntegerIn(off, 0, static_cast<double>(mr_->length) - 1)) ThrowRange(env, "offset");
+  const volatile uint8_t* p = static_cast<const volatile uint8_t*>(mr_->addr) + static_cast<size_t>(off);
+  const uint8_t want = static_cast<uint8_t>(value);
+  timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    for (int i = 0; i < 256; i++) {
+      if (*p == want) {
+        // What the peer wrote before this byte is visible once it is.
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        return Napi::Number::New(env, 0);
+      }
+      CpuRelax();
+    }
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (ElapsedUs(start, now) >= timeoutUs) return Napi::Number::New(env, -ETIMEDOUT);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -797,6 +849,9 @@ Napi::Function RdmaQp::Define(Napi::Env env) {
   props.push_back(InstanceMethod<&RdmaQp::PostRecv>("postRecv"));
   props.push_back(InstanceMethod<&RdmaQp::PostSendPacked>("postSendPacked"));
   props.push_back(InstanceMethod<&RdmaQp::PostRecvPacked>("postRecvPacked"));
+  props.push_back(InstanceMethod<&RdmaQp::Prepare>("prepare"));
+  props.push_back(InstanceMethod<&RdmaQp::Unprepare>("unprepare"));
+  props.push_back(InstanceMethod<&RdmaQp::PostPrepared>("postPrepared"));
   props.push_back(InstanceAccessor<&RdmaQp::GetQpNum>("qpNum"));
   props.push_back(InstanceAccessor<&RdmaQp::GetCap>("cap"));
   return DefineClass(env, "RdmaQp", props);
@@ -1144,6 +1199,47 @@ Napi::Value PackedResult(Napi::Env env, size_t posted, size_t n, int err) {
 
 }  // namespace
 
+namespace {
+
+// One send WR from packed descriptor `d` (postSendPacked's layout) into `w`
+// and `sge`, checked; throws on a bad field.
+void PackedSendWr(Napi::Env env, const double* d, Napi::Value mrs, ibv_send_wr* wp, ibv_sge* sge) {
+  double op = d[1];
+  if (!IsIntegerIn(d[0], 0, 9007199254740991.0)) ThrowRange(env, "wrId");
+  if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND && op != IBV_WR_RDMA_WRITE_WITH_IMM &&
+      op != IBV_WR_SEND_WITH_IMM && op != IBV_WR_SEND_WITH_INV && op != IBV_WR_LOCAL_INV) {
+    ThrowRange(env, "opcode");
+  }
+  bool withInv = op == IBV_WR_SEND_WITH_INV || op == IBV_WR_LOCAL_INV;
+  if (!SendFlagsOk(d[2])) ThrowRange(env, "sendFlags");
+  ibv_send_wr& w = *wp;
+  memset(&w, 0, sizeof(w));
+  w.wr_id = static_cast<uint64_t>(d[0]);
+  w.opcode = static_cast<ibv_wr_opcode>(op);
+  w.send_flags = static_cast<unsigned>(d[2]);
+  if (op == IBV_WR_RDMA_WRITE_WITH_IMM || op == IBV_WR_SEND_WITH_IMM) {
+    if (!IsIntegerIn(d[8], 0, 4294967295.0)) ThrowRange(env, "immediate");
+    w.imm_data = htonl(static_cast<uint32_t>(d[8]));
+  }
+  if (withInv) {
+    // d[8]: the rkey to invalidate (the union's other member).
+    if (!IsIntegerIn(d[8], 0, 4294967295.0)) ThrowRange(env, "invalidateRkey");
+    w.invalidate_rkey = static_cast<uint32_t>(d[8]);
+  }
+  int count = PackedSge(mrs, d, sge);
+  if (count < 0) ThrowRange(env, "local");
+  w.num_sge = count;
+  w.sg_list = count > 0 ? sge : nullptr;
+  if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM && !withInv) {
+    if (!IsIntegerIn(d[6], 0, 9007199254740991.0)) ThrowRange(env, "remoteAddr");
+    if (!IsIntegerIn(d[7], 0, 4294967295.0)) ThrowRange(env, "rkey");
+    w.wr.rdma.remote_addr = static_cast<uint64_t>(d[6]);
+    w.wr.rdma.rkey = static_cast<uint32_t>(d[7]);
+  }
+}
+
+}  // namespace
+
 // postSendPacked(desc: Float64Array, mrs: RdmaMr | RdmaMr[], count) ->
 // count | -(errno + 4096 * posted): the hot path of WRITE, READ and SEND
 // with one local buffer (or none). One JS -> native call per chain, no JS
@@ -1156,42 +1252,67 @@ Napi::Value RdmaQp::PostSendPacked(const Napi::CallbackInfo& info) {
   if (swr_.size() < n) swr_.resize(n);
   if (sge_.size() < n) sge_.resize(n);
   for (uint32_t i = 0; i < n; i++) {
-    const double* d = desc + i * kPackStride;
-    double op = d[1];
-    if (!IsIntegerIn(d[0], 0, 9007199254740991.0)) ThrowRange(env, "wrId");
-    if (op != IBV_WR_RDMA_WRITE && op != IBV_WR_RDMA_READ && op != IBV_WR_SEND && op != IBV_WR_RDMA_WRITE_WITH_IMM &&
-        op != IBV_WR_SEND_WITH_IMM && op != IBV_WR_SEND_WITH_INV && op != IBV_WR_LOCAL_INV) {
-      ThrowRange(env, "opcode");
-    }
-    bool withInv = op == IBV_WR_SEND_WITH_INV || op == IBV_WR_LOCAL_INV;
-    if (!SendFlagsOk(d[2])) ThrowRange(env, "sendFlags");
-    ibv_send_wr& w = swr_[i];
-    memset(&w, 0, sizeof(w));
-    w.wr_id = static_cast<uint64_t>(d[0]);
-    w.opcode = static_cast<ibv_wr_opcode>(op);
-    w.send_flags = static_cast<unsigned>(d[2]);
-    if (op == IBV_WR_RDMA_WRITE_WITH_IMM || op == IBV_WR_SEND_WITH_IMM) {
-      if (!IsIntegerIn(d[8], 0, 4294967295.0)) ThrowRange(env, "immediate");
-      w.imm_data = htonl(static_cast<uint32_t>(d[8]));
-    }
-    if (withInv) {
-      // d[8]: the rkey to invalidate (the union's other member).
-      if (!IsIntegerIn(d[8], 0, 4294967295.0)) ThrowRange(env, "invalidateRkey");
-      w.invalidate_rkey = static_cast<uint32_t>(d[8]);
-    }
-    int count = PackedSge(info[1], d, &sge_[i]);
-    if (count < 0) ThrowRange(env, "local");
-    w.num_sge = count;
-    w.sg_list = count > 0 ? &sge_[i] : nullptr;
-    if (op != IBV_WR_SEND && op != IBV_WR_SEND_WITH_IMM && !withInv) {
-      if (!IsIntegerIn(d[6], 0, 9007199254740991.0)) ThrowRange(env, "remoteAddr");
-      if (!IsIntegerIn(d[7], 0, 4294967295.0)) ThrowRange(env, "rkey");
-      w.wr.rdma.remote_addr = static_cast<uint64_t>(d[6]);
-      w.wr.rdma.rkey = static_cast<uint32_t>(d[7]);
-    }
-    w.next = i + 1 < n ? &swr_[i + 1] : nullptr;
+    PackedSendWr(env, desc + i * kPackStride, info[1], &swr_[i], &sge_[i]);
+    swr_[i].next = i + 1 < n ? &swr_[i + 1] : nullptr;
   }
   if (!IsOpen()) return PackedResult(env, 0, n, EBADF);
+  ibv_send_wr* bad = nullptr;
+  int r = ibv_post_send(qp_, swr_.data(), &bad);
+  return PackedResult(env, bad != nullptr && r != 0 ? static_cast<size_t>(bad - swr_.data()) : 0, n, r);
+}
+
+// prepare(desc, mr, 1) -> slot: one packed WR (postSendPacked's layout; its
+// wrId and IBV_SEND_SIGNALED are set per post), checked once and kept for
+// postPrepared. The MR stays registered while the slot lives: lib/rdma/
+// prepared.ts holds it until unprepare().
+Napi::Value RdmaQp::Prepare(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t n;
+  const double* d = PackedArgs(info, &n);
+  auto p = std::make_unique<PreparedWr>();
+  PackedSendWr(env, d, info[1], &p->wr, &p->sge);
+  if (p->wr.num_sge > 0) p->wr.sg_list = &p->sge;
+  p->wr.send_flags &= ~static_cast<unsigned>(IBV_SEND_SIGNALED);
+  if (!IsOpen()) ThrowSys(env, EBADF, "ibv_post_send");
+  size_t slot = 0;
+  while (slot < prep_.size() && prep_[slot] != nullptr) slot++;
+  if (slot == prep_.size()) prep_.push_back(nullptr);
+  prep_[slot] = std::move(p);
+  return Napi::Number::New(env, static_cast<double>(slot));
+}
+
+// unprepare(slot): forgets a prepare()d WR.
+Napi::Value RdmaQp::Unprepare(const Napi::CallbackInfo& info) {
+  uint32_t slot = U32Arg(info, 0);
+  if (slot < prep_.size()) prep_[slot].reset();
+  return info.Env().Undefined();
+}
+
+// postPrepared(slot, count, firstWrId, signalEvery) -> count | -(errno +
+// 4096 * posted): `count` copies of a prepare()d WR as one chain, wr_ids
+// firstWrId.., the (i + 1)th signaled when signalEvery divides it (0: none).
+// Numbers only: the cheapest call into the addon that posts (the latency
+// path), and nothing built per request but the chain's links.
+Napi::Value RdmaQp::PostPrepared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t slot = U32Arg(info, 0);
+  uint32_t n = U32Arg(info, 1);
+  double first = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  uint32_t every = U32Arg(info, 3);
+  if (slot >= prep_.size() || prep_[slot] == nullptr) ThrowRange(env, "slot");
+  if (n < 1 || n > 65536) ThrowRange(env, "count");
+  if (!IsIntegerIn(first, 0, 9007199254740991.0 - n)) ThrowRange(env, "wrId");
+  if (!IsOpen()) return PackedResult(env, 0, n, EBADF);
+  const ibv_send_wr& tmpl = prep_[slot]->wr;
+  if (swr_.size() < n) swr_.resize(n);
+  uint64_t id = static_cast<uint64_t>(first);
+  for (uint32_t i = 0; i < n; i++) {
+    ibv_send_wr& w = swr_[i];
+    w = tmpl;
+    w.wr_id = id + i;
+    if (every != 0 && (i + 1) % every == 0) w.send_flags |= IBV_SEND_SIGNALED;
+    w.next = i + 1 < n ? &swr_[i + 1] : nullptr;
+  }
   ibv_send_wr* bad = nullptr;
   int r = ibv_post_send(qp_, swr_.data(), &bad);
   return PackedResult(env, bad != nullptr && r != 0 ? static_cast<size_t>(bad - swr_.data()) : 0, n, r);

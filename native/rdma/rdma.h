@@ -7,6 +7,7 @@
 
 #include <napi.h>
 
+#include <memory>
 #include <vector>
 
 #include "rdma_lib.h"
@@ -74,10 +75,13 @@ class RdmaMr : public ResourceWrap<RdmaMr> {
   Napi::Value RegisterAsync(const Napi::CallbackInfo& info);
   Napi::Value RegisterDmaBuf(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value PollByte(const Napi::CallbackInfo& info);
   void KeepTarget(Napi::Value v);
   const Verbs* v_ = nullptr;
   ibv_pd* pd_ = nullptr;
   ibv_mr* mr_ = nullptr;
+  // mr_->addr is this process's address of the memory (not a dma-buf's iova).
+  bool cpu_ = false;
   Napi::ObjectReference target_;
 };
 
@@ -191,6 +195,9 @@ class RdmaQp : public ResourceWrap<RdmaQp> {
   Napi::Value PostRecv(const Napi::CallbackInfo& info);
   Napi::Value PostSendPacked(const Napi::CallbackInfo& info);
   Napi::Value PostRecvPacked(const Napi::CallbackInfo& info);
+  Napi::Value Prepare(const Napi::CallbackInfo& info);
+  Napi::Value Unprepare(const Napi::CallbackInfo& info);
+  Napi::Value PostPrepared(const Napi::CallbackInfo& info);
   Napi::Value GetQpNum(const Napi::CallbackInfo& info);
   Napi::Value GetCap(const Napi::CallbackInfo& info);
   const Verbs* v_ = nullptr;
@@ -202,6 +209,12 @@ class RdmaQp : public ResourceWrap<RdmaQp> {
   std::vector<ibv_send_wr> swr_;
   std::vector<ibv_sge> sge_;
   RecvStorage rs_;
+  // prepare()d WRs, by slot (null: free); the SGE lives beside its WR.
+  struct PreparedWr {
+    ibv_send_wr wr;
+    ibv_sge sge;
+  };
+  std::vector<std::unique_ptr<PreparedWr>> prep_;
 };
 
 }  // namespace p2pdma

@@ -126,6 +126,7 @@ const OFFSET_INTO_MEMORY = new Set([
   'P2pBuffer#window',
   'P2pBuffer#read',
   'P2pBuffer#write',
+  'MemoryRegion#pollByte', // into the region, (offset, value) as Atomics.wait's (index, value)
 ]);
 
 t.test('offset means an offset into memory; device and file places are position', async (t) => {

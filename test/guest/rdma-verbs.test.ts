@@ -506,6 +506,70 @@ t.test('ctx.queryEx(): ibv_query_device_ex on rxe; ODP caps agree with ODP regis
   t.throws(() => ctx.queryEx(), { code: 'ERR_P2PDMA_CLOSED' });
 });
 
+t.test('prepared requests: post(count) chains and a postSync + pollByte ping-pong land their data; cq.poll(); errors are clean', rxeOnly, async (t) => {
+  const { a, b, mr, buffer, pattern: pat } = setup(t, { maxSendWr: 16, maxInlineData: 64 });
+  // Bandwidth form: 8 copies of a 4 KiB WRITE as one chain, one promise.
+  const src = mr(pat(4096, 7));
+  const dstBuf = buffer(4096);
+  const dst = mr(dstBuf);
+  const w = a.prepare({ op: 'write', local: src, remote: dst });
+  t.equal(await w.post(8), 8);
+  t.ok(dstBuf.equals(pattern(4096, 7)), 'the chain wrote the pattern');
+  t.same(a.outstanding, { send: 0, recv: 0 }, 'one completion freed all 8 slots');
+  // Latency form: 64 B inline WRITEs back and forth, each side's arrival awaited by a native spin.
+  const [sA, sB, iA, iB] = [0, 1, 2, 3].map(() => buffer(64));
+  const [mA, mB, inA, inB] = [sA, sB, iA, iB].map((x) => mr(x));
+  const wa = a.prepare({ op: 'write', local: mA, remote: inB, inline: true }, { signalEvery: 4 });
+  const wb = b.prepare({ op: 'write', local: mB, remote: inA, inline: true });
+  let wrong = 0;
+  for (let i = 1; i <= 200; i++) {
+    const seq = ((i - 1) % 255) + 1;
+    sA[0] = i & 0xff;
+    sA[63] = seq;
+    wa.postSync();
+    inB.pollByte(63, seq, { timeout: 10000 });
+    if (iB[0] !== (i & 0xff)) wrong++;
+    sB[0] = ~i & 0xff;
+    sB[63] = seq;
+    wb.postSync();
+    inA.pollByte(63, seq, { timeout: 10000 });
+    if (iA[0] !== (~i & 0xff)) wrong++;
+  }
+  t.equal(wrong, 0, '200 round trips, each byte before the flag byte already there');
+  // Left: signaled completions not reaped yet (postSync reaps only when the queue is
+  // full) and the unsignaled posts after the last of them, which the next signaled
+  // completion on each QP settles, as the send queue completes in order.
+  const one = a.prepare({ op: 'write', local: src, remote: dst, length: 64 }, { signalEvery: 1 });
+  const oneB = b.prepare({ op: 'write', local: mB, remote: inA, length: 64 }, { signalEvery: 1 });
+  one.postSync();
+  oneB.postSync();
+  for (let k = 0; k < 10 && a.outstanding.send + b.outstanding.send > 0; k++) a.sendCq.poll({ timeout: 1000 });
+  t.same([a.outstanding.send, b.outstanding.send], [0, 0], 'cq.poll() reaped the signaled ones, and they settled the tails');
+  // postSync + cq.poll(): post to completion with no promise.
+  one.postSync();
+  t.equal(a.sendCq.poll({ timeout: 10000 }), 1, 'its completion, spun for');
+  t.equal(a.sendCq.poll({ timeout: 1 }), 0, 'an empty CQ: 0 once the spin times out');
+  t.throws(() => inA.pollByte(5, 0xee, { timeout: 5 }), { code: 'ETIMEDOUT', errno: -110, syscall: 'pollByte' }, 'a byte that never comes: ETIMEDOUT');
+  // Bad input, before any verb.
+  t.throws(() => a.prepare({ op: 'recv', local: src } as never), { code: 'ERR_INVALID_ARG_VALUE' });
+  await t.rejects(w.post(a.cap.maxSendWr + 1), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => inA.pollByte(64, 1), { code: 'ERR_OUT_OF_RANGE' });
+  // A WRITE to a key the peer never gave: the chain rejects, the QP is then in error
+  // and a sync post's flush is thrown by the next postSync().
+  const bad = a.prepare({ op: 'write', local: src, remote: { addr: 0x1000n, rkey: 0x1234, length: 4096 } });
+  await t.rejects(bad.post(4), { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: /IBV_WC_(REM_ACCESS_ERR|REM_INV_REQ_ERR)/ });
+  t.equal(a.outstanding.send, 0);
+  one.postSync();
+  t.equal(a.sendCq.poll({ timeout: 10000 }), 1);
+  t.throws(() => one.postSync(), { code: 'ERR_P2PDMA_RDMA_COMPLETION', status: 'IBV_WC_WR_FLUSH_ERR' });
+  // Closed: the QP's close closes its prepared requests.
+  a.close();
+  t.equal(w.closed, true);
+  t.throws(() => w.postSync(), { code: 'ERR_P2PDMA_CLOSED' });
+  await t.rejects(w.post(1), { code: 'ERR_P2PDMA_CLOSED' });
+  t.throws(() => a.prepare({ op: 'write', local: src, remote: dst }), { code: 'ERR_P2PDMA_CLOSED' });
+});
+
 t.test('what rxe cannot do: on-demand paging (before Linux 6.14) and XRC, as clear errors', rxeOnly, async (t) => {
   using ctx = Rdma.open(DEV);
   using pd = ctx.allocPd();
