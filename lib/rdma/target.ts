@@ -190,7 +190,8 @@ function isDeviceMapping(map: Mapping): boolean {
   for (const line of maps.split('\n')) {
     const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (m === null || map.address < BigInt(`0x${m[1]}`) || map.address >= BigInt(`0x${m[2]}`)) continue;
-    return /^\/dev\/|^\/sys\/|dmabuf/.test(m[3]);
+    // A device node, a sysfs resource, a dma-buf, or a VFIO device fd (an anonymous inode).
+    return /^\/dev\/|^\/sys\/|dmabuf|^anon_inode:\[vfio-device\]/.test(m[3]);
   }
   return true;
 }
@@ -227,7 +228,8 @@ export function explainRegister(e: unknown, target: Mapping | undefined, device:
   if (mapping !== undefined) {
     err.message +=
       ': this kernel cannot pin peer (device) memory for RDMA: get_user_pages() refuses p2pmem and VM_PFNMAP/VM_IO mappings ' +
-      '(NVMe CMB, PCI BARs). The kernel-patches/ series adds the p2p_map path that lets a memory region cover them' +
+      '(NVMe CMB, PCI BARs). The kernel-patches/ series adds the path that lets a memory region cover them ' +
+      '(p2p_map on 6.12; p2p_dma_buf on 7.3, for vfio-pci BAR mappings: the MR goes on the BAR\'s dma-buf)' +
       (driver === '' || driver === 'rdma_rxe' ? '.' : `, in the RDMA drivers it converts (rxe), not in ${driver}.`);
   }
   return err;

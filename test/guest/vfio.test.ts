@@ -2,8 +2,10 @@
 // page) handed to vfio-pci in no-IOMMU mode, BAR2 exported as a dma-buf
 // (VFIO_DEVICE_FEATURE_DMA_BUF, Linux 6.19+: the 7.3 lanes), revoked while
 // the device's memory is off. On kernel-patches/v3 rxe imports it
-// (registerDmaBuf): RDMA WRITE lands in the BAR, revocation fails the MR
-// cleanly, and it maps again once the memory is back. 6.12 has no VFIO.
+// (registerDmaBuf), and a plain registration of the BAR's mapping goes the
+// same way (vfio-pci's p2p_dma_buf callback names the dma-buf): RDMA WRITE
+// lands in the BAR, revocation fails the MR cleanly, and it maps again once
+// the memory is back. 6.12 has no VFIO.
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -24,6 +26,8 @@ const vfioLane = guest.skip ? guest : { skip: has73 ? false : `Linux ${os.releas
 const oldKernel = guest.skip ? guest : { skip: has73 ? 'Linux 7.x has vfio-pci' : false };
 const rxeStock = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? 'kernel-patches/v3: rxe imports dma-bufs' : false };
 const rxeV3 = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? false : 'rxe imports dma-bufs only with kernel-patches/v3 (P2PDMA_KERNEL=patched-7.3)' };
+const vmaV3 = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? false : 'a BAR mapping registers only with kernel-patches/v3 (p2p_dma_buf; P2PDMA_KERNEL=patched-7.3)' };
+const vmaStock = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? 'kernel-patches/v3: vfio-pci names the BAR mapping\'s dma-buf' : false };
 
 /** Opens ivshmem through VFIO in no-IOMMU mode (the guest has no IOMMU), restoring both at the end. */
 function openIvshmem(t: Test): Vfio {
@@ -156,6 +160,65 @@ t.test('the stock kernel\'s rxe cannot import a VFIO dma-buf: EOPNOTSUPP', rxeSt
   using ctx = Rdma.open('rxe0');
   using pd = ctx.allocPd();
   t.throws(() => pd.registerDmaBufSync(buf, { length: PAGE, access: 'local-write' }), { code: 'EOPNOTSUPP', message: /does not support dma-buf memory regions/ });
+});
+
+const ACCESS = ['local-write', 'remote-write', 'remote-read'] as const;
+
+t.test('ibv_reg_mr on the BAR mapping (v3, the p2p_dma_buf VMA path): WRITE and READ on rxe; revoked, it fails cleanly; back, it works', vmaV3, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const v = openIvshmem(t);
+  // Off a page boundary and over five pages: the callback's offset and rounding.
+  const OFF = 32 * PAGE + 256;
+  const LEN = 4 * PAGE;
+  const m = v.map(BAR);
+  t.teardown(() => m.unmap());
+  const window = new Uint8Array(m.buffer, OFF, LEN);
+  window.fill(0);
+
+  const s = setup(t);
+  // A plain registration (ibv_reg_mr) of the mapping: vfio-pci names the
+  // range's dma-buf, and rxe registers the MR on it.
+  const mr = await s.pd.registerMemory(m, { offset: OFF, length: LEN, access: [...ACCESS] });
+  t.teardown(() => mr.close());
+  t.equal(mr.length, LEN);
+  const src = s.pattern(LEN, 13);
+  await s.a.write(s.mr(src, 'local-write'), mr.remote());
+  t.ok(Buffer.from(window).equals(src), 'the WRITE landed in the BAR at the registered offset');
+  t.ok(new Uint8Array(m.buffer, OFF - 256, 256).every((b) => b === 0), 'and not before it');
+  const back = s.buffer(PAGE);
+  await s.a.read(s.mr(back, 'local-write'), { ...mr.remote(), addr: mr.remote().addr + BigInt(PAGE), length: PAGE });
+  t.ok(back.equals(src.subarray(PAGE, 2 * PAGE)), 'a READ of the BAR through the MR');
+
+  v.setMemoryEnabled(false);
+  await t.rejects(s.a.write(s.mr(s.buffer(PAGE), 'local-write'), mr.remote(), PAGE), { status: 'IBV_WC_REM_ACCESS_ERR', message: /remote access error/ }, 'revoked: a WRITE to the MR is a remote access error');
+  t.throws(() => s.pd.registerMemorySync(m, { offset: OFF, length: PAGE, access: 'local-write' }), { code: 'ENODEV', syscall: 'ibv_reg_mr' }, 'revoked: a new registration of the mapping is ENODEV');
+  v.setMemoryEnabled(true);
+
+  // The failed WRITE put that QP pair in the error state: a fresh pair on the MR's PD.
+  const [a2, b2] = Rdma.loopbackPair(s.pd);
+  t.teardown(() => {
+    a2.close();
+    b2.close();
+  });
+  const src2 = s.pattern(LEN, 17);
+  await a2.write(s.mr(src2, 'local-write'), mr.remote());
+  t.ok(Buffer.from(window).equals(src2), 'memory back: the same MR maps the BAR again on its next use');
+  const again = s.pd.registerMemorySync(m, { offset: 0, length: PAGE, access: [...ACCESS] });
+  t.equal(again.length, PAGE, 'and the mapping registers again');
+  again.close();
+});
+
+t.test('the stock kernel: ibv_reg_mr on the BAR mapping is EFAULT, naming kernel-patches/', vmaStock, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const v = openIvshmem(t);
+  using m = v.map(BAR);
+  using ctx = Rdma.open('rxe0');
+  using pd = ctx.allocPd();
+  t.throws(() => pd.registerMemorySync(m, { length: PAGE, access: [...ACCESS] }), {
+    code: 'EFAULT',
+    syscall: 'ibv_reg_mr',
+    message: /cannot pin peer \(device\) memory for RDMA.*kernel-patches\/.*p2p_dma_buf/,
+  });
 });
 
 // rxe on dma-heap, udmabuf and vgem buffers: rdma.test.ts (on any patched kernel).
