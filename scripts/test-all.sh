@@ -107,8 +107,9 @@ beside_pids=() beside_labels=()
 
 # The topology files, run again in the DEBUG guests of other topologies.
 topo_files=(test/guest/topology.test.ts test/guest/vma-p2p.test.ts test/guest/p2pmem.test.ts test/guest/nvme.test.ts test/guest/info.test.ts)
-# The two smaller patched DEBUG lanes, one after the other.
-debug_topology_lanes() {
+# The lanes beside the big patched DEBUG guest, one after the other: the
+# two smaller DEBUG guests, then the two-node guests.
+side_lanes() {
 	run_lane topology-host-bridge "--kernel patched --debug --topology host-bridge" \
 		"${topo_files[@]}" test/guest/p2p-unplug.test.ts
 	# Behind the vIOMMU the series must work or refuse cleanly (the test
@@ -125,6 +126,20 @@ debug_topology_lanes() {
 		test/guest/iommu.test.ts test/guest/devices.test.ts test/guest/vma-p2p.test.ts \
 		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts test/guest/p2p-map-type-change.test.ts \
 		test/guest/info.test.ts
+	# Two guests on one wire (docs/harness.md, "Two nodes"): RDMA and NVMe-oF
+	# across nodes, 25-40 s on the baseline kernel; the patched DEBUG run
+	# (about 150 s) is opt-in, make test-nodes, to keep a cold CI run inside
+	# its 90 minutes. vm run's status covers both nodes: a failure no test
+	# shows counts once.
+	local began=$((SECONDS - start)) rc
+	printf '\n=== [%4ds] guest suite: nodes-baseline (two guests)\n' "$began"
+	# shellcheck disable=SC2086
+	node dist/cli.js vm run --nodes 2 --kernel baseline --rwdir "$out" ${guest_node:+--env P2PDMA_NODE=$guest_node} \
+		--node-env a:P2PDMA_TAP_OUT="$out/nodes-a.tap" --node-env b:P2PDMA_TAP_OUT="$out/nodes-b.tap" \
+		-- scripts/guest-suite.sh test/guest/nodes/*.test.ts
+	rc=$?
+	printf '%s\n' "nodes-a=$out/nodes-a.tap" "nodes-b=$out/nodes-b.tap" --exit-status "nodes-a=$rc" >> "$out/guest.suites"
+	printf '%d %d %s\n' "$began" $((SECONDS - start)) nodes-baseline >> "$out/guest.stages"
 }
 
 fail_early() { echo "$1"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
@@ -243,21 +258,11 @@ if [ $kernels_ok = 1 ]; then
 	fi
 	run_lane "baseline-node$GUEST_NODE_LINE" "--kernel baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
 	join_beside
-	# Two guests on one wire (docs/harness.md, "Two nodes"): RDMA and NVMe-oF
-	# across nodes, 25-40 s on the baseline kernel; the patched DEBUG run
-	# (about 150 s) is opt-in,
-	# make test-nodes, to keep a cold CI run inside its 90 minutes.
-	step "guest lane: nodes-baseline (two guests)"
-	# shellcheck disable=SC2086
-	node dist/cli.js vm run --nodes 2 --kernel baseline --rwdir "$out" ${guest_node:+--env P2PDMA_NODE=$guest_node} \
-		--node-env a:P2PDMA_TAP_OUT="$out/nodes-a.tap" --node-env b:P2PDMA_TAP_OUT="$out/nodes-b.tap" \
-		-- scripts/guest-suite.sh test/guest/nodes/*.test.ts
-	# vm run's status covers both nodes: a failure no test shows counts once.
-	suites+=("nodes-a=$out/nodes-a.tap" "nodes-b=$out/nodes-b.tap" --exit-status "nodes-a=$?")
 	# The patched DEBUG kernel (KASAN, lockdep, kmemleak) in three guests:
-	# the big one, and beside it the other two, one after the other.
-	step "guest lanes: patched DEBUG (switch, none) beside host-bridge, then vIOMMU + ACS"
-	beside debug-topologies debug_topology_lanes
+	# the big one, and beside it the other two, one after the other, then
+	# the two baseline nodes.
+	step "guest lanes: patched DEBUG (switch, none) beside host-bridge, vIOMMU + ACS, two nodes"
+	beside side-lanes side_lanes
 	# Not the generic hot-unplug test: 6.12's pciehp lockdep report (known,
 	# harness/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
 	# until its own device_del; it runs in the baseline lane (docs/harness.md).
