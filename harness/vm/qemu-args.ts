@@ -108,6 +108,11 @@ export interface QemuArgsOptions {
   virtioGpu?: boolean;
   /** Host directories shared read-write, mounted at the same path in the guest. */
   rwDirs?: string[];
+  /**
+   * The host's TSC frequency (harness/vm/tsc.ts), given to a TCG guest as
+   * `tsc_early_khz=` so that it does not calibrate its TSC on a loaded host.
+   */
+  tscKhz?: number;
   /** Extra kernel command line words. */
   append?: string[];
   /** Extra QEMU arguments, appended last. */
@@ -136,6 +141,7 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     'nvme.use_cmb_sqes=0',
     `hugepages=${o.hugepages}`,
     ...(o.iommu ? ['intel_iommu=on'] : []),
+    ...(o.accel === 'tcg' && o.tscKhz !== undefined ? [`tsc_early_khz=${o.tscKhz}`] : []),
     ...(o.append ?? []),
   ];
   // pvrdma maps guest RAM into its backend, which only works on shared RAM:

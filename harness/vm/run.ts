@@ -15,6 +15,7 @@ import { relayGuestRequests } from './host-control';
 import { PVRDMA_MAD_SOCKET, PVRDMA_QMP_SOCKET, PvrdmaBackend, relayGids } from './pvrdma';
 import { startRdmacmMux } from './rdmacm-mux';
 import { findSplats, Splat, unknownSplats } from './splats';
+import { hostTscKhz } from './tsc';
 import { packageRoot } from '../../lib/core/package-root';
 
 export const PROJECT_DIR = packageRoot;
@@ -225,6 +226,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     virtioGpu: o.virtioGpu ?? true,
     tcgThread: o.tcgThread,
     accel: accelChoice.accel,
+    tscKhz: hostTscKhz(),
     memoryMiB: o.memoryMiB ?? 2048,
     cpus: o.cpus ?? 2,
     cmbMiB: o.cmbMiB ?? 64,

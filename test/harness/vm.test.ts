@@ -3,6 +3,7 @@
 import t from 'tap';
 import { qemuArgs, ACS_PORT, VIRTIO_GPU_SLOT, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps, pairSerials, parseTopologies } from '../../harness/vm/qemu-args';
 import { findSplats, unknownSplats } from '../../harness/vm/splats';
+import { hostTscKhz } from '../../harness/vm/tsc';
 import { baseQemuOptions, valueOf } from './qemu-args-fixture';
 
 const base = baseQemuOptions;
@@ -211,4 +212,19 @@ t.test('splats: a clean boot log has none', async (t) => {
     '[2.0] Run /init as init process',
   ].join('\n');
   t.same(findSplats(log), []);
+});
+
+t.test("a TCG guest is told the host's TSC frequency instead of calibrating it under load", async (t) => {
+  const cpuinfo = (flags: string, mhz = '2596.146') => `processor\t: 0\ncpu MHz\t\t: ${mhz}\nflags\t\t: fpu ${flags} pni\n\nprocessor\t: 1\ncpu MHz\t\t: 1.0\n`;
+  t.equal(hostTscKhz(cpuinfo('constant_tsc nonstop_tsc')), 2596146, 'cpu MHz of the first CPU, in kHz');
+  t.equal(hostTscKhz(cpuinfo('constant_tsc')), undefined, 'a TSC that stops in idle states: no frequency');
+  t.equal(hostTscKhz(cpuinfo('nonstop_tsc')), undefined, 'a TSC whose rate changes: no frequency');
+  t.equal(hostTscKhz(cpuinfo('constant_tsc nonstop_tsc', 'x')), undefined, 'no number: no frequency');
+  t.equal(hostTscKhz(''), undefined, 'no /proc/cpuinfo');
+  const [tcg] = valueOf(qemuArgs({ ...base, tscKhz: 2596146 }), '-append');
+  t.match(tcg, / tsc_early_khz=2596146( |$)/);
+  const [kvm] = valueOf(qemuArgs({ ...base, accel: 'kvm', tscKhz: 2596146 }), '-append');
+  t.notMatch(kvm, /tsc_early_khz/, 'KVM guests have kvm-clock');
+  const [none] = valueOf(qemuArgs(base), '-append');
+  t.notMatch(none, /tsc_early_khz/);
 });
