@@ -3,9 +3,9 @@ import type { NativeRdmaCq } from '../core/native';
 import { native } from '../core/native';
 import { Poller } from '../core/poll';
 import type { RdmaContext } from './device';
-import { invalidArgType, outOfRange, validateObject } from '../core/errors';
 import { completionError, rdmaError } from './errors';
 import { RdmaResource } from './resource';
+import { spinTimeoutUs } from './validate';
 
 const C = native.rdmaConstants;
 
@@ -93,8 +93,6 @@ const WC_STRIDE = 10;
 const DRAIN_BATCH = 64;
 /** A busyPoll CQ spins in C this long on an empty CQ before the event loop gets a turn. */
 const SPIN_US = 50;
-/** The longest poll() may spin (ms): it blocks the thread. */
-const SPIN_MAX_MS = 60_000;
 
 /**
  * CQs with work outstanding: reachable (their promises must settle) however
@@ -227,15 +225,8 @@ export class CompletionQueue extends RdmaResource {
    * the latency path of a loop that does not yield to the event loop, as a
    * C program polls its CQ. Works with either kind of CQ.
    */
-  poll(options: { timeout?: number } = {}): number {
-    validateObject(options, 'options', this.poll);
-    const t = options.timeout;
-    let us = 0;
-    if (t !== undefined) {
-      if (typeof t !== 'number') throw invalidArgType('options.timeout', 'of type number', t, this.poll);
-      if (!(t >= 0 && t <= SPIN_MAX_MS)) throw outOfRange('options.timeout', `>= 0 && <= ${SPIN_MAX_MS} (ms)`, t, this.poll);
-      us = Math.round(t * 1000);
-    }
+  poll(options?: { timeout?: number }): number {
+    const us = spinTimeoutUs(options, 0, this.poll);
     this.check(this.poll);
     return this.#drain(us, false, this.poll);
   }

@@ -2,10 +2,11 @@
 import type { Fd } from '../core/handle';
 import type { Mapping } from '../core/mmap';
 import type { NativeRdmaMr } from '../core/native';
-import { invalidArgType, invalidArgValue, outOfRange, sysError, validateObject } from '../core/errors';
+import { invalidArgType, invalidArgValue, outOfRange, sysError } from '../core/errors';
 import type { ProtectionDomain } from './pd';
 import { RdmaResource } from './resource';
 import type { RdmaAccess, RdmaTarget } from './target';
+import { spinTimeoutUs } from './validate';
 
 /** Where the remote side's memory is: what a peer sends to let you WRITE/READ it. */
 export interface RemoteRegion {
@@ -124,16 +125,7 @@ export class MemoryRegion extends RdmaResource implements RemoteRegion {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset >= this.length) throw outOfRange('offset', `an integer >= 0 && < ${this.length} (the region's length)`, offset, caller);
     if (typeof value !== 'number') throw invalidArgType('value', 'of type number', value, caller);
     if (!Number.isInteger(value) || value < 0 || value > 255) throw outOfRange('value', 'an integer >= 0 && <= 255', value, caller);
-    let us = 1_000_000;
-    if (options !== undefined) {
-      validateObject(options, 'options', caller);
-      const t = options.timeout;
-      if (t !== undefined) {
-        if (typeof t !== 'number') throw invalidArgType('options.timeout', 'of type number', t, caller);
-        if (!(t >= 0 && t <= 60_000)) throw outOfRange('options.timeout', '>= 0 && <= 60000 (ms)', t, caller);
-        us = Math.round(t * 1000);
-      }
-    }
+    const us = spinTimeoutUs(options, 1000, caller);
     this.check(caller);
     const r = this.native.pollByte(offset, value, us);
     if (r === 0) return;

@@ -3,9 +3,8 @@ import { abortable } from '../core/abort';
 import { abortError, closedError, illegalConstructor, invalidArgType, outOfRange, validateObject } from '../core/errors';
 import type { Held } from './cq';
 import type { QueuePair } from './qp';
+import { spinTimeoutUs } from './validate';
 
-/** The longest postSync() waits for a free slot (ms): it blocks the thread. */
-const TIMEOUT_MAX = 60_000;
 const token = Symbol('PreparedRequest');
 
 /** @internal what QueuePair.postPreparedSync keeps between calls. */
@@ -121,16 +120,7 @@ export class PreparedRequest implements Disposable {
    */
   postSync(options?: { timeout?: number }): void {
     const caller = this.postSync;
-    let us = 1_000_000;
-    if (options !== undefined) {
-      validateObject(options, 'options', caller);
-      const t = options.timeout;
-      if (t !== undefined) {
-        if (typeof t !== 'number') throw invalidArgType('options.timeout', 'of type number', t, caller);
-        if (!(t >= 0 && t <= TIMEOUT_MAX)) throw outOfRange('options.timeout', `>= 0 && <= ${TIMEOUT_MAX} (ms)`, t, caller);
-        us = Math.round(t * 1000);
-      }
-    }
+    const us = spinTimeoutUs(options, 1000, caller);
     this.#check(caller);
     const f = this.#failure;
     if (f !== undefined) {
