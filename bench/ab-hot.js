@@ -14,11 +14,12 @@
  * feedback does not make the other's call sites polymorphic.
  */
 'use strict';
-const { execFileSync, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { buildC, ANCHORS } = require('./lib/build-c');
+const { openPipe } = require('./lib/fifo');
 
 const [distA, distB, slicesArg = '15', itersArg = '20000'] = process.argv.slice(2);
 if (!distA || !distB) {
@@ -28,17 +29,8 @@ if (!distA || !distB) {
 const slices = Number(slicesArg);
 const iters = Number(itersArg);
 
-function pipe() {
-  const fifo = path.join(os.tmpdir(), `p2pdma-ab-fifo-${process.pid}`);
-  execFileSync('mkfifo', [fifo]);
-  const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  const w = fs.openSync(fifo, fs.constants.O_WRONLY);
-  fs.unlinkSync(fifo);
-  fs.writeSync(w, 'x');
-  return r;
-}
 
-const fd = pipe();
+const fd = openPipe().r;
 const count = new Int32Array(1);
 const hasHeap = fs.existsSync('/dev/dma_heap/system');
 

@@ -22,30 +22,21 @@
  * Uses dist/ (or P2PDMA_DIST, another build's dist/index.js).
  */
 'use strict';
-const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { openPipe } = require('./lib/fifo');
 const { keepInFlight } = require('./lib/in-flight');
 
 const dist = path.dirname(path.resolve(process.env.P2PDMA_DIST ?? path.join(__dirname, '..', 'dist', 'index.js')));
 const api = require(dist);
 const { native } = require(path.join(dist, 'core', 'native.js'));
 
-function pipe() {
-  const fifo = path.join(os.tmpdir(), `p2pdma-hot-fifo-${process.pid}`);
-  execFileSync('mkfifo', [fifo]);
-  const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  const w = fs.openSync(fifo, fs.constants.O_WRONLY);
-  fs.unlinkSync(fifo);
-  fs.writeSync(w, 'x');
-  return r;
-}
 
 /** name -> () => (n) => void: set up, then the loop. */
 const LOOPS = {
   'ioctl-api': () => {
-    const r = pipe();
+    const { r } = openPipe();
     const count = new Int32Array(1);
     const FIONREAD = api.requests.FIONREAD;
     return (n) => {
@@ -53,7 +44,7 @@ const LOOPS = {
     };
   },
   'ioctl-binding': () => {
-    const r = pipe();
+    const { r } = openPipe();
     const count = new Int32Array(1);
     const FIONREAD = api.requests.FIONREAD;
     return (n) => {

@@ -14,12 +14,13 @@
  * Goal: ratio <= 1.5 on the host, <= 1.2 in a TCG guest.
  */
 'use strict';
-const { execFileSync, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { record, human } = require('./lib/results');
 const { buildC, ANCHORS } = require('./lib/build-c');
+const { openPipe } = require('./lib/fifo');
 
 const root = path.resolve(__dirname, '..');
 const iterations = Number(process.argv[2] ?? 1_000_000);
@@ -54,21 +55,6 @@ function loadApi() {
     if (prev) require.extensions['.ts'] = prev;
     else delete require.extensions['.ts'];
   }
-}
-
-/**
- * Both ends of a FIFO (a pipe: same kernel code as pipe(2)) with one byte in
- * it, in the temporary directory: the work directory may be a guest's share
- * of a host directory, which holds no FIFOs.
- */
-function openPipe() {
-  const fifo = path.join(os.tmpdir(), `p2pdma-bench-fifo-${process.pid}`);
-  execFileSync('mkfifo', [fifo]);
-  const r = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  const w = fs.openSync(fifo, fs.constants.O_WRONLY);
-  fs.unlinkSync(fifo);
-  fs.writeSync(w, 'x');
-  return { r, w };
 }
 
 /** { cpu, wall }: ns per call of one round of `fn(iterations)`. */
