@@ -197,6 +197,12 @@ async function addonBwPrepared(pd, size, busyPoll = false) {
   }
 }
 
+/** { avg, median } of per-operation times (us). */
+function avgAndMedian(times) {
+  const sorted = [...times].sort((x, y) => x - y);
+  return { avg: sorted.reduce((x, y) => x + y, 0) / sorted.length, median: sorted[sorted.length >> 1] };
+}
+
 /**
  * ib_write_lat's loop with the latency path: prepared 64 B inline WRITEs
  * posted with postSync() (one call into the addon, no promise; one in 16
@@ -344,8 +350,7 @@ function addonLatSync(pd) {
       one();
       times.push(Number(process.hrtime.bigint() - t0) / 1e3);
     }
-    times.sort((x, y) => x - y);
-    return { avg: times.reduce((x, y) => x + y, 0) / times.length, median: times[times.length >> 1] };
+    return avgAndMedian(times);
   } finally {
     w.close();
     a.close();
@@ -421,8 +426,7 @@ async function addonLat(pd, busyPoll) {
       await a.write(src, dst);
       times.push(Number(process.hrtime.bigint() - t0) / 1e3);
     }
-    times.sort((x, y) => x - y);
-    return { avg: times.reduce((x, y) => x + y, 0) / times.length, median: times[times.length >> 1] };
+    return avgAndMedian(times);
   } finally {
     a.close();
     b.close();
