@@ -216,13 +216,21 @@ function destroyHandle(owner: SyncobjOwner, fd: number, handle: number, caller: 
   call(owner, fd, syncobjRequests.DRM_IOCTL_SYNCOBJ_DESTROY, arg, 'DRM_IOCTL_SYNCOBJ_DESTROY', caller);
 }
 
-/** SYNCOBJ_FD_TO_HANDLE of a syncobj fd (another file's export): the new handle. @internal */
-export function importHandle(owner: SyncobjOwner, fd: number, source: number, caller: Function): number {
+/** A struct drm_syncobj_handle for HANDLE_TO_FD / FD_TO_HANDLE (fd -1: none yet). */
+function handleArg(handle: number, flags: number, fd: number): Buffer {
   const L = uapi.drm_syncobj_handle;
   const arg = Buffer.alloc(L.size);
-  arg.writeInt32LE(source, L.fields.fd);
+  arg.writeUInt32LE(handle, L.fields.handle);
+  arg.writeUInt32LE(flags, L.fields.flags);
+  arg.writeInt32LE(fd, L.fields.fd);
+  return arg;
+}
+
+/** SYNCOBJ_FD_TO_HANDLE of a syncobj fd (another file's export): the new handle. @internal */
+export function importHandle(owner: SyncobjOwner, fd: number, source: number, caller: Function): number {
+  const arg = handleArg(0, 0, source);
   call(owner, fd, syncobjRequests.DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE, arg, 'DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE', caller);
-  return arg.readUInt32LE(L.fields.handle);
+  return arg.readUInt32LE(uapi.drm_syncobj_handle.fields.handle);
 }
 
 /**
@@ -408,13 +416,9 @@ export class DrmSyncobj implements Disposable {
   exportSyncFile(options: SyncobjPointOptions = {}): SyncFile {
     const point = optPoint(options, this.exportSyncFile);
     const exportOf = (handle: number): SyncFile => {
-      const L = uapi.drm_syncobj_handle;
-      const arg = Buffer.alloc(L.size);
-      arg.writeUInt32LE(handle, L.fields.handle);
-      arg.writeUInt32LE(EXPORT_SYNC_FILE, L.fields.flags);
-      arg.writeInt32LE(-1, L.fields.fd);
+      const arg = handleArg(handle, EXPORT_SYNC_FILE, -1);
       try {
-        return ioctlNewFd(SyncFile, this.#fdFor(this.exportSyncFile), syncobjRequests.DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD, arg, L.fields.fd, this.exportSyncFile);
+        return ioctlNewFd(SyncFile, this.#fdFor(this.exportSyncFile), syncobjRequests.DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD, arg, uapi.drm_syncobj_handle.fields.fd, this.exportSyncFile);
       } catch (e) {
         throw noSyncobj(e, this.device, 'sync objects');
       }
@@ -435,12 +439,7 @@ export class DrmSyncobj implements Disposable {
     const sf = toFd(syncFile, this.importSyncFile);
     const point = optPoint(options, this.importSyncFile);
     const importInto = (handle: number): void => {
-      const L = uapi.drm_syncobj_handle;
-      const arg = Buffer.alloc(L.size);
-      arg.writeUInt32LE(handle, L.fields.handle);
-      arg.writeUInt32LE(IMPORT_SYNC_FILE, L.fields.flags);
-      arg.writeInt32LE(sf, L.fields.fd);
-      call(this.device, this.#fdFor(this.importSyncFile), syncobjRequests.DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE, arg, 'DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE', this.importSyncFile);
+      call(this.device, this.#fdFor(this.importSyncFile), syncobjRequests.DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE, handleArg(handle, IMPORT_SYNC_FILE, sf), 'DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE', this.importSyncFile);
     };
     if (point === 0n) return importInto(this.handle);
     this.#withTemp(this.importSyncFile, (tmp) => {
@@ -486,12 +485,9 @@ export class DrmSyncobj implements Disposable {
    * file: `device.importSyncobj(fd)` there gives the same kernel object.
    */
   export(): Fd {
-    const L = uapi.drm_syncobj_handle;
-    const arg = Buffer.alloc(L.size);
-    arg.writeUInt32LE(this.handle, L.fields.handle);
-    arg.writeInt32LE(-1, L.fields.fd);
+    const arg = handleArg(this.handle, 0, -1);
     try {
-      return ioctlNewFd(Fd, this.#fdFor(this.export), syncobjRequests.DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD, arg, L.fields.fd, this.export);
+      return ioctlNewFd(Fd, this.#fdFor(this.export), syncobjRequests.DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD, arg, uapi.drm_syncobj_handle.fields.fd, this.export);
     } catch (e) {
       throw noSyncobj(e, this.device, 'sync objects');
     }
