@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The v3 series' kselftest of the p2p_dma_buf path (kernel-patches/v3 0007,
+# The v3 series' kselftest of the p2p_dma_buf path (kernel-patches/v3 0009,
 # tools/testing/selftests/rdma/p2p_dma_buf_mr.c), which build.sh does not
 # build: compiled here against the patched 7.3 tree and its uapi headers,
 # then run in a guest with ivshmem bound to vfio-pci in no-IOMMU mode.
