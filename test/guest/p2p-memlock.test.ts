@@ -6,11 +6,15 @@
 // pinned memory: ENOMEM under `ulimit -l 64`, EPERM under `ulimit -l 0`.
 // The control, anonymous memory for the same user, must still be refused.
 //
+// Series v3 (7.3) registers the CMB on p2pdma's dma-buf of its pages
+// (p2p_dma_buf), which pins nothing either; it has no ivshmem_p2p (its BAR
+// case is vfio.test.ts's), so only the CMB is registered there.
+//
 // test/guest/c/p2p_mr_hold.c opens the target and rxe0 as root, then sets
 // the limit and switches to uid 65534 before ibv_reg_mr().
 import t from 'tap';
 import * as fs from 'node:fs';
-import { inGuest, ivshmemBdf, ivshmemNode, nvmeControllers, patchedOnly } from './helpers';
+import { inGuest, ivshmemBdf, ivshmemNode, kernelSeries, nvmeControllers, patchedOnly } from './helpers';
 import { holdProgram, registerOnce, type Reg } from './p2p-hold';
 
 const NOBODY = '65534';
@@ -25,7 +29,7 @@ t.test('p2p_mr_hold is built for the guest', patchedOnly, async (t) => {
   t.ok(bin, 'built from test/guest/c/p2p_mr_hold.c');
 });
 
-const targets: [string, () => string | undefined][] = [
+const allTargets: [string, () => string | undefined][] = [
   ['an NVMe CMB (p2pmem/allocate)', () => {
     const c = nvmeControllers()[0];
     return c && `${c.p2pmem}/allocate`;
@@ -35,6 +39,7 @@ const targets: [string, () => string | undefined][] = [
     return bdf && ivshmemNode(bdf);
   }],
 ];
+const targets = kernelSeries === 'v3' ? allTargets.slice(0, 1) : allTargets;
 
 for (const memlock of [64 << 10, 0]) {
   t.test(`uid ${NOBODY} under RLIMIT_MEMLOCK ${memlock} bytes`, patchedOnly, async (t) => {

@@ -9,10 +9,13 @@
 // the namespace after an O_DIRECT write from the CMB); after munmap the
 // next RDMA on the MR fails with a remote access error, while after ivshmem's
 // REVOKE rxe maps the BAR again and the next RDMA works (series v2).
+// Series v3 (7.3) registers the CMB mapping on a dma-buf of its pages that
+// p2pdma exports through the p2p_dma_buf callback: the CMB cases run on
+// both series, the ivshmem_p2p ones on v2 (v3's BAR case is vfio.test.ts's).
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import { Fd, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib';
-import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, nvmeControllers, patchedOnly } from './helpers';
+import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, kernelSeries, nvmeControllers, patchedOnly } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
 import { hostPattern, pattern, setup } from './rdma-helpers';
 
@@ -54,6 +57,30 @@ function mapFile(t: Test, file: string): Mapping {
 const ACCESS = ['local-write', 'remote-write', 'remote-read'] as const;
 const ctrls = inGuest ? nvmeControllers() : [];
 const ivBdf = inGuest ? ivshmemBdf() : undefined;
+const v2Only = patchedOnly.skip ? patchedOnly : { skip: kernelSeries === 'v3' ? 'ivshmem_p2p is kernel-patches/v2 (6.12); v3 maps the BAR through vfio-pci (vfio.test.ts)' : false };
+const v3Only = patchedOnly.skip ? patchedOnly : { skip: kernelSeries === 'v3' ? false : 'p2pmem dma-bufs are kernel-patches/v3 (P2PDMA_KERNEL=patched-7.3)' };
+const PAGE = 4096;
+
+/** The p2pdma dma-bufs in debugfs's bufinfo: size and attached devices each; undefined where it cannot be read. */
+function p2pmemDmaBufs(): { size: number; devices: string[] }[] | undefined {
+  let info: string;
+  try {
+    info = fs.readFileSync('/sys/kernel/debug/dma_buf/bufinfo', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const lines = info.split('\n');
+  const out: { size: number; devices: string[] }[] = [];
+  lines.forEach((l, at) => {
+    const f = l.split('\t');
+    if (!/^\d+$/.test(f[0]) || f[4] !== 'p2pdma') return;
+    const devices: string[] = [];
+    let i = lines.indexOf('\tAttached Devices:', at);
+    for (i++; i > 0 && i < lines.length && lines[i].startsWith('\t'); i++) devices.push(lines[i].trim());
+    out.push({ size: Number(f[0]), devices });
+  });
+  return out;
+}
 
 t.test('baseline: an MR on an NVMe CMB fails with EFAULT naming kernel-patches/', { skip: guest.skip || (kernel !== 'baseline' && 'the patched kernel accepts it (next test)') }, async (t) => {
   const c = ctrls[0];
@@ -114,7 +141,42 @@ t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round t
   t.ok(map.closed, 'unmapped once the MR is deregistered');
 });
 
-t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it again', patchedOnly, async (t) => {
+t.test('v3: ibv_reg_mr on the CMB mapping goes on a p2pdma dma-buf of its pages: offset off a page, WRITE and READ, gone at deregistration', v3Only, async (t) => {
+  const c = ctrls[0];
+  if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
+  const s = setup(t, undefined, 'rxe0');
+  const map = mapFile(t, `${c.p2pmem}/allocate`);
+  map.write(Buffer.alloc(SIZE, 0));
+  // Off a page boundary over five pages: the callback's offset and rounding.
+  const OFF = 3 * PAGE + 256;
+  const LEN = 4 * PAGE;
+  const ours = (bufs: { size: number }[] | undefined) => bufs?.filter((b) => b.size === 5 * PAGE).length;
+  const before = ours(p2pmemDmaBufs());
+  const mr = await s.pd.registerMemory(map, { offset: OFF, length: LEN, access: [...ACCESS] });
+  t.equal(mr.length, LEN);
+  const during = p2pmemDmaBufs();
+  if (during) {
+    t.equal(ours(during), before! + 1, 'a p2pdma dma-buf of the five pages backs the MR (bufinfo)');
+    t.ok(during.some((b) => b.size === 5 * PAGE && b.devices.includes('rxe0')), 'attached to rxe0');
+  } else {
+    t.comment('no debugfs bufinfo: the dma-buf is not checked');
+  }
+  const src = s.pattern(LEN, 9);
+  await s.a.write(s.mr(src, 'local-write'), mr.remote());
+  const cmb = map.read(Buffer.alloc(SIZE));
+  t.ok(cmb.subarray(OFF, OFF + LEN).equals(src), 'the WRITE landed in the CMB at the registered offset');
+  t.ok(cmb.subarray(0, OFF).every((x) => x === 0) && cmb.subarray(OFF + LEN).every((x) => x === 0), 'and nowhere else');
+  const cpu = pattern(LEN, 10);
+  map.write(cpu, OFF);
+  const back = s.buffer(LEN);
+  await s.a.read(s.mr(back, 'local-write'), mr.remote());
+  t.ok(back.equals(cpu), 'a READ of the CMB through the MR');
+  await mr[Symbol.asyncDispose]();
+  const after = p2pmemDmaBufs();
+  if (after) t.equal(ours(after), before, 'deregistration released the dma-buf');
+});
+
+t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it again', v2Only, async (t) => {
   if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
   const node = ivshmemNode(ivBdf!);
   if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;
@@ -144,7 +206,7 @@ t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it ag
 
 // v1 required VM_SHARED, which a shared mapping of a file opened read-only
 // does not have (defect 7); a reading importer needs none.
-t.test('patched: a read-only shared mapping of the BAR registers for remote reads, not for writes', patchedOnly, async (t) => {
+t.test('patched: a read-only shared mapping of the BAR registers for remote reads, not for writes', v2Only, async (t) => {
   if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
   const node = ivshmemNode(ivBdf!);
   if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;

@@ -1,7 +1,11 @@
 // Side by side with rdma-core's pyverbs (python3-pyverbs) on rxe0 in the
 // same guest: test/guest/pyverbs/side_by_side.py does the atomics, the
 // shared receive queue and the UD SEND that this file does with the addon;
-// both must succeed with the same data.
+// both must succeed with the same data. test/guest/pyverbs/p2pmem_mr.py
+// registers an NVMe CMB's mapping (p2pmem/allocate) with pyverbs, as root
+// and as uid 65534 under RLIMIT_MEMLOCK 0: refused by a stock kernel
+// (EFAULT: the pages cannot be pinned; EPERM under the limit), registered without pinning by the series (v2's p2p_map, v3's
+// p2p_dma_buf), with RDMA WRITE and READ through it (as root).
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -9,11 +13,12 @@ import * as path from 'node:path';
 import { Rdma } from '../../lib';
 import { packageRoot } from '../../lib/core/package-root';
 import { defaultGidIndex } from '../../lib/rdma/qp';
-import { guest } from './helpers';
+import { guest, inGuest, kernel, kernelSeries, nvmeControllers } from './helpers';
 import { DEV, hostBuffer, onPvrdma } from './rdma-helpers';
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = path.join(packageRoot, 'test/guest/pyverbs/side_by_side.py');
+const P2PMEM_SCRIPT = path.join(packageRoot, 'test/guest/pyverbs/p2pmem_mr.py');
 const havePyverbs = fs.existsSync('/usr/lib/python3/dist-packages/pyverbs/__init__.py');
 const opts = guest.skip
   ? guest
@@ -112,4 +117,31 @@ t.test('pyverbs and the addon on rxe0: atomics, a shared receive queue, a UD SEN
   t.same(py.srq, ours.srq, 'pyverbs: the same');
   t.same(ours.ud, { byteLen: 104, srcIsSender: true, payload: data(64).toString('hex') }, 'the addon: GRH + 64 bytes from the sender');
   t.same(py.ud, ours.ud, 'pyverbs: the same');
+});
+
+// rxe copies into the CMB with the CPU: an MMIO access per word under TCG.
+const CMB_BYTES = 64 << 10;
+
+t.test('pyverbs: ibv_reg_mr on an NVMe CMB mapping, as root and as uid 65534 under RLIMIT_MEMLOCK 0', opts, async (t) => {
+  const c = inGuest ? nvmeControllers()[0] : undefined;
+  if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
+  const ctx = Rdma.open(DEV);
+  const gidIndex = defaultGidIndex(ctx, 1);
+  ctx.close();
+  for (const uid of [undefined, 65534]) {
+    const args = [P2PMEM_SCRIPT, `${c!.p2pmem}/allocate`, String(CMB_BYTES), DEV, String(gidIndex), ...(uid === undefined ? [] : [String(uid)])];
+    const r = JSON.parse(execFileSync(PYTHON, args, { encoding: 'utf8', timeout: 120_000 })) as Record<string, unknown>;
+    const who = `uid ${r.uid}`;
+    t.equal(r.uid, uid ?? 0, `ran as ${uid ?? 'root'}`);
+    if (kernel === 'baseline') {
+      // As 65534 under RLIMIT_MEMLOCK 0 the pinning path refuses first (EPERM, can_do_mlock()).
+      const [msg, errno] = uid === undefined ? ['Bad address', 14] : ['Operation not permitted', 1];
+      t.same([r.reg_mr, r.errno], [msg, errno], `${who}: the stock kernel takes the pinning path and refuses: ${msg} (${JSON.stringify(r)})`);
+    } else {
+      // As 65534 only the registration: uverbs refuses rxe's post_send
+      // (a write()) once the process has changed credentials.
+      const rdma = uid === undefined ? { write: true, read: true } : {};
+      t.same(r, { uid: uid ?? 0, reg_mr: 'ok', vmpin_kb: 0, ...rdma }, `${who}: registered (${kernelSeries}) without pinning${uid === undefined ? '; WRITE landed in the CMB, READ came back' : ''}`);
+    }
+  }
 });

@@ -7,7 +7,6 @@
 #   side_by_side.py DEVICE GID_INDEX
 import json
 import sys
-import time
 
 import pyverbs.enums as e
 from pyverbs.addr import AH, AHAttr, GlobalRoute
@@ -18,6 +17,7 @@ from pyverbs.pd import PD
 from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
 from pyverbs.srq import SRQ, SrqAttr, SrqInitAttr
 from pyverbs.wr import SGE, RecvWR, SendWR
+from rc import poll, rc_pair
 
 DEV, GID_INDEX = sys.argv[1], int(sys.argv[2])
 PORT = 1
@@ -30,46 +30,8 @@ def data(n):
     return bytes((i * 7 + 3) & 0xFF for i in range(n))
 
 
-def poll(cq, n=1):
-    """n successful completions, or an exception (a 5 s limit: never a hang)."""
-    got = []
-    end = time.monotonic() + 5
-    while len(got) < n:
-        npolled, wcs = cq.poll(num_entries=n - len(got))
-        for wc in wcs[:npolled]:
-            if wc.status != e.IBV_WC_SUCCESS:
-                raise RuntimeError(f"completion status {wc.status} (wr_id {wc.wr_id})")
-            got.append(wc)
-        if time.monotonic() > end:
-            raise TimeoutError(f"{len(got)} of {n} completions in 5 s")
-    return got
-
-
-def rc_pair(ctx, pd, cq, srq=None, peers=None):
-    """Two RC QPs connected to each other through the device (the addon's loopbackPair)."""
-    cap = QPCap(max_send_wr=16, max_recv_wr=16, max_send_sge=1, max_recv_sge=1)
-    qps = [QP(pd, QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq, srq=srq if i == 0 else None, cap=cap, sq_sig_all=1)) for i in range(2)]
-    gid = ctx.query_gid(PORT, GID_INDEX)
-    for me, peer in ((qps[0], qps[1]), (qps[1], qps[0])):
-        attr = QPAttr(port_num=PORT)
-        attr.qp_access_flags = ACCESS
-        attr.path_mtu = e.IBV_MTU_1024
-        attr.dest_qp_num = peer.qp_num
-        attr.rq_psn = 0
-        attr.sq_psn = 0
-        attr.max_rd_atomic = 1
-        attr.max_dest_rd_atomic = 1
-        attr.min_rnr_timer = 12
-        attr.timeout = 14
-        attr.retry_cnt = 7
-        attr.rnr_retry = 7
-        attr.ah_attr = AHAttr(port_num=PORT, is_global=1, gr=GlobalRoute(dgid=gid, sgid_index=GID_INDEX), dlid=0)
-        me.to_rts(attr)
-    return qps
-
-
 def atomics(ctx, pd, cq):
-    a, _ = rc_pair(ctx, pd, cq)
+    a, _ = rc_pair(ctx, pd, cq, GID_INDEX, ACCESS)
     target = MR(pd, 8, ACCESS)
     target.write((0x1122334455667788).to_bytes(8, sys.byteorder), 8)
     local = MR(pd, 8, e.IBV_ACCESS_LOCAL_WRITE)
@@ -86,8 +48,8 @@ def atomics(ctx, pd, cq):
 
 def srq_shared(ctx, pd, cq):
     srq = SRQ(pd, SrqInitAttr(SrqAttr(max_wr=16, max_sge=1)))
-    s1, c1 = rc_pair(ctx, pd, cq, srq=srq)
-    s2, c2 = rc_pair(ctx, pd, cq, srq=srq)
+    s1, c1 = rc_pair(ctx, pd, cq, GID_INDEX, ACCESS, srq=srq)
+    s2, c2 = rc_pair(ctx, pd, cq, GID_INDEX, ACCESS, srq=srq)
     dst = MR(pd, 2048, e.IBV_ACCESS_LOCAL_WRITE)
     src = MR(pd, 256, e.IBV_ACCESS_LOCAL_WRITE)
     src.write(data(256), 256)
