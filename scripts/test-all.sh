@@ -139,7 +139,7 @@ nodes_lane() {
 	local began=$((SECONDS - start)) rc
 	printf '\n=== [%4ds] guest suite: nodes-baseline (two guests)\n' "$began"
 	# shellcheck disable=SC2086
-	node dist/cli.js vm run --nodes 2 --kernel baseline --rwdir "$out" ${guest_node:+--env P2PDMA_NODE=$guest_node} \
+	node dist/cli.js vm run --nodes 2 --kernel baseline --rwdir "$out" $guest_node_opts \
 		--node-env a:P2PDMA_TAP_OUT="$out/nodes-a.tap" --node-env b:P2PDMA_TAP_OUT="$out/nodes-b.tap" \
 		-- scripts/guest-suite.sh test/guest/nodes/*.test.ts
 	rc=$?
@@ -288,7 +288,14 @@ host_suites() {
 host_suites &
 host_pid=$!
 
-guest_node=${node_bin[$GUEST_NODE_LINE]:-}
+guest_node=${node_bin[$GUEST_NODE_LINE]:-} guest_node_opts=
+if [ -n "$guest_node" ]; then
+	guest_node_opts="--env P2PDMA_NODE=$guest_node"
+	# The guest sees the host's root but not its /tmp: share the binary's
+	# directory when it lives there (P2PDMA_CACHE under /tmp, as in a cold run
+	# measured beside a warm cache).
+	case $guest_node in /tmp/*) guest_node_opts+=" --rwdir $(dirname "$(dirname "$guest_node")")" ;; esac
+fi
 if [ -n "$debug_kernel" ]; then
 	# The patched DEBUG kernel (KASAN, lockdep, kmemleak) in three guests,
 	# one after the other. Not beside each other: three QEMU and a host suite
@@ -324,12 +331,12 @@ printf '\n=== kernels built behind the DEBUG kernel and lanes: their log\n'
 cat "$out/kernel-baseline.log" "$out/kernel-stock-7.3.log"
 if [ -n "$stock73" ]; then
 	beside "stock-7.3-node$GUEST_NODE_LINE" run_lane "stock-7.3-node$GUEST_NODE_LINE" \
-		"--kernel $stock73/bzImage --env P2PDMA_KERNEL=baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
+		"--kernel $stock73/bzImage --env P2PDMA_KERNEL=baseline --topology switch $guest_node_opts"
 else
 	kernel_failed stock-7.3
 fi
 if [ -n "$baseline" ]; then
-	run_lane "baseline-node$GUEST_NODE_LINE" "--kernel baseline --topology switch ${guest_node:+--env P2PDMA_NODE=$guest_node}"
+	run_lane "baseline-node$GUEST_NODE_LINE" "--kernel baseline --topology switch $guest_node_opts"
 	join_beside
 	nodes_lane
 else
