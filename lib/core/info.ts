@@ -16,8 +16,11 @@ import { topologyAmong, type MapType } from '../pci/p2pmem';
 import { Pci, type PciDevice } from '../pci/pci';
 import { ports as rdmaPorts } from '../rdma';
 
-/** The kernel-patches/ series' entry points (mm/vma_p2p.c), as /proc/kallsyms names them. */
+/** The kernel-patches/ series' entry points (v2, mm/vma_p2p.c), as /proc/kallsyms names them. */
 export const SERIES_SYMBOLS = ['vma_p2p_map', 'vma_p2p_remap', 'vma_p2p_unmap'] as const;
+/** kernel-patches/v3's entry point (mm/memory.c): the dma-buf behind a mapping. */
+export const V3_SERIES_SYMBOLS = ['vma_p2p_dma_buf'] as const;
+const ALL_SERIES_SYMBOLS = [...SERIES_SYMBOLS, ...V3_SERIES_SYMBOLS];
 
 export interface SeriesInfo {
   /** Whether the running kernel has the series; undefined when it cannot be told. */
@@ -101,8 +104,8 @@ export interface MachineInfoOptions {
 
 const namesIn = (dir: string) => list(dir).names;
 
-/** A /proc/kallsyms line ("ADDRESS TYPE NAME[\t[MODULE]]") naming one of SERIES_SYMBOLS. */
-const SERIES_LINE = new RegExp(`^\\S+ \\S (${SERIES_SYMBOLS.join('|')})(?:\\s|$)`, 'gm');
+/** A /proc/kallsyms line ("ADDRESS TYPE NAME[\t[MODULE]]") naming one of either series' symbols. */
+const SERIES_LINE = new RegExp(`^\\S+ \\S (${ALL_SERIES_SYMBOLS.join('|')})(?:\\s|$)`, 'gm');
 
 function series(proc: string): SeriesInfo {
   const file = path.join(proc, 'kallsyms');
@@ -115,10 +118,12 @@ function series(proc: string): SeriesInfo {
   if (text.length === 0) return { present: undefined, symbols: [], reason: `${file} is empty (kernel without CONFIG_KALLSYMS)` };
   // One regex pass: splitting the host's 200k lines took most of the call.
   const names = new Set([...text.matchAll(SERIES_LINE)].map((m) => m[1]));
-  const symbols = SERIES_SYMBOLS.filter((s) => names.has(s));
-  return symbols.length > 0
-    ? { present: true, symbols, reason: `${symbols.join(', ')} in ${file}` }
-    : { present: false, symbols, reason: `no ${SERIES_SYMBOLS.join('/')} in ${file}: a kernel without kernel-patches/ (build one with 'p2pdma kernel build patched')` };
+  const symbols = ALL_SERIES_SYMBOLS.filter((s) => names.has(s));
+  if (symbols.length === 0) {
+    return { present: false, symbols, reason: `no ${ALL_SERIES_SYMBOLS.join('/')} in ${file}: a kernel without kernel-patches/ (build one with 'p2pdma kernel build patched')` };
+  }
+  const v3 = symbols.every((s) => (V3_SERIES_SYMBOLS as readonly string[]).includes(s));
+  return { present: true, symbols, reason: `${symbols.join(', ')} in ${file}${v3 ? ' (kernel-patches/v3)' : ''}` };
 }
 
 /** What a PCI device is to the matrix, by class code; undefined for devices that are not P2P clients here. */

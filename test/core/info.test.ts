@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { formatMachineInfo, machineInfo, SERIES_SYMBOLS, type MachineInfo } from '../../lib/core/info';
+import { formatMachineInfo, machineInfo, SERIES_SYMBOLS, V3_SERIES_SYMBOLS, type MachineInfo } from '../../lib/core/info';
 import { ports } from '../../lib/rdma/device';
 import { AMD_ZEN, fakeSysfs, SWITCH } from '../fake-sysfs';
 import { expectCode, repoRoot, runTs, TEST_PREFIX } from '../helpers';
@@ -58,6 +58,14 @@ t.test('a fake switch machine with the series: matrix, series, io_uring off', as
   const text = formatMachineInfo(info);
   t.match(text, /p2p_map series: present/);
   t.match(text, /0000:03:00\.0 <- 0000:04:00\.0 p2pmem: BUS_ADDR/);
+});
+
+t.test('the v3 series (kernel-patches/v3 on 7.3) is told by its own symbol', async (t) => {
+  const sys = fakeSysfs([]);
+  const proc = fakeProc({ kallsyms: kallsyms(['do_mmap', ...V3_SERIES_SYMBOLS]) });
+  const info = machineInfo({ sysDir: sys, devDir: path.join(sys, 'dev'), procDir: proc });
+  t.same(info.series, { present: true, symbols: [...V3_SERIES_SYMBOLS], reason: `vma_p2p_dma_buf in ${proc}/kallsyms (kernel-patches/v3)` });
+  t.match(formatMachineInfo(info), /p2p_map series: present \(vma_p2p_dma_buf in .* \(kernel-patches\/v3\)\)/);
 });
 
 t.test('without the series, without kallsyms, without io_uring: each says why', async (t) => {

@@ -32,6 +32,14 @@ export const guest: { skip: string | false } = { skip: inGuest ? false : 'runs o
 export const patchedOnly: { skip: string | false } = {
   skip: guest.skip || (kernel === 'baseline' ? 'the baseline kernel has no kernel-patches/ series' : false),
 };
+/**
+ * Test options for what only v2 (kernel-patches/ on 6.12) provides: its
+ * p2p_map() callbacks, test module and ivshmem_p2p exporter, which v3
+ * replaces with the exporters' dma-bufs. `v3Has` names v3's counterpart.
+ */
+export function v2Only(v3Has: string): { skip: string | false } {
+  return { skip: patchedOnly.skip || (kernelSeries === 'v3' ? `kernel-patches/v2 (6.12) only; v3 has ${v3Has}` : false) };
+}
 
 /**
  * The map type between the ivshmem BAR and any NVMe controller (names as in

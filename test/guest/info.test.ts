@@ -7,9 +7,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { formatMachineInfo, machineInfo, type MachineInfo, SERIES_SYMBOLS } from '../../lib/core/info';
+import { formatMachineInfo, machineInfo, type MachineInfo, SERIES_SYMBOLS, V3_SERIES_SYMBOLS } from '../../lib/core/info';
 import { EXPECTED_MAP_TYPE } from '../../harness/vm/qemu-args';
-import { guest, guestTopologies, kernel, nvmeControllers, topology } from './helpers';
+import { guest, guestTopologies, kernel, kernelSeries, nvmeControllers, topology } from './helpers';
 
 const iommu = process.env.P2PDMA_IOMMU === '1';
 // The first test's report, formatted by the second for a second topology.
@@ -18,7 +18,7 @@ let report: MachineInfo | undefined;
 t.test('machineInfo() matches the guest', guest, async (t) => {
   const info = machineInfo();
   report = info;
-  if (kernel === 'patched') t.same(info.series.symbols, [...SERIES_SYMBOLS], `the series: ${info.series.reason}`);
+  if (kernel === 'patched') t.same(info.series.symbols, [...(kernelSeries === 'v3' ? V3_SERIES_SYMBOLS : SERIES_SYMBOLS)], `the ${kernelSeries} series: ${info.series.reason}`);
   else t.equal(info.series.present, false, `no series on the baseline kernel: ${info.series.reason}`);
 
   t.equal(info.p2pmem.providers.length, 2 * guestTopologies.length, 'every CMB');

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EXPECTED_MAP_TYPE } from '../../harness/vm/qemu-args';
 import {
-  inGuest, ivshmemBdf, ivshmemNode, IVSHMEM_MAP_TYPE, kernel, nvmeControllers, patchedOnly, topology,
+  inGuest, ivshmemBdf, ivshmemNode, IVSHMEM_MAP_TYPE, nvmeControllers, topology, v2Only,
 } from './helpers';
 
 const selftestDir = path.join(process.env.P2PDMA_KERNEL_DIR ?? '', 'selftests');
@@ -23,8 +23,9 @@ const KSELFTESTS: Record<string, string> = {
   'vma_p2p_ivshmem-tests': IVSHMEM_MAP_TYPE,
 };
 
-if (!inGuest || kernel === 'baseline') {
-  t.test('vma_p2p kselftests', patchedOnly, async () => {});
+const onV2 = v2Only("its own kselftest, tools/testing/selftests/rdma/p2p_dma_buf_mr.c (scripts/v3-kselftest.sh)");
+if (!inGuest || onV2.skip) {
+  t.test('vma_p2p kselftests', onV2, async () => {});
 } else {
   t.test('/dev/vma_p2p exists (CONFIG_TEST_VMA_P2P)', async (t) => {
     t.ok(fs.statSync('/dev/vma_p2p', { throwIfNoEntry: false })?.isCharacterDevice(), '/dev/vma_p2p');
