@@ -64,6 +64,20 @@ const KNOWN_UPSTREAM: readonly KnownSplat[] = [
     first: /unreferenced object 0x[0-9a-f]+ \(size 8\):/,
     body: [/comm "swapper\/0", pid 0/, /^\s*ramfs_init_fs_context\+/, /^\s*mnt_init\+/],
   },
+  {
+    // Stock 7.3.4's nvmet-rdma, seen on stock 7.3 and on patched-7.3 DEBUG
+    // kernels when nvmeof.test.ts removes its port: unlinking a subsystem
+    // from an RDMA port holds nvmet_config_sem across rdma_destroy_id(),
+    // which takes the CM id's handler_mutex, while the CM handler of a queue
+    // connect takes nvmet_config_sem under it (nvmet_find_get_subsys()).
+    // 6.12's nvmet does not show it.
+    reference: 'Linux 7.3.4 nvmet-rdma lockdep at port removal: nvmet_config_sem vs rdma_cm handler_mutex (seen on stock 7.3.4 DEBUG)',
+    first: /WARNING: possible circular locking dependency detected/,
+    body: [
+      /\(&id_priv->handler_mutex\)\{[^}]*\}-\{[^}]*\}, at: rdma_destroy_id\+/,
+      /\(nvmet_config_sem\)\{[^}]*\}-\{[^}]*\}, at: nvmet_port_subsys_drop_link\+/,
+    ],
+  },
 ];
 /** How many lines of a report identify it (lockdep's header is 10 lines). */
 const REPORT_HEAD_LINES = 12;

@@ -195,6 +195,24 @@ t.test('splats: 7.3\'s boot-time rootfs kmemleak report is known; another leak b
   t.equal(unknownSplats(findSplats(leak('rxe_mr_dmabuf_init_user').join('\n'))).length, 1, 'a leak elsewhere still fails');
 });
 
+t.test("splats: 7.3's nvmet-rdma port-removal lockdep report is known; the same locks elsewhere fail", async (t) => {
+  const report = (holding: string) => [
+    '[   24.605483] ======================================================',
+    '[   24.605946] WARNING: possible circular locking dependency detected',
+    '[   24.606180] 7.3.4+ #1 Not tainted',
+    '[   24.606390] ------------------------------------------------------',
+    '[   24.606612] node/92 is trying to acquire lock:',
+    '[   24.606761] ffff888011902420 (&id_priv->handler_mutex){+.+.}-{4:4}, at: rdma_destroy_id+0x12/0x20',
+    '[   24.607800] ',
+    '[   24.608013] but task is already holding lock:',
+    `[   24.608208] ffffffff83112d28 (nvmet_config_sem){++++}-{4:4}, at: ${holding}+0x4b/0x270`,
+  ].join('\n');
+  const found = findSplats(report('nvmet_port_subsys_drop_link'));
+  t.match(found, [{ line: 2, known: /nvmet-rdma/ }]);
+  t.same(unknownSplats(found), []);
+  t.equal(unknownSplats(findSplats(report('nvmet_rdma_p2p_whatever'))).length, 1, 'held elsewhere: not the known one');
+});
+
 t.test('splats: a lockdep report that only looks like the known one still fails', async (t) => {
   const other = findSplats(pciehpReport('(&vma_p2p->lock)', '(pci_rescan_remove_lock)').join('\n'));
   t.equal(unknownSplats(other).length, 1, 'another lock in the same function');
