@@ -31,9 +31,15 @@ suites=()
 # P2PDMA_SLOW_FACTOR times slower (default 2.3: the spread measured between
 # this project's machines, docs/harness.md) against issue 23's goals (20
 # minutes with the kernels cached, 45 cold) and CI's 90 minutes.
+# The "began ended label" lines of a stages file, one per row of the table.
+timed_lines() { # kind, file
+	local began ended label
+	while read -r began ended label; do
+		printf '#   %5d  %s: %s (%d-%d s)\n' $((ended - began)) "$1" "$label" "$began" "$ended"
+	done < <(cat "$2" 2>/dev/null)
+}
 stage_table() {
 	local end=$((SECONDS - start)) i n=${#stage_names[@]} factor=${P2PDMA_SLOW_FACTOR:-2.3}
-	local began ended label
 	echo "# stage times (seconds):"
 	for ((i = 0; i < n; i++)); do
 		local next=$end
@@ -41,17 +47,11 @@ stage_table() {
 		printf '#   %5d  %s\n' $((next - stage_starts[i])) "${stage_names[$i]}"
 	done
 	echo "# kernel builds (the first in the foreground, the others behind it at nice 19):"
-	while read -r began ended label; do
-		printf '#   %5d  kernel: %s (%d-%d s)\n' $((ended - began)) "$label" "$began" "$ended"
-	done < "$out/kernel.stages"
+	timed_lines "kernel" "$out/kernel.stages"
 	echo "# guest lanes (two at a time where the stage says so):"
-	while read -r began ended label; do
-		printf '#   %5d  guest lane: %s (%d-%d s)\n' $((ended - began)) "$label" "$began" "$ended"
-	done < <(cat "$out/guest.stages" 2>/dev/null)
+	timed_lines "guest lane" "$out/guest.stages"
 	echo "# beside the guest lanes:"
-	while read -r began ended label; do
-		printf '#   %5d  host suite: %s (%d-%d s)\n' $((ended - began)) "$label" "$began" "$ended"
-	done < "$out/host.stages"
+	timed_lines "host suite" "$out/host.stages"
 	local goal=1200 kind="kernels cached"
 	grep -q '(built)$' "$out/kernel.stages" && goal=2700 kind="kernels built"
 	local slow

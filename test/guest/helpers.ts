@@ -40,6 +40,10 @@ export const patchedOnly: { skip: string | false } = {
 export function v2Only(v3Has: string): { skip: string | false } {
   return { skip: patchedOnly.skip || (kernelSeries === 'v3' ? `kernel-patches/v2 (6.12) only; v3 has ${v3Has}` : false) };
 }
+/** Test options for what only v3 (kernel-patches/v3 on 7.3) provides. */
+export function v3Only(what: string): { skip: string | false } {
+  return { skip: patchedOnly.skip || (kernelSeries === 'v3' ? false : `${what} are kernel-patches/v3 (P2PDMA_KERNEL=patched-7.3)`) };
+}
 
 /**
  * The map type between the ivshmem BAR and any NVMe controller (names as in

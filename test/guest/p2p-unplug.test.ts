@@ -17,7 +17,7 @@ import { hostQmp } from '../../harness/vm/guest-control';
 import { nvmeDeviceProps } from '../../harness/vm/qemu-args';
 import { findSplats, unknownSplats } from '../../harness/vm/splats';
 import { Fd, mmap } from '../../lib';
-import { inGuest, ivshmemBdf, ivshmemNode, kernelSeries, nvmeControllers, nvmeController, patchedOnly, readSysfs, topology, waitFor } from './helpers';
+import { inGuest, ivshmemBdf, ivshmemNode, kernelSeries, nvmeControllers, nvmeController, patchedOnly, readSysfs, topology, v2Only, v3Only, waitFor } from './helpers';
 import { HeldMr, holdProgram } from './p2p-hold';
 import { setup } from './rdma-helpers';
 
@@ -96,10 +96,10 @@ t.test('sysfs remove of the NVMe function whose CMB an MR maps', needsBin, async
     fs.existsSync(`${back.p2pmem}/published`) && readSysfs(`${back.p2pmem}/published`) === '1' ? true : undefined);
 });
 
-const v2Only = needsBin.skip ? needsBin : { skip: kernelSeries === 'v3' ? 'ivshmem_p2p is kernel-patches/v2 (6.12)' : false };
-const v3Only = patchedOnly.skip ? patchedOnly : { skip: kernelSeries === 'v3' ? false : 'p2pmem dma-bufs are kernel-patches/v3 (P2PDMA_KERNEL=patched-7.3)' };
+const onV2 = v2Only('the BAR through vfio-pci instead of ivshmem_p2p');
+const onV3 = v3Only('p2pmem dma-bufs');
 
-t.test('v3: unbinding nvme revokes the dma-buf under an MR on its CMB mapping: remote access error, ENODEV, dereg works, rebinds', v3Only, async (t) => {
+t.test('v3: unbinding nvme revokes the dma-buf under an MR on its CMB mapping: remote access error, ENODEV, dereg works, rebinds', onV3, async (t) => {
   const c = nvmeControllers()[0];
   if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
   const s = setup(t, undefined, 'rxe0');
@@ -135,7 +135,7 @@ t.test('v3: unbinding nvme revokes the dma-buf under an MR on its CMB mapping: r
   t.pass('the CMB is a p2pmem provider again');
 });
 
-t.test('unbinding ivshmem_p2p while an MR maps its BAR', v2Only, async (t) => {
+t.test('unbinding ivshmem_p2p while an MR maps its BAR', onV2, async (t) => {
   if (!t.ok(bin, 'p2p_mr_hold built')) return;
   const bdf = ivshmemBdf();
   const node = bdf && ivshmemNode(bdf);

@@ -15,7 +15,7 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import { Fd, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib';
-import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, kernelSeries, nvmeControllers, patchedOnly } from './helpers';
+import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, kernelSeries, nvmeControllers, patchedOnly, v2Only, v3Only } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
 import { hostPattern, pattern, setup } from './rdma-helpers';
 
@@ -57,8 +57,8 @@ function mapFile(t: Test, file: string): Mapping {
 const ACCESS = ['local-write', 'remote-write', 'remote-read'] as const;
 const ctrls = inGuest ? nvmeControllers() : [];
 const ivBdf = inGuest ? ivshmemBdf() : undefined;
-const v2Only = patchedOnly.skip ? patchedOnly : { skip: kernelSeries === 'v3' ? 'ivshmem_p2p is kernel-patches/v2 (6.12); v3 maps the BAR through vfio-pci (vfio.test.ts)' : false };
-const v3Only = patchedOnly.skip ? patchedOnly : { skip: kernelSeries === 'v3' ? false : 'p2pmem dma-bufs are kernel-patches/v3 (P2PDMA_KERNEL=patched-7.3)' };
+const onV2 = v2Only('the BAR through vfio-pci (vfio.test.ts) instead of ivshmem_p2p');
+const onV3 = v3Only('p2pmem dma-bufs');
 const PAGE = 4096;
 
 /** The p2pdma dma-bufs in debugfs's bufinfo: size and attached devices each; undefined where it cannot be read. */
@@ -141,7 +141,7 @@ t.test('patched: RDMA WRITE lands in the NVMe CMB, READ comes back, NVMe round t
   t.ok(map.closed, 'unmapped once the MR is deregistered');
 });
 
-t.test('v3: ibv_reg_mr on the CMB mapping goes on a p2pdma dma-buf of its pages: offset off a page, WRITE and READ, gone at deregistration', v3Only, async (t) => {
+t.test('v3: ibv_reg_mr on the CMB mapping goes on a p2pdma dma-buf of its pages: offset off a page, WRITE and READ, gone at deregistration', onV3, async (t) => {
   const c = ctrls[0];
   if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
   const s = setup(t, undefined, 'rxe0');
@@ -176,7 +176,7 @@ t.test('v3: ibv_reg_mr on the CMB mapping goes on a p2pdma dma-buf of its pages:
   if (after) t.equal(ours(after), before, 'deregistration released the dma-buf');
 });
 
-t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it again', v2Only, async (t) => {
+t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it again', onV2, async (t) => {
   if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
   const node = ivshmemNode(ivBdf!);
   if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;
@@ -206,7 +206,7 @@ t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it ag
 
 // v1 required VM_SHARED, which a shared mapping of a file opened read-only
 // does not have (defect 7); a reading importer needs none.
-t.test('patched: a read-only shared mapping of the BAR registers for remote reads, not for writes', v2Only, async (t) => {
+t.test('patched: a read-only shared mapping of the BAR registers for remote reads, not for writes', onV2, async (t) => {
   if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
   const node = ivshmemNode(ivBdf!);
   if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;

@@ -155,18 +155,22 @@ t.test('splats: KASAN, lockdep, WARN, BUG, panic and kmemleak are found', async 
   t.same(findSplats(log).map((s) => s.line), [2, 3, 4, 5, 6, 7]);
 });
 
-// 6.12's own pciehp report on every device_del (console.log of a DEBUG run).
-const pciehpReport = (acquiring: string, holding: string) => [
+// The head of a lockdep circular-dependency report, as findSplats() reads it.
+const lockdepReport = (task: string, acquiring: string, holding: string) => [
   '[  522.425220] ======================================================',
   '[  522.425919] WARNING: possible circular locking dependency detected',
   '[  522.426734] 6.12.118+ #2 Not tainted',
   '[  522.427088] ------------------------------------------------------',
-  '[  522.427549] irq/26-pciehp/47 is trying to acquire lock:',
-  `[  522.428070] ffff8880075cf300 ${acquiring}{.+.+}-{3:3}, at: pciehp_unconfigure_device+0x127/0x1b0`,
+  `[  522.427549] ${task} is trying to acquire lock:`,
+  `[  522.428070] ffff8880075cf300 ${acquiring}`,
   '[  522.430572] ',
   '               but task is already holding lock:',
-  `[  522.431017] ffffffff8262f4c8 ${holding}{+.+.}-{3:3}, at: pciehp_unconfigure_device+0x93/0x1b0`,
+  `[  522.431017] ffffffff8262f4c8 ${holding}`,
 ];
+// 6.12's own pciehp report on every device_del (console.log of a DEBUG run).
+const pciehpReport = (acquiring: string, holding: string) => lockdepReport('irq/26-pciehp/47',
+  `${acquiring}{.+.+}-{3:3}, at: pciehp_unconfigure_device+0x127/0x1b0`,
+  `${holding}{+.+.}-{3:3}, at: pciehp_unconfigure_device+0x93/0x1b0`);
 
 t.test('splats: 6.12 pciehp reset_lock vs pci_rescan_remove_lock is listed as known, not failed', async (t) => {
   const log = ['[  516.3] pcieport 0000:02:01.0: pciehp: Slot(1-1): Button press', ...pciehpReport('(&ctrl->reset_lock/1)', '(pci_rescan_remove_lock)')].join('\n');
@@ -196,17 +200,9 @@ t.test('splats: 7.3\'s boot-time rootfs kmemleak report is known; another leak b
 });
 
 t.test("splats: 7.3's nvmet-rdma port-removal lockdep report is known; the same locks elsewhere fail", async (t) => {
-  const report = (holding: string) => [
-    '[   24.605483] ======================================================',
-    '[   24.605946] WARNING: possible circular locking dependency detected',
-    '[   24.606180] 7.3.4+ #1 Not tainted',
-    '[   24.606390] ------------------------------------------------------',
-    '[   24.606612] node/92 is trying to acquire lock:',
-    '[   24.606761] ffff888011902420 (&id_priv->handler_mutex){+.+.}-{4:4}, at: rdma_destroy_id+0x12/0x20',
-    '[   24.607800] ',
-    '[   24.608013] but task is already holding lock:',
-    `[   24.608208] ffffffff83112d28 (nvmet_config_sem){++++}-{4:4}, at: ${holding}+0x4b/0x270`,
-  ].join('\n');
+  const report = (holding: string) => lockdepReport('node/92',
+    '(&id_priv->handler_mutex){+.+.}-{4:4}, at: rdma_destroy_id+0x12/0x20',
+    `(nvmet_config_sem){++++}-{4:4}, at: ${holding}+0x4b/0x270`).join('\n');
   const found = findSplats(report('nvmet_port_subsys_drop_link'));
   t.match(found, [{ line: 2, known: /nvmet-rdma/ }]);
   t.same(unknownSplats(found), []);
