@@ -4,7 +4,7 @@
  *
  *   p2pdma vm run [options] -- <command...>   run a command in the test guest
  *   p2pdma vm shell [options]                 interactive shell in the test guest
- *   p2pdma kernel build [--debug] baseline|patched|--series DIR
+ *   p2pdma kernel build [--debug] NAME|--series DIR
  *   p2pdma bench [options]                    benchmark suites, A/B kernels
  *   p2pdma demo [options]                     the P2P flow, checked and timed (guest or --host)
  */
@@ -16,6 +16,7 @@ import { parseTopologies, Topology } from './vm/qemu-args';
 import { parsePvrdmaBackend } from './vm/pvrdma';
 import * as path from 'node:path';
 import { KERNEL_BUILD_SCRIPT, PROJECT_DIR, runVm } from './vm/run';
+import { DEFAULT_BASELINE, isKernelName, kernelBuildArgs, KernelName } from './vm/kernel-names';
 import { parseNodeEnv } from './vm/nodes';
 import { runNodes } from './vm/run-nodes';
 import { BENCH_USAGE as BENCH_USAGE_TEMPLATE, parseBenchArgs } from './bench/args';
@@ -24,9 +25,9 @@ import { DEMO_USAGE, parseDemoArgs } from './demo/args';
 /** The usage lines of these commands, as lib/cli.ts's USAGE lists them. */
 export const COMMANDS = `  p2pdma vm run [options] -- <command...>
   p2pdma vm shell [options]
-  p2pdma kernel build [--debug] baseline|patched|--series DIR
+  p2pdma kernel build [--debug] patched-7.3|baseline-7.3|patched|baseline|--series DIR
   p2pdma bench [options]
-  p2pdma demo [--kernel patched|baseline|PATH] [--host] [--json]
+  p2pdma demo [--kernel NAME|PATH] [--host] [--json]
 `;
 
 /** The suites bench/suites.js runs (plain JavaScript: it also runs in the guest). */
@@ -69,8 +70,9 @@ export async function demo(argv: string[]): Promise<number> {
 }
 
 export const VM_OPTIONS = `vm options:
-  --kernel baseline|patched|PATH   guest kernel (default: baseline; named kernels are built and cached;
-                                   baseline-7.3 and patched-7.3: Linux 7.3, stock and with kernel-patches/v3)
+  --kernel NAME|PATH               guest kernel (default: baseline-7.3); named kernels are built and
+                                   cached: baseline-7.3 and patched-7.3 (Linux 7.3, stock and with
+                                   kernel-patches/v3), baseline and patched (6.12, stock and with v2)
   --debug                          the KASAN + lockdep + kmemleak build of a named kernel
   --topology switch|host-bridge|none[,...]
                                    where a pair of NVMe controllers sits (default: switch); a
@@ -100,7 +102,7 @@ export async function vm(sub: string, argv: string[], usage: string): Promise<nu
     args: argv,
     allowPositionals: true,
     options: {
-      kernel: { type: 'string', default: 'baseline' },
+      kernel: { type: 'string', default: DEFAULT_BASELINE },
       debug: { type: 'boolean', default: false },
       topology: { type: 'string', default: 'switch' },
       iommu: { type: 'boolean', default: false },
@@ -190,10 +192,12 @@ export function kernel(argv: string[], usage: string): number {
     options: { debug: { type: 'boolean', default: false }, series: { type: 'string' } },
   });
   // --series DIR: a kernel developer's own patches, cached like ours (scripts/kernel/build.sh).
-  const variant = values.series !== undefined && positionals.length === 1 ? ['--series', values.series] : [positionals[1]];
-  if (positionals[0] !== 'build' || (values.series === undefined && !['baseline', 'patched'].includes(positionals[1]))) fail(usage);
+  if (positionals[0] !== 'build' || (values.series === undefined && !isKernelName(positionals[1] ?? ''))) fail(usage);
   if (values.series !== undefined && positionals.length !== 1) fail(`kernel build --series DIR takes no variant\n${usage}`);
   if (values.series !== undefined && !fs.statSync(values.series, { throwIfNoEntry: false })?.isDirectory()) fail(`--series: ${values.series} is not a directory`);
-  const r = spawnSync(KERNEL_BUILD_SCRIPT, [...(values.debug ? ['--debug'] : []), ...variant], { stdio: 'inherit' });
+  const args = values.series !== undefined
+    ? [...(values.debug ? ['--debug'] : []), '--series', values.series]
+    : kernelBuildArgs(positionals[1] as KernelName, values.debug!);
+  const r = spawnSync(KERNEL_BUILD_SCRIPT, args, { stdio: 'inherit' });
   return r.status ?? 1;
 }

@@ -90,7 +90,7 @@ function rdmaDevice(info) {
 async function main() {
   const info = machineInfo();
   // The guest says which kernel it booted; a host asks the kernel itself.
-  const patched = host ? info.series.present === true : process.env.P2PDMA_KERNEL !== 'baseline';
+  const patched = host ? info.series.present === true : !(process.env.P2PDMA_KERNEL ?? '').startsWith('baseline');
   console.error(`kernel ${os.release()} (${patched ? 'with' : 'without'} the p2p_map series), ${host ? 'this host' : `guest, topology ${process.env.P2PDMA_TOPOLOGY ?? '?'}`}`);
   const providers = P2pMem.providers().filter((p) => p.p2pmem.published && p.p2pmem.allocate);
   const open = [];

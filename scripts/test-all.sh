@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (`make test`): install what is missing,
 # build the addon, build (or reuse) the guest kernels, the patched DEBUG one
-# first and the others behind it, then run the guest lanes: the patched DEBUG
-# kernel (KASAN, lockdep, kmemleak: any splat fails) in three guests that
-# hold every topology, the vIOMMU and the ACS pair between them, then
-# baseline 6.12 beside stock 7.3, and two baseline nodes; the host suites
-# (the system's Node and every supported Node line) run in the background
-# beside them. Ends with a
-# stage table, the projection onto a slower machine, and one "N passed, N
-# failed, N skipped" line. docs/harness.md has the measurements.
+# first and the stock one behind it, then run the guest lanes: the patched
+# DEBUG kernel (KASAN, lockdep, kmemleak: any splat fails) in three guests
+# that hold every topology, the vIOMMU and the ACS pair between them, then
+# the stock kernel and two stock nodes; the host suites (the system's Node
+# and every supported Node line) run in the background beside them. Ends
+# with a stage table, the projection onto a slower machine, and one "N
+# passed, N failed, N skipped" line. docs/harness.md has the measurements.
+#
+# The kernels: Linux 7.3, stock and with kernel-patches/v3 (the default,
+# issue 26). P2PDMA_TEST_SERIES=v2 (make test-v2) runs the same lanes on
+# 6.12, stock and with kernel-patches/ (v2): v2's own tests (its p2p_map
+# exporters, kselftests, the revoke race) run there. Two kernel builds in a
+# cold run, not three: issue 23's cold budget (docs/harness.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+case ${P2PDMA_TEST_SERIES:-v3} in
+v3) patched=patched-7.3 stock=baseline-7.3 ;;
+v2) patched=patched stock=baseline ;;
+*) echo "P2PDMA_TEST_SERIES: v3 (default) or v2, not '$P2PDMA_TEST_SERIES'"; echo "0 passed, 1 failed, 0 skipped"; exit 1 ;;
+esac
+# build.sh's arguments for a kernel name (as harness/vm/kernel-names.ts).
+build_args() { # name
+	local variant=${1%%-*} source=
+	[ "$variant" = "$1" ] || source=${1#*-}
+	echo ${source:+--source $source} "$variant"
+}
 out=$PWD/.test-results
 rm -rf "$out"
 mkdir -p "$out"
@@ -46,9 +62,9 @@ stage_table() {
 		[ $((i + 1)) -lt "$n" ] && next=${stage_starts[$((i + 1))]}
 		printf '#   %5d  %s\n' $((next - stage_starts[i])) "${stage_names[$i]}"
 	done
-	echo "# kernel builds (the first in the foreground, the others behind it at nice 19):"
+	echo "# kernel builds (the first in the foreground, the other behind it at nice 19):"
 	timed_lines "kernel" "$out/kernel.stages"
-	echo "# guest lanes (two at a time where the stage says so):"
+	echo "# guest lanes, one after the other:"
 	timed_lines "guest lane" "$out/guest.stages"
 	echo "# beside the guest lanes:"
 	timed_lines "host suite" "$out/host.stages"
@@ -87,33 +103,12 @@ run_lane() { # label vm_args files...
 	printf '%s\n' "$label=$out/$label.tap" --exit-status "$label=$rc" >> "$out/guest.suites"
 	printf '%d %d %s\n' "$began" $((SECONDS - start)) "$label" >> "$out/guest.stages"
 }
-# Guest lanes side by side (issue 23): two QEMU at once. A lane's vCPUs idle
-# while its guest boots, scans for leaks, and runs the files that must run
-# alone (guest-suite.sh), and the other lane fills them: measured on 2 cores,
-# docs/harness.md. Each QEMU has its own disks, ivshmem RAM and sockets; the
-# background lanes' console goes to a file, shown when they end.
-beside() { # label, a function or command running lanes
-	local label=$1
-	shift
-	"$@" > "$out/$label.console" 2>&1 &
-	beside_pids+=($!) beside_labels+=("$label")
-}
-join_beside() {
-	local label
-	wait "${beside_pids[@]}"
-	for label in "${beside_labels[@]}"; do
-		printf '\n=== %s (ran beside the lane above; its console)\n' "$label"
-		cat "$out/$label.console"
-	done
-	beside_pids=() beside_labels=()
-}
-beside_pids=() beside_labels=()
 
 # The topology files, run again in the DEBUG guests of other topologies.
 topo_files=(test/guest/topology.test.ts test/guest/vma-p2p.test.ts test/guest/p2pmem.test.ts test/guest/nvme.test.ts test/guest/info.test.ts)
 # The DEBUG lanes after the big patched DEBUG guest, one after the other.
 later_debug_lanes() {
-	run_lane topology-host-bridge "--kernel patched --debug --topology host-bridge" \
+	run_lane topology-host-bridge "--kernel $patched --debug --topology host-bridge" \
 		"${topo_files[@]}" test/guest/p2p-unplug.test.ts
 	# Behind the vIOMMU the series must work or refuse cleanly (the test
 	# module's emulated DMA refuses IOVAs; rxe maps with the CPU), and a map
@@ -125,36 +120,36 @@ later_debug_lanes() {
 	# makes ivshmem THRU_HOST_BRIDGE for the switch pair too: its
 	# NOT_SUPPORTED refusal (which never reaches the IOMMU) is covered in the
 	# patched-debug guest, and THRU_HOST_BRIDGE behind the IOMMU is new.
-	run_lane viommu-acs "--kernel patched --debug --topology switch,host-bridge --iommu --acs-pair" \
+	run_lane viommu-acs "--kernel $patched --debug --topology switch,host-bridge --iommu --acs-pair" \
 		test/guest/iommu.test.ts test/guest/devices.test.ts test/guest/vma-p2p.test.ts \
 		test/guest/rdma-p2p.test.ts test/guest/p2p-memlock.test.ts test/guest/p2p-map-type-change.test.ts \
 		test/guest/info.test.ts
 }
 # Two guests on one wire (docs/harness.md, "Two nodes"): RDMA and NVMe-oF
-# across nodes, 25-40 s on the baseline kernel; the patched DEBUG run (about
+# across nodes, 25-40 s on the stock kernel; the patched DEBUG run (about
 # 150 s) is opt-in, make test-nodes, to keep a cold CI run inside its 90
 # minutes. vm run's status covers both nodes: a failure no test shows counts
 # once.
 nodes_lane() {
 	local began=$((SECONDS - start)) rc
-	printf '\n=== [%4ds] guest suite: nodes-baseline (two guests)\n' "$began"
+	printf '\n=== [%4ds] guest suite: nodes-%s (two guests)\n' "$began" "$stock"
 	# shellcheck disable=SC2086
-	node dist/cli.js vm run --nodes 2 --kernel baseline --rwdir "$out" $guest_node_opts \
+	node dist/cli.js vm run --nodes 2 --kernel "$stock" --rwdir "$out" $guest_node_opts \
 		--node-env a:P2PDMA_TAP_OUT="$out/nodes-a.tap" --node-env b:P2PDMA_TAP_OUT="$out/nodes-b.tap" \
 		-- scripts/guest-suite.sh test/guest/nodes/*.test.ts
 	rc=$?
 	printf '%s\n' "nodes-a=$out/nodes-a.tap" "nodes-b=$out/nodes-b.tap" --exit-status "nodes-a=$rc" >> "$out/guest.suites"
-	printf '%d %d %s\n' "$began" $((SECONDS - start)) nodes-baseline >> "$out/guest.stages"
+	printf '%d %d %s\n' "$began" $((SECONDS - start)) "nodes-$stock" >> "$out/guest.stages"
 }
 
-# Kernel builds (issue 23). A cold run's three builds were 60% of it, one
+# Kernel builds (issue 23). A cold run's kernel builds were 60% of it, one
 # after the other before anything else started. Now the patched DEBUG kernel
 # builds first, in the foreground: its lanes are the run's longest chain.
-# The baseline and stock 7.3 build behind it at nice 19, one after the other,
-# on the CPU that the DEBUG build (its unpack, its links) and then the DEBUG
-# guests and host suites leave idle, which the kernel's scheduler gives to
-# them first. Each build's path lands in $out/kernel-LABEL.path (empty when it
-# failed), its times and whether it was cached in $out/kernel.stages.
+# The stock kernel builds behind it at nice 19, on the CPU that the DEBUG
+# build (its unpack, its links) and then the DEBUG guests and host suites
+# leave idle, which the kernel's scheduler gives to them first. Each build's
+# path lands in $out/kernel-LABEL.path (empty when it failed), its times and
+# whether it was cached in $out/kernel.stages.
 kernel_build() { # show|behind, label, build.sh args...
 	local how=$1 label=$2 began=$((SECONDS - start)) path result=built
 	shift 2
@@ -173,12 +168,6 @@ kernel_build() { # show|behind, label, build.sh args...
 kernel_path() { # label: its path once its build ended, empty if it failed
 	until [ -e "$out/kernel-$1.path" ]; do sleep 2; done
 	cat "$out/kernel-$1.path"
-}
-kernels_behind() {
-	kernel_build behind baseline baseline
-	# Stock Linux 7.3 (Debian's trixie-backports source, same fragments plus
-	# scripts/kernel/7.3.config): the addon on a current kernel (issue 29).
-	kernel_build behind stock-7.3 --source 7.3 baseline
 }
 kernel_failed() { # label: one failure in the summary
 	printf 'not ok 1 - %s kernel build failed (%s)\n' "$1" "$out/kernel-$1.log" > "$out/kernel-$1.tap"
@@ -206,18 +195,20 @@ for line in "${NODE_LINES[@]}"; do
 	fi
 done
 
-step "kernels: patched DEBUG (baseline and stock 7.3 behind it, nice 19)"
+step "kernels: $patched DEBUG ($stock behind it, nice 19)"
 : > "$out/kernel.stages"
-kernels_behind &
+# shellcheck disable=SC2046
+kernel_build behind "$stock" $(build_args "$stock") &
 behind_pid=$!
-kernel_build show patched-debug --debug patched
-debug_kernel=$(kernel_path patched-debug)
+# shellcheck disable=SC2046
+kernel_build show "$patched-debug" --debug $(build_args "$patched")
+debug_kernel=$(kernel_path "$patched-debug")
 
 # The host suite, split by what a file's outcome depends on (issue 23: four
 # full runs cost ~17 minutes on a slow machine and mostly repeated
 # JavaScript that is the same on every line):
 # - HARNESS_TESTS test the harness and the repo, not the addon: once, on the
-#   system's node (vm-boot boots the baseline kernel).
+#   system's node (vm-boot boots the stock kernel).
 # - LINE_TESTS depend on the Node line: V8's buffers (transfer, detach,
 #   resizable, Float16Array), N-API, libuv's pool, workers, GC, loading the
 #   prebuild, and the property sweep (SWEEP_RUNS cases per target off the
@@ -255,7 +246,7 @@ host_suite() { # label, tap args...
 	printf '%d %d %s\n' "$began" $((SECONDS - start)) "$label" >> "$out/host.stages"
 }
 host_suites() {
-	local system_line line f excludes=() baseline
+	local system_line line f excludes=() stock_kernel
 	system_line=$(node -p 'process.versions.node.split(".")[0]')
 	# --exclude takes globs: one per harness file. Given on the command line
 	# they replace package.json's exclude list, so the guest suite's is repeated.
@@ -269,15 +260,15 @@ host_suites() {
 			SWEEP_RUNS=$LINE_SWEEP_RUNS PATH=$(dirname "${node_bin[$line]}"):$PATH host_suite "host-node$line" "${LINE_TESTS[@]}"
 		fi
 	done
-	# The system's line last: its harness files boot the baseline kernel
+	# The system's line last: its harness files boot the stock kernel
 	# (vm-boot.test.ts), which a cold run is still building behind.
-	baseline=$(kernel_path baseline)
+	stock_kernel=$(kernel_path "$stock")
 	if [ -z "${node_bin[$FULL_NODE_LINE]:-}" ]; then
 		# No newest-LTS binary (its download failed, counted above): every file
 		# on the system's node, with the full sweep.
-		P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} host_suite "host-node$system_line"
+		P2PDMA_TEST_KERNEL=${stock_kernel:+$stock_kernel/bzImage} host_suite "host-node$system_line"
 	else
-		SWEEP_RUNS=$LINE_SWEEP_RUNS P2PDMA_TEST_KERNEL=${baseline:+$baseline/bzImage} \
+		SWEEP_RUNS=$LINE_SWEEP_RUNS P2PDMA_TEST_KERNEL=${stock_kernel:+$stock_kernel/bzImage} \
 			host_suite "host-node$system_line" "${HARNESS_TESTS[@]}" "${LINE_TESTS[@]}"
 	fi
 }
@@ -303,45 +294,35 @@ if [ -n "$debug_kernel" ]; then
 	# (harness/vm/tsc.ts) and, with the cores shared three ways, the revoke
 	# race's READs outwaited rxe's 100 ms remap bound (2026-12-07,
 	# docs/harness.md). The kernels building behind them run at nice 19.
-	step "guest lanes: patched DEBUG (switch, none), host-bridge, vIOMMU + ACS"
+	step "guest lanes: $patched DEBUG (switch, none), host-bridge, vIOMMU + ACS"
 	# Not the generic hot-unplug test: 6.12's pciehp lockdep report (known,
 	# harness/vm/splats.ts) turns lockdep off, and p2p-unplug.test.ts needs it on
-	# until its own device_del; it runs in the baseline lane (docs/harness.md).
+	# until its own device_del; it runs in the stock lane (docs/harness.md).
 	# One DEBUG guest holds the switch pair and the none pair (both on the
 	# default CPU, no vIOMMU): every file runs against the switch pair, the
 	# topology files again against the none pair (FILE@none), saving a boot
 	# (issue 23). Host-bridge needs the AMD family 23 CPU, which would turn
 	# every root-complex pair THRU_HOST_BRIDGE: it keeps its own guest.
-	run_lane patched-debug "--kernel patched --debug --topology switch,none" \
+	run_lane "$patched-debug" "--kernel $patched --debug --topology switch,none" \
 		$(ls test/guest/*.test.ts | grep -v -e /hotplug.test.ts -e /p2p-map-type-change.test.ts) \
 		"${topo_files[@]/%/@none}"
 	later_debug_lanes
 else
-	kernel_failed patched-debug
+	kernel_failed "$patched-debug"
 fi
 
-# The same suite on pristine 6.12 and on stock 7.3, side by side: the same
-# counts, except where a feature differs between the kernels (each such test
-# says so). Then the two baseline nodes.
-step "guest lanes: baseline and stock 7.3 side by side, then two nodes"
-baseline=$(kernel_path baseline)
-stock73=$(kernel_path stock-7.3)
+# The same suite on the stock kernel: the same counts, except where a
+# feature differs (each such test says so); then two stock nodes.
+step "guest lanes: $stock, then two nodes"
+stock_kernel=$(kernel_path "$stock")
 wait "$behind_pid"
-printf '\n=== kernels built behind the DEBUG kernel and lanes: their log\n'
-cat "$out/kernel-baseline.log" "$out/kernel-stock-7.3.log"
-if [ -n "$stock73" ]; then
-	beside "stock-7.3-node$GUEST_NODE_LINE" run_lane "stock-7.3-node$GUEST_NODE_LINE" \
-		"--kernel $stock73/bzImage --env P2PDMA_KERNEL=baseline --topology switch $guest_node_opts"
-else
-	kernel_failed stock-7.3
-fi
-if [ -n "$baseline" ]; then
-	run_lane "baseline-node$GUEST_NODE_LINE" "--kernel baseline --topology switch $guest_node_opts"
-	join_beside
+printf '\n=== the kernel built behind the DEBUG kernel and lanes: its log\n'
+cat "$out/kernel-$stock.log"
+if [ -n "$stock_kernel" ]; then
+	run_lane "$stock-node$GUEST_NODE_LINE" "--kernel $stock --topology switch $guest_node_opts"
 	nodes_lane
 else
-	join_beside
-	kernel_failed baseline
+	kernel_failed "$stock"
 fi
 mapfile -t guest_args < "$out/guest.suites"
 suites+=("${guest_args[@]}")

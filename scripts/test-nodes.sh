@@ -3,13 +3,13 @@
 # guests on one wire (vm run --nodes 2; docs/harness.md, "Two nodes"), each
 # file running on both nodes, which keep in step over a control channel.
 # Ends with the same "N passed, N failed, N skipped" line as make test.
-#   KERNEL=patched VMFLAGS=--debug scripts/test-nodes.sh
+#   KERNEL=patched-7.3 VMFLAGS=--debug scripts/test-nodes.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$PWD/.test-results/nodes
 rm -rf "$out"
 mkdir -p "$out"
-KERNEL=${KERNEL:-baseline}
+KERNEL=${KERNEL:-baseline-7.3}
 start=$SECONDS
 # Each node writes its own TAP into the shared results directory.
 # shellcheck disable=SC2086

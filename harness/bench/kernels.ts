@@ -1,6 +1,7 @@
 /**
  * The kernels `p2pdma bench --kernels` names, resolved to bzImages:
  *   baseline, patched   ours, built and cached by scripts/kernel/build.sh
+ *   (and -7.3 of each)
  *   series:DIR          a directory of patches on the same source
  *                       (`p2pdma kernel build --series DIR`), cached alike
  *   tree:PATH           a kernel source tree (git), built with our config
@@ -13,6 +14,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KERNEL_BUILD_SCRIPT, resolveKernel } from '../vm/run';
+import { isKernelName } from '../vm/kernel-names';
 import { buildTree } from './tree';
 
 export interface BenchKernel {
@@ -30,7 +32,7 @@ export interface BenchKernel {
 
 /** The kind of each spec, before anything is built (argument checking). */
 export function parseKernelSpec(spec: string): { kind: 'ours' | 'series' | 'tree' | 'image'; arg: string } {
-  if (spec === 'baseline' || spec === 'patched') return { kind: 'ours', arg: spec };
+  if (isKernelName(spec)) return { kind: 'ours', arg: spec };
   if (spec.startsWith('series:')) {
     const dir = spec.slice('series:'.length);
     if (!dir) throw new Error(`'${spec}': series: wants a directory of patches`);

@@ -1,8 +1,9 @@
 /** `p2pdma demo`'s command line. */
 import { parseArgs } from 'node:util';
+import { DEFAULT_PATCHED } from '../vm/kernel-names';
 import { parseTopologies, Topology } from '../vm/qemu-args';
 
-export const DEMO_USAGE = `usage: p2pdma demo [--kernel patched|baseline|PATH] [--debug] [--topology T[,...]] [--iommu]
+export const DEMO_USAGE = `usage: p2pdma demo [--kernel NAME|PATH] [--debug] [--topology T[,...]] [--iommu]
                    [--accel auto|tcg|kvm] [--timeout SECONDS] [--json]
        p2pdma demo --host [--write-nvme] [--json]
 
@@ -13,8 +14,10 @@ registers a CMB as a memory region and WRITEs and READs it over the verbs.
 
 In the test guest (default): the kernel is resolved first (cached, or built
 with the build's progress on stderr), the guest booted with two NVMe CMBs and
-rxe0, and the steps run there. --kernel baseline shows the refusal the
-kernel-patches/ series removes: its RDMA step ends "refused (expected)".
+rxe0, and the steps run there. NAME is patched-7.3 (the default: Linux 7.3
+with kernel-patches/v3), baseline-7.3 (stock 7.3), or patched / baseline
+(6.12 with and without v2). A baseline kernel shows the refusal the series
+removes: its RDMA step ends "refused (expected)".
 
 --host runs the steps on this machine's devices as \`p2pdma info\` finds them,
 without booting; a step whose device is missing is "skipped" with the reason.
@@ -32,7 +35,7 @@ export interface DemoOptions {
   json: boolean;
   /** Host only: let the NVMe steps overwrite the start of a namespace. */
   writeNvme: boolean;
-  /** 'patched', 'baseline' or a bzImage path. */
+  /** A kernel name of ours (harness/vm/kernel-names.ts) or a bzImage path. */
   kernel: string;
   debug: boolean;
   topology: Topology[];
@@ -70,8 +73,8 @@ export function parseDemoArgs(argv: string[]): DemoOptions {
     timeoutSec = Number(values.timeout);
     if (!Number.isInteger(timeoutSec) || timeoutSec <= 0) throw new TypeError(`--timeout wants a positive integer, got '${values.timeout}'`);
   }
-  const kernel = values.kernel ?? 'patched';
-  if (kernel === '') throw new TypeError('--kernel wants patched, baseline or a bzImage path');
+  const kernel = values.kernel ?? DEFAULT_PATCHED;
+  if (kernel === '') throw new TypeError('--kernel wants patched-7.3, baseline-7.3, patched, baseline or a bzImage path');
   return {
     host: values.host!,
     json: values.json!,

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
+import { kernelLabel } from '../vm/kernel-names';
 import { PROJECT_DIR, runVm } from '../vm/run';
 import type { DemoOptions } from './args';
 import { resolveDemoKernel } from './kernel';
@@ -58,7 +59,7 @@ async function guestSteps(o: DemoOptions, io: DemoIo): Promise<{ steps: StepResu
     if (guestSteps.length === 0 && bootStarted !== undefined) boot.seconds = since(bootStarted);
     guestSteps.push(s);
   });
-  const label = o.kernel === 'baseline' || o.kernel === 'patched' ? o.kernel : 'custom';
+  const label = kernelLabel(o.kernel);
   const result = await runVm({
     kernel: kernel.image,
     debug: o.debug,

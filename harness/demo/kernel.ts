@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KERNEL_BUILD_SCRIPT } from '../vm/run';
+import { isKernelName, kernelBuildArgs } from '../vm/kernel-names';
 import type { StepResult } from './report';
 
 export interface ResolvedKernel {
@@ -17,16 +18,16 @@ export interface ResolvedKernel {
 
 export async function resolveDemoKernel(kernel: string, debug: boolean, progress: NodeJS.WritableStream): Promise<ResolvedKernel> {
   const started = process.hrtime.bigint();
-  const title = `kernel ${kernel === 'baseline' || kernel === 'patched' ? `${kernel}${debug ? ' (debug)' : ''}` : path.basename(kernel)}`;
+  const title = `kernel ${isKernelName(kernel) ? `${kernel}${debug ? ' (debug)' : ''}` : path.basename(kernel)}`;
   const done = (status: StepResult['status'], detail: string, image?: string): ResolvedKernel => ({
     image,
     step: { name: 'kernel', title, status, seconds: Number(process.hrtime.bigint() - started) / 1e9, detail },
   });
-  if (kernel !== 'baseline' && kernel !== 'patched') {
+  if (!isKernelName(kernel)) {
     const image = path.resolve(kernel);
     return fs.existsSync(image) ? done('ok', `given: ${image}`, image) : done('failed', `${image}: no such file`);
   }
-  const args = [...(debug ? ['--debug'] : []), '--print-path', kernel];
+  const args = ['--print-path', ...kernelBuildArgs(kernel, debug)];
   let stdout = '';
   let cached = false;
   const status = await new Promise<number | null>((resolve) => {

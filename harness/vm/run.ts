@@ -15,6 +15,7 @@ import { relayGuestRequests } from './host-control';
 import { PVRDMA_MAD_SOCKET, PVRDMA_QMP_SOCKET, PvrdmaBackend, relayGids } from './pvrdma';
 import { startRdmacmMux } from './rdmacm-mux';
 import { findSplats, Splat, unknownSplats } from './splats';
+import { isKernelName, kernelBuildArgs, kernelLabel, KernelName } from './kernel-names';
 import { hostTscKhz } from './tsc';
 import { packageRoot } from '../../lib/core/package-root';
 
@@ -22,12 +23,10 @@ export const PROJECT_DIR = packageRoot;
 export const KERNEL_BUILD_SCRIPT = path.join(PROJECT_DIR, 'scripts', 'kernel', 'build.sh');
 export const CACHE_DIR = process.env.P2PDMA_CACHE ?? path.join(os.homedir(), '.cache', 'p2pdma');
 
-/** 6.12 stock and with kernel-patches/ (v2); the -7.3 ones are 7.3 stock and with kernel-patches/v3. */
-export type KernelName = 'baseline' | 'patched' | 'baseline-7.3' | 'patched-7.3';
-const KERNEL_NAMES: readonly string[] = ['baseline', 'patched', 'baseline-7.3', 'patched-7.3'];
+export type { KernelName } from './kernel-names';
 
 export interface VmOptions {
-  /** 'baseline', 'patched' (built and cached on demand) or a bzImage path. */
+  /** A name of ours (kernel-names.ts: built and cached on demand) or a bzImage path. */
   kernel: KernelName | string;
   /** Build and boot the KASAN + lockdep + kmemleak variant of a named kernel. */
   debug?: boolean;
@@ -96,21 +95,15 @@ export interface VmResult {
 
 /** Resolve a kernel name to a bzImage, building it (or hitting the cache) first. */
 export function resolveKernel(kernel: string, debug: boolean, log: (l: string) => void): string {
-  if (!KERNEL_NAMES.includes(kernel)) {
+  if (!isKernelName(kernel)) {
     if (!fs.existsSync(kernel)) throw new Error(`kernel image not found: ${kernel}`);
     return path.resolve(kernel);
   }
-  const [variant, source] = kernel.split('-');
-  const args = [...(debug ? ['--debug'] : []), '--print-path', ...(source ? ['--source', source] : []), variant];
+  const args = ['--print-path', ...kernelBuildArgs(kernel, debug)];
   log(`kernel: ${kernel}${debug ? ' (debug)' : ''}`);
   const r = spawnSync(KERNEL_BUILD_SCRIPT, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`building the ${kernel} kernel failed (${KERNEL_BUILD_SCRIPT} ${args.join(' ')})`);
   return path.join(r.stdout.trim(), 'bzImage');
-}
-
-/** What the guest's tests are told the kernel is (P2PDMA_KERNEL). */
-function kernelLabel(kernel: string): KernelName | 'custom' {
-  return KERNEL_NAMES.includes(kernel) ? (kernel as KernelName) : 'custom';
 }
 
 function shellQuote(word: string): string {

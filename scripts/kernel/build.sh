@@ -248,6 +248,15 @@ for test_src in "$tree"/tools/testing/selftests/mm/vma_p2p*-tests.c; do
 	gcc -O2 -Wall -I"$tree" -I"$tree/tools/testing/selftests" -isystem "$out.tmp/headers/include" \
 		-o "$test_bin" "$test_src" >> "$log" 2>&1 || die "building ${test_src#$tree/} failed, see $log"
 done
+# v3's (kernel-patches/v3 0009): an RDMA program, so it links libibverbs
+# (libibverbs-dev, which setup installs).
+for test_src in "$tree"/tools/testing/selftests/rdma/p2p_dma_buf_mr.c; do
+	mkdir -p "$out.tmp/selftests"
+	say "selftest: ${test_src#$tree/}"
+	gcc -O2 -Wall -I"$tree/tools/testing/selftests" -isystem "$out.tmp/headers/include" \
+		-o "$out.tmp/selftests/$(basename "$test_src" .c)" "$test_src" -libverbs >> "$log" 2>&1 ||
+		die "building ${test_src#$tree/} failed, see $log"
+done
 shopt -u nullglob
 cp "$obj/arch/x86/boot/bzImage" "$obj/.config" "$out.tmp/"
 cp "$obj/System.map" "$out.tmp/"

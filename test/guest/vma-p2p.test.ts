@@ -23,7 +23,7 @@ const KSELFTESTS: Record<string, string> = {
   'vma_p2p_ivshmem-tests': IVSHMEM_MAP_TYPE,
 };
 
-const onV2 = v2Only("its own kselftest, tools/testing/selftests/rdma/p2p_dma_buf_mr.c (scripts/v3-kselftest.sh)");
+const onV2 = v2Only("its own kselftest, tools/testing/selftests/rdma/p2p_dma_buf_mr.c (p2p-dma-buf-kselftest.test.ts)");
 if (!inGuest || onV2.skip) {
   t.test('vma_p2p kselftests', onV2, async () => {});
 } else {

@@ -16,7 +16,7 @@ const step = (name: string, status: StepResult['status'], detail = ''): StepResu
 
 t.test('arguments: defaults, guest options, --host and mistakes', async (t) => {
   const o = parseDemoArgs([]);
-  t.same(o, { host: false, json: false, writeNvme: false, kernel: 'patched', debug: false, topology: ['switch'], iommu: false, accel: 'auto', timeoutSec: undefined });
+  t.same(o, { host: false, json: false, writeNvme: false, kernel: 'patched-7.3', debug: false, topology: ['switch'], iommu: false, accel: 'auto', timeoutSec: undefined });
   const g = parseDemoArgs(['--kernel', 'baseline', '--topology', 'switch,none', '--debug', '--timeout', '600', '--json']);
   t.same([g.kernel, g.topology, g.debug, g.timeoutSec, g.json], ['baseline', ['switch', 'none'], true, 600, true]);
   t.same(parseDemoArgs(['--host', '--write-nvme']), { ...o, host: true, writeNvme: true });
@@ -33,8 +33,8 @@ t.test('arguments: defaults, guest options, --host and mistakes', async (t) => {
 t.test('p2pdma demo --help, and bad arguments exit 2', async (t) => {
   const r = runTs(CLI, [], {}, ['demo', '--help']);
   t.equal(r.status, 0, r.stderr);
-  for (const word of ['--kernel patched|baseline|PATH', '--host', '--write-nvme', '--json', 'Exit status: 0 when no step failed']) t.match(r.stdout, word);
-  t.match(runTs(CLI, [], {}, ['--help']).stdout, /p2pdma demo \[--kernel patched\|baseline\|PATH\] \[--host\] \[--json\]/);
+  for (const word of ['--kernel NAME|PATH', 'patched-7.3 (the default', '--host', '--write-nvme', '--json', 'Exit status: 0 when no step failed']) t.match(r.stdout, word);
+  t.match(runTs(CLI, [], {}, ['--help']).stdout, /p2pdma demo \[--kernel NAME\|PATH\] \[--host\] \[--json\]/);
   const bad = runTs(CLI, [], {}, ['demo', '--host', '--debug']);
   t.equal(bad.status, 2);
   t.match(bad.stderr, /^p2pdma: --debug boots a guest/);

@@ -4,6 +4,7 @@ import t from 'tap';
 import { qemuArgs, ACS_PORT, VIRTIO_GPU_SLOT, EXPECTED_MAP_TYPE, TOPOLOGIES, nvmeDeviceProps, pairSerials, parseTopologies } from '../../harness/vm/qemu-args';
 import { findSplats, unknownSplats } from '../../harness/vm/splats';
 import { hostTscKhz } from '../../harness/vm/tsc';
+import { DEFAULT_BASELINE, DEFAULT_PATCHED, isKernelName, kernelBuildArgs, kernelLabel } from '../../harness/vm/kernel-names';
 import { baseQemuOptions, valueOf } from './qemu-args-fixture';
 
 const base = baseQemuOptions;
@@ -134,6 +135,17 @@ t.test('QMP and the guest control port live in the results directory', async (t)
   t.same(valueOf(args, '-qmp'), ['unix:/r/qmp.sock,server=on,wait=off']);
   t.ok(valueOf(args, '-chardev').includes('socket,id=hostctl,path=/r/hostctl.sock,server=on,wait=off'));
   t.ok(valueOf(args, '-device').includes('virtserialport,chardev=hostctl,name=org.p2pdma.host'));
+});
+
+t.test('kernel names: 7.3 with v3 is the default, 6.12 with v2 stays buildable, anything else is a path', async (t) => {
+  t.same([DEFAULT_PATCHED, DEFAULT_BASELINE], ['patched-7.3', 'baseline-7.3']);
+  t.same(kernelBuildArgs('patched-7.3', true), ['--debug', '--source', '7.3', 'patched']);
+  t.same(kernelBuildArgs('baseline-7.3', false), ['--source', '7.3', 'baseline']);
+  t.same(kernelBuildArgs('patched', true), ['--debug', 'patched']);
+  t.same(kernelBuildArgs('baseline', false), ['baseline']);
+  t.notOk(isKernelName('patched-6.12'));
+  t.equal(kernelLabel('/boot/vmlinuz'), 'custom');
+  t.equal(kernelLabel('baseline-7.3'), 'baseline-7.3');
 });
 
 t.test('CMB size must be a power of two of at least 2 MiB', async (t) => {
