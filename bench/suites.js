@@ -62,6 +62,11 @@ const SUITES = {
     command: ['node', 'bench/mr-reg.js'],
     needs: () => (hasDir('/sys/class/infiniband') ? null : 'no RDMA device'),
   },
+  'p2p-paths': {
+    what: "the series' paths from an MR to device memory (mapping, dma-buf fd): registration, WRITE bandwidth, revocation (C)",
+    command: ['node', 'bench/p2p-paths.js'],
+    needs: () => (hasDir('/sys/class/infiniband') ? null : 'no RDMA device'),
+  },
   rdma: {
     what: 'RDMA WRITE bandwidth and latency: addon vs perftest',
     command: ['node', 'bench/rdma.js'],

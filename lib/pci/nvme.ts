@@ -6,8 +6,8 @@
  * Buffers are used in place: any TypedArray, DataView, (Shared)ArrayBuffer,
  * `Mapping` or `P2pBuffer`. With a P2pBuffer (another device's p2pmem, e.g.
  * an NVMe CMB) the controller DMAs peer to peer; when the kernel refuses
- * (EREMOTEIO: the two devices cannot reach each other), the error says why
- * (`P2pMem.topology()`).
+ * (the two devices cannot reach each other: EREMOTEIO on 6.12, EINVAL on
+ * 7.x), the error says why (`P2pMem.topology()`).
  *
  * O_DIRECT rules are checked before any syscall, with errors that name the
  * rule: device position and length multiples of the logical block size
@@ -920,16 +920,23 @@ export class Nvme implements Disposable, AsyncDisposable {
     );
   }
 
-  /** A SystemError with the path; EREMOTEIO into or from p2pmem says why the devices cannot reach each other. */
+  /**
+   * A SystemError with the path; a refused peer-to-peer mapping into or from
+   * p2pmem says why the devices cannot reach each other. Linux 6.12 refuses
+   * it with EREMOTEIO; 7.x's block DMA mapping with EINVAL, which has other
+   * causes too, so EINVAL is explained only when the topology says so.
+   */
   #ioError(e: unknown, target: Target, write: boolean, request?: string): unknown {
     const err = fromNative(e, { path: this.path, request }) as SystemError;
-    if (err?.code !== 'EREMOTEIO' || !(target.mapping instanceof P2pBuffer) || this.pci === undefined) return err;
+    const refused = err?.code === 'EREMOTEIO' || err?.code === 'EINVAL';
+    if (!refused || !(target.mapping instanceof P2pBuffer) || this.pci === undefined) return err;
     let topo: P2pTopology | undefined;
     try {
       topo = P2pMem.topology(target.mapping.provider, this.pci, { sysfs: this.#sysfs });
     } catch {
       topo = undefined;
     }
+    if (err.code === 'EINVAL' && topo?.mapType !== 'NOT_SUPPORTED') return err;
     const why = topo === undefined ? 'the kernel refused the peer-to-peer mapping' : `${topo.kernel ?? topo.mapType}: ${topo.reason.replace(/^\S+ -> \S+: /, '')}`;
     err.message +=
       `: ${this.controller} (${this.pci}) and the p2pmem provider ${target.mapping.provider} cannot reach each other ` +

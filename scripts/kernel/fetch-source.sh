@@ -22,6 +22,11 @@ fi
 
 cache=${P2PDMA_CACHE:-$HOME/.cache/p2pdma}
 dir=$cache/src-debs/$pkg
+# make test builds two kernels of one source at once: the second waits for
+# the first one's download instead of finding it half done.
+mkdir -p "$cache/src-debs"
+exec 9> "$cache/src-debs/$pkg.lock"
+flock 9
 if [ ! -r "$dir/tarball/usr/src/$pkg.tar.xz" ]; then
 	state=$cache/src-debs/apt
 	mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$dir"

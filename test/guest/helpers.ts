@@ -4,6 +4,7 @@
  * scripts/vm/init exports (P2PDMA_TOPOLOGY, P2PDMA_KERNEL).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { memfd, mmap, type Mapping } from '../../lib';
@@ -26,6 +27,16 @@ export const kernel: 'baseline' | 'patched' = kernelEnv === 'baseline' || kernel
  * P2PDMA_KERNEL=patched-7.3) or 'v2' (kernel-patches/ on 6.12, or custom).
  */
 export const kernelSeries: 'v2' | 'v3' | null = kernel === 'baseline' ? null : kernelEnv === 'patched-7.3' ? 'v3' : 'v2';
+/** The guest kernel's major version (6 for 6.12, 7 for 7.3). */
+export const linuxMajor = Number(os.release().split('.')[0]);
+/**
+ * How the block layer refuses an O_DIRECT or passthrough transfer into
+ * p2pmem its device cannot reach (map type NOT_SUPPORTED): EREMOTEIO on
+ * 6.12, EINVAL on 7.x (the same on stock 7.3: not the series').
+ */
+export const P2P_REFUSAL = linuxMajor >= 7
+  ? { code: 'EINVAL', errno: -22, message: 'invalid argument' }
+  : { code: 'EREMOTEIO', errno: -121, message: 'remote I/O error' };
 /** Test options for guest-only tests: skipped, with the reason, anywhere else. */
 export const guest: { skip: string | false } = { skip: inGuest ? false : 'runs only in the p2pdma guest (make vm-test)' };
 /** Test options for what only the kernel series provides: skipped on the baseline kernel. */

@@ -11,7 +11,7 @@ import * as crypto from 'node:crypto';
 
 import { Nvme, nvmeOpcodes, P2pMem, type P2pBuffer } from '../../lib';
 import { EXPECTED_MAP_TYPE } from '../../harness/vm/qemu-args';
-import { alignedBuffer, guest, nvmeControllers, topology } from './helpers';
+import { alignedBuffer, guest, linuxMajor, nvmeControllers, P2P_REFUSAL, topology } from './helpers';
 
 const MiB = 1 << 20;
 const BASE = 128 * MiB;
@@ -76,7 +76,12 @@ t.test('P2P data path with passthrough read/write commands, byte for byte', gues
   using ns = Nvme.open(a.namespace);
   const data = pattern(2);
   // One command moves at most maxTransfer bytes (QEMU's MDTS: 512 KiB).
-  const step = Math.min(ns.maxTransfer, 256 * 1024);
+  // Into the controller's own CMB (the none topology) on 7.x, one page per
+  // command: 7.x sends user passthrough commands with SGLs, and QEMU 7.2
+  // takes a CMB data block behind a descriptor list in host memory as
+  // Invalid Use of Controller Memory Buffer; a one-page command carries its
+  // data block in the command itself. Stock 7.3 does the same.
+  const step = !peerReachable && linuxMajor >= 7 ? 4096 : Math.min(ns.maxTransfer, 256 * 1024);
   t.ok(step > 0, `maxTransfer ${ns.maxTransfer}`);
   const rw = async (opcode: number, buf: Buffer | P2pBuffer, offset: number) => {
     for (let at = 0; at < LEN; at += step) {
@@ -110,13 +115,13 @@ t.test(`${topology}: nvme0 DMAing into nvme1's CMB is ${EXPECTED_MAP_TYPE[topolo
     return;
   }
   const why = new RegExp(
-    `^EREMOTEIO: remote I/O error, read '${a.namespace}': ${a.name} \\(${a.bdf}\\) and the p2pmem provider ${b.bdf} cannot reach each other peer to peer .*NOT_SUPPORTED: .*no common upstream bridge.*not in the kernel's P2PDMA whitelist`,
+    `^${P2P_REFUSAL.code}: ${P2P_REFUSAL.message}, read '${a.namespace}': ${a.name} \\(${a.bdf}\\) and the p2pmem provider ${b.bdf} cannot reach each other peer to peer .*NOT_SUPPORTED: .*no common upstream bridge.*not in the kernel's P2PDMA whitelist`,
   );
-  await t.rejects(ns.read(cmb, BASE + 8 * LEN), { code: 'EREMOTEIO', errno: -121, syscall: 'read', path: a.namespace, message: why });
-  t.throws(() => ns.readSync(cmb, BASE + 8 * LEN), { code: 'EREMOTEIO', message: why }, 'readSync says the same');
+  await t.rejects(ns.read(cmb, BASE + 8 * LEN), { code: P2P_REFUSAL.code, errno: P2P_REFUSAL.errno, syscall: 'read', path: a.namespace, message: why });
+  t.throws(() => ns.readSync(cmb, BASE + 8 * LEN), { code: P2P_REFUSAL.code, message: why }, 'readSync says the same');
   await t.rejects(
     ns.passthru({ opcode: nvmeOpcodes.READ, data: cmb, dataLength: 64 * 1024, cdw10: (BASE + 8 * LEN) / LBA, cdw12: (64 * 1024) / LBA - 1 }),
-    { code: 'EREMOTEIO', request: /^NVME_(IOCTL_IO64_CMD|URING_CMD_IO)$/, message: /cannot reach each other peer to peer/ },
+    { code: P2P_REFUSAL.code, request: /^NVME_(IOCTL_IO64_CMD|URING_CMD_IO)$/, message: /cannot reach each other peer to peer/ },
     'so does a passthrough read',
   );
 });

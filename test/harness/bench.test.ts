@@ -44,7 +44,7 @@ t.test('arguments: defaults, lists and mistakes', async (t) => {
 t.test('p2pdma bench --help lists the options and the suites', async (t) => {
   const r = runTs(path.join(repoRoot, 'lib', 'cli.ts'), [], {}, ['bench', '--help']);
   t.equal(r.status, 0, r.stderr);
-  for (const word of ['--suites', '--kernels', '--rounds', '--allow-busy', 'series:DIR', 'ioctl, dmabuf, nvme, mr-reg, rdma']) t.match(r.stdout, word);
+  for (const word of ['--suites', '--kernels', '--rounds', '--allow-busy', 'series:DIR', 'ioctl, dmabuf, nvme, mr-reg, p2p-paths, rdma']) t.match(r.stdout, word);
   const bad = runTs(path.join(repoRoot, 'lib', 'cli.ts'), [], {}, ['bench', '--rounds', 'x']);
   t.equal(bad.status, 2);
   t.match(bad.stderr, /--rounds wants a positive integer/);
