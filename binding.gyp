@@ -14,6 +14,7 @@
         "native/core/memfd.cc",
         "native/core/capabilities.cc",
         "native/pci/nvme.cc",
+        "native/pci/nvme-copy.cc",
         "native/dmabuf/dmabuf.cc",
         "native/dmabuf/udmabuf.cc",
         "native/dmabuf/sync-file.cc",

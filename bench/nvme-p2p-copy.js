@@ -3,6 +3,7 @@
 // side in one run, for each chunk size and number of copies in flight:
 //   addon p2p:    Nvme.read() from nvme0n1 into a P2pBuffer on nvme1's CMB,
 //                 Nvme.write() from it to nvme1n1 (the controllers DMA peer to peer)
+//   addon copyTo: the same copy as one Nvme.copyTo() call (native lanes, one promise)
 //   C p2p:        the same with pread/pwrite and N threads (bench/nvme-p2p-copy.c)
 //   C io_uring:   the same from one thread on an io_uring, each read linked to
 //                 its write (the least C can spend per copy; P2PDMA_BENCH_RESULTS only)
@@ -42,7 +43,8 @@ async function addon(mode, src, dst, cmb, depth, chunk) {
   const t0 = process.hrtime.bigint();
   const c0 = process.cpuUsage();
   const g0 = guestCpu();
-  await Promise.all(
+  if (mode === 'copy') await src.copyTo(dst, { from: OFFSET, to: OFFSET, length: TOTAL, via: cmb, chunk, depth });
+  else await Promise.all(
     Array.from({ length: depth }, async (_, lane) => {
       const slot = lane * chunk;
       for (let off = lane * chunk; off < TOTAL; off += depth * chunk) {
@@ -104,9 +106,10 @@ async function main() {
   const rows = [];
   for (const chunk of CHUNKS) {
     for (const depth of DEPTHS) {
-      const runs = { addon: [], c: [], 'c-uring': [], bounce: [] };
+      const runs = { addon: [], 'addon copyTo': [], c: [], 'c-uring': [], bounce: [] };
       for (let r = 0; r < ROUNDS; r++) {
         runs.addon.push(await withCmb(depth, chunk, (cmb) => addon('p2p', src, dst, cmb, depth, chunk)));
+        runs['addon copyTo'].push(await withCmb(depth, chunk, (cmb) => addon('copy', src, dst, cmb, depth, chunk)));
         runs.c.push(cProgram('p2p', srcPath, dstPath, b.p2pmem.allocate, depth, chunk));
         runs['c-uring'].push(cProgram('uring', srcPath, dstPath, b.p2pmem.allocate, depth, chunk));
         runs.bounce.push(await withCmb(depth, chunk, (cmb) => addon('bounce', src, dst, cmb, depth, chunk)));
@@ -119,18 +122,19 @@ async function main() {
           record('nvme', `guest CPU ${shape}`, 's/GB', variant, x.guestCpu / (x.bytes / 1e9), { anchor, better: 'lower' });
         }
       }
-      rows.push({ chunk, depth, addon: best(runs.addon), c: best(runs.c), bounce: best(runs.bounce) });
+      rows.push({ chunk, depth, addon: best(runs.addon), copy: best(runs['addon copyTo']), c: best(runs.c), bounce: best(runs.bounce) });
     }
   }
   const mbps = (x) => (x.bytes / x.seconds / 1e6).toFixed(1);
   const perGb = (s, x) => (s / (x.bytes / 1e9)).toFixed(2);
-  human('| chunk | in flight | addon P2P MB/s | C P2P MB/s | addon/C | bounce MB/s | guest CPU s/GB: addon P2P | C P2P | bounce | P2P/bounce CPU | process CPU s/GB: addon P2P | C P2P | bounce |');
-  human('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  human('| chunk | in flight | addon P2P MB/s | copyTo MB/s | C P2P MB/s | addon/C | copyTo/C | bounce MB/s | guest CPU s/GB: addon P2P | copyTo | C P2P | bounce | P2P/bounce CPU | copyTo/bounce CPU | process CPU s/GB: addon P2P | C P2P | bounce |');
+  human('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     human(
-      `| ${r.chunk >= MiB ? `${r.chunk / MiB} MiB` : `${r.chunk / 1024} KiB`} | ${r.depth} | ${mbps(r.addon)} | ${mbps(r.c)} | ` +
-        `${(r.c.seconds / r.addon.seconds).toFixed(2)}x | ${mbps(r.bounce)} | ${perGb(r.addon.guestCpu, r.addon)} | ${perGb(r.c.guestCpu, r.c)} | ` +
-        `${perGb(r.bounce.guestCpu, r.bounce)} | ${(r.addon.guestCpu / r.bounce.guestCpu).toFixed(2)}x | ` +
+      `| ${r.chunk >= MiB ? `${r.chunk / MiB} MiB` : `${r.chunk / 1024} KiB`} | ${r.depth} | ${mbps(r.addon)} | ${mbps(r.copy)} | ${mbps(r.c)} | ` +
+        `${(r.c.seconds / r.addon.seconds).toFixed(2)}x | ${(r.c.seconds / r.copy.seconds).toFixed(2)}x | ${mbps(r.bounce)} | ` +
+        `${perGb(r.addon.guestCpu, r.addon)} | ${perGb(r.copy.guestCpu, r.copy)} | ${perGb(r.c.guestCpu, r.c)} | ` +
+        `${perGb(r.bounce.guestCpu, r.bounce)} | ${(r.addon.guestCpu / r.bounce.guestCpu).toFixed(2)}x | ${(r.copy.guestCpu / r.bounce.guestCpu).toFixed(2)}x | ` +
         `${perGb(r.addon.processCpu, r.addon)} | ${perGb(r.c.processCpu, r.c)} | ${perGb(r.bounce.processCpu, r.bounce)} |`,
     );
   }

@@ -250,6 +250,10 @@ export interface Binding {
   nvmeUringQueue(): { queued: number; inFlight: number };
   /** nvmeIo on the ring (IORING_OP_READ/WRITE): `fd` is held, `view`/`keepAlive` referenced until the CQE. */
   nvmeUringIo(fd: NativeFd, write: boolean, view: ArrayBufferView, position: number | bigint, keepAlive?: object, bounce?: number, signal?: AbortSignal): Promise<number>;
+  nvmeUringCopy(
+    src: NativeFd, dst: NativeFd, view: ArrayBufferView, from: bigint, to: bigint, length: number, chunk: number, depth: number,
+    keepAlive: object, bounce: number, signal?: AbortSignal,
+  ): Promise<number>;
   /** nvmePassthru as IORING_OP_URING_CMD (NVME_URING_CMD_ADMIN or _IO) on a generic char device or controller. */
   nvmeUringCmd(fd: NativeFd, admin: boolean, cmd: Uint8Array, data: ArrayBufferView | undefined, keepAlive?: object, bounce?: number, signal?: AbortSignal): Promise<{ status: number; result: bigint }>;
   /** IORING_REGISTER_BUFFERS of the view on a scratch ring (0 or errno), then READ_FIXED into it from `fd` (bytes or -errno). Sync; a diagnostic. */

@@ -100,6 +100,26 @@ export interface NvmeRwOptions extends NvmeIoOptions {
   bufferOffset?: number;
 }
 
+export interface NvmeCopyOptions extends NvmeIoOptions {
+  /** Byte position in the source namespace (a multiple of its logical block size). */
+  from: number | bigint;
+  /** Byte position in the destination namespace (a multiple of its logical block size). */
+  to: number | bigint;
+  /** Bytes to copy: a multiple of both namespaces' logical block sizes. */
+  length: number;
+  /**
+   * Where each chunk lies between its read and its write, `depth` slots of
+   * `chunk` bytes from its start: a P2pBuffer (e.g. the destination's CMB:
+   * both controllers DMA peer to peer, the CPU never touches the data) or
+   * host memory (a bounce). Aligned for both devices, as read() asks.
+   */
+  via: NvmeBuffer;
+  /** Bytes per read and write: a multiple of both logical block sizes, at most 1 GiB. Default 64 KiB (or `length` if less). */
+  chunk?: number;
+  /** Chunks in flight, 1 to 64. Default 4. */
+  depth?: number;
+}
+
 /** CMBSZ and CMBLOC decoded (NVMe base spec 3.1.3.12-13), from the driver's sysfs attributes. */
 export interface NvmeCmb {
   /** Bytes (SZ x SZU). */
@@ -805,6 +825,86 @@ export class Nvme implements Disposable, AsyncDisposable {
   /** Writes `length` bytes (default: the whole buffer past `options.bufferOffset`) of `buf` at byte `position` of the namespace, O_DIRECT, on this thread's engine. */
   write(buf: NvmeBuffer, position: number | bigint, length?: number, options: NvmeRwOptions = {}): Promise<number> {
     return this.#io(true, buf, position, length, options, this.write);
+  }
+
+  /**
+   * Copies `options.length` bytes from this namespace (at `options.from`) to
+   * `dst` (at `options.to`): each chunk is read into its slot of
+   * `options.via` and written from there, `depth` chunks in flight. On
+   * io_uring the whole copy runs natively with one promise (no call into JS
+   * per chunk: native/pci/nvme-copy.cc); on the thread pool as read() and
+   * write() per chunk. Resolves with the bytes copied; rejects with the
+   * first error (a failed read names this namespace, a failed write `dst`)
+   * once the chunks in flight have ended. The ranges may overlap only if
+   * the caller wants what that gives.
+   */
+  copyTo(dst: Nvme, options: NvmeCopyOptions): Promise<number> {
+    const caller = this.copyTo;
+    try {
+      const signal = signalOf(options, caller);
+      if (!(dst instanceof Nvme)) throw invalidArgType('dst', 'an instance of Nvme', dst, caller);
+      const { from, to, length, via, depth = 4 } = options;
+      if (typeof length !== 'number') throw invalidArgType('options.length', 'of type number', length, caller);
+      if (!Number.isSafeInteger(length) || length <= 0) throw outOfRange('options.length', 'an integer > 0', length, caller);
+      const chunk = options.chunk ?? Math.min(65536, length);
+      if (typeof chunk !== 'number') throw invalidArgType('options.chunk', 'of type number', chunk, caller);
+      if (!Number.isSafeInteger(chunk) || chunk <= 0 || chunk > 2 ** 30) throw outOfRange('options.chunk', 'an integer > 0 && <= 1073741824', chunk, caller);
+      if (typeof depth !== 'number') throw invalidArgType('options.depth', 'of type number', depth, caller);
+      if (!Number.isInteger(depth) || depth < 1 || depth > 64) throw outOfRange('options.depth', 'an integer >= 1 && <= 64', depth, caller);
+      for (const ns of [this, dst]) {
+        const lbs = ns.logicalBlockSize;
+        if (length % lbs !== 0) throw outOfRange('options.length', `a multiple of the logical block size of ${ns.path} (${lbs})`, length, caller);
+        if (chunk % lbs !== 0) throw outOfRange('options.chunk', `a multiple of the logical block size of ${ns.path} (${lbs})`, chunk, caller);
+      }
+      // The slots in use: read()'s rules for them on this side, write()'s on dst.
+      const slots = chunk * Math.min(depth, Math.ceil(length / chunk));
+      const { target, pos: src } = this.#checkIo(via, from, slots, {}, caller);
+      const { pos: dstPos } = dst.#checkIo(via, to, slots, {}, caller);
+      if (src + BigInt(length) > this.size) throw outOfRange('options.from + options.length', `<= ${this.size} (the end of namespace ${this.path})`, src + BigInt(length), caller);
+      if (dstPos + BigInt(length) > dst.size) throw outOfRange('options.to + options.length', `<= ${dst.size} (the end of namespace ${dst.path})`, dstPos + BigInt(length), caller);
+      const onError = (e: unknown) => ((e as SystemError)?.syscall === 'write' ? dst.#ioError(e, target, true) : this.#ioError(e, target, false));
+      if (currentEngine() !== 'io_uring') return this.#copyByChunks(dst, via, src, dstPos, length, chunk, depth, signal);
+      if (signal?.aborted) return Promise.reject(abortError(signal.reason, caller));
+      const bounce = detachable(target) ? BOUNCE_IN : 0;
+      // The op holds both fds natively; this keeps both handles and the memory's owner alive.
+      const keep = [target.mapping ?? this, this, dst];
+      const p = native.nvmeUringCopy(nativeOf(this.#fd, caller), nativeOf(dst.#fd, caller), target.view, src, dstPos, length, chunk, depth, keep, bounce, signal);
+      return abortable(
+        p.then(undefined, (e: unknown) => {
+          throw onError(e);
+        }),
+        signal,
+        caller,
+      );
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** copyTo() on the thread pool: read() and write() per chunk, `depth` lanes. */
+  async #copyByChunks(dst: Nvme, via: NvmeBuffer, from: bigint, to: bigint, length: number, chunk: number, depth: number, signal?: AbortSignal): Promise<number> {
+    let copied = 0;
+    let failed = false;
+    const lanes = Math.min(depth, Math.ceil(length / chunk));
+    // allSettled: the first error is reported once every lane has stopped.
+    const results = await Promise.allSettled(
+      Array.from({ length: lanes }, async (_, lane) => {
+        for (let at = lane * chunk; at < length && !failed; at += lanes * chunk) {
+          const n = Math.min(chunk, length - at);
+          try {
+            await this.read(via, from + BigInt(at), n, { bufferOffset: lane * chunk, signal });
+            await dst.write(via, to + BigInt(at), n, { bufferOffset: lane * chunk, signal });
+          } catch (e) {
+            failed = true;
+            throw e;
+          }
+          copied += n;
+        }
+      }),
+    );
+    const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (rejected) throw rejected.reason;
+    return copied;
   }
 
   /** read(), blocking the JS thread. */

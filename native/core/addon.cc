@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   p2pdma::InitPoll(env, exports);
   p2pdma::InitEventfd(env, exports);
   p2pdma::InitNvme(env, exports);
+  p2pdma::InitNvmeCopy(env, exports);
   p2pdma::InitDmabuf(env, exports);
   p2pdma::InitUdmabuf(env, exports);
   p2pdma::InitSyncFile(env, exports);

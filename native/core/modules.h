@@ -14,6 +14,7 @@ void InitCapabilities(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
 void InitEventfd(Napi::Env env, Napi::Object exports);
 void InitNvme(Napi::Env env, Napi::Object exports);
+void InitNvmeCopy(Napi::Env env, Napi::Object exports);
 void InitDmabuf(Napi::Env env, Napi::Object exports);
 void InitUdmabuf(Napi::Env env, Napi::Object exports);
 void InitSyncFile(Napi::Env env, Napi::Object exports);

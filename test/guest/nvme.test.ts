@@ -104,6 +104,44 @@ t.test('P2P data path with passthrough read/write commands, byte for byte', gues
   await t.rejects(ns.passthru({ opcode: nvmeOpcodes.READ, data: alignedBuffer(ns.maxTransfer + 4096) }), { code: 'ERR_OUT_OF_RANGE', message: /maximum transfer/ }, 'more than one command can carry is refused up front');
 });
 
+t.test('copyTo(): namespace to namespace through a CMB (peer to peer) or host memory, one promise; the thread pool the same', guest, async (t) => {
+  const [a, b] = nvmeControllers();
+  using src = Nvme.open(a.namespace);
+  // Through the destination's CMB where the topology lets nvme0 reach it;
+  // on none, nvme0 to itself through its own CMB.
+  using dst = Nvme.open(peerReachable ? b.namespace : a.namespace);
+  const data = pattern(7);
+  t.equal(await src.write(data, BASE + 10 * LEN), LEN);
+  const check = async (at: number, what: string) => {
+    const back = alignedBuffer(LEN);
+    t.equal(await dst.read(back, at), LEN);
+    t.ok(back.equals(data), what);
+  };
+  using cmb = P2pMem.allocate(peerReachable ? b.bdf : a.bdf, 4 * 65536);
+  t.equal(await src.copyTo(dst, { from: BASE + 10 * LEN, to: BASE + 12 * LEN, length: LEN, via: cmb }), LEN, 'the whole length, 64 KiB x 4 in flight');
+  await check(BASE + 12 * LEN, `landed through ${peerReachable ? "nvme1's" : "nvme0's own"} CMB`);
+  const host = alignedBuffer(2 * 262144);
+  t.equal(await src.copyTo(dst, { from: BASE + 10 * LEN, to: BASE + 13 * LEN, length: LEN, via: host, chunk: 262144, depth: 2 }), LEN);
+  await check(BASE + 13 * LEN, 'landed through host memory, 256 KiB x 2');
+  const engine = Nvme.engine;
+  Nvme.engine = 'threadpool';
+  try {
+    t.equal(await src.copyTo(dst, { from: BASE + 10 * LEN, to: BASE + 14 * LEN, length: LEN, via: cmb, depth: 3 }), LEN);
+  } finally {
+    Nvme.engine = engine;
+  }
+  await check(BASE + 14 * LEN, 'the thread pool copies the same');
+  const opts = { from: BASE + 10 * LEN, to: BASE + 15 * LEN, length: LEN, via: cmb };
+  await t.rejects(src.copyTo(dst, { ...opts, from: BASE + 1 }), { code: 'ERR_OUT_OF_RANGE', message: /logical block size/ });
+  await t.rejects(src.copyTo(dst, { ...opts, chunk: 1000 }), { code: 'ERR_OUT_OF_RANGE', message: /options.chunk/ });
+  await t.rejects(src.copyTo(dst, { ...opts, depth: 5 }), { code: 'ERR_OUT_OF_RANGE', message: /buffer's size/ }, 'via holds fewer than depth chunks');
+  await t.rejects(src.copyTo(dst, { ...opts, to: 256 * MiB - 4096 }), { code: 'ERR_OUT_OF_RANGE', message: /end of namespace/ });
+  await t.rejects(src.copyTo({} as never, opts), { code: 'ERR_INVALID_ARG_TYPE' });
+  const ac = new AbortController();
+  ac.abort();
+  await t.rejects(src.copyTo(dst, { ...opts, signal: ac.signal }), { name: 'AbortError' });
+});
+
 t.test(`${topology}: nvme0 DMAing into nvme1's CMB is ${EXPECTED_MAP_TYPE[topology]}`, guest, async (t) => {
   const [a, b] = nvmeControllers();
   using ns = Nvme.open(a.namespace);

@@ -132,4 +132,40 @@ t.test('a worker with I/O in flight: terminate, normal exit and process.exit lea
   t.same(report(runTs(path.join(__dirname, '..', 'fixtures', 'nvme-uring-exit.ts'), [], {}, ['process-exit'])), { mode: 'process-exit' });
 });
 
+// Nvme.copyTo()'s native job (native/pci/nvme-copy.cc) between two plain
+// files: lanes through their slots, a last short chunk, errors, abort.
+t.test('the native copy job: depth lanes through one staging view, byte for byte, one promise', { skip: !hasRing && 'no io_uring' }, async (t) => {
+  const SIZE = 1 << 20;
+  const a = scratch(t, SIZE);
+  const b = scratch(t, SIZE);
+  const data = Buffer.alloc(SIZE);
+  for (let i = 0; i < SIZE; i += 4) data.writeUInt32LE(i * 2654435761 >>> 0, i);
+  fs.writeFileSync(a.file, data);
+  const via = new Uint8Array(new SharedArrayBuffer(4 * 65536));
+  const length = SIZE - 3 * 4096; // 15 chunks of 64 KiB and a short one
+  t.equal(await native.nvmeUringCopy(nativeOf(a.fd), nativeOf(b.fd), via, 4096n, 8192n, length, 65536, 4, [a.fd, b.fd], 0), length);
+  const out = fs.readFileSync(b.file);
+  t.ok(out.subarray(8192, 8192 + length).equals(data.subarray(4096, 4096 + length)), 'every byte at its place');
+  t.ok(out.subarray(0, 8192).equals(Buffer.alloc(8192)), 'nothing before the range');
+  // A plain ArrayBuffer is staged (bounce): the copy does not depend on it.
+  const plain = new Uint8Array(2 * 65536);
+  t.equal(await native.nvmeUringCopy(nativeOf(b.fd), nativeOf(a.fd), plain, 8192n, 0n, 65536, 65536, 2, [a.fd, b.fd], 1), 65536);
+  t.ok(fs.readFileSync(a.file).subarray(0, 65536).equals(data.subarray(4096, 4096 + 65536)), 'back through a staged buffer');
+  // A read of the write-only side fails: the error names the read and its fd.
+  const wo = Fd.open(b.file, fs.constants.O_WRONLY);
+  t.teardown(() => wo.close());
+  await t.rejects(native.nvmeUringCopy(nativeOf(wo), nativeOf(a.fd), via, 0n, 0n, SIZE, 65536, 4, [wo, a.fd], 0), { sysErrno: 9, syscall: 'read', fd: wo.fd });
+  const ro = Fd.open(a.file, fs.constants.O_RDONLY);
+  t.teardown(() => ro.close());
+  await t.rejects(native.nvmeUringCopy(nativeOf(a.fd), nativeOf(ro), via, 0n, 0n, SIZE, 65536, 4, [ro, a.fd], 0), { sysErrno: 9, syscall: 'write', fd: ro.fd });
+  // Aborted before the flush: no lane reaches the kernel.
+  const ac = new AbortController();
+  const p = native.nvmeUringCopy(nativeOf(a.fd), nativeOf(b.fd), via, 0n, 0n, SIZE, 65536, 4, [a.fd, b.fd], 0, ac.signal);
+  ac.abort();
+  await t.rejects(p, { sysErrno: 125 }, 'ECANCELED');
+  t.throws(() => native.nvmeUringCopy(nativeOf(a.fd), nativeOf(b.fd), via, 0n, 0n, SIZE, 65536, 5, [], 0), { code: 'ERR_OUT_OF_RANGE' }, 'depth slots past the view');
+  t.throws(() => native.nvmeUringCopy(nativeOf(a.fd), nativeOf(b.fd), via, 0n, 0n, SIZE, 0, 1, [], 0), { code: 'ERR_OUT_OF_RANGE' }, 'chunk 0');
+  t.same(native.nvmeUringQueue(), { queued: 0, inFlight: 0 }, 'nothing left on the ring');
+});
+
 t.test('no fd or mapping leaked', async (t) => leaks.check(t));
