@@ -152,6 +152,7 @@ export type {
   NvmePassthruCommand,
   NvmePassthruResult,
   NvmeRwOptions,
+  NvmeCopyOptions,
   NvmeStatusError,
 } from './pci/nvme';
 /**
