@@ -28,7 +28,7 @@
 //   under RLIMIT_MEMLOCK 0 without pinning, then WRITE and READ, which
 //   rdma-pyverbs.test.ts (root opens, then switches user) cannot do.
 import t, { type Test } from 'tap';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -60,6 +60,8 @@ const BAR_SIZE = 16 << 20;
 const LEN = 64 << 10;
 const VMA_OFFSET = 1 << 20;
 const DMABUF_OFFSET = 2 << 20;
+/** A bound on each child (never a hang), not a measure. */
+const LIMIT_MS = 120_000;
 
 /** Opens ivshmem through VFIO in no-IOMMU mode (the guest has no IOMMU), restoring both at the end. */
 function openIvshmem(t: Test, bdf: string): Vfio {
@@ -73,15 +75,22 @@ function openIvshmem(t: Test, bdf: string): Vfio {
 }
 
 /** The script's JSON; `fds` become its fds 3, 4...; with `uid`, started as that user (and group). */
-function python(script: string, args: (string | number)[], fds: number[], uid?: number): Record<string, unknown> {
-  const r = spawnSync(PYTHON, [script, ...args.map(String)], {
-    encoding: 'utf8',
-    timeout: 120_000,
+async function python(script: string, args: (string | number)[], fds: number[], uid?: number): Promise<Record<string, unknown>> {
+  const child = spawn(PYTHON, [script, ...args.map(String)], {
     stdio: ['ignore', 'pipe', 'pipe', ...fds],
+    timeout: LIMIT_MS,
     ...(uid === undefined ? {} : { uid, gid: uid }),
   });
-  if (r.status !== 0) throw new Error(`${path.basename(script)}: ${r.error?.message ?? `exit ${r.status ?? r.signal}`}\n${r.stderr}`);
-  return JSON.parse(r.stdout) as Record<string, unknown>;
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (c, s) => resolve([c, s]));
+  });
+  if (code !== 0) throw new Error(`${path.basename(script)}: exit ${code ?? signal}\n${err}`);
+  return JSON.parse(out) as Record<string, unknown>;
 }
 
 t.test('pyverbs on the ivshmem BAR through vfio-pci: ibv_reg_mr on its mapping, ibv_reg_dmabuf_mr on its dma-buf; as root and as uid 65534 under RLIMIT_MEMLOCK 0', vfioOpts, async (t) => {
@@ -90,14 +99,19 @@ t.test('pyverbs on the ivshmem BAR through vfio-pci: ibv_reg_mr on its mapping, 
   const v = openIvshmem(t, bdf!);
   const region = v.region(BAR);
   t.equal(region.size, BAR_SIZE, 'BAR2: 16 MiB');
-  using buf = v.exportDmaBuf(BAR, { ranges: [{ offset: DMABUF_OFFSET, length: LEN }] });
   using ctx = Rdma.open(DEV);
   const gidIndex = defaultGidIndex(ctx, 1);
-  const args = [DEV, gidIndex, region.offset, BAR_SIZE, VMA_OFFSET, DMABUF_OFFSET, LEN];
+  // Root and 65534 at once, each on its own windows of the BAR and its own dma-buf.
+  const users = [0, NOBODY];
+  const bufs = users.map((_, i) => v.exportDmaBuf(BAR, { ranges: [{ offset: DMABUF_OFFSET + i * LEN, length: LEN }] }));
+  t.teardown(() => bufs.forEach((b) => b.close()));
+  const buf = bufs[0];
+  const runs = await Promise.all(users.map((uid, i) =>
+    python(VFIO_SCRIPT, [DEV, gidIndex, region.offset, BAR_SIZE, VMA_OFFSET + i * LEN, DMABUF_OFFSET + i * LEN, LEN], [v.fd, bufs[i].fd], uid || undefined)));
   // libibverbs' answer for rxe (its dummy op), whatever the kernel.
   const noDmaBufOp = { reg_mr: 'Operation not supported', errno: 95 };
-  for (const uid of [0, NOBODY]) {
-    const r = python(VFIO_SCRIPT, args, [v.fd, buf.fd], uid || undefined);
+  for (const [i, uid] of users.entries()) {
+    const r = runs[i];
     const who = uid ? `uid ${uid} under RLIMIT_MEMLOCK 0` : 'root';
     t.same([r.uid, r.memlock], [uid, uid ? 0 : undefined], `ran as ${who}`);
     if (kernelSeries === 'v3') {
@@ -142,7 +156,7 @@ t.test('pyverbs started as uid 65534 on an NVMe CMB mapping: ibv_reg_mr under RL
   if (!allocate) return;
   handOver(t, allocate);
   using ctx = Rdma.open(DEV);
-  const r = python(P2PMEM_SCRIPT, [allocate, LEN, DEV, defaultGidIndex(ctx, 1)], [], NOBODY);
+  const r = await python(P2PMEM_SCRIPT, [allocate, LEN, DEV, defaultGidIndex(ctx, 1)], [], NOBODY);
   if (kernel === 'baseline') {
     t.same(r, { uid: NOBODY, memlock: 0, reg_mr: 'Operation not permitted', errno: 1 }, 'the stock kernel takes the pinning path: EPERM under the limit (can_do_mlock())');
   } else {
@@ -157,7 +171,6 @@ const ITERS = 20;
 const PERFTEST_BUF = 2 * SIZE;
 // Fixed: the file runs alone (scripts/guest-suite.sh is_exclusive), and perftest sets SO_REUSEADDR.
 const PORT = 18710;
-const LIMIT_MS = 120_000;
 
 interface Exit {
   code: number | null;
@@ -241,10 +254,10 @@ t.test('perftest: ib_write_bw --mmap=<an NVMe CMB\'s p2pmem/allocate> as the ser
     if (!ok) t.comment(`server:\n${r.server.out}\nclient:\n${r.client.out}`);
   };
 
-  check(await writeBw(t, allocate, PORT), 'root');
-
   handOver(t, allocate);
-  const user = await writeBw(t, allocate, PORT + 1, NOBODY);
+  // Both pairs at once (each its port and CMB allocation): perftest sleeps a second on each side.
+  const [root, user] = await Promise.all([writeBw(t, allocate, PORT), writeBw(t, allocate, PORT + 1, NOBODY)]);
+  check(root, 'root');
   t.match(user.status, new RegExp(`^Uid:\\s+${NOBODY}\\s+${NOBODY}\\s`), 'the server runs as uid 65534');
   t.match(user.limits, /^Max locked memory\s+0\s+0\s+bytes/, 'under RLIMIT_MEMLOCK 0');
   check(user, `uid ${NOBODY}`);
