@@ -80,8 +80,9 @@ run_one() { # index item
 # makes a 48 MiB allocation fail or a before/after count differ; rxe's RNR
 # counter in the revoke race; nvme-uring sets kernel.io_uring_disabled,
 # which every other file's rings and io_uring checks see; rdma-port-events
-# takes eth0, rxe0's netdev, down and up), run one at a time, after the rest.
-is_exclusive() { case ${1%@*} in */hotplug.test.ts | */nvme-uring.test.ts | */rdma-port-events.test.ts | */p2p-map-type-change.test.ts | */p2pmem.test.ts | */vma-p2p.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts | */p2p-memlock.test.ts | */p2p-dma-buf-kselftest.test.ts) return 0 ;; esac; return 1; }
+# takes eth0, rxe0's netdev, down and up; rdma-thirdparty binds ivshmem to
+# vfio-pci and hands the CMB to perftest), run one at a time, after the rest.
+is_exclusive() { case ${1%@*} in */hotplug.test.ts | */nvme-uring.test.ts | */rdma-port-events.test.ts | */p2p-map-type-change.test.ts | */p2pmem.test.ts | */vma-p2p.test.ts | */p2p-unplug.test.ts | */p2p-revoke-race.test.ts | */p2p-memlock.test.ts | */p2p-dma-buf-kselftest.test.ts | */rdma-thirdparty.test.ts) return 0 ;; esac; return 1; }
 # Unplugs through pciehp trip 6.12's own lockdep report (harness/vm/splats.ts),
 # after which lockdep is off for the rest of the boot: those files go last.
 is_last() { case ${1%@*} in */hotplug.test.ts | */p2p-unplug.test.ts) return 0 ;; esac; return 1; }

@@ -261,6 +261,15 @@ export class Vfio implements Disposable {
     return this.#device === undefined;
   }
 
+  /**
+   * The device fd (VFIO_GROUP_GET_DEVICE_FD), owned by this Vfio: for
+   * another library or a child process (BAR n maps at `region(n).offset`).
+   * Throws ERR_P2PDMA_CLOSED once closed.
+   */
+  get fd(): number {
+    return this.#dev(Object.getOwnPropertyDescriptor(Vfio.prototype, 'fd')!.get).fd;
+  }
+
   #dev(caller?: Function): Fd {
     if (this.#device === undefined) throw closedError('Vfio', caller);
     return this.#device;

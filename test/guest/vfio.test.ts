@@ -59,12 +59,14 @@ t.test('Vfio.open binds ivshmem to vfio-pci in no-IOMMU mode; BAR2 region; close
     const r = v.region(BAR);
     t.match(r, { index: BAR, size: BAR_SIZE, read: true, write: true, mmap: true }, 'BAR2: 16 MiB, mappable');
     t.ok(v.canExportDmaBuf, 'VFIO_DEVICE_FEATURE_DMA_BUF is there');
+    t.equal(fs.readlinkSync(`/proc/self/fd/${v.fd}`), 'anon_inode:[vfio-device]', 'fd: the device fd');
     t.throws(() => v.region(v.numRegions), { code: 'ERR_OUT_OF_RANGE' });
     t.throws(() => Vfio.open(bdf!), { code: 'EBUSY' }, 'a second open of the group is EBUSY');
     v.close();
     t.ok(v.closed);
     v.close();
     t.throws(() => v.region(BAR), { code: 'ERR_P2PDMA_CLOSED' });
+    t.throws(() => v.fd, { code: 'ERR_P2PDMA_CLOSED' });
     t.throws(() => v.exportDmaBuf(BAR), { code: 'ERR_P2PDMA_CLOSED' });
   } finally {
     if (wasOff) Vfio.setNoIommuMode(false);

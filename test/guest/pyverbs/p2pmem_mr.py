@@ -4,8 +4,13 @@
 # same path as the addon (a plain ibv_reg_mr() of the address). With UID,
 # the file and the device are opened as root, then RLIMIT_MEMLOCK goes to 0
 # and the process becomes UID before registering (nothing may be pinned).
-# Prints one JSON object: how the registration went, and where it worked as
-# root, whether an RDMA WRITE landed in the CMB and an RDMA READ came back.
+# Started as another user than root (test/guest/rdma-thirdparty.test.ts,
+# with the attribute's group handed over), it opens both itself and lowers
+# RLIMIT_MEMLOCK to 0 after the RC pair and its host MR: no credential
+# change, so RDMA works as for root.
+# Prints one JSON object: how the registration went, and where it worked
+# (not after a switch of user), whether an RDMA WRITE landed in the CMB and
+# an RDMA READ came back.
 #
 #   p2pmem_mr.py ALLOCATE SIZE DEVICE GID_INDEX [UID]
 import ctypes
@@ -73,6 +78,9 @@ def main():
             if UID is not None:
                 resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
                 os.setuid(UID)
+            elif os.getuid() != 0:
+                resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
+                out["memlock"] = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
             out["uid"] = os.getuid()
             before = vmpin_kb()
             try:
