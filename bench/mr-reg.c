@@ -19,20 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_us(void)
-{
-	struct timespec ts;
+#include "time-us.h"
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /* Median microseconds of one reg + dereg, or -errno. */
 static double time_reg(struct ibv_pd *pd, void *addr, size_t len, int iters)
@@ -54,7 +42,7 @@ static double time_reg(struct ibv_pd *pd, void *addr, size_t len, int iters)
 			return -errno;
 		t[i] = now_us() - t0;
 	}
-	qsort(t, iters, sizeof(t[0]), cmp);
+	qsort(t, iters, sizeof(t[0]), cmp_double);
 	return t[iters / 2];
 }
 

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "time-us.h"
+
 /* Linux 6.19's uapi; the host's headers (Debian 12) predate it. */
 #ifndef VFIO_DEVICE_FEATURE_DMA_BUF
 #define VFIO_DEVICE_FEATURE_DMA_BUF 11
@@ -75,26 +77,6 @@ static struct ibv_pd *pd;
 static int gid_index, iterations = 7, rounds = 3;
 static size_t bw_bytes = 16 << 20;
 
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, n, sizeof(*v), cmp);
-	return v[n / 2];
-}
 
 static void row(const char *metric, const char *path, const char *memory, double value, const char *unit)
 {
