@@ -39,8 +39,23 @@ import { guest, inGuest, ivshmemBdf, kernel, kernelSeries, nvmeControllers, wait
 import { ADDR, DEV, onPvrdma } from './rdma-helpers';
 
 const PYTHON = '/usr/bin/python3';
-const VFIO_SCRIPT = path.join(packageRoot, 'test/guest/pyverbs/vfio_bar_mr.py');
-const P2PMEM_SCRIPT = path.join(packageRoot, 'test/guest/pyverbs/p2pmem_mr.py');
+/**
+ * The pyverbs scripts where uid 65534 can read them: the checkout may sit
+ * in a home only root enters (a clone under /root, as CI may have it).
+ */
+function readableScripts(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'p2pdma-pyverbs-'));
+  fs.chmodSync(dir, 0o755);
+  for (const f of ['vfio_bar_mr.py', 'p2pmem_mr.py', 'rc.py']) {
+    fs.copyFileSync(path.join(packageRoot, 'test/guest/pyverbs', f), path.join(dir, f));
+    fs.chmodSync(path.join(dir, f), 0o644);
+  }
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+const scripts = inGuest ? readableScripts() : '';
+const VFIO_SCRIPT = path.join(scripts, 'vfio_bar_mr.py');
+const P2PMEM_SCRIPT = path.join(scripts, 'p2pmem_mr.py');
 const IB_WRITE_BW = '/usr/bin/ib_write_bw';
 const NOBODY = 65534;
 const has73 = inGuest && Number(os.release().split('.')[0]) >= 7;
@@ -76,6 +91,7 @@ function openIvshmem(t: Test, bdf: string): Vfio {
 /** The script's JSON; `fds` become its fds 3, 4...; with `uid`, started as that user (and group). */
 async function python(script: string, args: (string | number)[], fds: number[], uid?: number): Promise<Record<string, unknown>> {
   const child = spawn(PYTHON, [script, ...args.map(String)], {
+    cwd: scripts,
     stdio: ['ignore', 'pipe', 'pipe', ...fds],
     timeout: LIMIT_MS,
     ...(uid === undefined ? {} : { uid, gid: uid }),
@@ -165,7 +181,7 @@ interface Exit {
 
 /** A child whose stdout and stderr are collected, killed after LIMIT_MS (never a hang). */
 function start(t: Test, cmd: string, args: string[], uid?: number): { child: ChildProcess; exit: Promise<Exit> } {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(uid === undefined ? {} : { uid, gid: uid }) });
+  const child = spawn(cmd, args, { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], ...(uid === undefined ? {} : { uid, gid: uid }) });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
