@@ -24,7 +24,7 @@ t.test('a passing command passes and its output streams back', opts, async (t) =
   const { result, text } = await boot(['sh', '-c', 'echo hello from $(uname -r); test -d "$P2PDMA_REPO"']);
   t.equal(result.ok, true);
   t.equal(result.exitCode, 0);
-  t.match(text, /hello from 6\.12\./);
+  t.match(text, /hello from \d+\.\d+\.\d+/);
   t.same(result.splats, []);
 });
 
