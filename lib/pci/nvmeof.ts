@@ -706,6 +706,24 @@ function deleteController(controller: string, sysfs: string): void {
 }
 
 /** The controller's namespace block devices once it is live and has at least one with its /dev node. */
+/**
+ * Whether a namespace's block device opens: its node can be there before
+ * the disk is (add_disk() makes the device, and with it the node, before it
+ * adds the block device), and an open meanwhile is ENXIO (seen on 7.3 with
+ * nvme-rdma under the DEBUG kernel).
+ */
+function openable(dev: string): boolean {
+  try {
+    fs.closeSync(fs.openSync(dev, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENXIO' || code === 'ENOENT' || code === 'ENODEV') return false;
+    // Anything else (EACCES for a caller without access): the device is there.
+    return true;
+  }
+}
+
 async function waitForNamespaces(ctrlDir: string, instance: number, timeoutMs: number, signal: AbortSignal | undefined, caller: Function): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   // nvme2n1 (no multipath), or the head nvmeXnY of a path nvmeXc2nY.
@@ -727,7 +745,7 @@ async function waitForNamespaces(ctrlDir: string, instance: number, timeoutMs: n
         const dev = m[1] !== undefined ? `/dev/nvme${m[1]}n${m[2]}` : `/dev/${e}`;
         devs.push({ nsid: Number(m[2] ?? m[3]), dev });
       }
-      if (devs.length > 0 && devs.every((d) => fs.existsSync(d.dev))) return devs.sort((a, b) => a.nsid - b.nsid).map((d) => d.dev);
+      if (devs.length > 0 && devs.every((d) => openable(d.dev))) return devs.sort((a, b) => a.nsid - b.nsid).map((d) => d.dev);
     }
     if (Date.now() > deadline) {
       throw coded(`${path.basename(ctrlDir)} connected but ${state === 'live' ? 'showed no namespace' : `is '${state ?? 'gone'}', not live`} within ${timeoutMs} ms`, 'ERR_P2PDMA_NVMEOF_TIMEOUT', caller);
