@@ -862,16 +862,16 @@ export class Nvme implements Disposable, AsyncDisposable {
       const { pos: dstPos } = dst.#checkIo(via, to, slots, {}, caller);
       if (src + BigInt(length) > this.size) throw outOfRange('options.from + options.length', `<= ${this.size} (the end of namespace ${this.path})`, src + BigInt(length), caller);
       if (dstPos + BigInt(length) > dst.size) throw outOfRange('options.to + options.length', `<= ${dst.size} (the end of namespace ${dst.path})`, dstPos + BigInt(length), caller);
-      const onError = (e: unknown) => ((e as SystemError)?.syscall === 'write' ? dst.#ioError(e, target, true) : this.#ioError(e, target, false));
       if (currentEngine() !== 'io_uring') return this.#copyByChunks(dst, via, src, dstPos, length, chunk, depth, signal);
       if (signal?.aborted) return Promise.reject(abortError(signal.reason, caller));
       const bounce = detachable(target) ? BOUNCE_IN : 0;
       // The op holds both fds natively; this keeps both handles and the memory's owner alive.
-      const keep = [target.mapping ?? this, this, dst];
+      const keep = [target.mapping, this, dst];
       const p = native.nvmeUringCopy(nativeOf(this.#fd, caller), nativeOf(dst.#fd, caller), target.view, src, dstPos, length, chunk, depth, keep, bounce, signal);
       return abortable(
         p.then(undefined, (e: unknown) => {
-          throw onError(e);
+          // A failed write names the destination, a failed read this namespace.
+          throw (e as SystemError)?.syscall === 'write' ? dst.#ioError(e, target, true) : this.#ioError(e, target, false);
         }),
         signal,
         caller,

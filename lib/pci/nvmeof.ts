@@ -705,7 +705,6 @@ function deleteController(controller: string, sysfs: string): void {
   }
 }
 
-/** The controller's namespace block devices once it is live and has at least one with its /dev node. */
 /**
  * Whether a namespace's block device opens: its node can be there before
  * the disk is (add_disk() makes the device, and with it the node, before it
@@ -724,6 +723,7 @@ function openable(dev: string): boolean {
   }
 }
 
+/** The controller's namespace block devices once it is live and has at least one whose /dev node opens. */
 async function waitForNamespaces(ctrlDir: string, instance: number, timeoutMs: number, signal: AbortSignal | undefined, caller: Function): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   // nvme2n1 (no multipath), or the head nvmeXnY of a path nvmeXc2nY.

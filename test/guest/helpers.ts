@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { memfd, mmap, type Mapping } from '../../lib';
+import type { Test } from 'tap';
+import { memfd, mmap, type Mapping, Vfio } from '../../lib';
 import { pairSerials, parseTopologies } from '../../harness/vm/qemu-args';
 
 export const inGuest = process.env.P2PDMA_GUEST === '1';
@@ -151,6 +152,22 @@ export function ivshmemBdf(): string | undefined {
     const dev = `/sys/bus/pci/devices/${bdf}`;
     return readSysfs(`${dev}/vendor`) === '0x1af4' && readSysfs(`${dev}/device`) === '0x1110';
   });
+}
+
+/** Test options for what needs vfio-pci: this project's 7.x configs have it, 6.12's does not. */
+export const vfioKernel: { skip: string | false } = {
+  skip: guest.skip || (linuxMajor >= 7 ? false : `Linux ${os.release()} has no VFIO in this project's config (the 7.3 lanes do)`),
+};
+
+/** Opens ivshmem through VFIO in no-IOMMU mode (the guest has no IOMMU), restoring both at the end of `t`. */
+export function openIvshmemVfio(t: Test, bdf: string): Vfio {
+  const wasOff = Vfio.setNoIommuMode(true);
+  const v = Vfio.open(bdf);
+  t.teardown(() => {
+    v.close();
+    if (wasOff) Vfio.setNoIommuMode(false);
+  });
+  return v;
 }
 
 /** The /dev node of the ivshmem_p2p exporter bound to @bdf, if any. */

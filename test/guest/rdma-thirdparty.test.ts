@@ -32,10 +32,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Rdma, Vfio } from '../../lib';
+import { Rdma } from '../../lib';
 import { packageRoot } from '../../lib/core/package-root';
 import { defaultGidIndex } from '../../lib/rdma/qp';
-import { guest, inGuest, ivshmemBdf, kernel, kernelSeries, nvmeControllers, waitFor } from './helpers';
+import { guest, inGuest, ivshmemBdf, kernel, kernelSeries, nvmeControllers, openIvshmemVfio, vfioKernel, waitFor } from './helpers';
 import { ADDR, DEV, onPvrdma } from './rdma-helpers';
 
 const PYTHON = '/usr/bin/python3';
@@ -58,7 +58,6 @@ const VFIO_SCRIPT = path.join(scripts, 'vfio_bar_mr.py');
 const P2PMEM_SCRIPT = path.join(scripts, 'p2pmem_mr.py');
 const IB_WRITE_BW = '/usr/bin/ib_write_bw';
 const NOBODY = 65534;
-const has73 = inGuest && Number(os.release().split('.')[0]) >= 7;
 const havePyverbs = fs.existsSync('/usr/lib/python3/dist-packages/pyverbs/__init__.py');
 
 function lane(...reasons: (string | false)[]): { skip: string | false } {
@@ -66,7 +65,7 @@ function lane(...reasons: (string | false)[]): { skip: string | false } {
 }
 const rxeOnly = onPvrdma && 'pvrdma lane: the series converts rxe';
 const noPyverbs = !havePyverbs && 'python3-pyverbs is not installed (scripts/setup.sh installs it)';
-const vfioOpts = lane(rxeOnly, !has73 && `Linux ${os.release()} has no VFIO in this project's config (the 7.3 lanes do)`, noPyverbs);
+const vfioOpts = lane(rxeOnly, vfioKernel.skip, noPyverbs);
 const cmbOpts = lane(rxeOnly, noPyverbs, !fs.existsSync(IB_WRITE_BW) && 'perftest is not installed (scripts/setup.sh installs it)');
 
 const BAR = 2;
@@ -76,17 +75,6 @@ const VMA_OFFSET = 1 << 20;
 const DMABUF_OFFSET = 2 << 20;
 /** A bound on each child (never a hang), not a measure. */
 const LIMIT_MS = 120_000;
-
-/** Opens ivshmem through VFIO in no-IOMMU mode (the guest has no IOMMU), restoring both at the end. */
-function openIvshmem(t: Test, bdf: string): Vfio {
-  const wasOff = Vfio.setNoIommuMode(true);
-  const v = Vfio.open(bdf);
-  t.teardown(() => {
-    v.close();
-    if (wasOff) Vfio.setNoIommuMode(false);
-  });
-  return v;
-}
 
 /** The script's JSON; `fds` become its fds 3, 4...; with `uid`, started as that user (and group). */
 async function python(script: string, args: (string | number)[], fds: number[], uid?: number): Promise<Record<string, unknown>> {
@@ -111,7 +99,7 @@ async function python(script: string, args: (string | number)[], fds: number[], 
 t.test('pyverbs on the ivshmem BAR through vfio-pci: ibv_reg_mr on its mapping, ibv_reg_dmabuf_mr on its dma-buf; as root and as uid 65534 under RLIMIT_MEMLOCK 0', vfioOpts, async (t) => {
   const bdf = ivshmemBdf();
   if (!t.ok(bdf, 'ivshmem-plain present')) return;
-  const v = openIvshmem(t, bdf!);
+  const v = openIvshmemVfio(t, bdf!);
   const region = v.region(BAR);
   t.equal(region.size, BAR_SIZE, 'BAR2: 16 MiB');
   using ctx = Rdma.open(DEV);

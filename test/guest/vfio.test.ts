@@ -8,11 +8,10 @@
 // the memory is back. 6.12 has no VFIO.
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 
 import { Rdma, Vfio } from '../../lib';
 import { dmabufLeakGuard } from './dmabuf-leaks';
-import { guest, inGuest, ivshmemBdf, kernelSeries } from './helpers';
+import { guest, inGuest, ivshmemBdf, kernelSeries, linuxMajor, openIvshmemVfio, vfioKernel } from './helpers';
 import { onPvrdma, setup } from './rdma-helpers';
 
 const leaks = dmabufLeakGuard();
@@ -20,24 +19,16 @@ const leaks = dmabufLeakGuard();
 const PAGE = 4096;
 const BAR = 2;
 const BAR_SIZE = 16 << 20;
-const has73 = inGuest && Number(os.release().split('.')[0]) >= 7;
 const bdf = inGuest ? ivshmemBdf() : undefined;
-const vfioLane = guest.skip ? guest : { skip: has73 ? false : `Linux ${os.release()} has no VFIO in this project's config (the 7.3 lanes do)` };
-const oldKernel = guest.skip ? guest : { skip: has73 ? 'Linux 7.x has vfio-pci' : false };
+const vfioLane = vfioKernel;
+const oldKernel = guest.skip ? guest : { skip: linuxMajor >= 7 ? 'Linux 7.x has vfio-pci' : false };
 const rxeStock = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? 'kernel-patches/v3: rxe imports dma-bufs' : false };
 const rxeV3 = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? false : 'rxe imports dma-bufs only with kernel-patches/v3 (P2PDMA_KERNEL=patched-7.3)' };
 const vmaV3 = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? false : 'a BAR mapping registers only with kernel-patches/v3 (p2p_dma_buf; P2PDMA_KERNEL=patched-7.3)' };
 const vmaStock = vfioLane.skip ? vfioLane : { skip: onPvrdma ? 'pvrdma lane' : kernelSeries === 'v3' ? 'kernel-patches/v3: vfio-pci names the BAR mapping\'s dma-buf' : false };
 
-/** Opens ivshmem through VFIO in no-IOMMU mode (the guest has no IOMMU), restoring both at the end. */
 function openIvshmem(t: Test): Vfio {
-  const wasOff = Vfio.setNoIommuMode(true);
-  const v = Vfio.open(bdf!);
-  t.teardown(() => {
-    v.close();
-    if (wasOff) Vfio.setNoIommuMode(false);
-  });
-  return v;
+  return openIvshmemVfio(t, bdf!);
 }
 
 t.test('a kernel without vfio-pci: Vfio.open is ENOENT naming CONFIG_VFIO_PCI', oldKernel, async (t) => {
