@@ -25,7 +25,7 @@ const MiB = 1 << 20;
 const OFFSET = 160 * MiB;
 const TOTAL = Number(process.env.TOTAL_MIB ?? 32) * MiB;
 const CHUNKS = (process.env.CHUNKS ?? '65536,1048576').split(',').map(Number);
-const DEPTHS = (process.env.DEPTHS ?? '1,4').split(',').map(Number);
+const DEPTHS = (process.env.DEPTHS ?? '1,8').split(',').map(Number);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const C_BIN = path.join(__dirname, '..', 'build', 'guest-c', 'nvme-p2p-copy');
 

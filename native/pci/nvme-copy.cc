@@ -4,9 +4,11 @@
 // flight, with no call into JS until the end (issue 25: a promise per read
 // and per write cost more guest CPU than the copy itself).
 //
-// Each lane is one RingOp that reads its chunk into its slot of the view,
-// writes it out, and takes the next chunk (lane i: chunks i, i + depth, ...),
-// requeued by returning false from Complete(). The job's promise settles when
+// Each lane is one RingOp that reads its chunk into its slot of the view and
+// writes it out, the write linked to the read (one submission, no trip
+// through the loop between them, as C on io_uring does it), then takes the
+// next chunk (lane i: chunks i, i + depth, ...), requeued by returning false
+// from Complete(). The job's promise settles when
 // the last lane ends: the bytes copied, or the first error (the other lanes
 // stop after the op they have in flight). The job holds both fds and the
 // view's memory (a Mapping pins its address range; other memory is staged,
@@ -87,32 +89,48 @@ class CopyLane : public RingOp {
   }
   ~CopyLane() override { job_->Unref(); }
 
-  void Prep(io_uring_sqe* sqe) override {
-    sqe->opcode = writing_ ? IORING_OP_WRITE : IORING_OP_READ;
-    sqe->fd = (writing_ ? job_->dst_ : job_->src_)->fd();
-    sqe->addr = reinterpret_cast<uintptr_t>(job_->staging().data() + slot_ + moved_);
-    sqe->len = static_cast<uint32_t>(cur_ - moved_);
-    sqe->off = (writing_ ? job_->to_ : job_->from_) + next_ + moved_;
+  // The chunk's read linked to its write, or the rest of a short write alone.
+  unsigned Links() const override { return writing_only_ ? 1 : 2; }
+  void Prep(io_uring_sqe* sqe) override { PrepLink(sqe, 0); }
+  void PrepLink(io_uring_sqe* sqe, unsigned link) override {
+    bool write = writing_only_ || link == 1;
+    // A linked write moves the whole chunk; a lone one the rest of it.
+    uint64_t done = write ? (writing_only_ ? written_ : 0) : read_;
+    sqe->opcode = write ? IORING_OP_WRITE : IORING_OP_READ;
+    sqe->fd = (write ? job_->dst_ : job_->src_)->fd();
+    sqe->addr = reinterpret_cast<uintptr_t>(job_->staging().data() + slot_ + done);
+    sqe->len = static_cast<uint32_t>(cur_ - done);
+    sqe->off = (write ? job_->to_ : job_->from_) + next_ + done;
+    // A read that succeeds in full may post no CQE; a write cancelled
+    // after a failed or short read may post none either.
+    if (!write) res_[0] = static_cast<int32_t>(sqe->len);
+    else if (!writing_only_) res_[1] = -ECANCELED;
   }
+  void LinkDone(unsigned link, int32_t res) override { res_[link] = res; }
 
-  bool Complete(Napi::Env env, int32_t res, uint64_t) override {
-    if (res == -EINTR || res == -EAGAIN) return false;
-    // A short O_DIRECT transfer of 0 bytes is the device refusing the rest.
-    if (res <= 0) {
-      job_->Fail(res < 0 ? -res : EIO, writing_);
-      job_->LaneEnded(env);
-      return true;
+  bool Complete(Napi::Env env, int32_t, uint64_t) override {
+    int32_t wrote = res_[writing_only_ ? 0 : 1];
+    if (!writing_only_) {
+      int32_t got = res_[0];
+      if (got == -EINTR || got == -EAGAIN) return false;  // the write was cancelled: both again
+      // A short O_DIRECT transfer of 0 bytes is the device refusing the rest.
+      if (got <= 0) return Fail(env, got, false);
+      read_ += static_cast<uint64_t>(got);
+      if (read_ < cur_) return false;  // short: the kernel cancelled the write
+      writing_only_ = true;
     }
-    moved_ += static_cast<uint64_t>(res);
-    if (moved_ < cur_) return false;
-    moved_ = 0;
-    if (writing_) {
-      job_->copied_ += cur_;
-      next_ += stride_;
-      if (next_ < job_->length_) cur_ = std::min(job_->chunk_, job_->length_ - next_);
+    if (wrote == -EINTR || wrote == -EAGAIN) return false;
+    if (wrote <= 0) return Fail(env, wrote, true);
+    written_ += static_cast<uint64_t>(wrote);
+    if (written_ < cur_) return false;
+    job_->copied_ += cur_;
+    next_ += stride_;
+    read_ = written_ = 0;
+    writing_only_ = false;
+    if (next_ < job_->length_ && !job_->Stopped()) {
+      cur_ = std::min(job_->chunk_, job_->length_ - next_);
+      return false;
     }
-    writing_ = !writing_;
-    if (next_ < job_->length_ && !job_->Stopped()) return false;
     job_->LaneEnded(env);
     return true;
   }
@@ -121,12 +139,19 @@ class CopyLane : public RingOp {
   void Cancel(Napi::Env env) override { job_->LaneEnded(env); }
 
  private:
+  bool Fail(Napi::Env env, int32_t res, bool write) {
+    job_->Fail(res < 0 ? -res : EIO, write);
+    job_->LaneEnded(env);
+    return true;
+  }
+
   CopyJob* job_;
   const uint64_t slot_, stride_;
   uint64_t next_;
   uint64_t cur_;
-  uint64_t moved_ = 0;
-  bool writing_ = false;
+  uint64_t read_ = 0, written_ = 0;  // of the current chunk
+  bool writing_only_ = false;        // the chunk is read; its write was short
+  int32_t res_[2] = {0, 0};
 };
 
 // nvmeUringCopy(srcFd, dstFd, view, from, to, length, chunk, depth,

@@ -59,6 +59,25 @@ class RingOp {
   virtual bool Aborted(Napi::Env env) { return false; }
   // Settles an op aborted before submission.
   virtual void Cancel(Napi::Env env) = 0;
+
+  // A chain (IOSQE_IO_LINK): the op's next submission is Links() SQEs,
+  // each started by the kernel when the one before it succeeded in full
+  // (a failed or short one cancels the rest: -ECANCELED). A copy chains its
+  // read to its write so the write needs no trip through the loop (the
+  // least C can do on io_uring). Where the kernel has
+  // IOSQE_CQE_SKIP_SUCCESS (5.17), the links before the last carry it and a
+  // chain posts one CQE, one wake-up: the first link that failed or came up
+  // short (the kernel then skips the cancelled links' CQEs too), or the
+  // last link. Before 5.17 each link posts one, in order. Each CQE goes to
+  // LinkDone(); the chain's last also to Complete().
+  virtual unsigned Links() const { return 1; }
+  // Fills link `link` of a chain (a zeroed SQE).
+  virtual void PrepLink(io_uring_sqe* sqe, unsigned link) { Prep(sqe); }
+  virtual void LinkDone(unsigned link, int32_t res) {}
+
+ private:
+  friend class Ring;
+  unsigned links_ = 1;  // of the submission in flight
 };
 
 class Ring {
@@ -129,6 +148,7 @@ class Ring {
     }
     if (fd_ < 0) return errno;
     big_ = (p.flags & IORING_SETUP_SQE128) != 0;
+    skip_ = (p.features & IORING_FEAT_CQE_SKIP) != 0;  // 5.17
     if ((p.features & IORING_FEAT_SINGLE_MMAP) == 0) return ENOSYS;  // < 5.4: not worth a second path
     size_t cqe_size = big_ ? 32 : 16;
     ring_len_ = std::max(p.sq_off.array + p.sq_entries * sizeof(unsigned), p.cq_off.cqes + p.cq_entries * cqe_size);
@@ -192,8 +212,11 @@ class Ring {
     unsigned tail = *sq_tail_;
     unsigned head = __atomic_load_n(sq_head_, __ATOMIC_ACQUIRE);
     unsigned added = 0;
-    while (!pending_.empty() && tail - head < sq_entries_ && in_flight_ < cq_entries_) {
+    while (!pending_.empty()) {
       RingOp* op = pending_.front();
+      unsigned links = op->Links();
+      // A chain goes in whole or waits: its links must reach one submission.
+      if (tail - head + links > sq_entries_ || in_flight_ + links > cq_entries_) break;
       pending_.pop_front();
       bool aborted = false;
       try {
@@ -206,15 +229,23 @@ class Ring {
         delete op;
         continue;
       }
-      unsigned i = tail & sq_mask_;
-      auto* sqe = reinterpret_cast<io_uring_sqe*>(sqes_ + i * sqe_size_);
-      ::memset(sqe, 0, sqe_size_);
-      op->Prep(sqe);
-      sqe->user_data = reinterpret_cast<uintptr_t>(op);
-      sq_array_[i] = i;
-      tail++;
-      added++;
-      in_flight_++;
+      // user_data: the op, with the link's index in the low bits (ops are
+      // heap objects, aligned to at least 8).
+      for (unsigned link = 0; link < links; link++) {
+        unsigned i = tail & sq_mask_;
+        auto* sqe = reinterpret_cast<io_uring_sqe*>(sqes_ + i * sqe_size_);
+        ::memset(sqe, 0, sqe_size_);
+        if (links == 1) op->Prep(sqe);
+        else op->PrepLink(sqe, link);
+        if (link + 1 < links) sqe->flags |= IOSQE_IO_LINK | (skip_ ? IOSQE_CQE_SKIP_SUCCESS : 0);
+        sqe->user_data = reinterpret_cast<uintptr_t>(op) | link;
+        sq_array_[i] = i;
+        tail++;
+      }
+      // The CQ room of every link is held until the last link's CQE.
+      op->links_ = links;
+      added += links;
+      in_flight_ += links;
     }
     __atomic_store_n(sq_tail_, tail, __ATOMIC_RELEASE);
     unsigned unsubmitted = tail - __atomic_load_n(sq_head_, __ATOMIC_ACQUIRE);
@@ -244,12 +275,15 @@ class Ring {
       if (head == tail) break;
       while (head != tail) {
         auto* cqe = reinterpret_cast<io_uring_cqe*>(cqes_ + (head & cq_mask_) * cqe_size_);
-        auto* op = reinterpret_cast<RingOp*>(static_cast<uintptr_t>(cqe->user_data));
+        RingOp* op = OpOf(cqe->user_data);
+        unsigned link = LinkOf(cqe->user_data);
         int32_t res = cqe->res;
         uint64_t extra = big_ ? cqe->big_cqe[0] : 0;
         head++;
         __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
-        in_flight_--;
+        op->LinkDone(link, res);
+        if (!ChainEnds(op, link)) continue;
+        in_flight_ -= op->links_;
         bool done = true;
         try {
           Napi::HandleScope op_scope(env_);
@@ -327,11 +361,11 @@ class Ring {
         continue;
       }
       auto* cqe = reinterpret_cast<io_uring_cqe*>(r->cqes_ + (head & r->cq_mask_) * r->cqe_size_);
-      auto* op = reinterpret_cast<RingOp*>(static_cast<uintptr_t>(cqe->user_data));
+      RingOp* op = OpOf(cqe->user_data);
       __atomic_store_n(r->cq_head_, head + 1, __ATOMIC_RELEASE);
-      if (op == nullptr) continue;
+      if (op == nullptr || !r->ChainEnds(op, LinkOf(cqe->user_data))) continue;
+      r->in_flight_ -= op->links_;
       delete op;
-      r->in_flight_--;
     }
     r->resource_.Reset();
     napi_async_destroy(r->env_, r->async_);
@@ -348,6 +382,12 @@ class Ring {
     delete r;
   }
 
+  static constexpr uint64_t kLinkMask = 7;
+  static RingOp* OpOf(uint64_t user_data) { return reinterpret_cast<RingOp*>(static_cast<uintptr_t>(user_data & ~kLinkMask)); }
+  static unsigned LinkOf(uint64_t user_data) { return static_cast<unsigned>(user_data & kLinkMask); }
+
+  bool ChainEnds(const RingOp* op, unsigned link) const { return skip_ || link + 1 == op->links_; }
+
   static constexpr unsigned kEntries = 256;
   static inline thread_local Ring* current_ = nullptr;
 
@@ -357,6 +397,7 @@ class Ring {
   int fd_ = -1;
   int efd_ = -1;
   bool big_ = false;
+  bool skip_ = false;
   void* ring_ = nullptr;
   size_t ring_len_ = 0;
   char* sqes_ = nullptr;

@@ -133,7 +133,8 @@ t.test('a worker with I/O in flight: terminate, normal exit and process.exit lea
 });
 
 // Nvme.copyTo()'s native job (native/pci/nvme-copy.cc) between two plain
-// files: lanes through their slots, a last short chunk, errors, abort.
+// files: lanes through their slots, a last short chunk, a short read in a
+// chain, errors, abort.
 t.test('the native copy job: depth lanes through one staging view, byte for byte, one promise', { skip: !hasRing && 'no io_uring' }, async (t) => {
   const SIZE = 1 << 20;
   const a = scratch(t, SIZE);
@@ -158,6 +159,9 @@ t.test('the native copy job: depth lanes through one staging view, byte for byte
   const ro = Fd.open(a.file, fs.constants.O_RDONLY);
   t.teardown(() => ro.close());
   await t.rejects(native.nvmeUringCopy(nativeOf(a.fd), nativeOf(ro), via, 0n, 0n, SIZE, 65536, 4, [ro, a.fd], 0), { sysErrno: 9, syscall: 'write', fd: ro.fd });
+  // The file ends inside the last chunk: its read comes up short, the kernel
+  // cancels the write linked to it, and the rest of the read gets 0 bytes.
+  await t.rejects(native.nvmeUringCopy(nativeOf(a.fd), nativeOf(b.fd), via, 4096n, 0n, SIZE, 65536, 4, [a.fd, b.fd], 0), { sysErrno: 5, syscall: 'read', fd: a.fd.fd }, 'EIO at the end of the source');
   // Aborted before the flush: no lane reaches the kernel.
   const ac = new AbortController();
   const p = native.nvmeUringCopy(nativeOf(a.fd), nativeOf(b.fd), via, 0n, 0n, SIZE, 65536, 4, [a.fd, b.fd], 0, ac.signal);
