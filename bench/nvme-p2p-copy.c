@@ -182,12 +182,19 @@ static void ring_queue(struct ring *r, int op, int fd, void *buf, size_t len, lo
 	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
 }
 
-/* Lane i's next copy: read into its slot, then (linked) write from it. user_data = lane << 1 | is_write. */
+/*
+ * Lane i's next copy: read into its slot, then (linked) write from it.
+ * user_data = lane << 1 | is_write. The read posts no CQE when it succeeds
+ * (IOSQE_CQE_SKIP_SUCCESS, 5.17): one CQE per copy, the write's, or the
+ * read's when it fails or comes up short (the kernel then skips the
+ * cancelled write's), as Nvme.copyTo() does.
+ */
 static void queue_copy(struct ring *r, struct job *j, int lane, size_t off)
 {
 	char *slot = j->cmb + (size_t)lane * j->chunk;
 
-	ring_queue(r, IORING_OP_READ, j->src, slot, j->chunk, j->src_off + off, IOSQE_IO_LINK, (unsigned long long)lane << 1);
+	ring_queue(r, IORING_OP_READ, j->src, slot, j->chunk, j->src_off + off,
+		   IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS, (unsigned long long)lane << 1);
 	ring_queue(r, IORING_OP_WRITE, j->dst, slot, j->chunk, j->dst_off + off, 0, (unsigned long long)lane << 1 | 1);
 }
 
@@ -205,7 +212,7 @@ static int run_uring(struct job *j)
 		if (next[lane] < j->total) {
 			queue_copy(&r, j, lane, next[lane]);
 			to_submit += 2;
-			pending += 2;
+			pending++;
 		}
 	}
 	while (pending) {
@@ -227,7 +234,7 @@ static int run_uring(struct job *j)
 			pending--;
 			lane = cqe->user_data >> 1;
 			if (cqe->res != (int)j->chunk) {
-				/* A failed read cancels its linked write (-ECANCELED). */
+				/* A failed read ends its copy (its write is cancelled, no CQE). */
 				if (!err)
 					err = cqe->res < 0 ? -cqe->res : EIO;
 				continue;
@@ -238,7 +245,7 @@ static int run_uring(struct job *j)
 			if (next[lane] < j->total) {
 				queue_copy(&r, j, lane, next[lane]);
 				to_submit += 2;
-				pending += 2;
+				pending++;
 			}
 		}
 		__atomic_store_n(r.cq_head, head, __ATOMIC_RELEASE);
