@@ -1,5 +1,6 @@
 /** The command line of `p2pdma bench`, checked before anything runs. */
 import { parseArgs } from 'node:util';
+import { DEFAULT_BASELINE } from '../vm/kernel-names';
 import { parseKernelSpec } from './kernels';
 
 export const BENCH_USAGE = `usage: p2pdma bench [--suites a,b] [--where host|guest] [--kernels K,K...] [--rounds N]
@@ -8,7 +9,8 @@ export const BENCH_USAGE = `usage: p2pdma bench [--suites a,b] [--where host|gue
                     device is missing where it runs is recorded as skipped)
   --where host|guest  on this machine (its own kernel and devices: real hardware), or
                     in the test guest (default), booted once per kernel and round
-  --kernels LIST    guest kernels, compared A/B (default: baseline): baseline, patched,
+  --kernels LIST    guest kernels, compared A/B (default: ${DEFAULT_BASELINE}): baseline-7.3, patched-7.3,
+                    baseline, patched (6.12),
                     series:DIR (patches on the same source, p2pdma kernel build --series DIR),
                     tree:PATH (a kernel source tree, built with our config fragments and
                     cached by its HEAD, uncommitted diff and config) or the path of a bzImage
@@ -80,7 +82,7 @@ export function parseBenchArgs(argv: string[], knownSuites: readonly string[], n
   if (values.where !== 'host' && values.where !== 'guest') throw new Error('--where must be host or guest');
   if (nodes === 2 && values.where === 'host') throw new Error('--nodes 2 boots two guests: not with --where host');
   if (values.where === 'host' && values.kernels !== undefined) throw new Error('--kernels is for --where guest: the host runs its own kernel');
-  const kernels = values.where === 'host' ? ['host'] : list(values.kernels ?? 'baseline');
+  const kernels = values.where === 'host' ? ['host'] : list(values.kernels ?? DEFAULT_BASELINE);
   if (!kernels.length) throw new Error('--kernels names no kernel');
   if (values.where === 'guest') for (const k of kernels) parseKernelSpec(k);
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');

@@ -19,7 +19,7 @@ const SUITES = ['ioctl', 'dmabuf', 'nvme'];
 
 t.test('arguments: defaults, lists and mistakes', async (t) => {
   const o = parseBenchArgs([], SUITES, new Date('2026-01-02T03:04:05Z'));
-  t.same(o, { suites: SUITES, where: 'guest', kernels: ['baseline'], rounds: 3, out: 'bench-results/20260102-030405', allowBusy: false, timeoutSec: 1800, loadPerCpu: 0.25, profile: false, nodes: 1 });
+  t.same(o, { suites: SUITES, where: 'guest', kernels: ['baseline-7.3'], rounds: 3, out: 'bench-results/20260102-030405', allowBusy: false, timeoutSec: 1800, loadPerCpu: 0.25, profile: false, nodes: 1 });
   const g = parseBenchArgs(['--suites', 'ioctl,dmabuf', '--kernels', 'baseline,series:/tmp/s,/x/bzImage', '--rounds', '2', '--allow-busy', '--out', 'o'], SUITES);
   t.same([g.suites, g.kernels, g.rounds, g.allowBusy, g.out], [['ioctl', 'dmabuf'], ['baseline', 'series:/tmp/s', '/x/bzImage'], 2, true, 'o']);
   t.same(parseBenchArgs(['--where', 'host'], SUITES).kernels, ['host']);
