@@ -141,7 +141,7 @@ export function qemuArgs(o: QemuArgsOptions): string[] {
     'nvme.use_cmb_sqes=0',
     `hugepages=${o.hugepages}`,
     ...(o.iommu ? ['intel_iommu=on'] : []),
-    ...(o.accel === 'tcg' && o.tscKhz !== undefined ? [`tsc_early_khz=${o.tscKhz}`] : []),
+    ...(o.accel === 'tcg' && o.tscKhz !== undefined ? [`tsc_early_khz=${o.tscKhz}`, 'tsc=reliable'] : []),
     ...(o.append ?? []),
   ];
   // pvrdma maps guest RAM into its backend, which only works on shared RAM:

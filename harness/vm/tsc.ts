@@ -6,6 +6,14 @@
  * on a 2596 MHz machine, after which its clock ran about 87 times too fast
  * and in-guest timeouts fired at once (2026-12-07, three QEMU beside a host
  * test suite on 2 cores). Given the frequency, the guest skips that loop.
+ *
+ * With it goes `tsc=reliable`: the kernel's clocksource watchdog compares
+ * the TSC with the HPET every half second, and while both vCPUs spin (a
+ * latency benchmark) QEMU answers the HPET late, the watchdog declares the
+ * TSC unstable and the guest switches to the HPET for good, after which
+ * every clock read is an emulated MMIO access (seen 2026-12-08: 30 s into
+ * ib_write_lat; the addon's spin-waits, which read the clock, got 5-20x
+ * slower). Under TCG the guest's TSC is the host's constant, nonstop one.
  */
 import * as fs from 'node:fs';
 

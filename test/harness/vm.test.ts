@@ -249,8 +249,9 @@ t.test("a TCG guest is told the host's TSC frequency instead of calibrating it u
   t.equal(hostTscKhz(''), undefined, 'no /proc/cpuinfo');
   const [tcg] = valueOf(qemuArgs({ ...base, tscKhz: 2596146 }), '-append');
   t.match(tcg, / tsc_early_khz=2596146( |$)/);
+  t.match(tcg, / tsc=reliable( |$)/, 'and no clocksource watchdog to swap it for the HPET under load');
   const [kvm] = valueOf(qemuArgs({ ...base, accel: 'kvm', tscKhz: 2596146 }), '-append');
-  t.notMatch(kvm, /tsc_early_khz/, 'KVM guests have kvm-clock');
+  t.notMatch(kvm, /tsc_early_khz|tsc=reliable/, 'KVM guests have kvm-clock');
   const [none] = valueOf(qemuArgs(base), '-append');
-  t.notMatch(none, /tsc_early_khz/);
+  t.notMatch(none, /tsc_early_khz|tsc=reliable/);
 });
