@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { ioctlSync, type Mapping, type MemoryRegion, type ProtectionDomain } from '../../lib';
 import { ivshmemBdf, ivshmemNode, v2Only } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
-import { hostBuffer, hostPattern, setup } from './rdma-helpers';
+import { hostBuffer, hostPattern, rnrNaksSent, setup } from './rdma-helpers';
 
 // ivshmem_p2p's REVOKE and v2's mm-event revocation; v3 revokes from the
 // exporter only (vfio.test.ts, p2p-unplug.test.ts).
@@ -46,11 +46,6 @@ const INVALIDATOR = `
     setTimeout(loop, 10 + Math.random() * 200);
   })();
 `;
-
-/** rxe's RNR NAKs sent so far (its responder's answer to a revoked MR). */
-function rnrNaksSent(): number {
-  return Number(fs.readFileSync('/sys/class/infiniband/rxe0/ports/1/hw_counters/send_rnr_err', 'utf8'));
-}
 
 /**
  * The kernel's ioremap()s of [start, start + size) listed in /proc/vmallocinfo:
