@@ -5,7 +5,9 @@
  * merge back).
  */
 import { spawnSync } from 'node:child_process';
+import type { Test } from 'tap';
 import { guestProgram } from './guest-c';
+import { kernelSeries } from './helpers';
 
 /** The program, or undefined if it does not build. */
 export function splitProgram(): string | undefined {
@@ -44,4 +46,31 @@ export function runSplit(bin: string, target: string): Split {
     // not JSON: reported below
   }
   throw new Error(`p2p_mr_split ${target}: exit ${r.status} signal ${r.signal}: ${r.stdout}${r.stderr}`);
+}
+
+/**
+ * Runs the program on `target` and checks what the series does: v3's MR
+ * works on over the pieces, v2's is dead (as run on 6.12 + kernel-patches/);
+ * on both a new registration across the pieces is EFAULT. `what` names the
+ * memory in the messages.
+ */
+export function checkSplit(t: Test, target: string, what: string): void {
+  const bin = splitProgram();
+  if (!t.ok(bin, 'built from test/guest/c/p2p_mr_split.c')) return;
+  const r = runSplit(bin!, target);
+  t.equal(r.reg_mr, 'ok', 'ibv_reg_mr of the mapping');
+  t.equal(r.write_before, 'ok', `a WRITE lands in the ${what}`);
+  t.equal(r.vmas_after, 5, 'mprotect of pages 4-5 there and back and madvise of pages 10-11 left five VMAs');
+  if (kernelSeries === 'v3') {
+    t.equal(r.write_after, 'ok', `a WRITE over all the pieces lands in the ${what}`);
+    t.equal(r.read_after, 'ok', 'a READ over all the pieces reads it back');
+  } else {
+    // The defect, as 6.12 + kernel-patches/ shows it.
+    t.equal(r.write_after, 'IBV_WC_REM_ACCESS_ERR', 'v2: the MR is dead, a WRITE is a remote access error');
+    t.equal(r.read_after, 'IBV_WC_REM_ACCESS_ERR', 'v2: and so is a READ');
+  }
+  t.equal(r.reg_piece, 'ok', 'one piece registers');
+  // What stays of the defect in v3: the range must lie in one VMA (vma_p2p_dma_buf()).
+  t.equal(r.reg_whole, 'EFAULT', 'a new registration across the pieces is EFAULT');
+  t.equal(r.dereg_mr, 'ok', 'ibv_dereg_mr');
 }

@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import { Fd, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib';
 import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, kernelSeries, nvmeControllers, patchedOnly, v2Only, v3Only } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
-import { runSplit, splitProgram } from './p2p-split';
+import { checkSplit } from './p2p-split';
 import { hostPattern, pattern, setup } from './rdma-helpers';
 
 const SIZE = 1 << 20;
@@ -184,39 +184,18 @@ t.test('v3: ibv_reg_mr on the CMB mapping goes on a p2pdma dma-buf of its pages:
 // ivshmem_p2p's VM_PFNMAP) never merge back; v2's MR, which maps its range
 // through one VMA again after each invalidation, is then dead for good. v3's
 // MR holds the dma-buf of the pages and does not look at the VMA after
-// registration (test/guest/c/p2p_mr_split.c; v3's BAR case is vfio.test.ts's).
-function splitCase(t: Test, target: string, what: string): void {
-  const bin = splitProgram();
-  if (!t.ok(bin, 'built from test/guest/c/p2p_mr_split.c')) return;
-  const r = runSplit(bin!, target);
-  t.equal(r.reg_mr, 'ok', 'ibv_reg_mr of the mapping');
-  t.equal(r.write_before, 'ok', `a WRITE lands in the ${what}`);
-  t.equal(r.vmas_after, 5, 'mprotect of pages 4-5 there and back and madvise of pages 10-11 left five VMAs');
-  if (kernelSeries === 'v3') {
-    t.equal(r.write_after, 'ok', `a WRITE over all the pieces lands in the ${what}`);
-    t.equal(r.read_after, 'ok', 'a READ over all the pieces reads it back');
-  } else {
-    // The defect, as 6.12 + kernel-patches/ shows it.
-    t.equal(r.write_after, 'IBV_WC_REM_ACCESS_ERR', 'v2: the MR is dead, a WRITE is a remote access error');
-    t.equal(r.read_after, 'IBV_WC_REM_ACCESS_ERR', 'v2: and so is a READ');
-  }
-  t.equal(r.reg_piece, 'ok', 'one piece registers');
-  // What stays of the defect in v3: the range must lie in one VMA (vma_p2p_dma_buf()).
-  t.equal(r.reg_whole, 'EFAULT', 'a new registration across the pieces is EFAULT');
-  t.equal(r.dereg_mr, 'ok', 'ibv_dereg_mr');
-}
-
+// registration (p2p-split.ts; v3's BAR case is vfio.test.ts's).
 t.test('patched: a partial mprotect and madvise split the CMB mapping under an MR; on v3 the MR keeps working (v2: dead)', patchedOnly, async (t) => {
   const c = ctrls[0];
   if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
-  splitCase(t, `${c.p2pmem}/allocate`, 'CMB');
+  checkSplit(t, `${c.p2pmem}/allocate`, 'CMB');
 });
 
 t.test('patched: a partial mprotect and madvise split the ivshmem_p2p BAR mapping under an MR: dead (v2 defect 4)', onV2, async (t) => {
   if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
   const node = ivshmemNode(ivBdf!);
   if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;
-  splitCase(t, node!, 'BAR');
+  checkSplit(t, node!, 'BAR');
 });
 
 t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it again', onV2, async (t) => {

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import { Rdma, Vfio } from '../../lib';
 import { dmabufLeakGuard } from './dmabuf-leaks';
 import { bindToVfio, guest, inGuest, ivshmemBdf, kernelSeries, linuxMajor, openIvshmemVfio, vfioKernel } from './helpers';
-import { runSplit, splitProgram } from './p2p-split';
+import { checkSplit } from './p2p-split';
 import { onPvrdma, rnrNaksSent, setup } from './rdma-helpers';
 
 const leaks = dmabufLeakGuard();
@@ -262,20 +262,9 @@ t.test('ibv_reg_mr on the BAR mapping (v3): mprotect(PROT_READ) of the mapping, 
 // (test/guest/c/p2p_mr_split.c; the CMB's case is in rdma-p2p.test.ts).
 t.test('ibv_reg_mr on the BAR mapping (v3): a partial mprotect and madvise split the mapping; the MR keeps working', vmaV3, async (t) => {
   if (!t.ok(bdf, 'ivshmem-plain present')) return;
-  const bin = splitProgram();
-  if (!t.ok(bin, 'built from test/guest/c/p2p_mr_split.c')) return;
   // The program opens the VFIO group itself.
   bindToVfio(t, bdf!);
-  const r = runSplit(bin!, `vfio:${bdf}`);
-  t.equal(r.reg_mr, 'ok', 'ibv_reg_mr of the mapping');
-  t.equal(r.write_before, 'ok', 'a WRITE lands in the BAR');
-  t.equal(r.vmas_after, 5, 'mprotect of pages 4-5 there and back and madvise of pages 10-11 left five VMAs');
-  t.equal(r.write_after, 'ok', 'a WRITE over all the pieces lands in the BAR');
-  t.equal(r.read_after, 'ok', 'a READ over all the pieces reads it back');
-  t.equal(r.reg_piece, 'ok', 'one piece registers');
-  // What stays of the defect: the range must lie in one VMA (vma_p2p_dma_buf()).
-  t.equal(r.reg_whole, 'EFAULT', 'a new registration across the pieces is EFAULT');
-  t.equal(r.dereg_mr, 'ok', 'ibv_dereg_mr');
+  checkSplit(t, `vfio:${bdf}`, 'BAR');
 });
 
 t.test('the stock kernel: ibv_reg_mr on the BAR mapping is EFAULT, naming kernel-patches/', vmaStock, async (t) => {
