@@ -241,9 +241,10 @@ const FLIPPER = `
   const { fd, command, ctl: shared } = workerData;
   const ctl = new Int32Array(shared);
   const b = Buffer.alloc(2);
+  const MEMORY = 2; // PCI_COMMAND_MEMORY
   const set = (on) => {
     fs.readSync(fd, b, 0, 2, command);
-    b.writeUInt16LE(on ? b.readUInt16LE(0) | 2 : b.readUInt16LE(0) & ~2, 0);
+    b.writeUInt16LE(on ? b.readUInt16LE(0) | MEMORY : b.readUInt16LE(0) & ~MEMORY, 0);
     fs.writeSync(fd, b, 0, 2, command);
   };
   let flips = 0, error;
@@ -274,6 +275,8 @@ async function within(op: Promise<unknown>, ms: number): Promise<'ok' | string> 
 
 const onV3 = v3Only('revocation by the exporter under a BAR mapping MR (vfio-pci)');
 const BAR = 2;
+const CONFIG_REGION = 7; // VFIO_PCI_CONFIG_REGION_INDEX
+const PCI_COMMAND = 4;
 const OP_DEADLINE_MS = 10_000;
 
 // v2's remap work could outlive its MR (defect 1) and retried until a fatal
@@ -299,7 +302,7 @@ t.test('v3: WRITE/READ while the device memory flips off and on: each completes 
   const backMr = rdma.mr(back, 'local-write');
 
   const ctl = new SharedArrayBuffer(4);
-  const worker = new Worker(FLIPPER, { eval: true, workerData: { fd: v.fd, command: v.region(7).offset + 4, ctl } });
+  const worker = new Worker(FLIPPER, { eval: true, workerData: { fd: v.fd, command: v.region(CONFIG_REGION).offset + PCI_COMMAND, ctl } });
   const counts = new Promise<{ flips: number; error?: string }>((resolve) => worker.once('message', resolve));
   const stop = async () => {
     Atomics.store(new Int32Array(ctl), 0, 1);
