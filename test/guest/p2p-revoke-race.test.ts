@@ -311,6 +311,8 @@ t.test('v3: WRITE/READ while the device memory flips off and on: each completes 
   };
   t.teardown(() => void stop());
 
+  // Revocations land in the middle of 16-packet WRITEs and READs: v2 NAKed those packets RNR.
+  const naks = rnrNaksSent();
   const outcomes = { ok: 0, refused: 0 };
   const unexpected: string[] = [];
   let slowest = 0;
@@ -353,6 +355,7 @@ t.test('v3: WRITE/READ while the device memory flips off and on: each completes 
   t.comment(`${JSON.stringify(outcomes)}, flips ${done.flips}, slowest round ${slowest} ms, deregistration ${deregMs} ms`);
   t.same(unexpected, [], 'every WRITE and READ completed, with the right data, or failed with a remote access error');
   t.ok(outcomes.ok > 2 && outcomes.refused > 2, 'the flips failed some operations and missed others');
+  t.equal(rnrNaksSent(), naks, 'rxe sent no RNR NAK (send_rnr_err unchanged)');
   t.ok(slowest < OP_DEADLINE_MS, `no operation waited for the memory (slowest round ${slowest} ms)`);
   t.ok(deregMs >= 0 && deregMs < OP_DEADLINE_MS, `an MR deregistered in the storm went at once (${deregMs} ms)`);
   t.equal(done.error, undefined, 'the flipping thread ran without error');
