@@ -170,6 +170,27 @@ export function openIvshmemVfio(t: Test, bdf: string): Vfio {
   return v;
 }
 
+/**
+ * Binds @bdf to vfio-pci in no-IOMMU mode without opening its group, for a
+ * program that opens it itself (Vfio.open would hold it); the driver it had
+ * and no-IOMMU mode are given back at the end of `t`.
+ */
+export function bindToVfio(t: Test, bdf: string): void {
+  const dev = `/sys/bus/pci/devices/${bdf}`;
+  const driver = () => (fs.existsSync(`${dev}/driver`) ? path.basename(fs.readlinkSync(`${dev}/driver`)) : undefined);
+  const before = driver();
+  const wasOff = Vfio.setNoIommuMode(true);
+  t.teardown(() => {
+    if (driver() === 'vfio-pci') fs.writeFileSync('/sys/bus/pci/drivers/vfio-pci/unbind', bdf);
+    fs.writeFileSync(`${dev}/driver_override`, '\n');
+    if (before) fs.writeFileSync(`/sys/bus/pci/drivers/${before}/bind`, bdf);
+    if (wasOff) Vfio.setNoIommuMode(false);
+  });
+  if (before && before !== 'vfio-pci') fs.writeFileSync(`${dev}/driver/unbind`, bdf);
+  fs.writeFileSync(`${dev}/driver_override`, 'vfio-pci');
+  if (driver() !== 'vfio-pci') fs.writeFileSync('/sys/bus/pci/drivers/vfio-pci/bind', bdf);
+}
+
 /** The /dev node of the ivshmem_p2p exporter bound to @bdf, if any. */
 export function ivshmemNode(bdf: string): string | undefined {
   const dir = `/sys/bus/pci/devices/${bdf}/misc`;

@@ -5,37 +5,15 @@
 // cases register rxe0 MRs on the ivshmem BAR mapped through vfio-pci (no-IOMMU
 // mode), the p2pmem_mr cases on NVMe controller 0's CMB (p2pmem/allocate).
 // The patched guest has all of it, so a kselftest SKIP is a failure.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Vfio } from '../../lib';
-import { inGuest, ivshmemBdf, nvmeControllers, v3Only } from './helpers';
+import { bindToVfio, inGuest, ivshmemBdf, nvmeControllers, v3Only } from './helpers';
 
 const selftest = path.join(process.env.P2PDMA_KERNEL_DIR ?? '', 'selftests', 'p2p_dma_buf_mr');
 const onV3 = v3Only("v3's kselftest (tools/testing/selftests/rdma/p2p_dma_buf_mr.c)");
 const iommu = process.env.P2PDMA_IOMMU === '1';
-
-/**
- * ivshmem to vfio-pci, as the kselftest expects it (it opens the group
- * itself, so not through Vfio.open, which would hold it): the driver it had
- * and no-IOMMU mode are given back at the end.
- */
-function bindToVfio(t: Test, bdf: string): void {
-  const dev = `/sys/bus/pci/devices/${bdf}`;
-  const driver = () => (fs.existsSync(`${dev}/driver`) ? path.basename(fs.readlinkSync(`${dev}/driver`)) : undefined);
-  const before = driver();
-  const wasOff = Vfio.setNoIommuMode(true);
-  t.teardown(() => {
-    if (driver() === 'vfio-pci') fs.writeFileSync('/sys/bus/pci/drivers/vfio-pci/unbind', bdf);
-    fs.writeFileSync(`${dev}/driver_override`, '\n');
-    if (before) fs.writeFileSync(`/sys/bus/pci/drivers/${before}/bind`, bdf);
-    if (wasOff) Vfio.setNoIommuMode(false);
-  });
-  if (before && before !== 'vfio-pci') fs.writeFileSync(`${dev}/driver/unbind`, bdf);
-  fs.writeFileSync(`${dev}/driver_override`, 'vfio-pci');
-  if (driver() !== 'vfio-pci') fs.writeFileSync('/sys/bus/pci/drivers/vfio-pci/bind', bdf);
-}
 
 if (!inGuest || onV3.skip || iommu) {
   t.test('p2p_dma_buf_mr kselftest', iommu && !onV3.skip ? { skip: 'no-IOMMU VFIO: not behind the vIOMMU' } : onV3, async () => {});

@@ -4,24 +4,12 @@
  * one while the test unplugs the memory behind it.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { packageRoot } from '../../lib/core/package-root';
-
-const source = path.join(packageRoot, 'test/guest/c/p2p_mr_hold.c');
+import { guestProgram } from './guest-c';
 
 /** The program: prebuilt by `make -C test/guest/c`, else built into /tmp now. */
 export function holdProgram(): string | undefined {
-  const prebuilt = path.join(packageRoot, 'build/guest-c/p2p_mr_hold');
-  try {
-    if (fs.statSync(prebuilt).mtimeMs >= fs.statSync(source).mtimeMs) return prebuilt;
-  } catch {
-    // not built: build it below
-  }
-  const out = fs.mkdtempSync('/tmp/guest-c-');
-  const r = spawnSync('make', ['-s', '-C', path.dirname(source), `OUT=${out}`, `${out}/p2p_mr_hold`], { encoding: 'utf8' });
-  return r.status === 0 ? path.join(out, 'p2p_mr_hold') : undefined;
+  return guestProgram('p2p_mr_hold');
 }
 
 /** What p2p_mr_hold prints after ibv_reg_mr(). */

@@ -2,6 +2,7 @@
 // (context, PD, a connected QP pair) closed when the test ends, on rxe0, or
 // on QEMU's pvrdma in the nested pvrdma lane (make test-pvrdma).
 import type { Test } from 'tap';
+import * as fs from 'node:fs';
 import { alignedBuffer, guest } from './helpers';
 import { Rdma, type MemoryRegion, type ProtectionDomain, type QueuePair, type RdmaContext } from '../../lib';
 
@@ -88,3 +89,8 @@ export function setup(t: Test, cap?: { maxSendWr?: number; maxRecvWr?: number; m
   };
 }
 
+
+/** rxe0's RNR NAKs sent so far: v2's responder answered a revoked MR with them (issue 26). */
+export function rnrNaksSent(): number {
+  return Number(fs.readFileSync('/sys/class/infiniband/rxe0/ports/1/hw_counters/send_rnr_err', 'utf8'));
+}

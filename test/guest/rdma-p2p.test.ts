@@ -12,11 +12,14 @@
 // Series v3 (7.3) registers the CMB mapping on a dma-buf of its pages that
 // p2pdma exports through the p2p_dma_buf callback: the CMB cases run on
 // both series, the ivshmem_p2p ones on v2 (v3's BAR case is vfio.test.ts's).
+// A split of the mapping under the MR (issue 26, v2 defect 4): v3's MR
+// works on, v2's is dead.
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import { Fd, ioctlSync, mmap, type Mapping, type MemoryRegion, type ProtectionDomain, type QueuePair } from '../../lib';
 import { alignedBuffer, guest, inGuest, ivshmemBdf, ivshmemNode, kernel, kernelSeries, nvmeControllers, patchedOnly, v2Only, v3Only } from './helpers';
 import { IVSHMEM_P2P_IOCTL_REVOKE, mapIvshmemP2p } from './ivshmem-p2p';
+import { checkSplit } from './p2p-split';
 import { hostPattern, pattern, setup } from './rdma-helpers';
 
 const SIZE = 1 << 20;
@@ -174,6 +177,25 @@ t.test('v3: ibv_reg_mr on the CMB mapping goes on a p2pdma dma-buf of its pages:
   await mr[Symbol.asyncDispose]();
   const after = p2pmemDmaBufs();
   if (after) t.equal(ours(after), before, 'deregistration released the dma-buf');
+});
+
+// Issue 26, v2 defect 4: a partial mprotect() or madvise() splits the VMA,
+// and the pieces of a VM_SPECIAL mapping (the CMB's is VM_MIXEDMAP,
+// ivshmem_p2p's VM_PFNMAP) never merge back; v2's MR, which maps its range
+// through one VMA again after each invalidation, is then dead for good. v3's
+// MR holds the dma-buf of the pages and does not look at the VMA after
+// registration (p2p-split.ts; v3's BAR case is vfio.test.ts's).
+t.test('patched: a partial mprotect and madvise split the CMB mapping under an MR; on v3 the MR keeps working (v2: dead)', patchedOnly, async (t) => {
+  const c = ctrls[0];
+  if (!t.ok(c && fs.existsSync(`${c.p2pmem}/allocate`), 'an NVMe controller with a p2pmem CMB')) return;
+  checkSplit(t, `${c.p2pmem}/allocate`, 'CMB');
+});
+
+t.test('patched: a partial mprotect and madvise split the ivshmem_p2p BAR mapping under an MR: dead (v2 defect 4)', onV2, async (t) => {
+  if (!t.ok(ivBdf, 'ivshmem-plain present')) return;
+  const node = ivshmemNode(ivBdf!);
+  if (!t.ok(node, `ivshmem_p2p char device for ${ivBdf} (CONFIG_IVSHMEM_P2P)`)) return;
+  checkSplit(t, node!, 'BAR');
 });
 
 t.test('patched: an MR on the ivshmem BAR; after REVOKE the next RDMA maps it again', onV2, async (t) => {

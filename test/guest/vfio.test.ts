@@ -4,15 +4,18 @@
 // the device's memory is off. On kernel-patches/v3 rxe imports it
 // (registerDmaBuf), and a plain registration of the BAR's mapping goes the
 // same way (vfio-pci's p2p_dma_buf callback names the dma-buf): RDMA WRITE
-// lands in the BAR, revocation fails the MR cleanly, and it maps again once
-// the memory is back. 6.12 has no VFIO.
+// lands in the BAR, revocation fails the MR cleanly (a remote access error,
+// never an RNR NAK), and it maps again once the memory is back; mprotect()
+// and splits of the mapping change nothing for the MR (issue 26's v2
+// defects 2-5). 6.12 has no VFIO.
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 
 import { Rdma, Vfio } from '../../lib';
 import { dmabufLeakGuard } from './dmabuf-leaks';
-import { guest, inGuest, ivshmemBdf, kernelSeries, linuxMajor, openIvshmemVfio, vfioKernel } from './helpers';
-import { onPvrdma, setup } from './rdma-helpers';
+import { bindToVfio, guest, inGuest, ivshmemBdf, kernelSeries, linuxMajor, openIvshmemVfio, vfioKernel } from './helpers';
+import { checkSplit } from './p2p-split';
+import { onPvrdma, rnrNaksSent, setup } from './rdma-helpers';
 
 const leaks = dmabufLeakGuard();
 
@@ -183,7 +186,25 @@ t.test('ibv_reg_mr on the BAR mapping (v3, the p2p_dma_buf VMA path): WRITE and 
   t.ok(back.equals(src.subarray(PAGE, 2 * PAGE)), 'a READ of the BAR through the MR');
 
   v.setMemoryEnabled(false);
-  await t.rejects(s.a.write(s.mr(s.buffer(PAGE), 'local-write'), mr.remote(), PAGE), { status: 'IBV_WC_REM_ACCESS_ERR', message: /remote access error/ }, 'revoked: a WRITE to the MR is a remote access error');
+  // Issue 26, v2 defects 2 and 5: v2's rxe answered a READ of a revoked MR,
+  // and any WRITE packet, with an RNR NAK, which IBA allows only for a
+  // request that consumes a receive WQE, and made READ responses wait up to
+  // 100 ms for its remap work. v3's copy fails at once on the exporter's
+  // refusal to vmap: a remote access error for the whole operation.
+  const naks = rnrNaksSent();
+  const started = Date.now();
+  await t.rejects(s.a.write(s.mr(s.buffer(PAGE), 'local-write'), mr.remote(), PAGE), { status: 'IBV_WC_REM_ACCESS_ERR', message: /remote access error/ }, 'revoked: a WRITE to the MR (four packets) is a remote access error');
+  // The failed WRITE put that QP pair in the error state: a fresh pair for the READ.
+  const [ra, rb] = Rdma.loopbackPair(s.pd);
+  t.teardown(() => {
+    ra.close();
+    rb.close();
+  });
+  await t.rejects(ra.read(s.mr(s.buffer(PAGE), 'local-write'), mr.remote(), PAGE), { status: 'IBV_WC_REM_ACCESS_ERR', message: /remote access error/ }, 'revoked: a READ of the MR is a remote access error');
+  const took = Date.now() - started;
+  t.equal(rnrNaksSent(), naks, 'neither was answered with an RNR NAK (send_rnr_err unchanged)');
+  // Loopback pairs retry RNR NAKs for ever (rnr_retry 7): an answer at all is the point; the bound only keeps a hang short.
+  t.ok(took < 10_000, `both failed without waiting for the memory (${took} ms)`);
   t.throws(() => s.pd.registerMemorySync(m, { offset: OFF, length: PAGE, access: 'local-write' }), { code: 'ENODEV', syscall: 'ibv_reg_mr' }, 'revoked: a new registration of the mapping is ENODEV');
   v.setMemoryEnabled(true);
 
@@ -199,6 +220,51 @@ t.test('ibv_reg_mr on the BAR mapping (v3, the p2p_dma_buf VMA path): WRITE and 
   const again = s.pd.registerMemorySync(m, { offset: 0, length: PAGE, access: [...ACCESS] });
   t.equal(again.length, PAGE, 'and the mapping registers again');
   again.close();
+});
+
+// Issue 26, v2 defect 3: v2 revoked an MR on mprotect() through the mmu
+// notifier, which 6.12 fires only where page table entries exist, so an
+// exporter that had none (not faulted in yet) kept its MR. v3's MR follows
+// the dma-buf, not the mapping: the access is checked once, at
+// registration, and mprotect() changes nothing whatever the page tables
+// hold, as for an MR on a dma-buf fd or on pinned pages.
+t.test('ibv_reg_mr on the BAR mapping (v3): mprotect(PROT_READ) of the mapping, faulted in or not, leaves the MR writable', vmaV3, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  const v = openIvshmem(t);
+  const s = setup(t);
+  const LEN = 4 * PAGE;
+  // Two mappings of the BAR: one never touched before the mprotect (no page
+  // table entries), one written through first (faulted in).
+  for (const [i, touched] of [[0, false], [1, true]] as const) {
+    const m = v.map(BAR);
+    t.teardown(() => m.unmap());
+    const at = (64 + 16 * i) * PAGE;
+    if (touched) m.write(Buffer.alloc(LEN), at);
+    const mr = await s.pd.registerMemory(m, { offset: at, length: LEN, access: [...ACCESS] });
+    t.teardown(() => mr.close());
+    m.mprotect('read');
+    const src = s.pattern(LEN, 23 + i);
+    // A fresh pair each, so a failure of the first does not hide the second.
+    const [a, b] = Rdma.loopbackPair(s.pd);
+    t.teardown(() => {
+      a.close();
+      b.close();
+    });
+    await a.write(s.mr(src, 'local-write'), mr.remote());
+    t.ok(m.read(Buffer.alloc(LEN), at).equals(src), `${touched ? 'faulted in' : 'never touched'}: a WRITE after mprotect(PROT_READ) lands in the BAR`);
+  }
+});
+
+// Issue 26, v2 defect 4: a partial mprotect() or madvise() splits the VMA
+// and the pieces of a VM_PFNMAP mapping never merge back; v2's MR, which
+// mapped its range through one VMA again after each invalidation, was then
+// dead for good. v3's MR does not look at the VMA after registration
+// (test/guest/c/p2p_mr_split.c; the CMB's case is in rdma-p2p.test.ts).
+t.test('ibv_reg_mr on the BAR mapping (v3): a partial mprotect and madvise split the mapping; the MR keeps working', vmaV3, async (t) => {
+  if (!t.ok(bdf, 'ivshmem-plain present')) return;
+  // The program opens the VFIO group itself.
+  bindToVfio(t, bdf!);
+  checkSplit(t, `vfio:${bdf}`, 'BAR');
 });
 
 t.test('the stock kernel: ibv_reg_mr on the BAR mapping is EFAULT, naming kernel-patches/', vmaStock, async (t) => {
