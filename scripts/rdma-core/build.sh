@@ -100,7 +100,8 @@ build=$cache/build/rdma-core-$key
 rm -rf "$build" "$out.tmp"
 mkdir -p "$build" "$out.tmp/lib"
 trap 'rm -rf "$build" "$out.tmp"' EXIT
-log=$out.tmp/build.log
+# Beside the result, not in it: a failed build's log stays.
+log=$out.log
 : > "$log"
 say "unpacking rdma-core $version-$debian_rev"
 tar -C "$build" -xzf "$cache/src-debs/rdma-core/$orig"
@@ -117,7 +118,7 @@ for p in "${patches[@]}"; do
 	apply "$p"
 done
 
-say "configuring (log: $out/build.log once done, $log until then)"
+say "configuring (log: $log)"
 # CONFIG_DIR: the system's /etc/libibverbs.d. VERBS_PROVIDER_DIR empty:
 # providers from the library search path, i.e. beside this libibverbs.
 # No RPATH: nothing may point back into the build directory.
@@ -158,6 +159,7 @@ done
 	echo "built=$(date -u +%FT%TZ)"
 	echo "seconds=$((SECONDS - start))"
 } > "$out.tmp/build-info"
+mv "$log" "$out.tmp/build.log"
 chmod -R a+rX "$out.tmp"
 rm -rf "$out"
 mv "$out.tmp" "$out"
