@@ -68,7 +68,7 @@ for (const [what, make] of sources) {
       if (kernel === 'patched') {
         t.same(r.dmabuf, { reg_mr: 'ok', vmpin_kb: 0, write: true, read: true }, `${who}: registered, nothing pinned; WRITE landed in the buffer, READ brought back what the CPU wrote`);
       } else {
-        t.same(r.dmabuf, { reg_mr: 'Operation not supported', errno: 95 }, `${who}: the command reaches the stock kernel, whose uverbs refuses it with EOPNOTSUPP (its rxe has no reg_user_mr_dmabuf)`);
+        t.same(r.dmabuf, { reg_mr: 'Operation not supported', errno: 95 }, `${who}: the patched provider sends the command (v3 takes it) and the stock kernel's uverbs refuses it with EOPNOTSUPP, before looking at the fd: its rxe has no reg_user_mr_dmabuf`);
       }
     }
   });
