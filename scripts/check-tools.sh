@@ -31,6 +31,10 @@ NEEDS=(
 	/usr/sbin/rdma-ndd:rdma-core
 	# test/guest/rdma-pyverbs.test.ts: rdma-core's Python bindings beside the addon
 	/usr/lib/python3/dist-packages/pyverbs/__init__.py:python3-pyverbs
+	# rdma-core with rxe's reg_dmabuf_mr (scripts/rdma-core/build.sh)
+	cmake:cmake ninja:ninja-build pkg-config:pkgconf curl:curl patch:patch
+	/usr/lib/x86_64-linux-gnu/pkgconfig/libnl-3.0.pc:libnl-3-dev
+	/usr/lib/x86_64-linux-gnu/pkgconfig/libnl-route-3.0.pc:libnl-route-3-dev
 )
 
 if [ "${1:-}" = --packages ]; then

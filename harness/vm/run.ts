@@ -196,6 +196,8 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
     P2PDMA_KERNEL: kernelLabel(o.kernel),
     // The kernel's build directory: its selftests/ and headers/ for the guest suite.
     P2PDMA_KERNEL_DIR: path.dirname(kernel),
+    // rdma-core with rxe's reg_dmabuf_mr (scripts/rdma-core/build.sh), for rdma-thirdparty.test.ts.
+    P2PDMA_RDMA_CORE_DIR: path.join(CACHE_DIR, 'rdma-core', 'rxe-dmabuf'),
     P2PDMA_DEBUG_KERNEL: o.debug ? '1' : '0',
     P2PDMA_RDMA: o.pvrdmaBackend ? 'pvrdma' : 'rxe',
     P2PDMA_TERM: process.env.TERM ?? 'dumb',

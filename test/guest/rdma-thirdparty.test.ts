@@ -7,11 +7,18 @@
 //   v3 and takes an RDMA WRITE and READ, as root and as uid 65534 under
 //   RLIMIT_MEMLOCK 0 with nothing pinned; stock 7.3 refuses it (EFAULT: the
 //   VM_PFNMAP pages cannot be pinned; EPERM under the limit, can_do_mlock()).
-//   The fd path (DmaBufMR(dmabuf=FD): ibv_reg_dmabuf_mr) is refused by
-//   libibverbs itself on every kernel: rdma-core's rxe provider has no
-//   reg_dmabuf_mr op (44 as upstream), so the command never reaches the
-//   kernel whose rxe takes it on v3 (the addon sends it itself, below and in
-//   vfio.test.ts). 6.12 has no VFIO in this project's config.
+//   The fd path (DmaBufMR(dmabuf=FD): ibv_reg_dmabuf_mr) needs rxe's
+//   provider to have a reg_dmabuf_mr op. The system's rdma-core (Debian's
+//   44.0, as upstream) has none: libibverbs refuses the call itself
+//   (EOPNOTSUPP) on every kernel. rdma-core built with
+//   userspace-patches/rdma-core (scripts/rdma-core/build.sh, picked by
+//   LD_LIBRARY_PATH) sends the command: v3's rxe registers the dma-buf and
+//   takes a WRITE and READ, as root and as uid 65534 under RLIMIT_MEMLOCK 0,
+//   nothing pinned; stock 7.3's uverbs refuses it (EOPNOTSUPP: its rxe has
+//   no reg_user_mr_dmabuf). rdma-thirdparty-dmabuf.test.ts takes the same
+//   fd path on dma-heap, udmabuf and vgem buffers. The addon sends the
+//   command itself (below and in vfio.test.ts). 6.12 has no VFIO in this
+//   project's config.
 // - perftest's ib_write_bw --mmap=<p2pmem/allocate of an NVMe CMB> as the
 //   server (its MR on the CMB), a client on the same rxe0: the registration
 //   works on the series (v3's p2p_dma_buf, v2's p2p_map) and the client's
@@ -30,41 +37,20 @@
 import t, { type Test } from 'tap';
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Rdma } from '../../lib';
-import { packageRoot } from '../../lib/core/package-root';
 import { defaultGidIndex } from '../../lib/rdma/qp';
 import { guest, inGuest, ivshmemBdf, kernel, kernelSeries, nvmeControllers, openIvshmemVfio, vfioKernel, waitFor } from './helpers';
+import { LIMIT_MS, NOBODY, noPyverbs, patchedRdmaCoreLib, python, readableScripts } from './pyverbs-helpers';
 import { ADDR, DEV, onPvrdma } from './rdma-helpers';
 
-const PYTHON = '/usr/bin/python3';
-/**
- * The pyverbs scripts where uid 65534 can read them: the checkout may sit
- * in a home only root enters (a clone under /root, as CI may have it).
- */
-function readableScripts(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'p2pdma-pyverbs-'));
-  fs.chmodSync(dir, 0o755);
-  for (const f of ['vfio_bar_mr.py', 'p2pmem_mr.py', 'rc.py']) {
-    fs.copyFileSync(path.join(packageRoot, 'test/guest/pyverbs', f), path.join(dir, f));
-    fs.chmodSync(path.join(dir, f), 0o644);
-  }
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-const scripts = inGuest ? readableScripts() : '';
-const VFIO_SCRIPT = path.join(scripts, 'vfio_bar_mr.py');
-const P2PMEM_SCRIPT = path.join(scripts, 'p2pmem_mr.py');
+const scripts = inGuest ? readableScripts(['vfio_bar_mr.py', 'p2pmem_mr.py', 'rc.py', 'mr_io.py']) : '';
 const IB_WRITE_BW = '/usr/bin/ib_write_bw';
-const NOBODY = 65534;
-const havePyverbs = fs.existsSync('/usr/lib/python3/dist-packages/pyverbs/__init__.py');
 
 function lane(...reasons: (string | false)[]): { skip: string | false } {
   return guest.skip ? guest : { skip: reasons.find((r) => r !== false) ?? false };
 }
 const rxeOnly = onPvrdma && 'pvrdma lane: the series converts rxe';
-const noPyverbs = !havePyverbs && 'python3-pyverbs is not installed (scripts/setup.sh installs it)';
 const vfioOpts = lane(rxeOnly, vfioKernel.skip, noPyverbs);
 const cmbOpts = lane(rxeOnly, noPyverbs, !fs.existsSync(IB_WRITE_BW) && 'perftest is not installed (scripts/setup.sh installs it)');
 
@@ -73,50 +59,36 @@ const BAR_SIZE = 16 << 20;
 const LEN = 64 << 10;
 const VMA_OFFSET = 1 << 20;
 const DMABUF_OFFSET = 2 << 20;
-/** A bound on each child (never a hang), not a measure. */
-const LIMIT_MS = 120_000;
+/** The system's libibverbs and rxe provider (Debian's 44.0), as a process without LD_LIBRARY_PATH loads them. */
+const SYSTEM_LIBS = { libibverbs: /^\/(usr\/)?lib\/x86_64-linux-gnu\/libibverbs\.so\./, rxe: /^\/(usr\/)?lib\/x86_64-linux-gnu\/libibverbs\/librxe-rdmav34\.so$/ };
 
-/** The script's JSON; `fds` become its fds 3, 4...; with `uid`, started as that user (and group). */
-async function python(script: string, args: (string | number)[], fds: number[], uid?: number): Promise<Record<string, unknown>> {
-  const child = spawn(PYTHON, [script, ...args.map(String)], {
-    cwd: scripts,
-    stdio: ['ignore', 'pipe', 'pipe', ...fds],
-    timeout: LIMIT_MS,
-    ...(uid === undefined ? {} : { uid, gid: uid }),
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (err += d));
-  const [code, signal] = await new Promise<[number | null, string | null]>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (c, s) => resolve([c, s]));
-  });
-  if (code !== 0) throw new Error(`${path.basename(script)}: exit ${code ?? signal}\n${err}`);
-  return JSON.parse(out) as Record<string, unknown>;
-}
-
-t.test('pyverbs on the ivshmem BAR through vfio-pci: ibv_reg_mr on its mapping, ibv_reg_dmabuf_mr on its dma-buf; as root and as uid 65534 under RLIMIT_MEMLOCK 0', vfioOpts, async (t) => {
+t.test('pyverbs on the ivshmem BAR through vfio-pci: ibv_reg_mr on its mapping, ibv_reg_dmabuf_mr on its dma-buf, with the system\'s rdma-core and with userspace-patches/rdma-core; as root and as uid 65534 under RLIMIT_MEMLOCK 0', vfioOpts, async (t) => {
   const bdf = ivshmemBdf();
   if (!t.ok(bdf, 'ivshmem-plain present')) return;
   const v = openIvshmemVfio(t, bdf!);
   const region = v.region(BAR);
   t.equal(region.size, BAR_SIZE, 'BAR2: 16 MiB');
+  const patchedLib = patchedRdmaCoreLib(t);
   using ctx = Rdma.open(DEV);
   const gidIndex = defaultGidIndex(ctx, 1);
-  // Root and 65534 at once, each on its own windows of the BAR and its own dma-buf.
-  const users = [0, NOBODY];
-  const bufs = users.map((_, i) => v.exportDmaBuf(BAR, { ranges: [{ offset: DMABUF_OFFSET + i * LEN, length: LEN }] }));
+  // Root and 65534, each with either rdma-core, all at once, each on its own
+  // windows of the BAR and its own dma-buf.
+  const runs: { uid: number; lib?: string }[] = [0, NOBODY].flatMap((uid) => [{ uid }, ...(patchedLib ? [{ uid, lib: patchedLib }] : [])]);
+  const bufs = runs.map((_, i) => v.exportDmaBuf(BAR, { ranges: [{ offset: DMABUF_OFFSET + i * LEN, length: LEN }] }));
   t.teardown(() => bufs.forEach((b) => b.close()));
-  const buf = bufs[0];
-  const runs = await Promise.all(users.map((uid, i) =>
-    python(VFIO_SCRIPT, [DEV, gidIndex, region.offset, BAR_SIZE, VMA_OFFSET + i * LEN, DMABUF_OFFSET + i * LEN, LEN], [v.fd, bufs[i].fd], uid || undefined)));
-  // libibverbs' answer for rxe (its dummy op), whatever the kernel.
-  const noDmaBufOp = { reg_mr: 'Operation not supported', errno: 95 };
-  for (const [i, uid] of users.entries()) {
-    const r = runs[i];
-    const who = uid ? `uid ${uid} under RLIMIT_MEMLOCK 0` : 'root';
+  const results = await Promise.all(runs.map(({ uid, lib }, i) =>
+    python(scripts, 'vfio_bar_mr.py', [DEV, gidIndex, region.offset, BAR_SIZE, VMA_OFFSET + i * LEN, DMABUF_OFFSET + i * LEN, LEN], [v.fd, bufs[i].fd],
+      { uid: uid || undefined, env: lib ? { LD_LIBRARY_PATH: lib } : undefined })));
+  for (const [i, { uid, lib }] of runs.entries()) {
+    const r = results[i];
+    const who = `${uid ? `uid ${uid} under RLIMIT_MEMLOCK 0` : 'root'}, ${lib ? 'patched' : 'system'} rdma-core`;
     t.same([r.uid, r.memlock], [uid, uid ? 0 : undefined], `ran as ${who}`);
+    const libs = r.libs as Record<string, string>;
+    if (lib) {
+      t.same([path.dirname(libs.libibverbs), path.dirname(libs.rxe)], [lib, lib], `${who}: libibverbs and rxe's provider are the patched build's (LD_LIBRARY_PATH)`);
+    } else {
+      t.match(libs, SYSTEM_LIBS, `${who}: libibverbs and rxe's provider are the system's`);
+    }
     if (kernelSeries === 'v3') {
       t.same(r.vma, { reg_mr: 'ok', vmpin_kb: 0, write: true, read: true }, `${who}: the mapping registered without pinning (vfio-pci names its dma-buf); WRITE landed in the BAR, READ brought back what the CPU wrote`);
     } else {
@@ -124,17 +96,28 @@ t.test('pyverbs on the ivshmem BAR through vfio-pci: ibv_reg_mr on its mapping, 
       const refused = uid ? { reg_mr: 'Operation not permitted', errno: 1 } : { reg_mr: 'Bad address', errno: 14 };
       t.same(r.vma, refused, `${who}: the stock kernel takes the pinning path and refuses: ${refused.reg_mr}`);
     }
-    t.same(r.dmabuf, noDmaBufOp, `${who}: DmaBufMR on the dma-buf fd is EOPNOTSUPP from libibverbs (rdma-core's rxe provider has no reg_dmabuf_mr)`);
+    const eopnotsupp = { reg_mr: 'Operation not supported', errno: 95 };
+    if (!lib) {
+      // libibverbs' stand-in for a missing op, whatever the kernel.
+      t.same(r.dmabuf, eopnotsupp, `${who}: DmaBufMR on the dma-buf fd is EOPNOTSUPP from libibverbs itself (the system's rxe provider has no reg_dmabuf_mr op)`);
+    } else if (kernelSeries === 'v3') {
+      t.same(r.dmabuf, { reg_mr: 'ok', vmpin_kb: 0, write: true, read: true }, `${who}: DmaBufMR on the dma-buf fd registered (v3's rxe, nothing pinned); WRITE landed in the BAR, READ brought back what the CPU wrote`);
+    } else {
+      // uverbs' REG_DMABUF_MR handler checks the driver first: the same errno as
+      // libibverbs' stand-in above, so which one answered is what v3's run shows.
+      t.same(r.dmabuf, eopnotsupp, `${who}: the patched provider sends the command (v3 takes it) and the stock kernel's uverbs refuses it with EOPNOTSUPP, before looking at the fd: its rxe has no reg_user_mr_dmabuf`);
+    }
   }
   // The kernel's side of the fd path, through the addon's own command.
   using pd = ctx.allocPd();
+  const buf = bufs[0];
   if (kernelSeries === 'v3') {
     const mr = pd.registerDmaBufSync(buf, { length: LEN, access: ['local-write', 'remote-write', 'remote-read'] });
-    t.equal(mr.length, LEN, 'v3\'s rxe registers the same dma-buf fd when the command reaches it');
+    t.equal(mr.length, LEN, 'v3\'s rxe registers the same dma-buf fd through the addon\'s own command');
     mr.close();
   } else {
     t.throws(() => pd.registerDmaBufSync(buf, { length: LEN, access: 'local-write' }), { code: 'EOPNOTSUPP', message: /does not support dma-buf memory regions/ },
-      'the stock kernel refuses the command too');
+      'the stock kernel refuses the addon\'s command too');
   }
 });
 
@@ -235,7 +218,7 @@ t.test('an NVMe CMB\'s p2pmem/allocate handed to uid 65534: pyverbs started as t
   // All at once, each with its own CMB allocation, QPs and port: perftest
   // sleeps a second on each side, and pyverbs' start-up is most of the rest.
   const [py, root, user] = await Promise.all([
-    python(P2PMEM_SCRIPT, [allocate, LEN, DEV, defaultGidIndex(ctx, 1)], [], NOBODY),
+    python(scripts, 'p2pmem_mr.py', [allocate, LEN, DEV, defaultGidIndex(ctx, 1)], [], { uid: NOBODY }),
     writeBw(t, allocate, PORT),
     writeBw(t, allocate, PORT + 1, NOBODY),
   ]);

@@ -13,7 +13,9 @@
 # goes to 0 before either registration: nothing may be pinned.
 # Prints one JSON object: per path, how the registration went and, where it
 # worked, whether an RDMA WRITE landed in the BAR (seen through the mapping)
-# and an RDMA READ brought back what the CPU wrote there.
+# and an RDMA READ brought back what the CPU wrote there; and which
+# libibverbs and rxe provider ran (LD_LIBRARY_PATH picks
+# scripts/rdma-core/build.sh's, whose rxe has reg_dmabuf_mr).
 #
 #   vfio_bar_mr.py DEVICE GID_INDEX REGION_OFFSET BAR_SIZE VMA_OFFSET DMABUF_OFFSET LENGTH
 import ctypes
@@ -23,66 +25,18 @@ import os
 import resource
 import sys
 
-import pyverbs.enums as e
 from pyverbs.cq import CQ
 from pyverbs.device import Context
 from pyverbs.mr import MR, DmaBufMR
 from pyverbs.pd import PD
-from pyverbs.pyverbs_error import PyverbsRDMAError
-from pyverbs.wr import SGE, SendWR
-from rc import poll, rc_pair
+from mr_io import ACCESS, loaded_libs, rdma, register
+from rc import rc_pair
 
 DEV, GID_INDEX = sys.argv[1], int(sys.argv[2])
 REGION_OFFSET, BAR_SIZE, VMA_OFFSET, DMABUF_OFFSET, LENGTH = (int(a) for a in sys.argv[3:8])
 VFIO_FD, DMABUF_FD = 3, 4
 # A bound, not a measure: rxe copies 64 KiB under TCG (and KASAN) well within it.
 POLL_S = 30
-ACCESS = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ
-
-
-def vmpin_kb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmPin:"))
-
-
-def rdma(rc, rkey, raddr, bar, at, seed):
-    """WRITE a pattern to (rkey, raddr), check it in the BAR at `at`; then READ back what the CPU puts there."""
-    cq, (a, _), host = rc
-    pattern = bytes((i * seed + 5) & 0xFF for i in range(LENGTH))
-    host.write(pattern, LENGTH)
-    bar[at:at + LENGTH] = bytes(LENGTH)  # not what an earlier run left there
-    wr = SendWR(opcode=e.IBV_WR_RDMA_WRITE, num_sge=1, sg=[SGE(host.buf, LENGTH, host.lkey)])
-    wr.set_wr_rdma(rkey, raddr)
-    a.post_send(wr)
-    poll(cq, limit_s=POLL_S)
-    wrote = bar[at:at + LENGTH] == pattern
-    back = bytes((i * (seed + 2) + 11) & 0xFF for i in range(LENGTH))
-    bar[at:at + LENGTH] = back
-    wr = SendWR(opcode=e.IBV_WR_RDMA_READ, num_sge=1, sg=[SGE(host.buf, LENGTH, host.lkey)])
-    wr.set_wr_rdma(rkey, raddr)
-    a.post_send(wr)
-    poll(cq, limit_s=POLL_S)
-    return {"write": wrote, "read": host.read(LENGTH, 0) == back}
-
-
-def register(make, run):
-    """One path: the registration (and VmPin across it), then the RDMA through it."""
-    out = {}
-    before = vmpin_kb()
-    try:
-        mr = make()
-    except PyverbsRDMAError as x:
-        out["reg_mr"] = os.strerror(x.error_code) if x.error_code else str(x)
-        out["errno"] = x.error_code
-        return out
-    out["reg_mr"] = "ok"
-    out["vmpin_kb"] = vmpin_kb() - before
-    try:
-        out.update(run(mr))
-    except Exception as x:  # reported, not raised: the test says what failed
-        out["rdma"] = f"{type(x).__name__}: {x}"
-    mr.close()
-    return out
 
 
 def main():
@@ -90,6 +44,7 @@ def main():
     base = ctypes.addressof(ctypes.c_char.from_buffer(bar))
     out = {"uid": os.getuid()}
     with Context(name=DEV) as ctx:
+        out["libs"] = loaded_libs()
         with PD(ctx) as pd:
             cq = CQ(ctx, 8)
             # Both QPs are kept: a collected peer QP is destroyed.
@@ -99,11 +54,11 @@ def main():
                 out["memlock"] = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
             out["vma"] = register(
                 lambda: MR(pd, LENGTH, ACCESS, address=base + VMA_OFFSET),
-                lambda mr: rdma(rc, mr.rkey, mr.buf, bar, VMA_OFFSET, 13))
+                lambda mr: rdma(rc, mr.rkey, mr.buf, bar, VMA_OFFSET, LENGTH, 13, POLL_S))
             # pyverbs registers at iova = the offset in the dma-buf (0).
             out["dmabuf"] = register(
                 lambda: DmaBufMR(pd, LENGTH, ACCESS, dmabuf=DMABUF_FD),
-                lambda mr: rdma(rc, mr.rkey, 0, bar, DMABUF_OFFSET, 17))
+                lambda mr: rdma(rc, mr.rkey, 0, bar, DMABUF_OFFSET, LENGTH, 17, POLL_S))
     print(json.dumps(out))
 
 
