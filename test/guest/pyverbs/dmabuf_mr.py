@@ -14,17 +14,11 @@ import contextlib
 import fcntl
 import json
 import mmap
-import os
-import resource
 import struct
 import sys
 
-from pyverbs.cq import CQ
-from pyverbs.device import Context
-from pyverbs.mr import MR, DmaBufMR
-from pyverbs.pd import PD
-from mr_io import ACCESS, loaded_libs, rdma, register
-from rc import rc_pair
+from pyverbs.mr import DmaBufMR
+from mr_io import ACCESS, rc_session, rdma, register
 
 DEV, GID_INDEX, LENGTH = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 DMABUF_FD = 3
@@ -45,20 +39,11 @@ def cpu_access():
 
 def main():
     view = mmap.mmap(DMABUF_FD, LENGTH, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    out = {"uid": os.getuid()}
-    with Context(name=DEV) as ctx:
-        out["libs"] = loaded_libs()
-        with PD(ctx) as pd:
-            cq = CQ(ctx, 8)
-            # Both QPs are kept: a collected peer QP is destroyed.
-            rc = (cq, rc_pair(ctx, pd, cq, GID_INDEX, ACCESS), MR(pd, LENGTH, ACCESS))
-            if out["uid"] != 0:
-                resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
-                out["memlock"] = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
-            # pyverbs registers at iova = the offset in the dma-buf (0).
-            out["dmabuf"] = register(
-                lambda: DmaBufMR(pd, LENGTH, ACCESS, dmabuf=DMABUF_FD),
-                lambda mr: rdma(rc, mr.rkey, 0, view, 0, LENGTH, 19, POLL_S, cpu_access))
+    with rc_session(DEV, GID_INDEX, LENGTH) as (pd, rc, out):
+        # pyverbs registers at iova = the offset in the dma-buf (0).
+        out["dmabuf"] = register(
+            lambda: DmaBufMR(pd, LENGTH, ACCESS, dmabuf=DMABUF_FD),
+            lambda mr: rdma(rc, mr.rkey, 0, view, 0, LENGTH, 19, POLL_S, cpu_access))
     print(json.dumps(out))
 
 

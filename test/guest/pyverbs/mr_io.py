@@ -1,15 +1,21 @@
-# Shared by vfio_bar_mr.py and dmabuf_mr.py: one registration (VmPin
+# Shared by vfio_bar_mr.py and dmabuf_mr.py: the RC pair and host MR each
+# runs its registrations beside; one registration (VmPin
 # across it), then an RDMA WRITE checked through the CPU's view of the
 # memory and an RDMA READ of what the CPU wrote there; and which libibverbs
 # and rxe provider the process runs (the system's or
 # scripts/rdma-core/build.sh's, picked by LD_LIBRARY_PATH).
 import contextlib
 import os
+import resource
 
 import pyverbs.enums as e
+from pyverbs.cq import CQ
+from pyverbs.device import Context
+from pyverbs.mr import MR
+from pyverbs.pd import PD
 from pyverbs.pyverbs_error import PyverbsRDMAError
 from pyverbs.wr import SGE, SendWR
-from rc import poll
+from rc import poll, rc_pair
 
 ACCESS = e.IBV_ACCESS_LOCAL_WRITE | e.IBV_ACCESS_REMOTE_WRITE | e.IBV_ACCESS_REMOTE_READ
 
@@ -31,6 +37,25 @@ def loaded_libs():
             elif name.startswith("librxe-rdmav"):
                 libs["rxe"] = path
     return libs
+
+
+@contextlib.contextmanager
+def rc_session(dev, gid_index, length):
+    """The PD, an RC pair with a host MR of `length` bytes (`rc` for rdma())
+    and the output dict (the user, the libraries loaded). Run as another
+    user than root, RLIMIT_MEMLOCK goes to 0 after them, before the
+    registrations under test: those may pin nothing."""
+    out = {"uid": os.getuid()}
+    with Context(name=dev) as ctx:
+        out["libs"] = loaded_libs()
+        with PD(ctx) as pd:
+            cq = CQ(ctx, 8)
+            # Both QPs are kept: a collected peer QP is destroyed.
+            rc = (cq, rc_pair(ctx, pd, cq, gid_index, ACCESS), MR(pd, length, ACCESS))
+            if out["uid"] != 0:
+                resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
+                out["memlock"] = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+            yield pd, rc, out
 
 
 def register(make, run):

@@ -21,16 +21,10 @@
 import ctypes
 import json
 import mmap
-import os
-import resource
 import sys
 
-from pyverbs.cq import CQ
-from pyverbs.device import Context
 from pyverbs.mr import MR, DmaBufMR
-from pyverbs.pd import PD
-from mr_io import ACCESS, loaded_libs, rdma, register
-from rc import rc_pair
+from mr_io import ACCESS, rc_session, rdma, register
 
 DEV, GID_INDEX = sys.argv[1], int(sys.argv[2])
 REGION_OFFSET, BAR_SIZE, VMA_OFFSET, DMABUF_OFFSET, LENGTH = (int(a) for a in sys.argv[3:8])
@@ -42,23 +36,14 @@ POLL_S = 30
 def main():
     bar = mmap.mmap(VFIO_FD, BAR_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=REGION_OFFSET)
     base = ctypes.addressof(ctypes.c_char.from_buffer(bar))
-    out = {"uid": os.getuid()}
-    with Context(name=DEV) as ctx:
-        out["libs"] = loaded_libs()
-        with PD(ctx) as pd:
-            cq = CQ(ctx, 8)
-            # Both QPs are kept: a collected peer QP is destroyed.
-            rc = (cq, rc_pair(ctx, pd, cq, GID_INDEX, ACCESS), MR(pd, LENGTH, ACCESS))
-            if out["uid"] != 0:
-                resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
-                out["memlock"] = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
-            out["vma"] = register(
-                lambda: MR(pd, LENGTH, ACCESS, address=base + VMA_OFFSET),
-                lambda mr: rdma(rc, mr.rkey, mr.buf, bar, VMA_OFFSET, LENGTH, 13, POLL_S))
-            # pyverbs registers at iova = the offset in the dma-buf (0).
-            out["dmabuf"] = register(
-                lambda: DmaBufMR(pd, LENGTH, ACCESS, dmabuf=DMABUF_FD),
-                lambda mr: rdma(rc, mr.rkey, 0, bar, DMABUF_OFFSET, LENGTH, 17, POLL_S))
+    with rc_session(DEV, GID_INDEX, LENGTH) as (pd, rc, out):
+        out["vma"] = register(
+            lambda: MR(pd, LENGTH, ACCESS, address=base + VMA_OFFSET),
+            lambda mr: rdma(rc, mr.rkey, mr.buf, bar, VMA_OFFSET, LENGTH, 13, POLL_S))
+        # pyverbs registers at iova = the offset in the dma-buf (0).
+        out["dmabuf"] = register(
+            lambda: DmaBufMR(pd, LENGTH, ACCESS, dmabuf=DMABUF_FD),
+            lambda mr: rdma(rc, mr.rkey, 0, bar, DMABUF_OFFSET, LENGTH, 17, POLL_S))
     print(json.dumps(out))
 
 
